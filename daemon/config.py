@@ -1,0 +1,174 @@
+"""Headwater's settings: a YAML file, overridden by ``HEADWATER_*`` environment variables.
+
+Nested fields use ``__`` in the variable name, e.g. ``HEADWATER_KAFKA__BOOTSTRAP_SERVERS`` or
+``HEADWATER_BATCHING__MAX_SIZE``. Settings are validated once at start-up; an error names the
+field. The resulting object is frozen and passed down — there is no module-level instance.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from dataflows import FeatureSchema, FlowConfig, Topics
+from learners import LearnerSpec
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
+
+LibrdkafkaValue = str | int | float | bool
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names each offending field."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="host:port[,host:port...] of the brokers")
+    events_topic: str = "headwater.events"
+    labels_topic: str | None = Field("headwater.labels", description="delayed labels; null if labels are inline")
+    predictions_topic: str = "headwater.predictions"
+    dead_letter_topic: str = "headwater.dead-letters"
+    model_events_topic: str = "headwater.model-events"
+    partitions: int = Field(4, ge=1, description="partitions for topics that `headwater topics create` makes")
+    consumer: dict[str, LibrdkafkaValue] = Field(default_factory=dict, description="extra librdkafka settings")
+    producer: dict[str, LibrdkafkaValue] = Field(default_factory=dict, description="extra librdkafka settings")
+
+
+class SchemaSettings(_Section):
+    features: list[str] = Field(min_length=1, description="feature names, in the order the model sees them")
+    classes: list[int | str] = Field(min_length=2, description="the labels the model may be taught")
+    max_event_bytes: int = Field(64 * 1024, ge=16)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Self:
+        if len(set(self.features)) != len(self.features):
+            msg = "feature names must be unique"
+            raise ValueError(msg)
+        if len(set(self.classes)) != len(self.classes):
+            msg = "classes must be unique"
+            raise ValueError(msg)
+        return self
+
+
+class BatchingSettings(_Section):
+    max_size: int = Field(512, ge=1, description="events per micro-batch at most")
+    max_wait_ms: float = Field(20.0, gt=0, description="how long a micro-batch waits to fill")
+
+
+class LabelSettings(_Section):
+    window_s: float = Field(300.0, gt=0, description="how long features wait for a delayed label, and vice versa")
+    max_pending: int = Field(100_000, ge=1, description="bound on waiting features (and on waiting labels)")
+
+
+class ModelSettings(_Section):
+    group: str = Field("default", min_length=1)
+    learner: str = Field("river-logreg", description="built-in name or 'package.module:factory'")
+    params: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 0
+    rolling_window: int = Field(1000, ge=1, description="events in the rolling prequential accuracy")
+
+
+class RuntimeSettings(_Section):
+    workers: int = Field(1, ge=1, description="Bytewax worker threads in this process")
+    tail: bool = Field(True, description="keep waiting for new events; false: stop at the end of the topics")
+    torch_threads: int = Field(1, ge=1)
+    recovery_dir: Path | None = Field(None, description="Bytewax recovery store; unset: no recovery")
+    recovery_partitions: int = Field(8, ge=1, description="at least the most workers you will ever run")
+    snapshot_interval_s: float = Field(10.0, gt=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HEADWATER_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # type: ignore[arg-type]
+    schema_: SchemaSettings = Field(alias="schema")
+    batching: BatchingSettings = Field(default_factory=BatchingSettings)
+    labels: LabelSettings = Field(default_factory=LabelSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)  # type: ignore[arg-type]
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)  # type: ignore[arg-type]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the file (which arrives as init kwargs).
+        return env_settings, init_settings, file_secret_settings
+
+    def topics(self) -> Topics:
+        k = self.kafka
+        return Topics(k.events_topic, k.predictions_topic, k.dead_letter_topic, k.model_events_topic, k.labels_topic)
+
+    def flow_config(self, **overrides: Any) -> FlowConfig:
+        s = self.schema_
+        config = FlowConfig(
+            brokers=self.kafka.bootstrap_servers,
+            topics=self.topics(),
+            schema=FeatureSchema(s.features, s.classes, s.max_event_bytes),
+            learner=LearnerSpec(self.model.learner, self.model.params, self.model.seed),
+            group=self.model.group,
+            batch_max_size=self.batching.max_size,
+            batch_max_wait=timedelta(milliseconds=self.batching.max_wait_ms),
+            label_window_s=self.labels.window_s,
+            max_pending=self.labels.max_pending,
+            rolling_window=self.model.rolling_window,
+            tail=self.runtime.tail,
+            # Without a recovery store nothing carries waiting labels past the end: dead-letter them.
+            drain_on_eof=self.runtime.recovery_dir is None,
+            consumer_config=dict(self.kafka.consumer),
+            producer_config=dict(self.kafka.producer),
+            **overrides,
+        )
+        return config
+
+
+def load_settings(path: Path | None = None, **data: Any) -> Settings:
+    """Read the YAML file (if any), merge ``data`` over it, apply the environment, validate."""
+    raw: dict[str, Any] = {}
+    where = str(path) if path else "settings"
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            msg = f"cannot read config {path}: {exc}"
+            raise ConfigError(msg) from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            msg = f"{path}: the top level must be a mapping, got {type(loaded).__name__}"
+            raise ConfigError(msg)
+        raw = loaded or {}
+    raw = _deep_merge(raw, data)
+    try:
+        return Settings(**raw)
+    except ValidationError as exc:
+        lines = [f"  {_field(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        msg = f"invalid configuration in {where}:\n" + "\n".join(lines)
+        raise ConfigError(msg) from None
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    return ".".join("schema" if part == "schema_" else str(part) for part in loc) or "(top level)"
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

@@ -1,0 +1,74 @@
+"""Run the dataflow in this process, with graceful shutdown on SIGTERM/SIGINT.
+
+A signal sets the flow's stop event: the Kafka source partitions end, the last micro-batches are
+processed and flushed, the sink waits for the broker's acknowledgements, and — with a recovery
+store — the final state is snapshotted. A second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from datetime import timedelta
+from types import FrameType
+
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.run import cli_main
+
+from daemon.config import Settings
+from daemon.topics import ensure_topics
+from dataflows import FlowConfig, build_flow
+
+__all__ = ["run_daemon"]
+
+log = logging.getLogger("headwater")
+
+
+def run_daemon(settings: Settings, stop: threading.Event | None = None, *, create_topics: bool = True) -> None:
+    """Run until the input ends (``runtime.tail: false``) or a stop is requested."""
+    import torch
+
+    torch.set_num_threads(settings.runtime.torch_threads)
+    stop = stop if stop is not None else threading.Event()
+    config: FlowConfig = settings.flow_config(stop=stop)
+    if create_topics:
+        ensure_topics(settings.kafka.bootstrap_servers, config.topics.all(), settings.kafka.partitions)
+    flow = build_flow(config)
+
+    recovery = None
+    runtime = settings.runtime
+    if runtime.recovery_dir is not None:
+        if not any(runtime.recovery_dir.glob("*.sqlite3")):
+            runtime.recovery_dir.mkdir(parents=True, exist_ok=True)
+            init_db_dir(runtime.recovery_dir, runtime.recovery_partitions)
+        recovery = RecoveryConfig(str(runtime.recovery_dir))
+
+    previous = _install_stop_handlers(stop)
+    try:
+        log.info("headwater running: %s workers, brokers %s", runtime.workers, config.brokers)
+        cli_main(
+            flow,
+            workers_per_process=runtime.workers,
+            epoch_interval=timedelta(seconds=runtime.snapshot_interval_s),
+            recovery_config=recovery,
+        )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _install_stop_handlers(stop: threading.Event) -> dict[signal.Signals, object]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt  # second signal: stop now
+        log.warning("signal %s: finishing the current micro-batches, then stopping", signum)
+        stop.set()
+
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous[sig] = signal.signal(sig, handle)
+    return previous

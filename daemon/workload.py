@@ -1,0 +1,125 @@
+"""A synthetic, drifting, slightly broken stream for the demo, the tests and the benchmarks.
+
+Events come from River's SEA generator; at ``drift_at`` the concept changes abruptly (SEA's
+threshold moves, so a band of the feature space changes class). Labels come inline, later on the
+labels topic, or never. Every ``malformed_every`` events a broken record of a different kind is
+slipped in, and a few labels name events that do not exist: the flow must dead-letter all of them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+import orjson
+from river.datasets import synth
+
+from dataflows.records import DeadLetterReason
+
+__all__ = ["FEATURES", "WorkItem", "Workload", "WorkloadSpec"]
+
+FEATURES = ("x1", "x2", "x3")
+CLASSES = (0, 1)
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    n_events: int = 20_000
+    drift_at: int = 10_000
+    before_variant: int = 3  # SEA threshold 9.5
+    after_variant: int = 2  # SEA threshold 7
+    inline_share: float = 0.5
+    delayed_share: float = 0.4  # the rest never gets a label
+    label_delay: int = 300  # a delayed label is sent this many events after its event
+    malformed_every: int = 400
+    unmatched_labels: int = 5
+    max_event_bytes: int = 64 * 1024
+    seed: int = 7
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """One message to produce. ``expect`` is the dead-letter reason it must get, if any."""
+
+    kind: Literal["events", "labels"]
+    key: bytes | None
+    value: bytes | None
+    event_index: int | None = None
+    expect: DeadLetterReason | None = None
+
+
+@dataclass
+class Workload:
+    """The stream and what a correct flow must make of it."""
+
+    spec: WorkloadSpec
+    truth: dict[str, int] = field(default_factory=dict)  # event id -> true class
+    order: list[str] = field(default_factory=list)  # valid event ids in generation order
+
+    def items(self) -> Iterator[WorkItem]:
+        spec = self.spec
+        rng = random.Random(spec.seed)
+        before = synth.SEA(variant=spec.before_variant, seed=spec.seed)
+        after = synth.SEA(variant=spec.after_variant, seed=spec.seed + 1)
+        stream = itertools.chain(itertools.islice(before, spec.drift_at), after)
+        delayed: list[tuple[int, WorkItem]] = []
+        broken = itertools.cycle(_BROKEN)
+        n_broken = 0
+        for i, (x, y) in enumerate(itertools.islice(stream, spec.n_events)):
+            while delayed and delayed[0][0] <= i:
+                yield delayed.pop(0)[1]
+            if spec.malformed_every and i and i % spec.malformed_every == 0:
+                n_broken += 1
+                yield next(broken)(n_broken, spec)
+            event_id = f"e{i:08d}"
+            label = int(y)
+            self.truth[event_id] = label
+            self.order.append(event_id)
+            body: dict[str, object] = {"id": event_id, "features": {f"x{k + 1}": v for k, v in x.items()}}
+            draw = rng.random()
+            if draw < spec.inline_share:
+                body["label"] = label
+            elif draw < spec.inline_share + spec.delayed_share:
+                value = orjson.dumps({"id": event_id, "label": label})
+                delayed.append((i + spec.label_delay, WorkItem("labels", event_id.encode(), value, i)))
+            yield WorkItem("events", event_id.encode(), orjson.dumps(body), i)
+        for _, item in delayed:
+            yield item
+        for k in range(spec.unmatched_labels):
+            value = orjson.dumps({"id": f"ghost{k}", "label": 1})
+            yield WorkItem("labels", f"ghost{k}".encode(), value, None, DeadLetterReason.LABEL_UNMATCHED)
+        yield WorkItem("labels", b"badlabel", b'{"id": "x", "label": ', None, DeadLetterReason.BAD_JSON)
+
+    @property
+    def n_malformed_events(self) -> int:
+        spec = self.spec
+        return (spec.n_events - 1) // spec.malformed_every if spec.malformed_every else 0
+
+
+def _bad(kind: DeadLetterReason, value: bytes | None, n: int) -> WorkItem:
+    return WorkItem("events", f"bad{n}".encode(), value, None, kind)
+
+
+_BROKEN = (
+    lambda n, s: _bad(DeadLetterReason.BAD_JSON, b'{"id": "bad%d", "features": {"x1": ' % n, n),
+    lambda n, s: _bad(DeadLetterReason.MISSING_FIELD, b'{"id": "bad%d"}' % n, n),
+    lambda n, s: _bad(
+        DeadLetterReason.EXTRA_FIELD, b'{"id": "bad%d", "features": [1, 2, 3], "colour": "red"}' % n, n
+    ),
+    lambda n, s: _bad(DeadLetterReason.WRONG_DIMENSION, b'{"id": "bad%d", "features": [1.0, 2.0]}' % n, n),
+    lambda n, s: _bad(DeadLetterReason.NON_FINITE, b'{"id": "bad%d", "features": [1.0, 1e999, 2.0]}' % n, n),
+    lambda n, s: _bad(DeadLetterReason.WRONG_TYPE, b'{"id": "bad%d", "features": [1.0, "two", 3.0]}' % n, n),
+    lambda n, s: _bad(
+        DeadLetterReason.MISSING_FIELD, b'{"id": "bad%d", "features": {"x1": 1.0, "x2": 2.0}}' % n, n
+    ),
+    lambda n, s: _bad(
+        DeadLetterReason.OVERSIZED,
+        b'{"id": "bad%d", "features": [1, 2, 3], "pad": "' % n + b"x" * s.max_event_bytes + b'"}',
+        n,
+    ),
+    lambda n, s: _bad(DeadLetterReason.UNKNOWN_CLASS, b'{"id": "bad%d", "features": [1, 2, 3], "label": 7}' % n, n),
+    lambda n, s: _bad(DeadLetterReason.EMPTY_PAYLOAD, None, n),
+)

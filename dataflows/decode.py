@@ -1,0 +1,181 @@
+"""Decode and validate raw Kafka messages into `Event`s and `Label`s; everything else is a `DeadLetter`.
+
+Decoding never raises on bad data: an exception escaping a Bytewax step would stop the worker,
+so every problem becomes a dead letter that names the reason and keeps the original bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import msgspec
+
+from dataflows.records import DeadLetter, DeadLetterReason, Event, Label, SourceRef
+
+__all__ = ["Decoder", "FeatureSchema", "RawMessage"]
+
+
+@dataclass(frozen=True)
+class FeatureSchema:
+    """What an event must look like.
+
+    ``features`` are the names, in the order the model sees them; an event gives them as a JSON
+    object with exactly these keys, or as an array of this length. ``classes`` are the labels
+    the model may be taught, as they appear on the wire.
+    """
+
+    features: Sequence[str]
+    classes: Sequence[int | str]
+    max_event_bytes: int = 64 * 1024
+    _class_index: dict[int | str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.features:
+            msg = "a feature schema needs at least one feature"
+            raise ValueError(msg)
+        if len(set(self.features)) != len(self.features):
+            msg = f"feature names must be unique: {list(self.features)}"
+            raise ValueError(msg)
+        if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
+            msg = f"a classifier needs at least two distinct classes, got {list(self.classes)}"
+            raise ValueError(msg)
+        object.__setattr__(self, "_class_index", {c: i for i, c in enumerate(self.classes)})
+
+    def class_index(self, label: int | str) -> int | None:
+        # bool is an int in Python; JSON true must not pass for class 1.
+        if isinstance(label, bool):
+            return None
+        return self._class_index.get(label)
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """The part of a Kafka message that decoding needs (Bytewax's KafkaSourceMessage fits)."""
+
+    key: bytes | None
+    value: bytes | None
+    topic: str
+    partition: int
+    offset: int
+    timestamp: tuple[int, int] | None = None
+
+
+class _EventWire(msgspec.Struct, forbid_unknown_fields=True):
+    id: str
+    features: dict[str, float] | list[float]
+    label: int | str | None = None
+    ts_ms: int | None = None
+
+
+class _LabelWire(msgspec.Struct, forbid_unknown_fields=True):
+    id: str
+    label: int | str
+
+
+_MSGSPEC_REASONS = (
+    ("Object missing required field", DeadLetterReason.MISSING_FIELD),
+    ("Object contains unknown field", DeadLetterReason.EXTRA_FIELD),
+    ("Number out of range", DeadLetterReason.NON_FINITE),
+)
+
+
+class Decoder:
+    """Turns raw messages from the events and labels topics into records or dead letters."""
+
+    def __init__(self, schema: FeatureSchema, events_topic: str, labels_topic: str | None) -> None:
+        self.schema = schema
+        self.events_topic = events_topic
+        self.labels_topic = labels_topic
+        self._names = list(schema.features)
+        self._name_set = frozenset(schema.features)
+        self._events = msgspec.json.Decoder(_EventWire)
+        self._labels = msgspec.json.Decoder(_LabelWire)
+
+    def __call__(self, msg: RawMessage) -> Event | Label | DeadLetter:
+        source = SourceRef(msg.topic, msg.partition, msg.offset, _kafka_ts(msg.timestamp))
+        value = msg.value
+        if not value:
+            return self._dead(DeadLetterReason.EMPTY_PAYLOAD, "message has no value", source, msg)
+        if len(value) > self.schema.max_event_bytes:
+            detail = f"{len(value)} bytes is over the limit of {self.schema.max_event_bytes}"
+            return self._dead(DeadLetterReason.OVERSIZED, detail, source, msg)
+        if msg.topic == self.labels_topic:
+            return self._label(value, source, msg)
+        return self._event(value, source, msg)
+
+    def _event(self, value: bytes, source: SourceRef, msg: RawMessage) -> Event | DeadLetter:
+        try:
+            wire = self._events.decode(value)
+        except msgspec.ValidationError as exc:
+            return self._dead(_reason_of(exc), f"event: {exc}", source, msg)
+        except msgspec.DecodeError as exc:
+            return self._dead(DeadLetterReason.BAD_JSON, str(exc), source, msg)
+        if not wire.id:
+            return self._dead(DeadLetterReason.BAD_VALUE, "event id is empty", source, msg)
+        features = wire.features
+        if isinstance(features, dict):
+            if features.keys() != self._name_set:
+                return self._feature_keys_problem(features.keys(), source, msg)
+            x = [features[name] for name in self._names]
+        else:
+            if len(features) != len(self._names):
+                detail = f"features has {len(features)} values, the schema has {len(self._names)}"
+                return self._dead(DeadLetterReason.WRONG_DIMENSION, detail, source, msg)
+            x = features
+        if not all(map(math.isfinite, x)):
+            return self._dead(DeadLetterReason.NON_FINITE, "a feature is NaN or infinite", source, msg)
+        label: int | None = None
+        if wire.label is not None:
+            label = self.schema.class_index(wire.label)
+            if label is None:
+                return self._unknown_class(wire.label, source, msg)
+        if wire.ts_ms is not None:
+            source = SourceRef(source.topic, source.partition, source.offset, wire.ts_ms)
+        return Event(wire.id, x, label, source)
+
+    def _label(self, value: bytes, source: SourceRef, msg: RawMessage) -> Label | DeadLetter:
+        try:
+            wire = self._labels.decode(value)
+        except msgspec.ValidationError as exc:
+            return self._dead(_reason_of(exc), f"label: {exc}", source, msg)
+        except msgspec.DecodeError as exc:
+            return self._dead(DeadLetterReason.BAD_JSON, str(exc), source, msg)
+        if not wire.id:
+            return self._dead(DeadLetterReason.BAD_VALUE, "label id is empty", source, msg)
+        label = self.schema.class_index(wire.label)
+        if label is None:
+            return self._unknown_class(wire.label, source, msg)
+        return Label(wire.id, label, source, value)
+
+    def _feature_keys_problem(self, keys: object, source: SourceRef, msg: RawMessage) -> DeadLetter:
+        given = set(keys)  # type: ignore[call-overload]
+        missing = sorted(self._name_set - given)
+        if missing:
+            return self._dead(DeadLetterReason.MISSING_FIELD, f"missing features {missing}", source, msg)
+        extra = sorted(given - self._name_set)
+        return self._dead(DeadLetterReason.EXTRA_FIELD, f"unknown features {extra}", source, msg)
+
+    def _unknown_class(self, label: object, source: SourceRef, msg: RawMessage) -> DeadLetter:
+        detail = f"label {label!r} is not one of the classes {list(self.schema.classes)}"
+        return self._dead(DeadLetterReason.UNKNOWN_CLASS, detail, source, msg)
+
+    @staticmethod
+    def _dead(reason: DeadLetterReason, detail: str, source: SourceRef, msg: RawMessage) -> DeadLetter:
+        return DeadLetter(reason, detail, source, msg.value, msg.key)
+
+
+def _reason_of(exc: msgspec.ValidationError) -> DeadLetterReason:
+    text = str(exc)
+    for prefix, reason in _MSGSPEC_REASONS:
+        if text.startswith(prefix):
+            return reason
+    return DeadLetterReason.WRONG_TYPE
+
+
+def _kafka_ts(timestamp: tuple[int, int] | None) -> int | None:
+    # confluent-kafka gives (type, ms); type 0 means "not available".
+    if timestamp is None or timestamp[0] == 0:
+        return None
+    return timestamp[1]

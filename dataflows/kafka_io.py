@@ -1,0 +1,116 @@
+"""Kafka at the edges of the flow: a source that can be stopped gracefully, and a sink that
+fails loudly when the broker does not take a message.
+
+Bytewax's stock ``KafkaSink`` ignores delivery reports and what ``flush()`` returns, so a message
+the broker refuses is lost without a word; `ReliableKafkaSink` raises instead. Its producer is
+idempotent (acks=all, no duplicates from retries) and each ``write_batch`` returns only once
+every message of the batch is acknowledged, so an epoch never closes over unsent output.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from bytewax.connectors.kafka import KafkaSource, KafkaSourceMessage
+from bytewax.inputs import StatefulSourcePartition
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from confluent_kafka import KafkaError, Message, Producer
+
+from dataflows.records import KafkaOut
+
+__all__ = ["DeliveryError", "ReliableKafkaSink", "StoppableKafkaSource"]
+
+SourceItem = KafkaSourceMessage[bytes | None, bytes | None]
+
+
+class DeliveryError(RuntimeError):
+    """The broker did not acknowledge one or more messages."""
+
+
+class _StoppablePartition(StatefulSourcePartition[SourceItem, int | None]):
+    def __init__(self, inner: StatefulSourcePartition[SourceItem, int | None], stop: threading.Event) -> None:
+        self._inner = inner
+        self._stop = stop
+
+    def next_batch(self) -> Iterable[SourceItem]:
+        if self._stop.is_set():
+            raise StopIteration
+        return self._inner.next_batch()
+
+    def snapshot(self) -> int | None:
+        return self._inner.snapshot()
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class StoppableKafkaSource(KafkaSource):  # type: ignore[misc]
+    """`KafkaSource` whose partitions end when ``stop`` is set: the flow then finishes its last
+    epoch (collect flushes, the sink flushes, a final snapshot is taken) instead of being killed."""
+
+    def __init__(self, *args: Any, stop: threading.Event, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stop_event = stop
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _StoppablePartition:
+        return _StoppablePartition(super().build_part(step_id, for_part, resume_state), self._stop_event)
+
+
+class _SinkPartition(StatelessSinkPartition[KafkaOut]):
+    def __init__(self, producer: Producer, flush_timeout_s: float) -> None:
+        self._producer = producer
+        self._flush_timeout_s = flush_timeout_s
+        self._errors: list[str] = []
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._errors.append(f"{msg.topic()}[{msg.partition()}] key={msg.key()!r}: {err}")
+
+    def write_batch(self, items: list[KafkaOut]) -> None:
+        produce, poll = self._producer.produce, self._producer.poll
+        for item in items:
+            while True:
+                try:
+                    produce(item.topic, item.value, item.key, on_delivery=self._on_delivery)
+                    break
+                except BufferError:  # local queue full: serve delivery reports, then retry
+                    poll(0.05)
+        self._flush()
+
+    def _flush(self) -> None:
+        left = self._producer.flush(self._flush_timeout_s)
+        if self._errors:
+            errors, self._errors = self._errors, []
+            shown = "; ".join(errors[:5])
+            msg = f"Kafka refused {len(errors)} message(s): {shown}"
+            raise DeliveryError(msg)
+        if left:
+            msg = f"{left} message(s) still unacknowledged after {self._flush_timeout_s}s; is the broker up?"
+            raise DeliveryError(msg)
+
+    def close(self) -> None:
+        self._flush()
+
+
+class ReliableKafkaSink(DynamicSink[KafkaOut]):  # type: ignore[misc]
+    """Writes `KafkaOut` records to their topics with an idempotent producer per worker."""
+
+    def __init__(
+        self, brokers: str, add_config: Mapping[str, Any] | None = None, flush_timeout_s: float = 30.0
+    ) -> None:
+        self._config: dict[str, Any] = {
+            "bootstrap.servers": brokers,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 2,
+            "compression.type": "lz4",
+        }
+        self._config.update(add_config or {})
+        self._flush_timeout_s = flush_timeout_s
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _SinkPartition:
+        config = dict(self._config)
+        config.setdefault("client.id", f"headwater-{step_id}-{worker_index}")
+        return _SinkPartition(Producer(config), self._flush_timeout_s)

@@ -1,0 +1,104 @@
+"""Join delayed labels to the features that were used at prediction time.
+
+Features of unlabelled events wait here for their label, and labels that arrive before their
+event wait for it, each for at most ``window_s`` seconds and ``max_pending`` entries: memory is
+bounded. Features that expire are counted (most events never get a label); a label that expires
+unmatched is returned to the caller, which dead-letters it — it is never dropped silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dataflows.records import Label, SourceRef
+
+__all__ = ["LabelJoin", "Pending"]
+
+
+@dataclass(slots=True)
+class Pending:
+    """An event's features, and what each model predicted for it, waiting for the label."""
+
+    x: list[float]
+    preds: dict[str, int]
+    at: float
+    source: SourceRef
+
+
+class LabelJoin:
+    """Both sides of the join, keyed by event id, in arrival order."""
+
+    def __init__(self, window_s: float, max_pending: int) -> None:
+        self.window_s = window_s
+        self.max_pending = max_pending
+        self._features: dict[str, Pending] = {}
+        self._labels: dict[str, tuple[Label, float]] = {}
+        self.features_expired_total = 0
+        self.labels_unmatched_total = 0
+
+    @property
+    def pending_features(self) -> int:
+        return len(self._features)
+
+    @property
+    def pending_labels(self) -> int:
+        return len(self._labels)
+
+    def add_features(self, event_id: str, pending: Pending) -> Label | None:
+        """Keep the features until their label comes; return the label if it is already here."""
+        waiting = self._labels.pop(event_id, None)
+        if waiting is not None:
+            return waiting[0]
+        self._features.pop(event_id, None)  # a re-sent event id keeps only its latest features
+        self._features[event_id] = pending
+        while len(self._features) > self.max_pending:
+            del self._features[next(iter(self._features))]
+            self.features_expired_total += 1
+        return None
+
+    def add_label(self, label: Label, now: float) -> tuple[Pending | None, list[Label]]:
+        """Match a label to its features, or keep it until they come.
+
+        Returns the matched features (or None) and labels evicted to respect ``max_pending``.
+        """
+        pending = self._features.pop(label.id, None)
+        if pending is not None:
+            return pending, []
+        evicted: list[Label] = []
+        previous = self._labels.pop(label.id, None)
+        if previous is not None:
+            evicted.append(previous[0])  # a second label for the same id: the first one is unmatched
+        self._labels[label.id] = (label, now)
+        while len(self._labels) > self.max_pending:
+            evicted.append(self._labels.pop(next(iter(self._labels)))[0])
+        self.labels_unmatched_total += len(evicted)
+        return None, evicted
+
+    def expire(self, now: float) -> list[Label]:
+        """Drop what waited longer than the window; return the labels that never found their event."""
+        horizon = now - self.window_s
+        while self._features:
+            first = next(iter(self._features))
+            if self._features[first].at > horizon:
+                break
+            del self._features[first]
+            self.features_expired_total += 1
+        unmatched: list[Label] = []
+        while self._labels:
+            first = next(iter(self._labels))
+            label, at = self._labels[first]
+            if at > horizon:
+                break
+            del self._labels[first]
+            unmatched.append(label)
+        self.labels_unmatched_total += len(unmatched)
+        return unmatched
+
+    def drain(self) -> list[Label]:
+        """At the end of the stream: every waiting label is unmatched, every waiting feature expired."""
+        self.features_expired_total += len(self._features)
+        self._features.clear()
+        unmatched = [label for label, _ in self._labels.values()]
+        self._labels.clear()
+        self.labels_unmatched_total += len(unmatched)
+        return unmatched

@@ -1,0 +1,76 @@
+"""The learner contract shared by every model family."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Self, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+class LearnerError(Exception):
+    """A learner was misconfigured, or an artifact could not be trusted or read."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """What `Learner.save` wrote: the file and its SHA-256, to be recorded by the registry."""
+
+    path: Path
+    sha256: str
+
+
+@runtime_checkable
+class Learner(Protocol):
+    """A classifier that learns one micro-batch at a time.
+
+    ``predict_proba`` never changes the model; ``learn`` returns None (mutating methods return
+    nothing). ``clone()`` gives an untrained copy with the same configuration;
+    ``clone(include_state=True)`` also copies what was learned.
+    """
+
+    n_features: int
+    n_classes: int
+
+    def predict_proba(self, x: FloatArray) -> FloatArray:
+        """Class probabilities, shape ``(len(x), n_classes)``."""
+        ...
+
+    def learn(self, x: FloatArray, y: IntArray) -> None:
+        """Learn from a labelled batch; ``y`` holds class indices."""
+        ...
+
+    def clone(self, *, include_state: bool = False) -> Self: ...
+
+    def save(self, directory: Path) -> Artifact:
+        """Write the learner's state under ``directory`` and say what was written."""
+        ...
+
+    @classmethod
+    def load(cls, artifact: Artifact) -> Self:
+        """Read back what ``save`` wrote, refusing a file whose digest differs."""
+        ...
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verified_bytes(artifact: Artifact) -> bytes:
+    """The artifact's bytes, if and only if they hash to the recorded digest."""
+    data = artifact.path.read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != artifact.sha256:
+        msg = f"{artifact.path}: digest {actual} does not match the recorded {artifact.sha256}; refusing to load"
+        raise LearnerError(msg)
+    return data

@@ -1,0 +1,75 @@
+"""Build a learner from its name in the config: a built-in, or a user factory by import path."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from river import base as river_base
+
+from learners.base import Learner, LearnerError
+from learners.river_learner import RiverLearner, hoeffding_tree, logistic_regression
+from learners.torch_learner import TorchMLP
+
+__all__ = ["LEARNERS", "LearnerSpec", "build_learner"]
+
+LEARNERS: Mapping[str, Callable[..., Learner]] = {
+    "river-logreg": logistic_regression,
+    "river-hoeffding": hoeffding_tree,
+    "torch-mlp": TorchMLP,
+}
+
+
+@dataclass(frozen=True)
+class LearnerSpec:
+    """A learner's name and keyword parameters, as written in the config.
+
+    ``name`` is a built-in (see `LEARNERS`) or ``"package.module:callable"``. A user callable is
+    called with ``n_features``, ``n_classes``, ``feature_names``, ``seed`` and the ``params``, and
+    returns a `Learner` or a River classifier (wrapped in `RiverLearner`).
+    """
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+
+def build_learner(spec: LearnerSpec, *, n_features: int, n_classes: int, feature_names: Sequence[str]) -> Learner:
+    factory = _resolve(spec.name)
+    try:
+        made = factory(
+            n_features=n_features, n_classes=n_classes, feature_names=list(feature_names), seed=spec.seed,
+            **dict(spec.params),
+        )  # fmt: skip
+    except TypeError as exc:
+        msg = f"learner {spec.name!r} rejected its parameters {dict(spec.params)}: {exc}"
+        raise LearnerError(msg) from exc
+    if isinstance(made, river_base.Classifier):
+        return RiverLearner(made, n_features, n_classes, feature_names)
+    if not isinstance(made, Learner):
+        msg = f"learner factory {spec.name!r} returned {type(made).__name__}, which is not a Learner"
+        raise LearnerError(msg)
+    return made
+
+
+def _resolve(name: str) -> Callable[..., Any]:
+    if name in LEARNERS:
+        return LEARNERS[name]
+    module_name, sep, attr = name.partition(":")
+    if not sep or not module_name or not attr:
+        known = ", ".join(sorted(LEARNERS))
+        msg = f"unknown learner {name!r}: use one of {known} or 'package.module:callable'"
+        raise LearnerError(msg)
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        msg = f"learner factory {name!r} cannot be imported: {exc}"
+        raise LearnerError(msg) from exc
+    if not callable(target):
+        msg = f"learner factory {name!r} is not callable"
+        raise LearnerError(msg)
+    return target  # type: ignore[no-any-return]

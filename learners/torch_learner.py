@@ -1,0 +1,165 @@
+"""A PyTorch MLP classifier that learns one micro-batch at a time, on CUDA when present.
+
+Inputs are standardised with running statistics kept next to the weights, so the model copes
+with features on any scale. Weights and statistics are saved as safetensors, with the
+configuration in the file's metadata: one file, one digest.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from learners.base import Artifact, FloatArray, IntArray, LearnerError, sha256_of, verified_bytes
+
+__all__ = ["TorchMLP", "pick_device"]
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """``auto`` means CUDA when a GPU is visible, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class TorchMLP:
+    """Multi-layer perceptron with Adam, ``steps_per_batch`` gradient steps per micro-batch.
+
+    >>> import numpy as np
+    >>> mlp = TorchMLP(n_features=2, n_classes=2, hidden=(8,), device="cpu")
+    >>> mlp.learn(np.array([[0.0, 1.0], [1.0, 0.0]]), np.array([1, 0]))
+    >>> mlp.predict_proba(np.zeros((3, 2))).shape
+    (3, 2)
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        n_classes: int,
+        feature_names: Sequence[str] | None = None,
+        hidden: Sequence[int] = (64, 64),
+        lr: float = 5e-3,
+        steps_per_batch: int = 1,
+        seed: int = 0,
+        device: str = "auto",
+    ) -> None:
+        if n_features < 1 or n_classes < 2:
+            msg = f"TorchMLP needs n_features >= 1 and n_classes >= 2, got {n_features}, {n_classes}"
+            raise LearnerError(msg)
+        self.n_features = n_features
+        self.n_classes = n_classes
+        self.feature_names = list(feature_names or [f"x{i}" for i in range(n_features)])
+        self.hidden = tuple(int(h) for h in hidden)
+        self.lr = lr
+        self.steps_per_batch = steps_per_batch
+        self.seed = seed
+        self.device = device
+        self._device = pick_device(device)
+        with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
+            torch.manual_seed(seed)
+            self._net = _mlp(n_features, self.hidden, n_classes).to(self._device)
+        self._opt = torch.optim.Adam(self._net.parameters(), lr=lr)
+        self._count = torch.zeros((), dtype=torch.float64, device=self._device)
+        self._mean = torch.zeros(n_features, dtype=torch.float64, device=self._device)
+        self._m2 = torch.zeros(n_features, dtype=torch.float64, device=self._device)
+
+    def predict_proba(self, x: FloatArray) -> FloatArray:
+        if len(x) == 0:
+            return np.zeros((0, self.n_classes))
+        with torch.inference_mode():
+            logits = self._net(self._standardise(self._tensor(x)))
+            return torch.softmax(logits, dim=1).double().cpu().numpy()
+
+    def learn(self, x: FloatArray, y: IntArray) -> None:
+        if len(x) == 0:
+            return
+        xt = self._tensor(x)
+        self._update_scaler(xt)
+        inputs = self._standardise(xt)
+        target = torch.as_tensor(y, dtype=torch.long, device=self._device)
+        self._net.train()
+        for _ in range(self.steps_per_batch):
+            self._opt.zero_grad(set_to_none=True)
+            loss = nn.functional.cross_entropy(self._net(inputs), target)
+            loss.backward()
+            self._opt.step()
+        self._net.eval()
+
+    def clone(self, *, include_state: bool = False) -> Self:
+        if include_state:
+            return copy.deepcopy(self)
+        return type(self)(
+            self.n_features, self.n_classes, self.feature_names, self.hidden, self.lr,
+            self.steps_per_batch, self.seed, self.device,
+        )  # fmt: skip
+
+    def save(self, directory: Path) -> Artifact:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "model.safetensors"
+        tensors = {f"net.{k}": v.detach().contiguous().cpu() for k, v in self._net.state_dict().items()}
+        tensors |= {"scaler.count": self._count.cpu().reshape(1), "scaler.mean": self._mean.cpu(),
+                    "scaler.m2": self._m2.cpu()}  # fmt: skip
+        config = {"n_features": self.n_features, "n_classes": self.n_classes,
+                  "feature_names": self.feature_names, "hidden": list(self.hidden), "lr": self.lr,
+                  "steps_per_batch": self.steps_per_batch, "seed": self.seed, "device": self.device}  # fmt: skip
+        save_file(tensors, str(path), metadata={"headwater.config": json.dumps(config)})
+        return Artifact(path=path, sha256=sha256_of(path))
+
+    @classmethod
+    def load(cls, artifact: Artifact) -> Self:
+        verified_bytes(artifact)
+        from safetensors import safe_open
+
+        with safe_open(str(artifact.path), framework="pt") as fh:
+            metadata = fh.metadata() or {}
+        if "headwater.config" not in metadata:
+            msg = f"{artifact.path} has no headwater.config metadata: not written by TorchMLP.save"
+            raise LearnerError(msg)
+        config = json.loads(metadata["headwater.config"])
+        learner = cls(**config)
+        tensors = load_file(str(artifact.path), device=str(learner._device))
+        net_state = {k.removeprefix("net."): v for k, v in tensors.items() if k.startswith("net.")}
+        learner._net.load_state_dict(net_state)
+        learner._count = tensors["scaler.count"].reshape(())
+        learner._mean = tensors["scaler.mean"]
+        learner._m2 = tensors["scaler.m2"]
+        return learner
+
+    def _tensor(self, x: FloatArray) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float64, device=self._device)
+
+    def _update_scaler(self, x: torch.Tensor) -> None:
+        # Chan et al.'s parallel update of running mean and variance with a whole batch.
+        n_b = float(x.shape[0])
+        mean_b = x.mean(dim=0)
+        m2_b = ((x - mean_b) ** 2).sum(dim=0)
+        n_a = self._count
+        total = n_a + n_b
+        delta = mean_b - self._mean
+        self._mean = self._mean + delta * (n_b / total)
+        self._m2 = self._m2 + m2_b + delta**2 * (n_a * n_b / total)
+        self._count = total
+
+    def _standardise(self, x: torch.Tensor) -> torch.Tensor:
+        if float(self._count) < 2:
+            return x.float()
+        std = torch.sqrt(self._m2 / (self._count - 1)).clamp_min(1e-6)
+        return ((x - self._mean) / std).float()
+
+
+def _mlp(n_in: int, hidden: Sequence[int], n_out: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    width = n_in
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    layers.append(nn.Linear(width, n_out))
+    return nn.Sequential(*layers).eval()
