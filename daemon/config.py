@@ -87,14 +87,12 @@ class RuntimeSettings(_Section):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="HEADWATER_", env_nested_delimiter="__", extra="forbid", frozen=True
-    )
+    model_config = SettingsConfigDict(env_prefix="HEADWATER_", env_nested_delimiter="__", extra="forbid", frozen=True)
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # type: ignore[arg-type]
     schema_: SchemaSettings = Field(alias="schema")
-    batching: BatchingSettings = Field(default_factory=BatchingSettings)
-    labels: LabelSettings = Field(default_factory=LabelSettings)
+    batching: BatchingSettings = Field(default_factory=BatchingSettings)  # type: ignore[arg-type]
+    labels: LabelSettings = Field(default_factory=LabelSettings)  # type: ignore[arg-type]
     model: ModelSettings = Field(default_factory=ModelSettings)  # type: ignore[arg-type]
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)  # type: ignore[arg-type]
 

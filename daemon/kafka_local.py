@@ -176,7 +176,7 @@ class KafkaLocal:
             "-cp", classpath, "kafka.Kafka", str(props),
         ]  # fmt: skip
         with self.log_file.open("ab") as log:
-            proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            proc = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )  # fmt: skip

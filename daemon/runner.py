@@ -12,6 +12,7 @@ import signal
 import threading
 from datetime import timedelta
 from types import FrameType
+from typing import Any
 
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
@@ -23,6 +24,8 @@ from dataflows import FlowConfig, build_flow
 __all__ = ["run_daemon"]
 
 log = logging.getLogger("headwater")
+
+Handler = Any  # what signal.signal returns: a callable, SIG_DFL/SIG_IGN or None
 
 
 def run_daemon(settings: Settings, stop: threading.Event | None = None, *, create_topics: bool = True) -> None:
@@ -58,7 +61,7 @@ def run_daemon(settings: Settings, stop: threading.Event | None = None, *, creat
             signal.signal(sig, handler)
 
 
-def _install_stop_handlers(stop: threading.Event) -> dict[signal.Signals, object]:
+def _install_stop_handlers(stop: threading.Event) -> dict[signal.Signals, Handler]:
     if threading.current_thread() is not threading.main_thread():
         return {}
 
@@ -68,7 +71,7 @@ def _install_stop_handlers(stop: threading.Event) -> dict[signal.Signals, object
         log.warning("signal %s: finishing the current micro-batches, then stopping", signum)
         stop.set()
 
-    previous = {}
+    previous: dict[signal.Signals, Handler] = {}
     for sig in (signal.SIGTERM, signal.SIGINT):
         previous[sig] = signal.signal(sig, handle)
     return previous

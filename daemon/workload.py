@@ -106,15 +106,11 @@ def _bad(kind: DeadLetterReason, value: bytes | None, n: int) -> WorkItem:
 _BROKEN = (
     lambda n, s: _bad(DeadLetterReason.BAD_JSON, b'{"id": "bad%d", "features": {"x1": ' % n, n),
     lambda n, s: _bad(DeadLetterReason.MISSING_FIELD, b'{"id": "bad%d"}' % n, n),
-    lambda n, s: _bad(
-        DeadLetterReason.EXTRA_FIELD, b'{"id": "bad%d", "features": [1, 2, 3], "colour": "red"}' % n, n
-    ),
+    lambda n, s: _bad(DeadLetterReason.EXTRA_FIELD, b'{"id": "bad%d", "features": [1, 2, 3], "colour": "red"}' % n, n),
     lambda n, s: _bad(DeadLetterReason.WRONG_DIMENSION, b'{"id": "bad%d", "features": [1.0, 2.0]}' % n, n),
     lambda n, s: _bad(DeadLetterReason.NON_FINITE, b'{"id": "bad%d", "features": [1.0, 1e999, 2.0]}' % n, n),
     lambda n, s: _bad(DeadLetterReason.WRONG_TYPE, b'{"id": "bad%d", "features": [1.0, "two", 3.0]}' % n, n),
-    lambda n, s: _bad(
-        DeadLetterReason.MISSING_FIELD, b'{"id": "bad%d", "features": {"x1": 1.0, "x2": 2.0}}' % n, n
-    ),
+    lambda n, s: _bad(DeadLetterReason.MISSING_FIELD, b'{"id": "bad%d", "features": {"x1": 1.0, "x2": 2.0}}' % n, n),
     lambda n, s: _bad(
         DeadLetterReason.OVERSIZED,
         b'{"id": "bad%d", "features": [1, 2, 3], "pad": "' % n + b"x" * s.max_event_bytes + b'"}',

@@ -1,5 +1,8 @@
 """The whole pipeline in one function: Kafka in → decode → dead letters → micro-batch → predict →
-Kafka out → learn → evaluate. Each step id names the module that holds its code (``module__step``: Bytewax forbids dots)."""
+Kafka out → learn → evaluate.
+
+Each step id names the module that holds its code, as ``module__step`` (Bytewax forbids dots).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 import bytewax.operators as op
-from bytewax.dataflow import Dataflow
+from bytewax.dataflow import Dataflow, Stream
 from confluent_kafka import OFFSET_BEGINNING
 
 from dataflows.decode import Decoder, FeatureSchema
@@ -90,19 +93,19 @@ def build_flow(config: FlowConfig) -> Dataflow:
     raw = op.input("kafka_io__in", flow, source)
 
     decoder = Decoder(config.schema, topics.events, topics.labels)
-    decoded = op.map("decode", raw, decoder)
+    decoded = op.map("decode", raw, decoder)  # type: ignore[arg-type]  # KafkaSourceMessage fits RawMessage
     records = op.branch("decode__route", decoded, lambda r: not isinstance(r, DeadLetter))
-    bad: op.Stream[Any] = records.falses
+    bad: Stream[Any] = records.falses
 
     keyed = op.key_on("group__key", records.trues, lambda _: config.group)
     batches = op.collect("group__micro_batch", keyed, config.batch_max_wait, config.batch_max_size)
 
-    def builder(resumed: GroupState | None) -> GroupLogic:
+    def builder(resumed: GroupState | None) -> Any:
         state = resumed if resumed is not None else new_group_state(config)
         return GroupLogic(state, drain_on_eof=config.drain_on_eof, clock=config.clock)
 
     results = op.stateful("group__test_then_train", batches, builder)
-    outputs: op.Stream[Output] = op.merge("records__outputs", op.key_rm("group__unkey", results), bad)
+    outputs: Stream[Output] = op.merge("records__outputs", op.key_rm("group__unkey", results), bad)
 
     def encode(record: Output) -> KafkaOut:
         topic = _topic_for(record, topics)
@@ -120,5 +123,3 @@ def _topic_for(record: Output, topics: Topics) -> str:
     if isinstance(record, ModelEvent):
         return topics.model_events
     return topics.dead_letters
-
-

@@ -91,7 +91,7 @@ class GroupLogic(StatefulLogic[list[Event | Label], Output, GroupState]):
         return self.state
 
     def process(self, batch: list[Event | Label]) -> list[Output]:
-        state, join = self.state, self.state.join
+        join = self.state.join
         now = self.clock()
         out: list[Output] = [_unmatched(label) for label in join.expire(now)]
         events = [item for item in batch if isinstance(item, Event)]
@@ -120,7 +120,15 @@ class GroupLogic(StatefulLogic[list[Event | Label], Output, GroupState]):
         now_ms = int(now * 1000)
         out: list[Output] = [
             Prediction(
-                e.id, state.name, champion.name, champion.version, classes[c], p, e.source.ts_ms, now_ms, e.source
+                e.id,
+                state.name,
+                champion.name,
+                champion.version,
+                classes[c],
+                p,
+                e.source.ts_ms,
+                now_ms,
+                e.source,
             )
             for e, c, p in zip(events, chosen.tolist(), proba.tolist(), strict=True)
         ]
@@ -128,16 +136,17 @@ class GroupLogic(StatefulLogic[list[Event | Label], Output, GroupState]):
         labelled = inline >= 0
         if labelled.any():
             idx = np.flatnonzero(labelled)
-            examples.add(
-                x[idx], inline[idx], {n: p[idx] for n, p in preds.items()}, [events[i].source for i in idx]
-            )
+            examples.add(x[idx], inline[idx], {n: p[idx] for n, p in preds.items()}, [events[i].source for i in idx])
         for i in np.flatnonzero(~labelled).tolist():
             e = events[i]
             pending = Pending(e.x, {n: int(p[i]) for n, p in preds.items()}, now, e.source)
             early = state.join.add_features(e.id, pending)
             if early is not None:
                 examples.add(
-                    x[i : i + 1], np.asarray([early.label]), {n: p[i : i + 1] for n, p in preds.items()}, [e.source]
+                    x[i : i + 1],
+                    np.asarray([early.label]),
+                    {n: p[i : i + 1] for n, p in preds.items()},
+                    [e.source],
                 )
         return out
 

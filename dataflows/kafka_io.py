@@ -46,7 +46,7 @@ class _StoppablePartition(StatefulSourcePartition[SourceItem, int | None]):
         self._inner.close()
 
 
-class StoppableKafkaSource(KafkaSource):  # type: ignore[misc]
+class StoppableKafkaSource(KafkaSource):
     """`KafkaSource` whose partitions end when ``stop`` is set: the flow then finishes its last
     epoch (collect flushes, the sink flushes, a final snapshot is taken) instead of being killed."""
 
@@ -54,8 +54,11 @@ class StoppableKafkaSource(KafkaSource):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self._stop_event = stop
 
-    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _StoppablePartition:
-        return _StoppablePartition(super().build_part(step_id, for_part, resume_state), self._stop_event)
+    def build_part(  # type: ignore[override]
+        self, step_id: str, for_part: str, resume_state: int | None
+    ) -> _StoppablePartition:
+        inner: Any = super().build_part(step_id, for_part, resume_state)
+        return _StoppablePartition(inner, self._stop_event)
 
 
 class _SinkPartition(StatelessSinkPartition[KafkaOut]):
@@ -94,7 +97,7 @@ class _SinkPartition(StatelessSinkPartition[KafkaOut]):
         self._flush()
 
 
-class ReliableKafkaSink(DynamicSink[KafkaOut]):  # type: ignore[misc]
+class ReliableKafkaSink(DynamicSink[KafkaOut]):
     """Writes `KafkaOut` records to their topics with an idempotent producer per worker."""
 
     def __init__(

@@ -138,7 +138,6 @@ class _DeadLetterWire(msgspec.Struct):
 _encoder = msgspec.json.Encoder()
 
 
-
 def to_kafka(record: Prediction | DeadLetter | ModelEvent, topic: str, now_ms: int) -> KafkaOut:
     """Encode an output record for its topic, keyed deterministically."""
     if isinstance(record, Prediction):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from river import metrics, utils
 
@@ -32,7 +33,7 @@ class PrequentialScore:
     def __init__(self, window: int = 1000) -> None:
         self.window = window
         self._overall = metrics.Accuracy()
-        self._rolling = utils.Rolling(metrics.Accuracy(), window_size=window)
+        self._rolling: Any = utils.Rolling(metrics.Accuracy(), window_size=window)  # proxies Accuracy
         self._n = 0
 
     def update(self, y_true: Sequence[int], y_pred: Sequence[int]) -> None:
@@ -44,4 +45,4 @@ class PrequentialScore:
     def snapshot(self) -> PrequentialSnapshot:
         if self._n == 0:
             return PrequentialSnapshot(0, None, None)
-        return PrequentialSnapshot(self._n, self._overall.get(), self._rolling.get())
+        return PrequentialSnapshot(self._n, float(self._overall.get()), float(self._rolling.get()))

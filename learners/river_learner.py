@@ -35,7 +35,7 @@ class RiverLearner:
 
     def __init__(
         self,
-        model: river_base.Classifier,
+        model: Any,
         n_features: int,
         n_classes: int,
         feature_names: Sequence[str] | None = None,
@@ -43,7 +43,7 @@ class RiverLearner:
         if not isinstance(model, river_base.Classifier):
             msg = f"RiverLearner needs a river Classifier, got {type(model).__name__}"
             raise LearnerError(msg)
-        self.model = model
+        self.model: Any = model  # a river Classifier; River's mini-batch methods are not on the base type
         self.n_features = n_features
         self.n_classes = n_classes
         self.feature_names = list(feature_names or [f"x{i}" for i in range(n_features)])
@@ -111,9 +111,7 @@ def _supports_many(model: river_base.Classifier) -> bool:
     steps = list(model.steps.values()) if isinstance(model, compose.Pipeline) else [model]
     needs = ("learn_many",)
     last_needs = ("learn_many", "predict_proba_many")
-    return all(all(hasattr(s, n) for n in needs) for s in steps[:-1]) and all(
-        hasattr(steps[-1], n) for n in last_needs
-    )
+    return all(all(hasattr(s, n) for n in needs) for s in steps[:-1]) and all(hasattr(steps[-1], n) for n in last_needs)
 
 
 def logistic_regression(

@@ -1,0 +1,122 @@
+"""The ``headwater`` command line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from daemon.config import ConfigError, load_settings
+from daemon.kafka_local import KafkaLocal, KafkaLocalError
+
+app = typer.Typer(help="Headwater: keep models learning from a Kafka stream.", no_args_is_help=True)
+kafka_app = typer.Typer(help="A local single-node Apache Kafka broker for development.", no_args_is_help=True)
+topics_app = typer.Typer(help="Kafka topics Headwater uses.", no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka")
+app.add_typer(topics_app, name="topics")
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="YAML config file", exists=True, dir_okay=False)]
+
+
+def _settings(config: Path, **overrides: object):  # type: ignore[no-untyped-def]
+    try:
+        return load_settings(config, **overrides)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def run(
+    config: ConfigOption,
+    workers: Annotated[int | None, typer.Option(help="worker threads (overrides runtime.workers)")] = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
+) -> None:
+    """Run the daemon until SIGTERM/SIGINT (or the end of the topics with runtime.tail: false)."""
+    from daemon.runner import run_daemon
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    overrides = {"runtime": {"workers": workers}} if workers else {}
+    run_daemon(_settings(config, **overrides))
+
+
+@app.command("check-config")
+def check_config(config: ConfigOption) -> None:
+    """Validate a config file (with the environment applied) and print the result."""
+    settings = _settings(config)
+    typer.echo(settings.model_dump_json(indent=2, by_alias=True))
+
+
+@app.command()
+def demo(
+    bootstrap_servers: Annotated[str | None, typer.Option(help="use this Kafka; unset: start the local broker")] = None,
+    events: Annotated[int, typer.Option(help="events to stream")] = 40_000,
+    rate: Annotated[float, typer.Option(help="events per second")] = 4000.0,
+    learner: Annotated[str, typer.Option(help="river-logreg, river-hoeffding, torch-mlp or pkg.mod:factory")] = (
+        "river-logreg"
+    ),
+    workers: Annotated[int, typer.Option(help="Bytewax workers in the daemon")] = 2,
+    timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 600.0,
+) -> None:
+    """Stream a drifting synthetic workload with malformed records through a live daemon."""
+    from daemon.demo import DemoOptions, run_demo
+
+    options = DemoOptions(
+        bootstrap_servers=bootstrap_servers, events=events, rate=rate, learner=learner, workers=workers,
+        timeout_s=timeout,
+    )  # fmt: skip
+    sys.exit(run_demo(options))
+
+
+@kafka_app.command("up")
+def kafka_up() -> None:
+    """Start the broker (no-op if it runs), fetching the jars from Maven Central the first time."""
+    _kafka("up")
+
+
+@kafka_app.command("down")
+def kafka_down() -> None:
+    """Stop the broker."""
+    _kafka("down")
+
+
+@kafka_app.command("status")
+def kafka_status() -> None:
+    """Say whether the broker is up; exit 1 if not."""
+    _kafka("status")
+
+
+@kafka_app.command("reset")
+def kafka_reset() -> None:
+    """Stop the broker and delete its data."""
+    _kafka("reset")
+
+
+def _kafka(action: str) -> None:
+    kafka = KafkaLocal.from_env()
+    try:
+        if action == "status":
+            if not kafka.status():
+                raise typer.Exit(1)
+            return
+        getattr(kafka, action)()
+    except KafkaLocalError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@topics_app.command("create")
+def topics_create(config: ConfigOption) -> None:
+    """Create the config's topics (events, labels, predictions, dead letters, model events)."""
+    from daemon.topics import ensure_topics
+
+    settings = _settings(config)
+    created = ensure_topics(settings.kafka.bootstrap_servers, settings.topics().all(), settings.kafka.partitions)
+    typer.echo(f"created: {', '.join(created) or 'nothing (all exist)'}")
+
+
+if __name__ == "__main__":
+    app()

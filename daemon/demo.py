@@ -1,0 +1,228 @@
+"""``headwater demo``: a live daemon on a drifting, slightly broken synthetic stream.
+
+1. start the local broker unless a bootstrap server is given; create fresh topics;
+2. start ``headwater run`` as a child process, as an operator would;
+3. stream the workload (`daemon.workload`): SEA events whose concept changes half-way, labels
+   inline or delayed on the labels topic, malformed records and labels for unknown events;
+4. watch the output topics live (events/s, prequential accuracy, dead letters by reason);
+5. when every event is accounted for, stop the daemon with SIGTERM (graceful), and print a
+   summary: events in, predictions out, dead letters, accuracy before/just after the drift/at the end.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import yaml
+from confluent_kafka import Consumer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from daemon.kafka_client import make_producer, produce_all
+from daemon.kafka_local import KafkaLocal
+from daemon.topics import ensure_topics
+from daemon.workload import CLASSES, FEATURES, Workload, WorkloadSpec
+from dataflows.records import DeadLetterReason
+
+__all__ = ["DemoOptions", "DemoReport", "run_demo"]
+
+PHASE = 2000  # events in each accuracy window of the summary
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    bootstrap_servers: str | None = None
+    events: int = 40_000
+    rate: float = 4000.0
+    learner: str = "river-logreg"
+    workers: int = 2
+    timeout_s: float = 600.0
+
+
+@dataclass
+class DemoReport:
+    """What the demo saw on the output topics."""
+
+    produced: int = 0
+    predictions: dict[str, int] = field(default_factory=dict)  # event id -> predicted class
+    dead_letters: collections.Counter[str] = field(default_factory=collections.Counter)
+    last_model_event: dict[str, object] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+
+    def accuracy(self, workload: Workload, start: int, stop: int) -> float | None:
+        ids = [i for i in workload.order[start:stop] if i in self.predictions]
+        if not ids:
+            return None
+        return sum(self.predictions[i] == workload.truth[i] for i in ids) / len(ids)
+
+
+def run_demo(options: DemoOptions) -> int:
+    console = Console()
+    bootstrap = options.bootstrap_servers
+    if bootstrap is None:
+        kafka = KafkaLocal.from_env()
+        kafka.up()
+        bootstrap = kafka.bootstrap
+    run_id = uuid.uuid4().hex[:8]
+    topics = {
+        k: f"headwater-demo-{run_id}.{k}" for k in ("events", "labels", "predictions", "dead-letters", "model-events")
+    }
+    spec = WorkloadSpec(n_events=options.events, drift_at=options.events // 2)
+    workload = Workload(spec)
+    config = {
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            "events_topic": topics["events"],
+            "labels_topic": topics["labels"],
+            "predictions_topic": topics["predictions"],
+            "dead_letter_topic": topics["dead-letters"],
+            "model_events_topic": topics["model-events"],
+        },
+        "schema": {
+            "features": list(FEATURES),
+            "classes": list(CLASSES),
+            "max_event_bytes": spec.max_event_bytes,
+        },
+        "batching": {"max_size": 512, "max_wait_ms": 20},
+        "labels": {"window_s": 60},
+        "model": {"learner": options.learner, "rolling_window": 1000},
+        "runtime": {"workers": options.workers},
+    }
+    ensure_topics(bootstrap, topics.values(), partitions=4)
+    workdir = Path(tempfile.mkdtemp(prefix="headwater-demo-"))
+    config_path = workdir / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    log_path = workdir / "daemon.log"
+    console.print(f"[bold]Headwater demo[/] run {run_id}: {options.events} events at {options.rate:.0f}/s, "
+                  f"drift at event {spec.drift_at}, learner {options.learner}, {options.workers} workers")  # fmt: skip
+    console.print(f"config {config_path}, daemon log {log_path}")
+
+    with log_path.open("wb") as log:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "daemon.cli", "run", "--config", str(config_path)],
+            stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy(),
+        )  # fmt: skip
+    report = DemoReport()
+    items = list(workload.items())
+    n_events = sum(1 for i in items if i.kind == "events")
+    expected_dead = sum(1 for i in items if i.expect is not None)
+    # Everything but the unmatched labels is accounted for while the daemon runs; those are
+    # dead-lettered when the window passes, or when the daemon stops.
+    expected_before_stop = spec.n_events + expected_dead - spec.unmatched_labels
+
+    def produce() -> None:
+        producer = make_producer(bootstrap)
+        by_kind = {"events": topics["events"], "labels": topics["labels"]}
+
+        def sent(n: int) -> None:
+            report.produced = n
+
+        report.produced = produce_all(producer, ((by_kind[i.kind], i.key, i.value) for i in items), options.rate, sent)
+
+    producer_thread = threading.Thread(target=produce, name="demo-producer", daemon=True)
+    producer_thread.start()
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"demo-{run_id}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
+    consumer.subscribe([topics["predictions"], topics["dead-letters"], topics["model-events"]])
+    deadline = time.monotonic() + options.timeout_s
+    stopped = False
+    try:
+        with Live(_table(report, options, n_events, stopped), console=console, refresh_per_second=4) as live:
+            while time.monotonic() < deadline:
+                _consume(consumer, topics, report)
+                live.update(_table(report, options, n_events, stopped))
+                accounted = len(report.predictions) + sum(
+                    n for r, n in report.dead_letters.items() if r != DeadLetterReason.LABEL_UNMATCHED
+                )
+                if not stopped and not producer_thread.is_alive() and accounted >= expected_before_stop:
+                    # Graceful: drains the micro-batches, flushes, dead-letters the waiting labels.
+                    daemon.send_signal(signal.SIGTERM)
+                    stopped = True
+                if stopped and daemon.poll() is not None and sum(report.dead_letters.values()) >= expected_dead:
+                    break
+                if daemon.poll() is not None and not stopped:
+                    console.print(f"[red]the daemon exited with code {daemon.returncode}; see {log_path}")
+                    return 1
+    finally:
+        consumer.close()
+        if daemon.poll() is None:
+            daemon.send_signal(signal.SIGTERM)
+            try:
+                daemon.wait(30)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+    _summary(console, report, workload, spec, n_events, expected_dead)
+    complete = len(report.predictions) == spec.n_events and sum(report.dead_letters.values()) == expected_dead
+    if not complete:
+        console.print("[red]not every event was accounted for: see the summary above")
+    return 0 if complete and daemon.returncode == 0 else 1
+
+
+def _consume(consumer: Consumer, topics: dict[str, str], report: DemoReport) -> None:
+    for msg in consumer.consume(2000, 0.2):
+        if msg.error() is not None:
+            continue
+        body = orjson.loads(msg.value() or b"{}")
+        topic = msg.topic()
+        if topic == topics["predictions"]:
+            report.predictions[body["id"]] = body["prediction"]
+        elif topic == topics["dead-letters"]:
+            report.dead_letters[body["reason"]] += 1
+        else:
+            report.last_model_event = body
+
+
+def _table(report: DemoReport, options: DemoOptions, n_events: int, stopped: bool) -> Table:
+    elapsed = max(time.monotonic() - report.started, 1e-9)
+    me = report.last_model_event
+    table = Table(title="Headwater demo (live)", show_header=False)
+    table.add_row("elapsed", f"{elapsed:6.1f} s" + ("  (stopping daemon)" if stopped else ""))
+    table.add_row("messages produced", f"{report.produced}")
+    table.add_row(
+        "predictions out",
+        f"{len(report.predictions)} / {n_events}  ({len(report.predictions) / elapsed:,.0f} events/s)",
+    )
+    table.add_row(
+        "prequential accuracy",
+        _pct(me.get("accuracy")) + "  (rolling 1000: " + _pct(me.get("rolling_accuracy")) + ")",
+    )
+    table.add_row("model", f"{me.get('model', '-')} v{me.get('model_version', 0)}  learner {options.learner}")
+    table.add_row("waiting for labels", f"{me.get('pending_features', 0)} events")
+    table.add_row("dead letters", ", ".join(f"{r}: {n}" for r, n in sorted(report.dead_letters.items())) or "0")
+    return table
+
+
+def _summary(console: Console, report: DemoReport, workload: Workload, spec: WorkloadSpec, n_events: int,
+             expected_dead: int) -> None:  # fmt: skip
+    drift, n = spec.drift_at, spec.n_events
+    table = Table(title="Headwater demo: summary", show_header=False)
+    table.add_row("events in (valid + malformed)", f"{n_events}  ({n} valid, {n_events - n} malformed)")
+    table.add_row("predictions out", f"{len(report.predictions)}")
+    table.add_row("dead letters", f"{sum(report.dead_letters.values())} (expected {expected_dead}): "
+                  + ", ".join(f"{r}={c}" for r, c in sorted(report.dead_letters.items())))  # fmt: skip
+    table.add_row(f"accuracy before the drift (events {drift - PHASE}..{drift})",
+                  _pct(report.accuracy(workload, drift - PHASE, drift)))  # fmt: skip
+    table.add_row(f"accuracy just after (events {drift}..{drift + PHASE})",
+                  _pct(report.accuracy(workload, drift, drift + PHASE)))  # fmt: skip
+    table.add_row(f"accuracy at the end (events {n - PHASE}..{n})", _pct(report.accuracy(workload, n - PHASE, n)))
+    table.add_row("daemon's prequential accuracy (all labelled)", _pct(report.last_model_event.get("accuracy")))
+    elapsed = time.monotonic() - report.started
+    table.add_row("wall time", f"{elapsed:.1f} s")
+    console.print(table)
+
+
+def _pct(value: object) -> str:
+    return f"{100 * value:5.1f}%" if isinstance(value, float) else "  -  "

@@ -1,0 +1,249 @@
+"""Kafka edges without a broker: librdkafka's in-process mock cluster, and an unreachable port.
+
+``test.mock.num.brokers`` makes a client start a mock cluster inside itself; other clients can
+reach it at the address its metadata reports, for as long as that client lives. That is enough
+to run the whole flow, Kafka source and sink included, in this process.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import pytest
+from bytewax.testing import run_main
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from dataflows.decode import FeatureSchema
+from dataflows.flow import FlowConfig, Topics, build_flow
+from dataflows.kafka_io import DeliveryError, ReliableKafkaSink, _SinkPartition, _StoppablePartition
+from dataflows.records import KafkaOut
+from learners import LearnerSpec
+
+QUIET: dict[str, Any] = {"log_level": 0}
+
+
+@pytest.fixture
+def mock_brokers() -> Iterator[str]:
+    """The bootstrap address of a fresh mock cluster, alive for the test."""
+    anchor = Producer({"bootstrap.servers": "", "test.mock.num.brokers": 1, **QUIET})
+    brokers = anchor.list_topics(timeout=5).brokers
+    assert len(brokers) == 1
+    broker = next(iter(brokers.values()))
+    yield f"{broker.host}:{broker.port}"
+    anchor.flush(1)
+
+
+def _consume(brokers: str, topics: list[str], expected: int, deadline_s: float = 10.0) -> list[Any]:
+    # assign, not subscribe: joining a consumer group on the mock cluster takes seconds
+    consumer = Consumer({"bootstrap.servers": brokers, "group.id": "t", "enable.auto.commit": False, **QUIET})
+    end = time.monotonic() + deadline_s
+    assigned: set[str] = set()
+    got: list[Any] = []
+    try:
+        # a topic appears when the first message is produced to it: wait (bounded) for all of them
+        while assigned != set(topics) and time.monotonic() < end:
+            metadata = consumer.list_topics(timeout=5).topics
+            new = [t for t in topics if t in metadata and t not in assigned]
+            if new:
+                assigned.update(new)
+                consumer.assign(
+                    [TopicPartition(t, p, OFFSET_BEGINNING) for t in sorted(assigned) for p in metadata[t].partitions]
+                )
+            else:
+                time.sleep(0.05)
+        while len(got) < expected and time.monotonic() < end:
+            msg = consumer.poll(0.2)
+            if msg is not None and msg.error() is None:
+                got.append(msg)
+        # anything beyond what was expected would be a duplicate: give it a moment to show up
+        end = time.monotonic() + 0.5
+        while time.monotonic() < end:
+            msg = consumer.poll(0.1)
+            if msg is not None and msg.error() is None:
+                got.append(msg)
+    finally:
+        consumer.close()
+    return got
+
+
+def test_sink_writes_a_batch_through_a_full_local_queue(mock_brokers: str) -> None:
+    # a queue of 3 messages forces the BufferError → poll → retry path
+    producer = Producer({"bootstrap.servers": mock_brokers, "queue.buffering.max.messages": 3, "linger.ms": 0, **QUIET})
+    sink = _SinkPartition(producer, flush_timeout_s=10.0)
+    items = [KafkaOut("sink-test", f"k{i}".encode(), f"v{i}".encode()) for i in range(25)]
+    sink.write_batch(items)
+    assert len(producer) == 0  # every message acknowledged when write_batch returns
+    sink.close()
+    got = _consume(mock_brokers, ["sink-test"], expected=25)
+    assert sorted((m.key(), m.value()) for m in got) == sorted((i.key, i.value) for i in items)
+
+
+def test_reliable_sink_config_and_build(mock_brokers: str) -> None:
+    sink = ReliableKafkaSink(mock_brokers, {"linger.ms": 0, **QUIET}, flush_timeout_s=5.0)
+    assert sink._config["enable.idempotence"] is True
+    assert sink._config["acks"] == "all"
+    assert sink._config["linger.ms"] == 0  # the caller's settings win
+    part = sink.build("out", 0, 1)
+    part.write_batch([KafkaOut("built", b"k", b"v")])
+    part.close()
+    (msg,) = _consume(mock_brokers, ["built"], expected=1)
+    assert (msg.key(), msg.value()) == (b"k", b"v")
+
+
+def test_delivery_error_when_the_broker_never_acknowledges() -> None:
+    # nothing listens on port 1: every message times out after 500 ms
+    producer = Producer({"bootstrap.servers": "127.0.0.1:1", "message.timeout.ms": 500, **QUIET})
+    sink = _SinkPartition(producer, flush_timeout_s=3.0)
+    started = time.monotonic()
+    with pytest.raises(DeliveryError, match="refused 2 message"):
+        sink.write_batch([KafkaOut("t", b"k1", b"v1"), KafkaOut("t", b"k2", b"v2")])
+    assert time.monotonic() - started < 3.0
+    # the errors were reported once, not carried into the next flush
+    sink.close()
+
+
+def test_delivery_error_when_flush_times_out() -> None:
+    producer = Producer({"bootstrap.servers": "127.0.0.1:1", "message.timeout.ms": 60_000, **QUIET})
+    sink = _SinkPartition(producer, flush_timeout_s=0.3)
+    started = time.monotonic()
+    with pytest.raises(DeliveryError, match="1 message\\(s\\) still unacknowledged"):
+        sink.write_batch([KafkaOut("t", b"k", b"v")])
+    assert time.monotonic() - started < 2.0
+    with pytest.raises(DeliveryError, match="still unacknowledged"):
+        sink.close()
+    producer.purge()
+    assert producer.flush(1) == 0
+
+
+def _produce(brokers: str, messages: list[tuple[str, bytes | None, bytes | None]]) -> None:
+    producer = Producer({"bootstrap.servers": brokers, **QUIET})
+    for topic, key, value in messages:
+        producer.produce(topic, value, key)
+    assert producer.flush(10) == 0
+
+
+def test_whole_flow_on_mock_cluster(mock_brokers: str) -> None:
+    topics = Topics("ev", "pred", "dead", "model", "lab")
+    events: list[tuple[str, bytes | None, bytes | None]] = []
+    for i in range(20):
+        y = i % 2
+        x = [2.0, 2.0] if y else [-2.0, -2.0]
+        events.append(("ev", f"i{i}".encode(), json.dumps({"id": f"i{i}", "features": x, "label": y}).encode()))
+    for i in range(6):
+        events.append(("ev", None, json.dumps({"id": f"u{i}", "features": {"b": 1.0, "a": 0.5}}).encode()))
+    events.append(("ev", b"bad", b"{not json"))
+    events.append(("ev", b"empty", None))
+    labels: list[tuple[str, bytes | None, bytes | None]] = [
+        ("lab", None, json.dumps({"id": f"u{i}", "label": i % 2}).encode()) for i in range(3)
+    ]
+    labels.append(("lab", b"ghost", b'{"id": "ghost", "label": 1}'))
+    _produce(mock_brokers, events + labels)
+
+    config = FlowConfig(
+        brokers=mock_brokers,
+        topics=topics,
+        schema=FeatureSchema(["a", "b"], [0, 1]),
+        learner=LearnerSpec("river-logreg"),
+        tail=False,
+        drain_on_eof=True,
+        consumer_config=QUIET,
+        producer_config={"linger.ms": 0, **QUIET},
+    )
+    started = time.monotonic()
+    run_main(build_flow(config))  # type: ignore[no-untyped-call]
+    assert time.monotonic() - started < 30
+
+    out = _consume(mock_brokers, ["pred", "dead", "model"], expected=26 + 3 + 1)
+    by_topic: dict[str, list[Any]] = {"pred": [], "dead": [], "model": []}
+    for msg in out:
+        by_topic[msg.topic()].append(msg)
+
+    predicted = sorted(m.key().decode() for m in by_topic["pred"])
+    assert predicted == sorted([f"i{i}" for i in range(20)] + [f"u{i}" for i in range(6)])
+
+    dead = [json.loads(m.value()) for m in by_topic["dead"]]
+    reasons = sorted(d["reason"] for d in dead)
+    assert reasons == ["bad_json", "empty_payload", "label_unmatched"]
+    ghost = next(d for d in dead if d["reason"] == "label_unmatched")
+    assert base64.b64decode(ghost["original_b64"]) == b'{"id": "ghost", "label": 1}'
+    assert ghost["source"]["topic"] == "lab"
+
+    model_events = [json.loads(m.value()) for m in by_topic["model"]]
+    assert model_events
+    assert sum(e["n_predicted"] for e in model_events) == 26
+    assert sum(e["n_learned"] for e in model_events) == 23  # 20 inline + 3 delayed labels
+
+
+class _FakePartition:
+    def __init__(self) -> None:
+        self.batches = 0
+        self.closed = False
+
+    def next_batch(self) -> Iterable[Any]:
+        self.batches += 1
+        return [self.batches]
+
+    def snapshot(self) -> int | None:
+        return 100 + self.batches
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_stoppable_partition_delegates_until_stopped() -> None:
+    inner = _FakePartition()
+    stop = threading.Event()
+    part = _StoppablePartition(inner, stop)  # type: ignore[arg-type]
+    batches: list[object] = [list(part.next_batch()), list(part.next_batch())]
+    assert batches == [[1], [2]]
+    assert part.snapshot() == 102
+    stop.set()
+    with pytest.raises(StopIteration):
+        part.next_batch()
+    assert inner.batches == 2  # the inner partition is not read once stopped
+    assert part.snapshot() == 102
+    part.close()
+    assert inner.closed
+
+
+def test_tailing_flow_stops_gracefully_and_flushes(mock_brokers: str) -> None:
+    """With tail=True the flow only ends when ``stop`` is set; its last epoch still reaches Kafka."""
+    _produce(
+        mock_brokers,
+        [
+            ("ev", None, json.dumps({"id": f"s{i}", "features": [float(i), 1.0], "label": i % 2}).encode())
+            for i in range(8)
+        ],
+    )
+    stop = threading.Event()
+    config = FlowConfig(
+        brokers=mock_brokers,
+        topics=Topics("ev", "pred", "dead", "model", None),
+        schema=FeatureSchema(["a", "b"], [0, 1]),
+        learner=LearnerSpec("river-logreg"),
+        tail=True,
+        consumer_config=QUIET,
+        producer_config={"linger.ms": 0, **QUIET},
+        stop=stop,
+    )
+    seen: list[Any] = []
+
+    def watch() -> None:
+        # stop the flow once every prediction is out (or after a bounded wait)
+        seen.extend(_consume(mock_brokers, ["pred"], expected=8, deadline_s=15.0))
+        stop.set()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    started = time.monotonic()
+    run_main(build_flow(config))  # type: ignore[no-untyped-call]
+    watcher.join(timeout=20)
+    assert time.monotonic() - started < 25
+    assert sorted(m.key() for m in seen) == sorted(f"s{i}".encode() for i in range(8))
+    model_events = [json.loads(m.value()) for m in _consume(mock_brokers, ["model"], expected=1)]
+    assert sum(e["n_learned"] for e in model_events) == 8

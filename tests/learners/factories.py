@@ -1,0 +1,27 @@
+"""User learner factories, referred to by import path in the tests (``tests.learners.factories:...``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from river import naive_bayes
+
+
+def gaussian_nb(
+    n_features: int, n_classes: int, feature_names: Sequence[str], seed: int, **params: Any
+) -> naive_bayes.GaussianNB:
+    """Returns a bare River classifier: `build_learner` wraps it in a `RiverLearner`."""
+    model: naive_bayes.GaussianNB = naive_bayes.GaussianNB(**params)  # type: ignore[no-untyped-call]
+    return model
+
+
+def not_a_learner(n_features: int, n_classes: int, feature_names: Sequence[str], seed: int) -> dict[str, int]:
+    return {"n_features": n_features}
+
+
+def strict_params(n_features: int, n_classes: int, feature_names: Sequence[str], seed: int) -> None:
+    """Accepts no extra parameters at all."""
+
+
+NOT_CALLABLE = 42
