@@ -42,13 +42,15 @@ class WorkloadSpec:
 
 @dataclass(frozen=True, slots=True)
 class WorkItem:
-    """One message to produce. ``expect`` is the dead-letter reason it must get, if any."""
+    """One message to produce. ``expect`` is the dead-letter reason it must get, if any;
+    ``labelled`` says whether the model may learn from it (an inline label, or a valid label)."""
 
     kind: Literal["events", "labels"]
     key: bytes | None
     value: bytes | None
     event_index: int | None = None
     expect: DeadLetterReason | None = None
+    labelled: bool = False
 
 
 @dataclass
@@ -61,6 +63,8 @@ class Workload:
 
     def items(self) -> Iterator[WorkItem]:
         spec = self.spec
+        self.truth.clear()  # each pass regenerates the same stream
+        self.order.clear()
         rng = random.Random(spec.seed)
         before = synth.SEA(variant=spec.before_variant, seed=spec.seed)
         after = synth.SEA(variant=spec.after_variant, seed=spec.seed + 1)
@@ -84,8 +88,8 @@ class Workload:
                 body["label"] = label
             elif draw < spec.inline_share + spec.delayed_share:
                 value = orjson.dumps({"id": event_id, "label": label})
-                delayed.append((i + spec.label_delay, WorkItem("labels", event_id.encode(), value, i)))
-            yield WorkItem("events", event_id.encode(), orjson.dumps(body), i)
+                delayed.append((i + spec.label_delay, WorkItem("labels", event_id.encode(), value, i, labelled=True)))
+            yield WorkItem("events", event_id.encode(), orjson.dumps(body), i, labelled="label" in body)
         for _, item in delayed:
             yield item
         for k in range(spec.unmatched_labels):

@@ -33,7 +33,7 @@ class PrequentialScore:
     def __init__(self, window: int = 1000) -> None:
         self.window = window
         self._overall = metrics.Accuracy()
-        self._rolling: Any = utils.Rolling(metrics.Accuracy(), window_size=window)  # proxies Accuracy
+        self._rolling: Any = utils.Rolling(metrics.Accuracy, window_size=window)  # proxies Accuracy
         self._n = 0
 
     def update(self, y_true: Sequence[int], y_pred: Sequence[int]) -> None:

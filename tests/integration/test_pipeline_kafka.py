@@ -1,0 +1,168 @@
+"""The whole pipeline on the real broker: every event is accounted for, and the model recovers
+from a concept drift."""
+
+from __future__ import annotations
+
+import base64
+import collections
+import threading
+import time
+from typing import Any
+
+import orjson
+import pytest
+from confluent_kafka import Message
+
+from daemon.config import Settings
+from daemon.kafka_client import make_producer, produce_all, read_until
+from daemon.runner import run_daemon
+from daemon.workload import Workload, WorkloadSpec
+from dataflows.kafka_io import DeliveryError, ReliableKafkaSink
+from dataflows.records import DeadLetterReason, KafkaOut
+from tests.integration.conftest import SettingsFactory
+
+pytestmark = pytest.mark.kafka
+
+PHASE = 1500
+
+
+def _produce(settings: Settings, workload: Workload) -> collections.Counter[tuple[bytes | None, str]]:
+    """Produce the workload; return the malformed payloads with the reason each must get."""
+    k = settings.kafka
+    topic = {"events": k.events_topic, "labels": k.labels_topic or k.events_topic}
+    items = list(workload.items())
+    produce_all(make_producer(k.bootstrap_servers), ((topic[i.kind], i.key, i.value) for i in items))
+    return collections.Counter((i.value, i.expect.value) for i in items if i.expect is not None)
+
+
+def _outputs(settings: Settings, want_predictions: int, want_dead: int) -> dict[str, list[dict[str, Any]]]:
+    k = settings.kafka
+
+    def done(msgs: list[Message]) -> bool:
+        counts = collections.Counter(m.topic() for m in msgs)
+        return counts[k.predictions_topic] >= want_predictions and counts[k.dead_letter_topic] >= want_dead
+
+    msgs = read_until(
+        k.bootstrap_servers, [k.predictions_topic, k.dead_letter_topic, k.model_events_topic], done, timeout_s=60
+    )
+    # Everything the flow wrote is already acknowledged: one more short read catches any surplus.
+    msgs += read_until(
+        k.bootstrap_servers, [k.predictions_topic, k.dead_letter_topic], lambda m: False, timeout_s=0.5,
+        from_beginning=False,
+    )  # fmt: skip
+    by_topic: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    for m in msgs:
+        by_topic[m.topic() or ""].append(orjson.loads(m.value() or b"null"))
+    return {
+        "predictions": by_topic[k.predictions_topic],
+        "dead": by_topic[k.dead_letter_topic],
+        "model_events": by_topic[k.model_events_topic],
+    }
+
+
+def _accuracy(workload: Workload, predictions: dict[str, int], start: int, stop: int) -> float:
+    ids = workload.order[start:stop]
+    return sum(predictions[i] == workload.truth[i] for i in ids) / len(ids)
+
+
+@pytest.mark.parametrize(
+    ("learner", "workers"),
+    [("river-logreg", 1), ("river-logreg", 2), ("torch-mlp", 2)],
+)
+def test_every_event_is_predicted_or_dead_lettered_and_accuracy_recovers_after_drift(
+    fresh_settings: SettingsFactory, learner: str, workers: int
+) -> None:
+    settings = fresh_settings(model={"learner": learner}, runtime={"tail": False, "workers": workers})
+    spec = WorkloadSpec(n_events=12_000, drift_at=6_000, malformed_every=300, label_delay=200)
+    workload = Workload(spec)
+    malformed = _produce(settings, workload)
+    n_event_messages = spec.n_events + workload.n_malformed_events
+
+    started = time.monotonic()
+    run_daemon(settings)  # tail: false -> returns once both input topics are drained
+    assert time.monotonic() - started < 120
+
+    out = _outputs(settings, spec.n_events, sum(malformed.values()))
+    predictions = out["predictions"]
+    dead = out["dead"]
+
+    # Exactly one prediction per valid event, each naming the model that made it.
+    ids = [p["id"] for p in predictions]
+    assert len(ids) == len(set(ids)) == spec.n_events
+    assert set(ids) == set(workload.truth)
+    assert {p["model"] for p in predictions} == {"m1"}
+    assert all(p["group"] == "default" and len(p["proba"]) == 2 for p in predictions)
+    assert all(p["predicted_ts_ms"] >= p["event_ts_ms"] > 0 for p in predictions)
+
+    # Every malformed record is dead-lettered once, with its reason, source and original bytes.
+    got: collections.Counter[tuple[bytes | None, str]] = collections.Counter()
+    for record in dead:
+        original = base64.b64decode(record["original_b64"]) if record["original_b64"] is not None else None
+        got[(original, record["reason"])] += 1
+        assert record["detail"]
+        assert record["source"]["topic"] in (settings.kafka.events_topic, settings.kafka.labels_topic)
+        assert record["source"]["offset"] >= 0
+    assert got == malformed
+    assert (
+        sum(n for (_, reason), n in got.items() if reason == DeadLetterReason.LABEL_UNMATCHED) == spec.unmatched_labels
+    )
+    event_dead = sum(1 for r in dead if r["source"]["topic"] == settings.kafka.events_topic)
+    assert len(predictions) + event_dead == n_event_messages  # N in -> N out
+
+    # Inline and delayed labels were all learned from (joined to the logged features).
+    expected_learned = sum(1 for i in workload.items() if i.labelled)
+    learned = sum(e["n_learned"] for e in out["model_events"])
+    assert learned == expected_learned
+    lineage_offsets = [o for e in out["model_events"] for o in e["offsets"].values()]
+    assert lineage_offsets and all(lo <= hi for lo, hi in lineage_offsets)
+
+    # Prequential accuracy: high before the drift, drops just after, climbs back by the end.
+    predicted = {p["id"]: p["prediction"] for p in predictions}
+    drift = spec.drift_at
+    before = _accuracy(workload, predicted, drift - PHASE, drift)
+    just_after = _accuracy(workload, predicted, drift, drift + PHASE)
+    end = _accuracy(workload, predicted, spec.n_events - PHASE, spec.n_events)
+    assert before > 0.9
+    assert just_after < before - 0.05
+    assert end > just_after + 0.05
+    final = out["model_events"][-1]
+    assert final["accuracy"] is not None and 0.5 < final["accuracy"] < 1.0
+
+
+def test_graceful_stop_flushes_everything_while_tailing(fresh_settings: SettingsFactory) -> None:
+    settings = fresh_settings(runtime={"tail": True, "workers": 2})
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            run_daemon(settings, stop)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    daemon = threading.Thread(target=target)
+    daemon.start()
+    spec = WorkloadSpec(n_events=3000, drift_at=1500, malformed_every=0, unmatched_labels=2)
+    workload = Workload(spec)
+    malformed = _produce(settings, workload)
+    out = _outputs(settings, spec.n_events, 1)  # the bad label arrives while running
+    assert len({p["id"] for p in out["predictions"]}) == spec.n_events
+
+    stop.set()
+    daemon.join(timeout=30)
+    assert not daemon.is_alive(), "the daemon did not stop within 30 s of the stop request"
+    assert errors == []
+    # On stop without a recovery store, labels still waiting for their event are dead-lettered.
+    final = _outputs(settings, spec.n_events, sum(malformed.values()))
+    reasons = collections.Counter(r["reason"] for r in final["dead"])
+    assert reasons == {"label_unmatched": spec.unmatched_labels, "bad_json": 1}
+
+
+def test_sink_raises_when_the_broker_does_not_take_a_message(kafka_bootstrap: str) -> None:
+    # auto.create.topics.enable is false on the local broker: a missing topic is never acknowledged.
+    sink = ReliableKafkaSink(kafka_bootstrap, {"message.timeout.ms": 1500}, flush_timeout_s=10)
+    part = sink.build("out", 0, 1)
+    started = time.monotonic()
+    with pytest.raises(DeliveryError, match="refused 1 message"):
+        part.write_batch([KafkaOut("headwater-no-such-topic", b"k", b"v")])
+    assert time.monotonic() - started < 10
