@@ -1,0 +1,36 @@
+# One entry point for every check. `make help` lists the targets.
+.DEFAULT_GOAL := help
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-12s %s\n", $$1, $$2}'
+
+install: ## create .venv and install headwater with its dev tools
+	scripts/bootstrap
+
+kafka-up: ## start the local Kafka broker (idempotent)
+	scripts/kafka-local up
+
+kafka-down: ## stop the local Kafka broker
+	scripts/kafka-local down
+
+lint: ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: ## mypy --strict over the whole tree
+	$(BIN)/mypy
+
+test: ## unit and integration tests (starts the local broker if it is down)
+	$(BIN)/pytest
+
+check: lint typecheck test ## everything CI runs
+
+demo: ## the demo: a drifting stream through a live daemon
+	$(BIN)/headwater demo
+
+bench: ## end-to-end benchmark against a plain confluent-kafka loop
+	$(BIN)/python -m bench.e2e_kafka
+
+.PHONY: help install kafka-up kafka-down lint typecheck test check demo bench
