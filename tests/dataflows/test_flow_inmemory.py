@@ -155,7 +155,7 @@ def test_whole_flow_on_mock_cluster(mock_brokers: str) -> None:
         producer_config={"linger.ms": 0, **QUIET},
     )
     started = time.monotonic()
-    run_main(build_flow(config))  # type: ignore[no-untyped-call]
+    run_main(build_flow(config))
     assert time.monotonic() - started < 30
 
     out = _consume(mock_brokers, ["pred", "dead", "model"], expected=26 + 3 + 1)
@@ -241,7 +241,7 @@ def test_tailing_flow_stops_gracefully_and_flushes(mock_brokers: str) -> None:
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     started = time.monotonic()
-    run_main(build_flow(config))  # type: ignore[no-untyped-call]
+    run_main(build_flow(config))
     watcher.join(timeout=20)
     assert time.monotonic() - started < 25
     assert sorted(m.key() for m in seen) == sorted(f"s{i}".encode() for i in range(8))

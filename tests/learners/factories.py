@@ -12,7 +12,7 @@ def gaussian_nb(
     n_features: int, n_classes: int, feature_names: Sequence[str], seed: int, **params: Any
 ) -> naive_bayes.GaussianNB:
     """Returns a bare River classifier: `build_learner` wraps it in a `RiverLearner`."""
-    model: naive_bayes.GaussianNB = naive_bayes.GaussianNB(**params)  # type: ignore[no-untyped-call]
+    model: naive_bayes.GaussianNB = naive_bayes.GaussianNB(**params)
     return model
 
 
