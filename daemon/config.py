@@ -7,12 +7,13 @@ field. The resulting object is frozen and passed down — there is no module-lev
 
 from __future__ import annotations
 
+import warnings
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from dataflows import FeatureSchema, FlowConfig, Topics
@@ -45,7 +46,7 @@ class KafkaSettings(_Section):
 
 class SchemaSettings(_Section):
     features: list[str] = Field(min_length=1, description="feature names, in the order the model sees them")
-    classes: list[int | str] = Field(min_length=2, description="the labels the model may be taught")
+    classes: list[StrictInt | StrictStr] = Field(min_length=2, description="the labels the model may be taught")
     max_event_bytes: int = Field(64 * 1024, ge=16)
 
     @model_validator(mode="after")
@@ -86,53 +87,62 @@ class RuntimeSettings(_Section):
     snapshot_interval_s: float = Field(10.0, gt=0)
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="HEADWATER_", env_nested_delimiter="__", extra="forbid", frozen=True)
+# The section is called `schema`, which shadows BaseModel.schema() (a deprecated alias of
+# model_json_schema()). An alias would dodge the warning but lose the HEADWATER_ prefix for that
+# section's environment variables, so the name stays and this one warning is silenced.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message='Field name "schema"', category=UserWarning)
 
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # type: ignore[arg-type]
-    schema_: SchemaSettings = Field(alias="schema")
-    batching: BatchingSettings = Field(default_factory=BatchingSettings)  # type: ignore[arg-type]
-    labels: LabelSettings = Field(default_factory=LabelSettings)  # type: ignore[arg-type]
-    model: ModelSettings = Field(default_factory=ModelSettings)  # type: ignore[arg-type]
-    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)  # type: ignore[arg-type]
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The environment overrides the file (which arrives as init kwargs).
-        return env_settings, init_settings, file_secret_settings
-
-    def topics(self) -> Topics:
-        k = self.kafka
-        return Topics(k.events_topic, k.predictions_topic, k.dead_letter_topic, k.model_events_topic, k.labels_topic)
-
-    def flow_config(self, **overrides: Any) -> FlowConfig:
-        s = self.schema_
-        config = FlowConfig(
-            brokers=self.kafka.bootstrap_servers,
-            topics=self.topics(),
-            schema=FeatureSchema(s.features, s.classes, s.max_event_bytes),
-            learner=LearnerSpec(self.model.learner, self.model.params, self.model.seed),
-            group=self.model.group,
-            batch_max_size=self.batching.max_size,
-            batch_max_wait=timedelta(milliseconds=self.batching.max_wait_ms),
-            label_window_s=self.labels.window_s,
-            max_pending=self.labels.max_pending,
-            rolling_window=self.model.rolling_window,
-            tail=self.runtime.tail,
-            # Without a recovery store nothing carries waiting labels past the end: dead-letter them.
-            drain_on_eof=self.runtime.recovery_dir is None,
-            consumer_config=dict(self.kafka.consumer),
-            producer_config=dict(self.kafka.producer),
-            **overrides,
+    class Settings(BaseSettings):
+        model_config = SettingsConfigDict(
+            env_prefix="HEADWATER_", env_nested_delimiter="__", extra="forbid", frozen=True
         )
-        return config
+
+        kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # type: ignore[arg-type]
+        schema: SchemaSettings  # type: ignore[assignment]
+        batching: BatchingSettings = Field(default_factory=BatchingSettings)  # type: ignore[arg-type]
+        labels: LabelSettings = Field(default_factory=LabelSettings)  # type: ignore[arg-type]
+        model: ModelSettings = Field(default_factory=ModelSettings)  # type: ignore[arg-type]
+        runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)  # type: ignore[arg-type]
+
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            # The environment overrides the file (which arrives as init kwargs).
+            return env_settings, init_settings, file_secret_settings
+
+        def topics(self) -> Topics:
+            k = self.kafka
+            return Topics(
+                k.events_topic, k.predictions_topic, k.dead_letter_topic, k.model_events_topic, k.labels_topic
+            )
+
+        def flow_config(self, **overrides: Any) -> FlowConfig:
+            s = self.schema
+            fields: dict[str, Any] = dict(
+                brokers=self.kafka.bootstrap_servers,
+                topics=self.topics(),
+                schema=FeatureSchema(s.features, s.classes, s.max_event_bytes),
+                learner=LearnerSpec(self.model.learner, self.model.params, self.model.seed),
+                group=self.model.group,
+                batch_max_size=self.batching.max_size,
+                batch_max_wait=timedelta(milliseconds=self.batching.max_wait_ms),
+                label_window_s=self.labels.window_s,
+                max_pending=self.labels.max_pending,
+                rolling_window=self.model.rolling_window,
+                tail=self.runtime.tail,
+                # Without a recovery store nothing carries waiting labels past the end: dead-letter them.
+                drain_on_eof=self.runtime.recovery_dir is None,
+                consumer_config=dict(self.kafka.consumer),
+                producer_config=dict(self.kafka.producer),
+            )
+            return FlowConfig(**(fields | overrides))
 
 
 def load_settings(path: Path | None = None, **data: Any) -> Settings:
@@ -159,7 +169,7 @@ def load_settings(path: Path | None = None, **data: Any) -> Settings:
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
-    return ".".join("schema" if part == "schema_" else str(part) for part in loc) or "(top level)"
+    return ".".join(str(part) for part in loc) or "(top level)"
 
 
 def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -37,6 +37,9 @@ class PrequentialScore:
         self._n = 0
 
     def update(self, y_true: Sequence[int], y_pred: Sequence[int]) -> None:
+        if len(y_true) != len(y_pred):
+            msg = f"{len(y_true)} labels but {len(y_pred)} predictions"
+            raise ValueError(msg)
         for t, p in zip(y_true, y_pred, strict=True):
             self._overall.update(t, p)
             self._rolling.update(t, p)

@@ -66,8 +66,8 @@ def test_yaml_file_is_read(tmp_path: Path) -> None:
     s = load_settings(_write(tmp_path))
     assert s.kafka.bootstrap_servers == "k1:9092,k2:9092"
     assert s.kafka.labels_topic is None
-    assert s.schema_.features == ["a", "b", "c"]
-    assert s.schema_.classes == ["neg", "pos"]
+    assert s.schema.features == ["a", "b", "c"]
+    assert s.schema.classes == ["neg", "pos"]
     assert s.batching.max_size == 64
     assert s.batching.max_wait_ms == 7.5
     assert s.model.params == {"hidden": [8], "device": "cpu"}
@@ -118,14 +118,14 @@ def test_env_json_for_dict_fields(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_env_overrides_the_schema_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HEADWATER_SCHEMA__FEATURES", '["x", "y"]')
     s = load_settings(_write(tmp_path))
-    assert s.schema_.features == ["x", "y"]
+    assert s.schema.features == ["x", "y"]
 
 
 def test_unprefixed_schema_variable_is_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Only HEADWATER_* variables may change the settings; an unrelated SCHEMA variable must not.
     monkeypatch.setenv("SCHEMA__FEATURES", '["stray"]')
     s = load_settings(_write(tmp_path))
-    assert s.schema_.features == ["a", "b", "c"]
+    assert s.schema.features == ["a", "b", "c"]
 
 
 def test_env_can_supply_a_section_without_a_file(monkeypatch: pytest.MonkeyPatch) -> None:

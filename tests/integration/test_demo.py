@@ -1,0 +1,30 @@
+"""`headwater demo`, the main job for a new user, end to end on the real broker."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.kafka
+
+
+def test_demo_accounts_for_every_event_and_prints_the_summary(kafka_bootstrap: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "daemon.cli", "demo", "--bootstrap-servers", kafka_bootstrap,
+         "--events", "8000", "--rate", "4000", "--workers", "2", "--timeout", "150"],
+        capture_output=True, text=True, timeout=240, check=False, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    out = done.stdout
+    assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
+    assert "Headwater demo: summary" in out
+    assert re.search(r"predictions out\s+│\s+8000\b", out), out[-3000:]
+    expected = re.search(r"dead letters\s+│\s+(\d+) \(expected (\d+)\)", out)
+    assert expected is not None
+    assert expected.group(1) == expected.group(2)
+    accuracies = [float(v) for v in re.findall(r"accuracy [a-z ]+\(events [^)]*\)\s+│\s+([\d.]+)%", out)]
+    before, just_after, end = accuracies
+    assert just_after < before
+    assert end > just_after
