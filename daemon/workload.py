@@ -70,14 +70,13 @@ class Workload:
         after = synth.SEA(variant=spec.after_variant, seed=spec.seed + 1)
         stream = itertools.chain(itertools.islice(before, spec.drift_at), after)
         delayed: list[tuple[int, WorkItem]] = []
-        broken = itertools.cycle(_BROKEN)
         n_broken = 0
         for i, (x, y) in enumerate(itertools.islice(stream, spec.n_events)):
             while delayed and delayed[0][0] <= i:
                 yield delayed.pop(0)[1]
             if spec.malformed_every and i and i % spec.malformed_every == 0:
                 n_broken += 1
-                yield next(broken)(n_broken, spec)
+                yield _broken(n_broken, spec)
             event_id = f"e{i:08d}"
             label = int(y)
             self.truth[event_id] = label
@@ -103,23 +102,22 @@ class Workload:
         return (spec.n_events - 1) // spec.malformed_every if spec.malformed_every else 0
 
 
-def _bad(kind: DeadLetterReason, value: bytes | None, n: int) -> WorkItem:
-    return WorkItem("events", f"bad{n}".encode(), value, None, kind)
-
-
-_BROKEN = (
-    lambda n, s: _bad(DeadLetterReason.BAD_JSON, b'{"id": "bad%d", "features": {"x1": ' % n, n),
-    lambda n, s: _bad(DeadLetterReason.MISSING_FIELD, b'{"id": "bad%d"}' % n, n),
-    lambda n, s: _bad(DeadLetterReason.EXTRA_FIELD, b'{"id": "bad%d", "features": [1, 2, 3], "colour": "red"}' % n, n),
-    lambda n, s: _bad(DeadLetterReason.WRONG_DIMENSION, b'{"id": "bad%d", "features": [1.0, 2.0]}' % n, n),
-    lambda n, s: _bad(DeadLetterReason.NON_FINITE, b'{"id": "bad%d", "features": [1.0, 1e999, 2.0]}' % n, n),
-    lambda n, s: _bad(DeadLetterReason.WRONG_TYPE, b'{"id": "bad%d", "features": [1.0, "two", 3.0]}' % n, n),
-    lambda n, s: _bad(DeadLetterReason.MISSING_FIELD, b'{"id": "bad%d", "features": {"x1": 1.0, "x2": 2.0}}' % n, n),
-    lambda n, s: _bad(
-        DeadLetterReason.OVERSIZED,
-        b'{"id": "bad%d", "features": [1, 2, 3], "pad": "' % n + b"x" * s.max_event_bytes + b'"}',
-        n,
-    ),
-    lambda n, s: _bad(DeadLetterReason.UNKNOWN_CLASS, b'{"id": "bad%d", "features": [1, 2, 3], "label": 7}' % n, n),
-    lambda n, s: _bad(DeadLetterReason.EMPTY_PAYLOAD, None, n),
+# One broken record of each kind, in turn; "%d" becomes the record's number.
+_BROKEN: tuple[tuple[DeadLetterReason, bytes | None], ...] = (
+    (DeadLetterReason.BAD_JSON, b'{"id": "bad%d", "features": {"x1": '),
+    (DeadLetterReason.MISSING_FIELD, b'{"id": "bad%d"}'),
+    (DeadLetterReason.EXTRA_FIELD, b'{"id": "bad%d", "features": [1, 2, 3], "colour": "red"}'),
+    (DeadLetterReason.WRONG_DIMENSION, b'{"id": "bad%d", "features": [1.0, 2.0]}'),
+    (DeadLetterReason.NON_FINITE, b'{"id": "bad%d", "features": [1.0, 1e999, 2.0]}'),
+    (DeadLetterReason.WRONG_TYPE, b'{"id": "bad%d", "features": [1.0, "two", 3.0]}'),
+    (DeadLetterReason.MISSING_FIELD, b'{"id": "bad%d", "features": {"x1": 1.0, "x2": 2.0}}'),
+    (DeadLetterReason.OVERSIZED, b'{"id": "bad%d", "features": [1, 2, 3], "pad": "PAD"}'),
+    (DeadLetterReason.UNKNOWN_CLASS, b'{"id": "bad%d", "features": [1, 2, 3], "label": 7}'),
+    (DeadLetterReason.EMPTY_PAYLOAD, None),
 )
+
+
+def _broken(n: int, spec: WorkloadSpec) -> WorkItem:
+    reason, template = _BROKEN[(n - 1) % len(_BROKEN)]
+    value = None if template is None else (template % n).replace(b"PAD", b"x" * spec.max_event_bytes)
+    return WorkItem("events", f"bad{n}".encode(), value, None, reason)
