@@ -103,20 +103,14 @@ def parse_args(argv: list[str] | None = None) -> Params:
     parser.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap servers")
     parser.add_argument("-n", "--n-events", type=int, default=50_000, help="events in the throughput phase")
     parser.add_argument("--rate", type=float, default=2000.0, help="events/s sent in the latency phase")
-    parser.add_argument(
-        "--duration", type=float, default=10.0, help="seconds of sending in the latency phase"
-    )
-    parser.add_argument(
-        "--learner", default="river-logreg", help="Headwater learner (built-in or module:factory)"
-    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of sending in the latency phase")
+    parser.add_argument("--learner", default="river-logreg", help="Headwater learner (built-in or module:factory)")
     parser.add_argument("--workers", type=int, default=1, help="Bytewax worker threads for Headwater")
     parser.add_argument("--partitions", type=int, default=4, help="partitions of every fresh topic")
     parser.add_argument("--batch-size", type=int, default=512, help="micro-batch size (both systems)")
     parser.add_argument("--max-wait-ms", type=float, default=20.0, help="micro-batch wait (both systems)")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up sending before latency")
-    parser.add_argument(
-        "--timeout", type=float, default=120.0, help="bound on every wait of a phase, seconds"
-    )
+    parser.add_argument("--timeout", type=float, default=120.0, help="bound on every wait of a phase, seconds")
     parser.add_argument("--keep-topics", action="store_true", help="do not delete the benchmark's topics")
     parser.add_argument("--out-dir", type=Path, default=RESULTS, help="where the JSON and Markdown go")
     a = parser.parse_args(argv)
@@ -179,9 +173,7 @@ def cpu_seconds() -> float:
 
 def make_events(n: int) -> list[Payload]:
     """The first ``n`` valid events of the synthetic workload: no malformed records, no delayed labels."""
-    spec = WorkloadSpec(
-        n_events=n, malformed_every=0, unmatched_labels=0, delayed_share=0.0, inline_share=0.5
-    )
+    spec = WorkloadSpec(n_events=n, malformed_every=0, unmatched_labels=0, delayed_share=0.0, inline_share=0.5)
     out = [(i.key, i.value) for i in Workload(spec).items() if i.kind == "events"]
     if len(out) != n or any(k is None or v is None for k, v in out):
         msg = f"the workload gave {len(out)} events, wanted {n}"
@@ -218,17 +210,12 @@ def topic_size(bootstrap: str, topic: str, partitions: int, timeout_s: float = 1
     """Messages on ``topic``: the sum of the high watermarks (no transactions, nothing deleted)."""
     consumer = new_consumer(bootstrap)
     try:
-        return sum(
-            consumer.get_watermark_offsets(tp, timeout=timeout_s)[1]
-            for tp in partitions_of(topic, partitions)
-        )
+        return sum(consumer.get_watermark_offsets(tp, timeout=timeout_s)[1] for tp in partitions_of(topic, partitions))
     finally:
         consumer.close()
 
 
-def read_topic(
-    bootstrap: str, topic: str, partitions: int, expected: int, deadline: Deadline
-) -> list[Message]:
+def read_topic(bootstrap: str, topic: str, partitions: int, expected: int, deadline: Deadline) -> list[Message]:
     """Every message on ``topic`` until ``expected`` were read; raises if the deadline passes first."""
     consumer = new_consumer(bootstrap)
     consumer.assign(partitions_of(topic, partitions))
@@ -412,7 +399,7 @@ def baseline_loop(
 
 def throughput_headwater(p: Params, events_topic: str) -> dict[str, Any]:
     topics = HeadwaterTopics.fresh("tp", events=events_topic)
-    ensure_topics(p.bootstrap, topics.all(), p.partitions)
+    create_topics(p, topics.all())
     settings = headwater_settings(p, topics, tail=False)
     check_settings(settings, topics)
     stop = threading.Event()
@@ -421,9 +408,7 @@ def throughput_headwater(p: Params, events_topic: str) -> dict[str, Any]:
     run_daemon(settings, stop, create_topics=False)
     seconds = time.perf_counter() - t0
     cpu = cpu_seconds() - cpu0
-    outputs = read_topic(
-        p.bootstrap, topics.predictions, p.partitions, p.n_events, Deadline(p.timeout_s, "read")
-    )
+    outputs = read_topic(p.bootstrap, topics.predictions, p.partitions, p.n_events, Deadline(p.timeout_s, "read"))
     ids = {m.key() for m in outputs}
     out_ts = [m.timestamp()[1] for m in outputs]
     result = {
@@ -438,7 +423,6 @@ def throughput_headwater(p: Params, events_topic: str) -> dict[str, Any]:
         "first_to_last_output_events_per_s": steady_rate(p.n_events, out_ts),
         "process_cpu_s": round(cpu, 2),
     }
-    _cleanup(p, [t for t in topics.all() if t != events_topic])
     if len(ids) != p.n_events or len(outputs) != p.n_events:
         msg = f"headwater throughput: {len(outputs)} outputs ({len(ids)} distinct) for {p.n_events} events"
         raise BenchError(msg)
@@ -447,7 +431,7 @@ def throughput_headwater(p: Params, events_topic: str) -> dict[str, Any]:
 
 def throughput_baseline(p: Params, events_topic: str) -> dict[str, Any]:
     out_topic = f"bench.base.tp.out.{uuid.uuid4().hex[:10]}"
-    ensure_topics(p.bootstrap, [out_topic], p.partitions)
+    create_topics(p, [out_topic])
     cpu0, wall0 = cpu_seconds(), time.time()
     t0 = time.perf_counter()
     stats = baseline_loop(
@@ -474,11 +458,8 @@ def throughput_baseline(p: Params, events_topic: str) -> dict[str, Any]:
         "first_to_last_output_events_per_s": steady_rate(p.n_events, out_ts),
         "process_cpu_s": round(cpu, 2),
     }
-    _cleanup(p, [out_topic])
     if len(ids) != p.n_events or len(outputs) != p.n_events or stats.consumed != p.n_events:
-        msg = (
-            f"baseline throughput: consumed {stats.consumed}, {len(outputs)} outputs for {p.n_events} events"
-        )
+        msg = f"baseline throughput: consumed {stats.consumed}, {len(outputs)} outputs for {p.n_events} events"
         raise BenchError(msg)
     return result
 
@@ -677,7 +658,7 @@ def latency_phase(
 
 def latency_headwater(p: Params, events: list[Payload]) -> dict[str, Any]:
     topics = HeadwaterTopics.fresh("lat")
-    ensure_topics(p.bootstrap, topics.all(), p.partitions)
+    create_topics(p, topics.all())
     settings = headwater_settings(p, topics, tail=True)
     check_settings(settings, topics)
 
@@ -690,26 +671,21 @@ def latency_headwater(p: Params, events: list[Payload]) -> dict[str, Any]:
         body = orjson.loads(item[3] or b"{}")
         return str(body.get("id")), body.get("event_ts_ms")
 
-    try:
-        result = latency_phase(p, "headwater", events, topics.events, topics.predictions, start, input_ts)
-        result["dead_letters"] = topic_size(p.bootstrap, topics.dead_letters, p.partitions)
-        result["micro_batches"] = headwater_batches(p, topics.model_events)
-    finally:
-        _cleanup(p, topics.all())
+    result = latency_phase(p, "headwater", events, topics.events, topics.predictions, start, input_ts)
+    result["dead_letters"] = topic_size(p.bootstrap, topics.dead_letters, p.partitions)
+    result["micro_batches"] = headwater_batches(p, topics.model_events)
     return result
 
 
 def latency_baseline(p: Params, events: list[Payload]) -> dict[str, Any]:
     uid = uuid.uuid4().hex[:10]
     in_topic, out_topic = f"bench.base.lat.events.{uid}", f"bench.base.lat.out.{uid}"
-    ensure_topics(p.bootstrap, [in_topic, out_topic], p.partitions)
+    create_topics(p, [in_topic, out_topic])
 
     stats = BaselineStats()
 
     def start(stop: threading.Event, deadline: Deadline) -> Runner:
-        runner = Runner(
-            "bench-baseline", lambda: baseline_loop(p, in_topic, out_topic, stop, deadline, stats=stats)
-        )
+        runner = Runner("bench-baseline", lambda: baseline_loop(p, in_topic, out_topic, stop, deadline, stats=stats))
         runner.start()
         return runner
 
@@ -719,10 +695,7 @@ def latency_baseline(p: Params, events: list[Payload]) -> dict[str, Any]:
         ts = next((int(v) for k, v in pairs if k == IN_TS_HEADER and v is not None), None)
         return (key or b"").decode(), ts
 
-    try:
-        result = latency_phase(p, "baseline", events, in_topic, out_topic, start, input_ts)
-    finally:
-        _cleanup(p, [in_topic, out_topic])
+    result = latency_phase(p, "baseline", events, in_topic, out_topic, start, input_ts)
     result["micro_batches"] = {
         "count": stats.batches,
         "mean_size": round(stats.consumed / stats.batches, 1) if stats.batches else None,
@@ -744,9 +717,13 @@ def headwater_batches(p: Params, model_events_topic: str) -> dict[str, Any]:
     }
 
 
-def _cleanup(p: Params, topics: list[str]) -> None:
-    if not p.keep_topics:
-        delete_topics(p.bootstrap, topics)
+_CREATED: list[str] = []  # every topic this run made; deleted at the end, never between phases
+
+
+def create_topics(p: Params, names: list[str]) -> None:
+    """Create fresh topics (``p.partitions`` each) and remember them for the clean-up."""
+    ensure_topics(p.bootstrap, names, p.partitions)
+    _CREATED.extend(n for n in names if n not in _CREATED)
 
 
 # -- report ---------------------------------------------------------------------------------------
@@ -782,6 +759,7 @@ def machine_info(p: Params) -> dict[str, Any]:
         commit = None
     return {
         "cpu_count": os.cpu_count(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "cpu_model": _cpu_model(),
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -896,7 +874,8 @@ def render_markdown(report: Report, rows: list[list[str]]) -> str:
         f"Measured on {m['cpu_count']} CPU(s) ({m['cpu_model']}), Python {m['python']}, Apache Kafka "
         f"{m['kafka_version']} (single local broker, KRaft), confluent-kafka {m['confluent_kafka']} / "
         f"librdkafka {m['librdkafka']}, Bytewax {m['bytewax']}; headwater commit {m['headwater_commit']}. "
-        f"Produced by `python -m bench.e2e_kafka` in {report.total_s:.0f} s."
+        f"Produced by `python -m bench.e2e_kafka` in {report.total_s:.0f} s; load average (1/5/15 min) "
+        f"{' / '.join(map(str, m['load_average_at_start']))} at the start."
     )
     md.append("")
     md.append("| " + " | ".join(rows[0]) + " |")
@@ -972,7 +951,8 @@ def observations(report: Report) -> list[str]:
             " Headwater's batches are far larger: Bytewax's `op.collect` (which `group__micro_batch` uses) "
             "restarts its timeout on every item, so under a steady stream a batch only closes at "
             f"`batching.max_size` ({p['batch_max_size']}) and `batching.max_wait_ms` does not bound the wait "
-            "— most of Headwater's extra latency is this wait (about max_size / rate)."
+            "— most of Headwater's extra latency is this wait (a batch takes max_size / rate to fill, an event "
+            "waits about half that)."
         )
     out.append(line)
     out.append(
@@ -980,6 +960,12 @@ def observations(report: Report) -> list[str]:
         f"{tp['headwater']['first_output_after_s']:.2f} s (headwater) and "
         f"{tp['baseline']['first_output_after_s']:.2f} s (baseline) after the start; first to last output "
         f"took {tp['headwater']['output_span_s']:.2f} s and {tp['baseline']['output_span_s']:.2f} s."
+    )
+    out.append(
+        f"- p99 and max rest on the slowest 1% ({hw['outputs'] // 100} events) of one "
+        f"{p['duration_s']:g} s window: a single stall of the broker's acknowledgements on these shared "
+        f"cores moves them, so they vary between runs far more than p50 does (the per-stage split above "
+        f"shows which side a stall hit)."
     )
     out.append(
         f"- Stopping: after the stop event was set, headwater's `run_daemon` returned in "
@@ -1002,9 +988,9 @@ def main(argv: list[str] | None = None) -> int:
     log.info("generating %d events", max(p.n_events, p.n_latency_events))
     events = make_events(max(p.n_events, p.n_latency_events))
 
-    events_topic = f"bench.tp.events.{uuid.uuid4().hex[:10]}"
-    ensure_topics(p.bootstrap, [events_topic], p.partitions)
     try:
+        events_topic = f"bench.tp.events.{uuid.uuid4().hex[:10]}"
+        create_topics(p, [events_topic])
         log.info("pre-loading %d events on %s", p.n_events, events_topic)
         producer = make_producer(p.bootstrap)
         produce_all(producer, ((events_topic, k, v) for k, v in events[: p.n_events]))
@@ -1012,16 +998,19 @@ def main(argv: list[str] | None = None) -> int:
         report.throughput["headwater"] = throughput_headwater(p, events_topic)
         log.info("throughput: baseline")
         report.throughput["baseline"] = throughput_baseline(p, events_topic)
-    finally:
-        _cleanup(p, [events_topic])
 
-    measured = events[: p.n_latency_events]
-    log.info("latency: headwater (%d events at %.0f/s)", len(measured), p.rate)
-    report.latency["headwater"] = latency_headwater(p, measured)
-    log.info("latency: baseline (%d events at %.0f/s)", len(measured), p.rate)
-    report.latency["baseline"] = latency_baseline(p, measured)
+        measured = events[: p.n_latency_events]
+        log.info("latency: headwater (%d events at %.0f/s)", len(measured), p.rate)
+        report.latency["headwater"] = latency_headwater(p, measured)
+        log.info("latency: baseline (%d events at %.0f/s)", len(measured), p.rate)
+        report.latency["baseline"] = latency_baseline(p, measured)
+    finally:
+        if not p.keep_topics:
+            log.info("deleting the %d topics of this run", len(_CREATED))
+            delete_topics(p.bootstrap, _CREATED)
 
     fill_ratios(report)
+    report.machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report.total_s = round(time.perf_counter() - started, 1)
     rows = table(report)
     print(render_text(rows))
