@@ -11,21 +11,24 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from confluent_kafka import OFFSET_BEGINNING
 
+from dataflows.batching import MicroBatchLogic, MicroBatchState
 from dataflows.decode import Decoder, FeatureSchema
 from dataflows.group import GroupLogic, GroupState, ModelSlot, Output
 from dataflows.kafka_io import ReliableKafkaSink, StoppableKafkaSource
 from dataflows.labels import LabelJoin
-from dataflows.records import DeadLetter, KafkaOut, ModelEvent, Prediction, to_kafka
+from dataflows.records import DeadLetter, Event, KafkaOut, Label, ModelEvent, Prediction, to_kafka
 from evaluators import PrequentialScore
 from learners import LearnerSpec, build_learner
 
 __all__ = ["FlowConfig", "Topics", "build_flow", "new_group_state"]
+
+Record = Event | Label
 
 
 @dataclass(frozen=True)
@@ -94,17 +97,21 @@ def build_flow(config: FlowConfig) -> Dataflow:
 
     decoder = Decoder(config.schema, topics.events, topics.labels)
     decoded = op.map("decode", raw, decoder)  # type: ignore[arg-type]  # KafkaSourceMessage fits RawMessage
-    records = op.branch("decode__route", decoded, lambda r: not isinstance(r, DeadLetter))
+    records = op.branch("decode__route", decoded, _is_record)
     bad: Stream[Any] = records.falses
 
     keyed = op.key_on("group__key", records.trues, lambda _: config.group)
-    batches = op.collect("group__micro_batch", keyed, config.batch_max_wait, config.batch_max_size)
 
-    def builder(resumed: GroupState | None) -> Any:
+    def batcher(resumed: MicroBatchState[Record] | None) -> MicroBatchLogic[Record]:
+        return MicroBatchLogic(resumed, max_size=config.batch_max_size, max_wait=config.batch_max_wait)
+
+    batches = op.stateful_batch("batching__micro_batch", keyed, batcher)
+
+    def group(resumed: GroupState | None) -> GroupLogic:
         state = resumed if resumed is not None else new_group_state(config)
         return GroupLogic(state, drain_on_eof=config.drain_on_eof, clock=config.clock)
 
-    results = op.stateful("group__test_then_train", batches, builder)
+    results = op.stateful("group__test_then_train", batches, group)
     outputs: Stream[Output] = op.merge("records__outputs", op.key_rm("group__unkey", results), bad)
 
     def encode(record: Output) -> KafkaOut:
@@ -115,6 +122,10 @@ def build_flow(config: FlowConfig) -> Dataflow:
     sink = ReliableKafkaSink(config.brokers, config.producer_config)
     op.output("kafka_io__out", messages, sink)
     return flow
+
+
+def _is_record(item: Record | DeadLetter) -> TypeGuard[Record]:
+    return not isinstance(item, DeadLetter)
 
 
 def _topic_for(record: Output, topics: Topics) -> str:

@@ -368,7 +368,7 @@ def test_snapshot_round_trips_through_pickle() -> None:
     logic.process([_event("pending-f", POS_X, None, offset=77), _label("pending-l", 1, offset=5)])
 
     data = pickle.dumps(logic.snapshot())
-    restored_state = pickle.loads(data)  # noqa: TID251 -- our own bytes, just written
+    restored_state = pickle.loads(data)
     restored = GroupLogic(restored_state, drain_on_eof=True, clock=clock)
 
     assert restored.state.champion == logic.state.champion

@@ -62,7 +62,7 @@ def test_mismatched_lengths_are_refused() -> None:
 def test_score_survives_pickle() -> None:
     score = PrequentialScore(window=3)
     score.update([1, 0, 1, 1], [1, 1, 1, 0])
-    restored = pickle.loads(pickle.dumps(score))  # noqa: TID251 -- our own bytes
+    restored = pickle.loads(pickle.dumps(score))
     assert restored.snapshot() == score.snapshot()
     restored.update([1], [1])
     score.update([1], [1])
