@@ -948,11 +948,8 @@ def observations(report: Report) -> list[str]:
     )
     if hw_mb["mean_size"] is not None and hw_mb["mean_size"] > 2 * max(window, 1):
         line += (
-            " Headwater's batches are far larger: Bytewax's `op.collect` (which `group__micro_batch` uses) "
-            "restarts its timeout on every item, so under a steady stream a batch only closes at "
-            f"`batching.max_size` ({p['batch_max_size']}) and `batching.max_wait_ms` does not bound the wait "
-            "— most of Headwater's extra latency is this wait (a batch takes max_size / rate to fill, an event "
-            "waits about half that)."
+            " Headwater's batches are far larger than the window: `batching.max_wait_ms` is not bounding "
+            "the wait (see `dataflows/batching.py`), and an event waits about half a batch's fill time."
         )
     out.append(line)
     out.append(

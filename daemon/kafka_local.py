@@ -165,7 +165,7 @@ class KafkaLocal:
             cluster_id = _cluster_id()
             fmt = [
                 java, "-cp", classpath, "kafka.tools.StorageTool", "format",
-                "--standalone", "-t", cluster_id, "-c", str(props), "--ignore-formatted",
+                "--standalone", f"--cluster-id={cluster_id}", "-c", str(props), "--ignore-formatted",
             ]  # fmt: skip
             done = subprocess.run(fmt, capture_output=True, text=True, check=False)
             if done.returncode != 0:
@@ -259,7 +259,8 @@ def _require_java() -> str:
 
 
 def _cluster_id() -> str:
-    # Kafka cluster ids are 16 random bytes in URL-safe base64 without padding.
+    # Kafka cluster ids are 16 random bytes in URL-safe base64 without padding. One may begin
+    # with "-", so it is passed as --cluster-id=ID, never as a separate argument.
     import base64
 
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
