@@ -47,7 +47,9 @@ class KafkaSettings(_Section):
 class SchemaSettings(_Section):
     features: list[str] = Field(min_length=1, description="feature names, in the order the model sees them")
     classes: list[StrictInt | StrictStr] = Field(min_length=2, description="the labels the model may be taught")
-    max_event_bytes: int = Field(64 * 1024, ge=16)
+    # Capped so that a dead letter (base64 of the original, ~4/3 of it) stays under Kafka's 1 MB default.
+    max_event_bytes: int = Field(64 * 1024, ge=16, le=512 * 1024)
+    max_abs_feature: float = Field(1e9, gt=0, description="larger feature magnitudes are dead-lettered")
 
     @model_validator(mode="after")
     def _unique(self) -> Self:
@@ -128,7 +130,7 @@ with warnings.catch_warnings():
             fields: dict[str, Any] = dict(
                 brokers=self.kafka.bootstrap_servers,
                 topics=self.topics(),
-                schema=FeatureSchema(s.features, s.classes, s.max_event_bytes),
+                schema=FeatureSchema(s.features, s.classes, s.max_event_bytes, s.max_abs_feature),
                 learner=LearnerSpec(self.model.learner, self.model.params, self.model.seed),
                 group=self.model.group,
                 batch_max_size=self.batching.max_size,

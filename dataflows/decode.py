@@ -6,9 +6,10 @@ so every problem becomes a dead letter that names the reason and keeps the origi
 
 from __future__ import annotations
 
-import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import msgspec
 
@@ -29,6 +30,7 @@ class FeatureSchema:
     features: Sequence[str]
     classes: Sequence[int | str]
     max_event_bytes: int = 64 * 1024
+    max_abs_feature: float = 1e9  # larger finite values overflow some learners (River's Gaussian, Adam)
     _class_index: dict[int | str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -62,22 +64,28 @@ class RawMessage:
     timestamp: tuple[int, int] | None = None
 
 
+# Ids are kept while an event waits for its label: their length is bounded.
+EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+TimestampMs = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+
+
 class _EventWire(msgspec.Struct, forbid_unknown_fields=True):
-    id: str
+    id: EventId
     features: dict[str, float] | list[float]
     label: int | str | None = None
-    ts_ms: int | None = None
+    ts_ms: TimestampMs | None = None
 
 
 class _LabelWire(msgspec.Struct, forbid_unknown_fields=True):
-    id: str
+    id: EventId
     label: int | str
 
 
 _MSGSPEC_REASONS = (
-    ("Object missing required field", DeadLetterReason.MISSING_FIELD),
-    ("Object contains unknown field", DeadLetterReason.EXTRA_FIELD),
-    ("Number out of range", DeadLetterReason.NON_FINITE),
+    (re.compile(r"Object missing required field"), DeadLetterReason.MISSING_FIELD),
+    (re.compile(r"Object contains unknown field"), DeadLetterReason.EXTRA_FIELD),
+    (re.compile(r"Number out of range"), DeadLetterReason.NON_FINITE),
+    (re.compile(r"Expected `\w+` (of length )?[<>]="), DeadLetterReason.BAD_VALUE),
 )
 
 
@@ -92,6 +100,7 @@ class Decoder:
         self._name_set = frozenset(schema.features)
         self._events = msgspec.json.Decoder(_EventWire)
         self._labels = msgspec.json.Decoder(_LabelWire)
+        self._max_abs = schema.max_abs_feature
 
     def __call__(self, msg: RawMessage) -> Event | Label | DeadLetter:
         source = SourceRef(msg.topic, msg.partition, msg.offset, _kafka_ts(msg.timestamp))
@@ -112,8 +121,6 @@ class Decoder:
             return self._dead(_reason_of(exc), f"event: {exc}", source, msg)
         except msgspec.DecodeError as exc:
             return self._dead(DeadLetterReason.BAD_JSON, str(exc), source, msg)
-        if not wire.id:
-            return self._dead(DeadLetterReason.BAD_VALUE, "event id is empty", source, msg)
         features = wire.features
         if isinstance(features, dict):
             if features.keys() != self._name_set:
@@ -124,8 +131,11 @@ class Decoder:
                 detail = f"features has {len(features)} values, the schema has {len(self._names)}"
                 return self._dead(DeadLetterReason.WRONG_DIMENSION, detail, source, msg)
             x = features
-        if not all(map(math.isfinite, x)):
-            return self._dead(DeadLetterReason.NON_FINITE, "a feature is NaN or infinite", source, msg)
+        # NaN and infinities never get here: JSON has no literal for them and msgspec rejects
+        # numbers beyond float64. Huge finite values would still overflow a learner.
+        if x and max(map(abs, x)) > self._max_abs:
+            detail = f"a feature's magnitude exceeds {self._max_abs:g}"
+            return self._dead(DeadLetterReason.OUT_OF_RANGE, detail, source, msg)
         label: int | None = None
         if wire.label is not None:
             label = self.schema.class_index(wire.label)
@@ -142,8 +152,6 @@ class Decoder:
             return self._dead(_reason_of(exc), f"label: {exc}", source, msg)
         except msgspec.DecodeError as exc:
             return self._dead(DeadLetterReason.BAD_JSON, str(exc), source, msg)
-        if not wire.id:
-            return self._dead(DeadLetterReason.BAD_VALUE, "label id is empty", source, msg)
         label = self.schema.class_index(wire.label)
         if label is None:
             return self._unknown_class(wire.label, source, msg)
@@ -168,8 +176,8 @@ class Decoder:
 
 def _reason_of(exc: msgspec.ValidationError) -> DeadLetterReason:
     text = str(exc)
-    for prefix, reason in _MSGSPEC_REASONS:
-        if text.startswith(prefix):
+    for pattern, reason in _MSGSPEC_REASONS:
+        if pattern.match(text):
             return reason
     return DeadLetterReason.WRONG_TYPE
 

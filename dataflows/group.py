@@ -8,6 +8,10 @@ For each micro-batch (events and delayed labels, mixed) the group
    (prequential), and only then lets each model learn them;
 4. reports what each model did as a `ModelEvent`, with the Kafka offsets it learned from.
 
+A model that raises never takes the worker down: if the champion cannot predict, the batch's
+events are dead-lettered (``model_error``); if a model cannot learn, it skips the batch and a
+``learn_error`` model event says why.
+
 The group holds more than one model so that candidates (canary, bandits, shadow) fit in later;
 today it holds the champion only.
 """
@@ -17,7 +21,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
+import msgspec
 import numpy as np
 from bytewax.operators import StatefulLogic
 
@@ -30,6 +36,7 @@ __all__ = ["GroupLogic", "GroupState", "ModelSlot", "Output"]
 
 Output = Prediction | DeadLetter | ModelEvent
 Clock = Callable[[], float]
+NO_PREDICTION = -1  # a model that could not predict scores as wrong, never as right
 
 
 @dataclass
@@ -52,23 +59,24 @@ class GroupState:
     models: dict[str, ModelSlot]
     join: LabelJoin
     classes: list[int | str]
+    batches: int = 0
 
 
 @dataclass(slots=True)
 class _Examples:
     """Labelled examples gathered from one micro-batch, with each model's earlier predictions."""
 
-    x: list[np.ndarray] = field(default_factory=list)
-    y: list[np.ndarray] = field(default_factory=list)
-    preds: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    x: list[list[float]] = field(default_factory=list)
+    y: list[int] = field(default_factory=list)
+    preds: dict[str, list[int]] = field(default_factory=dict)
     sources: list[SourceRef] = field(default_factory=list)
 
-    def add(self, x: np.ndarray, y: np.ndarray, preds: dict[str, np.ndarray], sources: list[SourceRef]) -> None:
+    def add(self, x: list[float], y: int, preds: dict[str, int], source: SourceRef) -> None:
         self.x.append(x)
         self.y.append(y)
         for name, p in preds.items():
             self.preds.setdefault(name, []).append(p)
-        self.sources.extend(sources)
+        self.sources.append(source)
 
 
 class GroupLogic(StatefulLogic[list[Event | Label], Output, GroupState]):
@@ -81,6 +89,14 @@ class GroupLogic(StatefulLogic[list[Event | Label], Output, GroupState]):
 
     def on_item(self, value: list[Event | Label]) -> tuple[Iterable[Output], bool]:
         return self.process(value), StatefulLogic.RETAIN
+
+    def on_notify(self) -> tuple[Iterable[Output], bool]:
+        # A quiet stream still expires what waited too long.
+        return [_unmatched(label) for label in self.state.join.expire(self.clock())], StatefulLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        at = self.state.join.next_expiry()
+        return None if at is None else datetime.fromtimestamp(at, UTC)
 
     def on_eof(self) -> tuple[Iterable[Output], bool]:
         if not self.drain_on_eof:
@@ -96,100 +112,114 @@ class GroupLogic(StatefulLogic[list[Event | Label], Output, GroupState]):
         out: list[Output] = [_unmatched(label) for label in join.expire(now)]
         events = [item for item in batch if isinstance(item, Event)]
         labels = [item for item in batch if isinstance(item, Label)]
+        if not events and not labels:
+            return out
+        self.state.batches += 1
         examples = _Examples()
+        served = 0
         if events:
-            out.extend(self._predict(events, examples, now))
+            predicted = self._predict(events, examples, now)
+            served = sum(1 for o in predicted if isinstance(o, Prediction))
+            out.extend(predicted)
         for label in labels:
             pending, evicted = join.add_label(label, now)
             out.extend(_unmatched(e) for e in evicted)
             if pending is not None:
-                row = np.asarray([pending.x])
-                preds = {name: np.asarray([p]) for name, p in pending.preds.items()}
-                examples.add(row, np.asarray([label.label]), preds, [pending.source])
-        if events or labels:
-            out.extend(self._learn(examples, len(events), now))
+                examples.add(pending.x, label.label, pending.preds, pending.source)
+        out.extend(self._learn(examples, served, now))
         return out
 
     def _predict(self, events: list[Event], examples: _Examples, now: float) -> list[Output]:
         state = self.state
         x = np.asarray([e.x for e in events], dtype=np.float64)
-        probas = {name: slot.learner.predict_proba(x) for name, slot in state.models.items()}
-        preds = {name: p.argmax(axis=1) for name, p in probas.items()}
+        out: list[Output] = []
+        preds: dict[str, list[int]] = {}
+        proba: np.ndarray | None = None
+        for name, slot in state.models.items():
+            try:
+                p = slot.learner.predict_proba(x)
+                usable = np.isfinite(p).all(axis=1)
+                if not usable.all():
+                    bad = int((~usable).sum())
+                    msg = f"{bad} of {len(p)} rows of probabilities are not finite"
+                    raise FloatingPointError(msg)
+            except Exception as exc:
+                out.append(self._model_event("predict_error", slot, now, error=f"{type(exc).__name__}: {exc}"))
+                preds[name] = [NO_PREDICTION] * len(events)
+                continue
+            preds[name] = p.argmax(axis=1).tolist()
+            if name == state.champion:
+                proba = p
         champion = state.models[state.champion]
-        proba, chosen, classes = probas[state.champion], preds[state.champion], state.classes
-        now_ms = int(now * 1000)
-        out: list[Output] = [
+        if proba is None:  # nothing to serve: the events go to the dead-letter topic, not nowhere
+            out.extend(_model_error(e, champion.name) for e in events)
+            return out
+        now_ms, classes = int(now * 1000), state.classes
+        out.extend(
             Prediction(
-                e.id,
-                state.name,
-                champion.name,
-                champion.version,
-                classes[c],
-                p,
-                e.source.ts_ms,
-                now_ms,
-                e.source,
+                e.id, state.name, champion.name, champion.version, classes[c], p, e.source.ts_ms, now_ms, e.source
             )
-            for e, c, p in zip(events, chosen.tolist(), proba.tolist(), strict=True)
-        ]
-        inline = np.asarray([-1 if e.label is None else e.label for e in events])
-        labelled = inline >= 0
-        if labelled.any():
-            idx = np.flatnonzero(labelled)
-            examples.add(x[idx], inline[idx], {n: p[idx] for n, p in preds.items()}, [events[i].source for i in idx])
-        for i in np.flatnonzero(~labelled).tolist():
-            e = events[i]
-            pending = Pending(e.x, {n: int(p[i]) for n, p in preds.items()}, now, e.source)
-            early = state.join.add_features(e.id, pending)
+            for e, c, p in zip(events, preds[state.champion], proba.tolist(), strict=True)
+        )  # fmt: skip
+        for i, e in enumerate(events):
+            logged = {name: p[i] for name, p in preds.items()}
+            if e.label is not None:
+                examples.add(e.x, e.label, logged, e.source)
+                continue
+            early = state.join.add_features(e.id, Pending(e.x, logged, now, e.source))
             if early is not None:
-                examples.add(
-                    x[i : i + 1],
-                    np.asarray([early.label]),
-                    {n: p[i : i + 1] for n, p in preds.items()},
-                    [e.source],
-                )
+                examples.add(e.x, early.label, logged, e.source)
         return out
 
     def _learn(self, examples: _Examples, n_predicted: int, now: float) -> list[Output]:
-        state, join = self.state, self.state.join
-        n = len(examples.sources)
-        if n:
-            x = np.concatenate(examples.x)
-            y = np.concatenate(examples.y).astype(np.int64)
-            offsets = _offset_ranges(examples.sources)
+        state = self.state
+        n = len(examples.y)
+        x = np.asarray(examples.x, dtype=np.float64)
+        y = np.asarray(examples.y, dtype=np.int64)
+        offsets = _offset_ranges(examples.sources)
         out: list[Output] = []
         for name, slot in state.models.items():
             correct = 0
             if n:
-                y_pred = np.concatenate(examples.preds[name])
-                slot.score.update(y.tolist(), y_pred.tolist())
-                correct = int((y_pred == y).sum())
-                slot.learner.learn(x, y)
+                y_pred = examples.preds[name]
+                slot.score.update(examples.y, y_pred)
+                correct = int((np.asarray(y_pred) == y).sum())
+                try:
+                    slot.learner.learn(x, y)
+                except Exception as exc:
+                    out.append(self._model_event("learn_error", slot, now, error=f"{type(exc).__name__}: {exc}"))
+                    continue
                 slot.version += 1
                 for tp, (lo, hi) in offsets.items():
                     seen = slot.lineage.setdefault(tp, [lo, hi])
                     seen[0], seen[1] = min(seen[0], lo), max(seen[1], hi)
-            snap = slot.score.snapshot()
             out.append(
-                ModelEvent(
-                    type="batch",
-                    group=state.name,
-                    model=name,
-                    model_version=slot.version,
-                    ts_ms=int(now * 1000),
+                self._model_event(
+                    "batch", slot, now,
                     n_predicted=n_predicted if name == state.champion else 0,
-                    n_learned=n,
-                    n_correct=correct,
-                    accuracy=snap.accuracy,
-                    rolling_accuracy=snap.rolling_accuracy,
-                    pending_features=join.pending_features,
-                    pending_labels=join.pending_labels,
-                    features_expired_total=join.features_expired_total,
-                    labels_unmatched_total=join.labels_unmatched_total,
-                    offsets={tp: list(r) for tp, r in offsets.items()} if n else {},
+                    n_learned=n, n_correct=correct, offsets={tp: list(r) for tp, r in offsets.items()},
                 )
-            )
+            )  # fmt: skip
         return out
+
+    def _model_event(self, kind: str, slot: ModelSlot, now: float, **fields: object) -> ModelEvent:
+        state, join = self.state, self.state.join
+        snap = slot.score.snapshot()
+        return ModelEvent(
+            type=kind,
+            group=state.name,
+            model=slot.name,
+            model_version=slot.version,
+            ts_ms=int(now * 1000),
+            batch=state.batches,
+            accuracy=snap.accuracy,
+            rolling_accuracy=snap.rolling_accuracy,
+            pending_features=join.pending_features,
+            pending_labels=join.pending_labels,
+            features_expired_total=join.features_expired_total,
+            labels_unmatched_total=join.labels_unmatched_total,
+            **fields,  # type: ignore[arg-type]
+        )
 
 
 def _offset_ranges(sources: list[SourceRef]) -> dict[str, tuple[int, int]]:
@@ -202,5 +232,15 @@ def _offset_ranges(sources: list[SourceRef]) -> dict[str, tuple[int, int]]:
 
 
 def _unmatched(label: Label) -> DeadLetter:
-    detail = f"no event with id {label.id!r} arrived within the label window"
+    detail = (
+        f"no unlabelled event with id {label.id!r} was waiting for it within the label window "
+        "(the event never came, came earlier than the window, or was already labelled)"
+    )
     return DeadLetter(DeadLetterReason.LABEL_UNMATCHED, detail, label.source, label.original)
+
+
+def _model_error(event: Event, model: str) -> DeadLetter:
+    # The event's bytes are not kept past decoding; its decoded content stands in for them.
+    body = msgspec.json.encode({"id": event.id, "features": event.x, "label_index": event.label})
+    detail = f"the champion {model!r} could not predict this event (see the model-events topic)"
+    return DeadLetter(DeadLetterReason.MODEL_ERROR, detail, event.source, body)

@@ -16,7 +16,7 @@ from typing import Any
 from bytewax.connectors.kafka import KafkaSource, KafkaSourceMessage
 from bytewax.inputs import StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from dataflows.records import KafkaOut
 
@@ -80,6 +80,9 @@ class _SinkPartition(StatelessSinkPartition[KafkaOut]):
                     break
                 except BufferError:  # local queue full: serve delivery reports, then retry
                     poll(0.05)
+                except KafkaException as exc:  # refused before it left, e.g. larger than message.max.bytes
+                    msg = f"Kafka refused a message for {item.topic} (key {item.key!r}, {len(item.value)} bytes): {exc}"
+                    raise DeliveryError(msg) from exc
         self._flush()
 
     def _flush(self) -> None:

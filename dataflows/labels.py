@@ -8,6 +8,7 @@ unmatched is returned to the caller, which dead-letters it — it is never dropp
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from dataflows.records import Label, SourceRef
@@ -49,12 +50,21 @@ class LabelJoin:
         waiting = self._labels.pop(event_id, None)
         if waiting is not None:
             return waiting[0]
-        self._features.pop(event_id, None)  # a re-sent event id keeps only its latest features
+        if self._features.pop(event_id, None) is not None:  # a re-sent id keeps only its latest features
+            self.features_expired_total += 1
         self._features[event_id] = pending
         while len(self._features) > self.max_pending:
             del self._features[next(iter(self._features))]
             self.features_expired_total += 1
         return None
+
+    def next_expiry(self) -> float | None:
+        """When the oldest waiting feature or label passes the window (None if nothing waits)."""
+        oldest = [
+            *(self._features[k].at for k in itertools.islice(self._features, 1)),
+            *(self._labels[k][1] for k in itertools.islice(self._labels, 1)),
+        ]
+        return min(oldest) + self.window_s if oldest else None
 
     def add_label(self, label: Label, now: float) -> tuple[Pending | None, list[Label]]:
         """Match a label to its features, or keep it until they come.

@@ -32,7 +32,7 @@ class SourceRef(msgspec.Struct, frozen=True, gc=False):
     topic: str
     partition: int
     offset: int
-    ts_ms: int | None = None  # the Kafka message timestamp
+    ts_ms: int | None = None  # event time: the event's own ts_ms if it has one, else the Kafka timestamp
 
     @property
     def key(self) -> str:
@@ -70,8 +70,9 @@ class DeadLetterReason(enum.StrEnum):
     NON_FINITE = "non_finite"
     UNKNOWN_CLASS = "unknown_class"
     BAD_VALUE = "bad_value"
+    OUT_OF_RANGE = "out_of_range"
     LABEL_UNMATCHED = "label_unmatched"
-    CONSUMER_ERROR = "consumer_error"
+    MODEL_ERROR = "model_error"
 
 
 class DeadLetter(msgspec.Struct, frozen=True):
@@ -112,6 +113,8 @@ class ModelEvent(msgspec.Struct, frozen=True, kw_only=True):
     features_expired_total: int = 0
     labels_unmatched_total: int = 0
     offsets: dict[str, list[int]] = msgspec.field(default_factory=dict)
+    batch: int = 0  # the group's micro-batch sequence number
+    error: str | None = None  # what went wrong, for type "predict_error" / "learn_error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +135,14 @@ class _DeadLetterWire(msgspec.Struct):
     source: SourceRef | None
     original_b64: str | None
     original_key_b64: str | None
+    original_size: int
+    original_truncated: bool
     dead_lettered_ts_ms: int
+
+
+# An oversized payload keeps only its head in the dead letter: the whole of it, base64-encoded,
+# could exceed what the broker accepts and take the sink down with it.
+OVERSIZED_KEEP_BYTES = 1024
 
 
 _encoder = msgspec.json.Encoder()
@@ -143,17 +153,24 @@ def to_kafka(record: Prediction | DeadLetter | ModelEvent, topic: str, now_ms: i
     if isinstance(record, Prediction):
         return KafkaOut(topic, record.id.encode(), _encoder.encode(record))
     if isinstance(record, DeadLetter):
+        original = record.original
+        size = len(original) if original is not None else 0
+        truncated = original is not None and record.reason is DeadLetterReason.OVERSIZED and size > OVERSIZED_KEEP_BYTES
+        if truncated and original is not None:
+            original = original[:OVERSIZED_KEEP_BYTES]
         wire = _DeadLetterWire(
             reason=record.reason.value,
             detail=record.detail,
             source=record.source,
-            original_b64=_b64(record.original),
+            original_b64=_b64(original),
             original_key_b64=_b64(record.original_key),
+            original_size=size,
+            original_truncated=truncated,
             dead_lettered_ts_ms=now_ms,
         )
         key = record.source.key if record.source is not None else f"{record.reason.value}/{now_ms}"
         return KafkaOut(topic, key.encode(), _encoder.encode(wire))
-    key = f"{record.group}/{record.model}/{record.model_version}"
+    key = f"{record.group}/{record.model}/{record.batch}/{record.type}"
     return KafkaOut(topic, key.encode(), _encoder.encode(record))
 
 

@@ -47,7 +47,7 @@ class TorchMLP:
         feature_names: Sequence[str] | None = None,
         hidden: Sequence[int] = (64, 64),
         lr: float = 5e-3,
-        steps_per_batch: int = 1,
+        steps_per_batch: int = 4,
         seed: int = 0,
         device: str = "auto",
     ) -> None:

@@ -97,6 +97,11 @@ BAD_INPUTS: list[tuple[str, str, bytes | None, DeadLetterReason]] = [
     ("unknown_class/label_topic", LABELS, b'{"id": "e1", "label": -1}', R.UNKNOWN_CLASS),
     ("bad_value/empty_id", EVENTS, b'{"id": "", "features": [1, 2, 3]}', R.BAD_VALUE),
     ("bad_value/label_topic_empty_id", LABELS, b'{"id": "", "label": 1}', R.BAD_VALUE),
+    ("bad_value/long_id", EVENTS, b'{"id": "' + b"i" * 257 + b'", "features": [1, 2, 3]}', R.BAD_VALUE),
+    ("bad_value/label_topic_long_id", LABELS, b'{"id": "' + b"i" * 257 + b'", "label": 1}', R.BAD_VALUE),
+    ("bad_value/negative_ts_ms", EVENTS, b'{"id": "e1", "features": [1, 2, 3], "ts_ms": -1}', R.BAD_VALUE),
+    ("out_of_range/huge_finite", EVENTS, b'{"id": "e1", "features": [1, 2, 1e300]}', R.OUT_OF_RANGE),
+    ("out_of_range/negative", EVENTS, b'{"id": "e1", "features": {"a": -2e9, "b": 0, "c": 0}}', R.OUT_OF_RANGE),
 ]
 
 
@@ -127,9 +132,9 @@ def test_dead_letter_keeps_original_bytes_key_and_source(
 
 
 def test_every_decoder_reason_is_covered() -> None:
-    # LABEL_UNMATCHED comes from the join and CONSUMER_ERROR from the source, not from decoding.
+    # LABEL_UNMATCHED comes from the join and MODEL_ERROR from the group step, not from decoding.
     covered = {reason for *_, reason in BAD_INPUTS} | {R.OVERSIZED}
-    assert covered == set(R) - {R.LABEL_UNMATCHED, R.CONSUMER_ERROR}
+    assert covered == set(R) - {R.LABEL_UNMATCHED, R.MODEL_ERROR}
 
 
 @pytest.mark.parametrize("topic", [EVENTS, LABELS])
