@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -9,8 +10,9 @@ from typing import Annotated
 
 import typer
 
-from daemon.config import ConfigError, load_settings
+from daemon.config import ConfigError, load_settings, mask_secrets
 from daemon.kafka_local import KafkaLocal, KafkaLocalError
+from learners import LearnerError
 
 app = typer.Typer(help="Headwater: keep models learning from a Kafka stream.", no_args_is_help=True)
 kafka_app = typer.Typer(help="A local single-node Apache Kafka broker for development.", no_args_is_help=True)
@@ -40,14 +42,25 @@ def run(
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides = {"runtime": {"workers": workers}} if workers else {}
-    run_daemon(_settings(config, **overrides))
+    try:
+        run_daemon(_settings(config, **overrides))
+    except LearnerError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command("check-config")
 def check_config(config: ConfigOption) -> None:
     """Validate a config file (with the environment applied) and print the result."""
+    from daemon.runner import check_learner
+
     settings = _settings(config)
-    typer.echo(settings.model_dump_json(indent=2, by_alias=True))
+    try:
+        check_learner(settings)
+    except LearnerError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(mask_secrets(settings.model_dump(mode="json")), indent=2))
 
 
 @app.command()

@@ -7,6 +7,7 @@ field. The resulting object is frozen and passed down — there is no module-lev
 
 from __future__ import annotations
 
+import re
 import warnings
 from datetime import timedelta
 from pathlib import Path
@@ -145,6 +146,19 @@ with warnings.catch_warnings():
                 producer_config=dict(self.kafka.producer),
             )
             return FlowConfig(**(fields | overrides))
+
+
+_SECRET_KEY = re.compile(r"password|secret|token|credential|(^|[._])key$", re.IGNORECASE)
+
+
+def mask_secrets(data: Any) -> Any:
+    """A copy of ``data`` with the values of secret-looking keys (``sasl.password``,
+    ``ssl.key.password``, ``sasl.oauthbearer.client.secret``...) replaced by ``"***"``."""
+    if isinstance(data, dict):
+        return {k: "***" if _SECRET_KEY.search(str(k)) else mask_secrets(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [mask_secrets(v) for v in data]
+    return data
 
 
 def load_settings(path: Path | None = None, **data: Any) -> Settings:

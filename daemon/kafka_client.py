@@ -7,9 +7,9 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-__all__ = ["ProduceError", "make_producer", "produce_all", "read_until"]
+__all__ = ["ProduceError", "make_producer", "produce_all", "read_all", "read_until"]
 
 
 class ProduceError(RuntimeError):
@@ -86,3 +86,41 @@ def read_until(
     finally:
         consumer.close()
     return got
+
+
+def read_all(bootstrap: str, topics: list[str], timeout_s: float = 30.0) -> list[Message]:
+    """Every message the topics hold right now: each partition is read up to its high-water mark.
+
+    Unlike `read_until`, this sees duplicates too, so a test can assert exact counts.
+    """
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"headwater-reader-{uuid.uuid4().hex[:8]}",
+         "enable.auto.commit": False}
+    )  # fmt: skip
+    try:
+        ends: dict[tuple[str, int], int] = {}
+        assignment = []
+        for topic in topics:
+            metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+            for partition in metadata.partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+                if high > low:
+                    ends[(topic, partition)] = high
+                    assignment.append(TopicPartition(topic, partition, low))
+        consumer.assign(assignment)
+        got: list[Message] = []
+        deadline = time.monotonic() + timeout_s
+        while ends:
+            if time.monotonic() > deadline:
+                msg = f"read_all: partitions {sorted(ends)} not read to their end within {timeout_s}s"
+                raise TimeoutError(msg)
+            for message in consumer.consume(1000, 0.2):
+                if message.error() is not None:
+                    continue
+                got.append(message)
+                key = (message.topic() or "", message.partition() or 0)
+                if key in ends and (message.offset() or 0) >= ends[key] - 1:
+                    del ends[key]
+        return got
+    finally:
+        consumer.close()

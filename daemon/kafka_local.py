@@ -136,12 +136,11 @@ class KafkaLocal:
         except (FileNotFoundError, ValueError):
             return None
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
             return None
-        except PermissionError:
-            return pid
-        return pid
+        # A stale pid file may name a pid that now belongs to something else: never signal that.
+        return pid if b"kafka.Kafka" in cmdline else None
 
     def is_serving(self) -> bool:
         with socket.socket() as s:

@@ -19,9 +19,9 @@ from bytewax.run import cli_main
 
 from daemon.config import Settings
 from daemon.topics import ensure_topics
-from dataflows import FlowConfig, build_flow
+from dataflows import FlowConfig, build_flow, new_group_state
 
-__all__ = ["run_daemon"]
+__all__ = ["check_learner", "run_daemon"]
 
 log = logging.getLogger("headwater")
 
@@ -35,6 +35,7 @@ def run_daemon(settings: Settings, stop: threading.Event | None = None, *, creat
     torch.set_num_threads(settings.runtime.torch_threads)
     stop = stop if stop is not None else threading.Event()
     config: FlowConfig = settings.flow_config(stop=stop)
+    check_learner(settings)
     if create_topics:
         ensure_topics(settings.kafka.bootstrap_servers, config.topics.all(), settings.kafka.partitions)
     flow = build_flow(config)
@@ -59,6 +60,12 @@ def run_daemon(settings: Settings, stop: threading.Event | None = None, *, creat
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def check_learner(settings: Settings) -> None:
+    """Build the configured learner once, so that a bad name or parameter fails at start-up with a
+    clear message instead of inside a worker when the first event arrives."""
+    new_group_state(settings.flow_config())
 
 
 def _install_stop_handlers(stop: threading.Event) -> dict[signal.Signals, Handler]:

@@ -15,7 +15,7 @@ from typing import Self
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save_file
 from torch import nn
 
 from learners.base import Artifact, FloatArray, IntArray, LearnerError, sha256_of, verified_bytes
@@ -115,17 +115,14 @@ class TorchMLP:
 
     @classmethod
     def load(cls, artifact: Artifact) -> Self:
-        verified_bytes(artifact)
-        from safetensors import safe_open
-
-        with safe_open(str(artifact.path), framework="pt") as fh:
-            metadata = fh.metadata() or {}
+        data = verified_bytes(artifact)  # parse these very bytes: the file could change after the check
+        metadata = _safetensors_metadata(data)
         if "headwater.config" not in metadata:
             msg = f"{artifact.path} has no headwater.config metadata: not written by TorchMLP.save"
             raise LearnerError(msg)
         config = json.loads(metadata["headwater.config"])
         learner = cls(**config)
-        tensors = load_file(str(artifact.path), device=str(learner._device))
+        tensors = {k: v.to(learner._device) for k, v in load(data).items()}
         net_state = {k.removeprefix("net."): v for k, v in tensors.items() if k.startswith("net.")}
         learner._net.load_state_dict(net_state)
         learner._count = tensors["scaler.count"].reshape(())
@@ -153,6 +150,18 @@ class TorchMLP:
             return x.float()
         std = torch.sqrt(self._m2 / (self._count - 1)).clamp_min(1e-6)
         return ((x - self._mean) / std).float()
+
+
+def _safetensors_metadata(data: bytes) -> dict[str, str]:
+    # A safetensors file starts with an 8-byte little-endian header length, then a JSON header.
+    size = int.from_bytes(data[:8], "little")
+    try:
+        header = json.loads(data[8 : 8 + size])
+    except (ValueError, UnicodeDecodeError) as exc:
+        msg = f"not a safetensors file: {exc}"
+        raise LearnerError(msg) from exc
+    metadata = header.get("__metadata__", {}) if isinstance(header, dict) else {}
+    return {str(k): str(v) for k, v in metadata.items()}
 
 
 def _mlp(n_in: int, hidden: Sequence[int], n_out: int) -> nn.Sequential:

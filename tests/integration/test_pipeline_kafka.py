@@ -14,7 +14,7 @@ import pytest
 from confluent_kafka import Message
 
 from daemon.config import Settings
-from daemon.kafka_client import make_producer, produce_all, read_until
+from daemon.kafka_client import make_producer, produce_all, read_all, read_until
 from daemon.runner import run_daemon
 from daemon.workload import Workload, WorkloadSpec
 from dataflows.kafka_io import DeliveryError, ReliableKafkaSink
@@ -51,14 +51,9 @@ def _outputs(settings: Settings, want_predictions: int, want_dead: int) -> dict[
         counts = collections.Counter(m.topic() for m in msgs)
         return counts[k.predictions_topic] >= want_predictions and counts[k.dead_letter_topic] >= want_dead
 
-    msgs = read_until(
-        k.bootstrap_servers, [k.predictions_topic, k.dead_letter_topic, k.model_events_topic], done, timeout_s=60
-    )
-    # Everything the flow wrote is already acknowledged: one more short read catches any surplus.
-    msgs += read_until(
-        k.bootstrap_servers, [k.predictions_topic, k.dead_letter_topic], lambda m: False, timeout_s=0.5,
-        from_beginning=False,
-    )  # fmt: skip
+    topics = [k.predictions_topic, k.dead_letter_topic, k.model_events_topic]
+    read_until(k.bootstrap_servers, topics, done, timeout_s=60)  # wait until everything expected is there
+    msgs = read_all(k.bootstrap_servers, topics)  # then read all of it, duplicates included
     by_topic: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
     for m in msgs:
         by_topic[m.topic() or ""].append(orjson.loads(m.value() or b"null"))
