@@ -173,3 +173,10 @@ def test_sink_raises_when_the_broker_does_not_take_a_message(kafka_bootstrap: st
     with pytest.raises(DeliveryError, match="refused 1 message"):
         part.write_batch([KafkaOut("headwater-no-such-topic", b"k", b"v")])
     assert time.monotonic() - started < 10
+
+
+def test_sink_raises_when_the_client_refuses_a_message_before_sending(kafka_bootstrap: str) -> None:
+    sink = ReliableKafkaSink(kafka_bootstrap, flush_timeout_s=10)
+    part = sink.build("out", 0, 1)
+    with pytest.raises(DeliveryError, match="Kafka refused a message"):
+        part.write_batch([KafkaOut("headwater-no-such-topic", b"k", b"v" * 2_000_000)])

@@ -1,0 +1,55 @@
+"""The command line: clear errors that name the field, and no secrets printed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from daemon.cli import app
+from daemon.config import mask_secrets
+
+runner = CliRunner()
+
+GOOD = """
+kafka:
+  bootstrap_servers: 127.0.0.1:9092
+  consumer: {sasl.password: hunter2, ssl.key.password: k3y, fetch.min.bytes: 1}
+schema: {features: [a, b], classes: [0, 1]}
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_check_config_prints_settings_without_secrets(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["check-config", "--config", str(_write(tmp_path, GOOD))])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.output)
+    assert printed["schema"]["features"] == ["a", "b"]
+    assert printed["kafka"]["consumer"] == {"sasl.password": "***", "ssl.key.password": "***", "fetch.min.bytes": 1}
+    assert "hunter2" not in result.output
+    assert "k3y" not in result.output
+
+
+def test_check_config_names_the_bad_field(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["check-config", "--config", str(_write(tmp_path, GOOD + "batching: {max_size: 0}\n"))])
+    assert result.exit_code == 2
+    assert "batching.max_size" in result.output
+
+
+def test_check_config_builds_the_learner(tmp_path: Path) -> None:
+    bad = GOOD + "model: {learner: river-logreg, params: {no_such_param: 1}}\n"
+    result = runner.invoke(app, ["check-config", "--config", str(_write(tmp_path, bad))])
+    assert result.exit_code == 2
+    assert "no_such_param" in result.output
+
+
+def test_mask_secrets_keeps_ordinary_keys() -> None:
+    data = {"a": {"sasl.oauthbearer.client.secret": "s", "api_key": "k", "keys": [1], "token": "t"}}
+    assert mask_secrets(data) == {"a": {"sasl.oauthbearer.client.secret": "***", "api_key": "***", "keys": [1],
+                                        "token": "***"}}  # fmt: skip
