@@ -64,19 +64,39 @@ class GroupState:
 
 @dataclass(slots=True)
 class _Examples:
-    """Labelled examples gathered from one micro-batch, with each model's earlier predictions."""
+    """Labelled examples gathered from one micro-batch, with each model's earlier predictions.
 
-    x: list[list[float]] = field(default_factory=list)
-    y: list[int] = field(default_factory=list)
-    preds: dict[str, list[int]] = field(default_factory=dict)
+    Inline-labelled events arrive as array slices; joined delayed labels one row at a time.
+    Both are turned into one set of arrays once, in `arrays`.
+    """
+
+    chunks: list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]] = field(default_factory=list)
+    rows_x: list[list[float]] = field(default_factory=list)
+    rows_y: list[int] = field(default_factory=list)
+    rows_preds: list[dict[str, int]] = field(default_factory=list)
     sources: list[SourceRef] = field(default_factory=list)
 
-    def add(self, x: list[float], y: int, preds: dict[str, int], source: SourceRef) -> None:
-        self.x.append(x)
-        self.y.append(y)
-        for name, p in preds.items():
-            self.preds.setdefault(name, []).append(p)
+    def add_chunk(self, x: np.ndarray, y: np.ndarray, preds: dict[str, np.ndarray], sources: list[SourceRef]) -> None:
+        self.chunks.append((x, y, preds))
+        self.sources.extend(sources)
+
+    def add_row(self, x: list[float], y: int, preds: dict[str, int], source: SourceRef) -> None:
+        self.rows_x.append(x)
+        self.rows_y.append(y)
+        self.rows_preds.append(preds)
         self.sources.append(source)
+
+    def arrays(self, models: Iterable[str], n_features: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        xs = [c[0] for c in self.chunks] + [np.asarray(self.rows_x, dtype=np.float64).reshape(-1, n_features)]
+        ys = [c[1] for c in self.chunks] + [np.asarray(self.rows_y, dtype=np.int64)]
+        preds = {
+            name: np.concatenate(
+                [c[2][name] for c in self.chunks]
+                + [np.asarray([r.get(name, NO_PREDICTION) for r in self.rows_preds], dtype=np.int64)]
+            )
+            for name in models
+        }
+        return np.concatenate(xs), np.concatenate(ys).astype(np.int64), preds
 
 
 class GroupLogic(StatefulLogic[list[Event | Label], Output, GroupState]):
@@ -125,7 +145,7 @@ class GroupLogic(StatefulLogic[list[Event | Label], Output, GroupState]):
             pending, evicted = join.add_label(label, now)
             out.extend(_unmatched(e) for e in evicted)
             if pending is not None:
-                examples.add(pending.x, label.label, pending.preds, pending.source)
+                examples.add_row(pending.x, label.label, pending.preds, pending.source)
         out.extend(self._learn(examples, served, now))
         return out
 
@@ -133,21 +153,20 @@ class GroupLogic(StatefulLogic[list[Event | Label], Output, GroupState]):
         state = self.state
         x = np.asarray([e.x for e in events], dtype=np.float64)
         out: list[Output] = []
-        preds: dict[str, list[int]] = {}
+        preds: dict[str, np.ndarray] = {}
         proba: np.ndarray | None = None
         for name, slot in state.models.items():
             try:
                 p = slot.learner.predict_proba(x)
                 usable = np.isfinite(p).all(axis=1)
                 if not usable.all():
-                    bad = int((~usable).sum())
-                    msg = f"{bad} of {len(p)} rows of probabilities are not finite"
+                    msg = f"{int((~usable).sum())} of {len(p)} rows of probabilities are not finite"
                     raise FloatingPointError(msg)
             except Exception as exc:
                 out.append(self._model_event("predict_error", slot, now, error=f"{type(exc).__name__}: {exc}"))
-                preds[name] = [NO_PREDICTION] * len(events)
+                preds[name] = np.full(len(events), NO_PREDICTION, dtype=np.int64)
                 continue
-            preds[name] = p.argmax(axis=1).tolist()
+            preds[name] = p.argmax(axis=1)
             if name == state.champion:
                 proba = p
         champion = state.models[state.champion]
@@ -159,31 +178,36 @@ class GroupLogic(StatefulLogic[list[Event | Label], Output, GroupState]):
             Prediction(
                 e.id, state.name, champion.name, champion.version, classes[c], p, e.source.ts_ms, now_ms, e.source
             )
-            for e, c, p in zip(events, preds[state.champion], proba.tolist(), strict=True)
+            for e, c, p in zip(events, preds[state.champion].tolist(), proba.tolist(), strict=True)
         )  # fmt: skip
-        for i, e in enumerate(events):
-            logged = {name: p[i] for name, p in preds.items()}
-            if e.label is not None:
-                examples.add(e.x, e.label, logged, e.source)
-                continue
+        inline = np.fromiter((-1 if e.label is None else e.label for e in events), np.int64, len(events))
+        labelled = np.flatnonzero(inline >= 0)
+        if len(labelled):
+            examples.add_chunk(
+                x[labelled], inline[labelled], {n: p[labelled] for n, p in preds.items()},
+                [events[i].source for i in labelled.tolist()],
+            )  # fmt: skip
+        for i in np.flatnonzero(inline < 0).tolist():
+            e = events[i]
+            logged = {name: int(p[i]) for name, p in preds.items()}
             early = state.join.add_features(e.id, Pending(e.x, logged, now, e.source))
             if early is not None:
-                examples.add(e.x, early.label, logged, e.source)
+                examples.add_row(e.x, early.label, logged, e.source)
         return out
 
     def _learn(self, examples: _Examples, n_predicted: int, now: float) -> list[Output]:
         state = self.state
-        n = len(examples.y)
-        x = np.asarray(examples.x, dtype=np.float64)
-        y = np.asarray(examples.y, dtype=np.int64)
+        n = len(examples.sources)
+        n_features = state.models[state.champion].learner.n_features
+        x, y, preds = examples.arrays(state.models, n_features)
         offsets = _offset_ranges(examples.sources)
         out: list[Output] = []
         for name, slot in state.models.items():
             correct = 0
             if n:
-                y_pred = examples.preds[name]
-                slot.score.update(examples.y, y_pred)
-                correct = int((np.asarray(y_pred) == y).sum())
+                y_pred = preds[name]
+                slot.score.update(y, y_pred)
+                correct = int((y_pred == y).sum())
                 try:
                     slot.learner.learn(x, y)
                 except Exception as exc:

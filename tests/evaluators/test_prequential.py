@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+import random
+from typing import Any
 
 import pytest
 
@@ -78,3 +80,25 @@ def test_refused_update_leaves_the_score_unchanged() -> None:
     assert score.snapshot() == before
     score.update([1], [1])
     assert score.snapshot() == PrequentialSnapshot(3, 1.0, 1.0)
+
+
+@pytest.mark.parametrize("window", [1, 3, 50])
+def test_matches_rivers_metrics_batch_after_batch(window: int) -> None:
+    from river import metrics, utils
+
+    rng = random.Random(window)
+    score = PrequentialScore(window)
+    overall = metrics.Accuracy()
+    rolling: Any = utils.Rolling(metrics.Accuracy, window_size=window)
+    for _ in range(100):
+        n = rng.randint(0, 120)
+        y_true = [rng.randint(0, 2) for _ in range(n)]
+        y_pred = [rng.randint(0, 2) for _ in range(n)]
+        score.update(y_true, y_pred)
+        for t, p in zip(y_true, y_pred, strict=True):
+            overall.update(t, p)
+            rolling.update(t, p)
+        snap = score.snapshot()
+        if snap.n:
+            assert snap.accuracy == pytest.approx(overall.get(), abs=1e-12)
+            assert snap.rolling_accuracy == pytest.approx(rolling.get(), abs=1e-12)
