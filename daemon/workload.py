@@ -31,6 +31,7 @@ class WorkloadSpec:
     drift_at: int = 10_000
     before_variant: int = 3  # SEA threshold 9.5
     after_variant: int = 2  # SEA threshold 7
+    flip_after_drift: bool = False  # also swap the classes after the drift: the strongest change there is
     inline_share: float = 0.5
     delayed_share: float = 0.4  # the rest never gets a label
     label_delay: int = 300  # a delayed label is sent this many events after its event
@@ -78,7 +79,7 @@ class Workload:
                 n_broken += 1
                 yield _broken(n_broken, spec)
             event_id = f"e{i:08d}"
-            label = int(y)
+            label = int(y) ^ int(spec.flip_after_drift and i >= spec.drift_at)
             self.truth[event_id] = label
             self.order.append(event_id)
             body: dict[str, object] = {"id": event_id, "features": {f"x{k + 1}": v for k, v in x.items()}}

@@ -70,14 +70,18 @@ def _accuracy(workload: Workload, predictions: dict[str, int], start: int, stop:
 
 
 @pytest.mark.parametrize(
-    ("learner", "workers"),
-    [("river-logreg", 1), ("river-logreg", 2), ("torch-mlp", 2)],
+    ("learner", "workers", "flip", "drop"),
+    [
+        ("river-logreg", 1, False, 0.05),  # SEA's threshold moves: a band of the space changes class
+        ("river-logreg", 2, True, 0.15),  # the classes swap: learners with slower steps still show it clearly
+        ("torch-mlp", 2, True, 0.15),
+    ],
 )
 def test_every_event_is_predicted_or_dead_lettered_and_accuracy_recovers_after_drift(
-    fresh_settings: SettingsFactory, learner: str, workers: int
+    fresh_settings: SettingsFactory, learner: str, workers: int, flip: bool, drop: float
 ) -> None:
     settings = fresh_settings(model={"learner": learner}, runtime={"tail": False, "workers": workers})
-    spec = WorkloadSpec(n_events=16_000, drift_at=8_000, malformed_every=300, label_delay=200)
+    spec = WorkloadSpec(n_events=16_000, drift_at=8_000, malformed_every=300, label_delay=200, flip_after_drift=flip)
     workload = Workload(spec)
     malformed = _produce(settings, workload)
     n_event_messages = spec.n_events + workload.n_malformed_events
@@ -129,9 +133,10 @@ def test_every_event_is_predicted_or_dead_lettered_and_accuracy_recovers_after_d
     just_after = _accuracy(workload, predicted, drift, drift + PHASE)
     end = _accuracy(workload, predicted, spec.n_events - PHASE, spec.n_events)
     seen = f"accuracy before {before:.3f}, just after {just_after:.3f}, end {end:.3f}"
-    assert before > 0.9, seen
-    assert just_after < before - 0.05, seen
-    assert end > just_after + 0.05, seen
+    assert before > 0.85, seen
+    assert just_after < before - drop, seen
+    assert end > just_after + drop, seen
+    assert end > 0.75, seen
     final = out["model_events"][-1]
     assert final["accuracy"] is not None and 0.5 < final["accuracy"] < 1.0
 
