@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import enum
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import msgspec
 
@@ -117,9 +117,8 @@ class ModelEvent(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None = None  # what went wrong, for type "predict_error" / "learn_error"
 
 
-@dataclass(frozen=True, slots=True)
-class KafkaOut:
-    """One message for the sink: topic, key and encoded value."""
+class KafkaOut(NamedTuple):
+    """One message for the sink: topic, key and encoded value (a tuple: cheap to build, one per output)."""
 
     topic: str
     key: bytes
