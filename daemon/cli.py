@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from daemon.config import ConfigError, load_settings, mask_secrets
+from daemon.config import ConfigError, Settings, load_settings, mask_secrets
 from daemon.kafka_local import KafkaLocal, KafkaLocalError
 from learners import LearnerError
 
@@ -23,12 +25,19 @@ app.add_typer(topics_app, name="topics")
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="YAML config file", exists=True, dir_okay=False)]
 
 
-def _settings(config: Path, **overrides: object):  # type: ignore[no-untyped-def]
+@contextmanager
+def _clear_errors() -> Iterator[None]:
+    """A bad config, learner or local broker ends the command with its message and exit code 2."""
     try:
-        return load_settings(config, **overrides)
-    except ConfigError as exc:
+        yield
+    except (ConfigError, LearnerError, KafkaLocalError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+def _settings(config: Path, **overrides: object) -> Settings:
+    with _clear_errors():
+        return load_settings(config, **overrides)
 
 
 @app.command()
@@ -42,11 +51,8 @@ def run(
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides = {"runtime": {"workers": workers}} if workers else {}
-    try:
+    with _clear_errors():
         run_daemon(_settings(config, **overrides))
-    except LearnerError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
 
 
 @app.command("check-config")
@@ -55,11 +61,8 @@ def check_config(config: ConfigOption) -> None:
     from daemon.runner import check_learner
 
     settings = _settings(config)
-    try:
+    with _clear_errors():
         check_learner(settings)
-    except LearnerError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
     typer.echo(json.dumps(mask_secrets(settings.model_dump(mode="json")), indent=2))
 
 
@@ -110,15 +113,12 @@ def kafka_reset() -> None:
 
 def _kafka(action: str) -> None:
     kafka = KafkaLocal.from_env()
-    try:
+    with _clear_errors():
         if action == "status":
             if not kafka.status():
                 raise typer.Exit(1)
             return
         getattr(kafka, action)()
-    except KafkaLocalError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
 
 
 @topics_app.command("create")

@@ -53,14 +53,12 @@ class SchemaSettings(_Section):
     max_abs_feature: float = Field(1e9, gt=0, description="larger feature magnitudes are dead-lettered")
 
     @model_validator(mode="after")
-    def _unique(self) -> Self:
-        if len(set(self.features)) != len(self.features):
-            msg = "feature names must be unique"
-            raise ValueError(msg)
-        if len(set(self.classes)) != len(self.classes):
-            msg = "classes must be unique"
-            raise ValueError(msg)
+    def _valid_schema(self) -> Self:
+        self.feature_schema()  # FeatureSchema checks names and classes; its ValueError names the problem
         return self
+
+    def feature_schema(self) -> FeatureSchema:
+        return FeatureSchema(self.features, self.classes, self.max_event_bytes, self.max_abs_feature)
 
 
 class BatchingSettings(_Section):
@@ -127,11 +125,10 @@ with warnings.catch_warnings():
             )
 
         def flow_config(self, **overrides: Any) -> FlowConfig:
-            s = self.schema
             fields: dict[str, Any] = dict(
                 brokers=self.kafka.bootstrap_servers,
                 topics=self.topics(),
-                schema=FeatureSchema(s.features, s.classes, s.max_event_bytes, s.max_abs_feature),
+                schema=self.schema.feature_schema(),
                 learner=LearnerSpec(self.model.learner, self.model.params, self.model.seed),
                 group=self.model.group,
                 batch_max_size=self.batching.max_size,

@@ -9,6 +9,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
+from dataflows.kafka_io import produce_waiting
+
 __all__ = ["ProduceError", "make_producer", "produce_all", "read_all", "read_until"]
 
 
@@ -42,12 +44,7 @@ def produce_all(
             ahead = sent / rate - (time.perf_counter() - start)
             if ahead > 0.001:
                 time.sleep(ahead)
-        while True:
-            try:
-                producer.produce(topic, value, key, on_delivery=report)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce_waiting(producer, topic, key, value, report)
         producer.poll(0)
         sent += 1
         if on_sent is not None and sent % 1000 == 0:

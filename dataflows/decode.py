@@ -110,17 +110,18 @@ class Decoder:
         if len(value) > self.schema.max_event_bytes:
             detail = f"{len(value)} bytes is over the limit of {self.schema.max_event_bytes}"
             return self._dead(DeadLetterReason.OVERSIZED, detail, source, msg)
-        if msg.topic == self.labels_topic:
-            return self._label(value, source, msg)
-        return self._event(value, source, msg)
-
-    def _event(self, value: bytes, source: SourceRef, msg: RawMessage) -> Event | DeadLetter:
+        is_label = msg.topic == self.labels_topic
         try:
-            wire = self._events.decode(value)
+            wire = self._labels.decode(value) if is_label else self._events.decode(value)
         except msgspec.ValidationError as exc:
-            return self._dead(_reason_of(exc), f"event: {exc}", source, msg)
+            return self._dead(_reason_of(exc), f"{'label' if is_label else 'event'}: {exc}", source, msg)
         except msgspec.DecodeError as exc:
             return self._dead(DeadLetterReason.BAD_JSON, str(exc), source, msg)
+        if isinstance(wire, _LabelWire):
+            return self._label(wire, value, source, msg)
+        return self._event(wire, source, msg)
+
+    def _event(self, wire: _EventWire, source: SourceRef, msg: RawMessage) -> Event | DeadLetter:
         features = wire.features
         if isinstance(features, dict):
             if features.keys() != self._name_set:
@@ -145,13 +146,7 @@ class Decoder:
             source = SourceRef(source.topic, source.partition, source.offset, wire.ts_ms)
         return Event(wire.id, x, label, source)
 
-    def _label(self, value: bytes, source: SourceRef, msg: RawMessage) -> Label | DeadLetter:
-        try:
-            wire = self._labels.decode(value)
-        except msgspec.ValidationError as exc:
-            return self._dead(_reason_of(exc), f"label: {exc}", source, msg)
-        except msgspec.DecodeError as exc:
-            return self._dead(DeadLetterReason.BAD_JSON, str(exc), source, msg)
+    def _label(self, wire: _LabelWire, value: bytes, source: SourceRef, msg: RawMessage) -> Label | DeadLetter:
         label = self.schema.class_index(wire.label)
         if label is None:
             return self._unknown_class(wire.label, source, msg)

@@ -10,7 +10,7 @@ every message of the batch is acknowledged, so an epoch never closes over unsent
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from bytewax.connectors.kafka import KafkaSource, KafkaSourceMessage
@@ -20,7 +20,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from dataflows.records import KafkaOut
 
-__all__ = ["DeliveryError", "ReliableKafkaSink", "StoppableKafkaSource"]
+__all__ = ["DeliveryError", "ReliableKafkaSink", "StoppableKafkaSource", "produce_waiting"]
 
 SourceItem = KafkaSourceMessage[bytes | None, bytes | None]
 
@@ -61,6 +61,22 @@ class StoppableKafkaSource(KafkaSource):
         return _StoppablePartition(inner, self._stop_event)
 
 
+def produce_waiting(
+    producer: Producer,
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    on_delivery: Callable[[KafkaError | None, Message], None],
+) -> None:
+    """``producer.produce``, waiting (and serving delivery reports) while the local queue is full."""
+    while True:
+        try:
+            producer.produce(topic, value, key, on_delivery=on_delivery)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
 class _SinkPartition(StatelessSinkPartition[KafkaOut]):
     def __init__(self, producer: Producer, flush_timeout_s: float) -> None:
         self._producer = producer
@@ -72,17 +88,12 @@ class _SinkPartition(StatelessSinkPartition[KafkaOut]):
             self._errors.append(f"{msg.topic()}[{msg.partition()}] key={msg.key()!r}: {err}")
 
     def write_batch(self, items: list[KafkaOut]) -> None:
-        produce, poll = self._producer.produce, self._producer.poll
         for item in items:
-            while True:
-                try:
-                    produce(item.topic, item.value, item.key, on_delivery=self._on_delivery)
-                    break
-                except BufferError:  # local queue full: serve delivery reports, then retry
-                    poll(0.05)
-                except KafkaException as exc:  # refused before it left, e.g. larger than message.max.bytes
-                    msg = f"Kafka refused a message for {item.topic} (key {item.key!r}, {len(item.value)} bytes): {exc}"
-                    raise DeliveryError(msg) from exc
+            try:
+                produce_waiting(self._producer, item.topic, item.key, item.value, self._on_delivery)
+            except KafkaException as exc:  # refused before it left, e.g. larger than message.max.bytes
+                msg = f"Kafka refused a message for {item.topic} (key {item.key!r}, {len(item.value)} bytes): {exc}"
+                raise DeliveryError(msg) from exc
         self._flush()
 
     def _flush(self) -> None:
