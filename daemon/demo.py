@@ -60,6 +60,16 @@ class DemoReport:
     dead_letters: collections.Counter[str] = field(default_factory=collections.Counter)
     last_model_event: dict[str, object] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
+    # (monotonic time, predictions so far), sampled by the live view: the recent rate
+    progress: collections.deque[tuple[float, int]] = field(default_factory=lambda: collections.deque(maxlen=12))
+    rolling_history: list[float] = field(default_factory=list)  # rolling accuracy, one value per model event
+
+    def recent_rate(self) -> float:
+        """Predictions per second over the last ~3 s."""
+        now = (time.monotonic(), len(self.predictions))
+        self.progress.append(now)
+        (t0, n0) = self.progress[0]
+        return (now[1] - n0) / (now[0] - t0) if now[0] > t0 else 0.0
 
     def accuracy(self, workload: Workload, start: int, stop: int) -> float | None:
         ids = [i for i in workload.order[start:stop] if i in self.predictions]
@@ -140,10 +150,12 @@ def run_demo(options: DemoOptions) -> int:
     deadline = time.monotonic() + options.timeout_s
     stopped = False
     try:
-        with Live(_table(report, options, n_events, stopped), console=console, refresh_per_second=4) as live:
+        with Live(
+            _table(report, options, n_events, spec.drift_at, stopped), console=console, refresh_per_second=4
+        ) as live:
             while time.monotonic() < deadline:
                 _consume(consumer, topics, report)
-                live.update(_table(report, options, n_events, stopped))
+                live.update(_table(report, options, n_events, spec.drift_at, stopped))
                 accounted = len(report.predictions) + sum(
                     n for r, n in report.dead_letters.items() if r != DeadLetterReason.LABEL_UNMATCHED
                 )
@@ -181,24 +193,25 @@ def _consume(consumer: Consumer, topics: dict[str, str], report: DemoReport) -> 
             report.predictions[body["id"]] = body["prediction"]
         elif topic == topics["dead-letters"]:
             report.dead_letters[body["reason"]] += 1
-        else:
+        elif body.get("type") == "batch":
             report.last_model_event = body
+            if isinstance(body.get("rolling_accuracy"), float):
+                report.rolling_history.append(body["rolling_accuracy"])
 
 
-def _table(report: DemoReport, options: DemoOptions, n_events: int, stopped: bool) -> Table:
+def _table(report: DemoReport, options: DemoOptions, n_events: int, drift_at: int, stopped: bool) -> Table:
     elapsed = max(time.monotonic() - report.started, 1e-9)
     me = report.last_model_event
     table = Table(title="Headwater demo (live)", show_header=False)
-    table.add_row("elapsed", f"{elapsed:6.1f} s" + ("  (stopping daemon)" if stopped else ""))
-    table.add_row("messages produced", f"{report.produced}")
-    table.add_row(
-        "predictions out",
-        f"{len(report.predictions)} / {n_events}  ({len(report.predictions) / elapsed:,.0f} events/s)",
-    )
+    status = "stopping the daemon" if stopped else ("running" if report.predictions else "starting the daemon")
+    table.add_row("elapsed", f"{elapsed:6.1f} s  ({status})")
+    table.add_row("messages produced", f"{report.produced}  (drift at event {drift_at})")
+    table.add_row("predictions out", f"{len(report.predictions)} / {n_events}  ({report.recent_rate():,.0f} events/s)")
     table.add_row(
         "prequential accuracy",
         _pct(me.get("accuracy")) + "  (rolling 1000: " + _pct(me.get("rolling_accuracy")) + ")",
     )
+    table.add_row("rolling accuracy, 50%→100%", _sparkline(report.rolling_history, width=60))
     table.add_row("model", f"{me.get('model', '-')} v{me.get('model_version', 0)}  learner {options.learner}")
     table.add_row("waiting for labels", f"{me.get('pending_features', 0)} events")
     table.add_row("dead letters", ", ".join(f"{r}: {n}" for r, n in sorted(report.dead_letters.items())) or "0")
@@ -222,6 +235,16 @@ def _summary(console: Console, report: DemoReport, workload: Workload, spec: Wor
     elapsed = time.monotonic() - report.started
     table.add_row("wall time", f"{elapsed:.1f} s")
     console.print(table)
+
+
+def _sparkline(values: list[float], width: int) -> str:
+    """The last ``width`` values (resampled) as bars from 50% to 100%."""
+    if not values:
+        return ""
+    step = max(1, len(values) // width)
+    sampled = values[::step][-width:]
+    bars = "▁▂▃▄▅▆▇█"
+    return "".join(bars[min(len(bars) - 1, max(0, int((v - 0.5) * 2 * len(bars))))] for v in sampled)
 
 
 def _pct(value: object) -> str:

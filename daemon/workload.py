@@ -114,6 +114,7 @@ _BROKEN: tuple[tuple[DeadLetterReason, bytes | None], ...] = (
     (DeadLetterReason.MISSING_FIELD, b'{"id": "bad%d", "features": {"x1": 1.0, "x2": 2.0}}'),
     (DeadLetterReason.OVERSIZED, b'{"id": "bad%d", "features": [1, 2, 3], "pad": "PAD"}'),
     (DeadLetterReason.UNKNOWN_CLASS, b'{"id": "bad%d", "features": [1, 2, 3], "label": 7}'),
+    (DeadLetterReason.OUT_OF_RANGE, b'{"id": "bad%d", "features": [1, 2, 1e300]}'),
     (DeadLetterReason.EMPTY_PAYLOAD, None),
 )
 
