@@ -1,0 +1,75 @@
+"""The daemon rides out a broker restart: no crash, no lost event."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import orjson
+import pytest
+
+from daemon.config import load_settings
+from daemon.kafka_client import make_producer, produce_all, read_all, read_until
+from daemon.kafka_local import KafkaLocal
+from daemon.runner import run_daemon
+from daemon.topics import ensure_topics
+from daemon.workload import CLASSES, FEATURES, Workload, WorkloadSpec
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture
+def own_broker(kafka_bootstrap: str) -> Iterator[KafkaLocal]:
+    """A second broker of this test's own (other ports, own data), so it can be stopped safely.
+
+    It shares the jar cache with the main broker (``kafka_bootstrap`` made sure the jars are there).
+    """
+    kafka = KafkaLocal(cache=KafkaLocal.from_env().cache, port=19192, controller_port=19193)
+    kafka.reset()
+    kafka.up()
+    yield kafka
+    kafka.reset()
+
+
+def test_daemon_survives_a_broker_restart_without_losing_events(own_broker: KafkaLocal) -> None:
+    bootstrap = own_broker.bootstrap
+    settings = load_settings(
+        None,
+        kafka={"bootstrap_servers": bootstrap, "labels_topic": None},
+        schema={"features": list(FEATURES), "classes": list(CLASSES)},
+        runtime={"tail": True, "workers": 1},
+    )
+    k = settings.kafka
+    ensure_topics(bootstrap, settings.topics().all(), partitions=2)
+    spec = WorkloadSpec(n_events=2000, malformed_every=0, unmatched_labels=0, delayed_share=0.0)
+    events = [i for i in Workload(spec).items() if i.kind == "events"]
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            run_daemon(settings, stop)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    daemon = threading.Thread(target=target)
+    daemon.start()
+    try:
+        produce_all(make_producer(bootstrap), ((k.events_topic, i.key, i.value) for i in events[:1000]))
+        read_until(bootstrap, [k.predictions_topic], lambda m: len(m) >= 1000, timeout_s=60)
+
+        own_broker.down()
+        own_broker.up()
+
+        produce_all(make_producer(bootstrap), ((k.events_topic, i.key, i.value) for i in events[1000:]))
+        got = read_until(bootstrap, [k.predictions_topic], lambda m: len(m) >= 2000, timeout_s=90)
+        assert errors == []
+        assert daemon.is_alive()
+    finally:
+        stop.set()
+        daemon.join(timeout=60)
+    assert not daemon.is_alive()
+    assert errors == []
+    ids = {orjson.loads(m.value() or b"")["id"] for m in read_all(bootstrap, [k.predictions_topic])}
+    assert ids == {i.key.decode() for i in events if i.key}
+    assert len(got) >= 2000
