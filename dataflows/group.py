@@ -18,6 +18,7 @@ today it holds the champion only.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -124,7 +125,8 @@ class GroupLogic(StatefulLogic[list[Event | Label], Output, GroupState]):
         return [_unmatched(label) for label in self.state.join.drain()], StatefulLogic.RETAIN
 
     def snapshot(self) -> GroupState:
-        return self.state
+        # Bytewax may pickle the snapshot after later batches ran: hand it a copy, not the live state.
+        return copy.deepcopy(self.state)
 
     def process(self, batch: list[Event | Label]) -> list[Output]:
         join = self.state.join
@@ -155,9 +157,13 @@ class GroupLogic(StatefulLogic[list[Event | Label], Output, GroupState]):
         out: list[Output] = []
         preds: dict[str, np.ndarray] = {}
         proba: np.ndarray | None = None
+        expected_shape = (len(events), len(state.classes))
         for name, slot in state.models.items():
             try:
-                p = slot.learner.predict_proba(x)
+                p = np.asarray(slot.learner.predict_proba(x), dtype=np.float64)
+                if p.shape != expected_shape:  # a user's learner may return anything
+                    msg = f"probabilities of shape {p.shape}, expected {expected_shape}"
+                    raise ValueError(msg)
                 usable = np.isfinite(p).all(axis=1)
                 if not usable.all():
                     msg = f"{int((~usable).sum())} of {len(p)} rows of probabilities are not finite"
@@ -170,16 +176,18 @@ class GroupLogic(StatefulLogic[list[Event | Label], Output, GroupState]):
             if name == state.champion:
                 proba = p
         champion = state.models[state.champion]
-        if proba is None:  # nothing to serve: the events go to the dead-letter topic, not nowhere
+        if proba is None:
+            # Nothing to serve: the events go to the dead-letter topic, not nowhere. Their labels are
+            # still joined and learned below, so the models (and waiting labels) carry on.
             out.extend(_model_error(e, champion.name) for e in events)
-            return out
-        now_ms, classes = int(now * 1000), state.classes
-        out.extend(
-            Prediction(
-                e.id, state.name, champion.name, champion.version, classes[c], p, e.source.ts_ms, now_ms, e.source
-            )
-            for e, c, p in zip(events, preds[state.champion].tolist(), proba.tolist(), strict=True)
-        )  # fmt: skip
+        else:
+            now_ms, classes = int(now * 1000), state.classes
+            out.extend(
+                Prediction(
+                    e.id, state.name, champion.name, champion.version, classes[c], p, e.source.ts_ms, now_ms, e.source
+                )
+                for e, c, p in zip(events, preds[state.champion].tolist(), proba.tolist(), strict=True)
+            )  # fmt: skip
         inline = np.fromiter((-1 if e.label is None else e.label for e in events), np.int64, len(events))
         labelled = np.flatnonzero(inline >= 0)
         if len(labelled):
@@ -203,16 +211,17 @@ class GroupLogic(StatefulLogic[list[Event | Label], Output, GroupState]):
         offsets = _offset_ranges(examples.sources)
         out: list[Output] = []
         for name, slot in state.models.items():
-            correct = 0
+            correct = learned = 0
             if n:
                 y_pred = preds[name]
                 slot.score.update(y, y_pred)
                 correct = int((y_pred == y).sum())
                 try:
                     slot.learner.learn(x, y)
+                    learned = n
                 except Exception as exc:
                     out.append(self._model_event("learn_error", slot, now, error=f"{type(exc).__name__}: {exc}"))
-                    continue
+            if learned:
                 slot.version += 1
                 for tp, (lo, hi) in offsets.items():
                     seen = slot.lineage.setdefault(tp, [lo, hi])
@@ -221,7 +230,8 @@ class GroupLogic(StatefulLogic[list[Event | Label], Output, GroupState]):
                 self._model_event(
                     "batch", slot, now,
                     n_predicted=n_predicted if name == state.champion else 0,
-                    n_learned=n, n_correct=correct, offsets={tp: list(r) for tp, r in offsets.items()},
+                    n_labelled=n, n_learned=learned, n_correct=correct,
+                    offsets={tp: list(r) for tp, r in offsets.items()} if learned else {},
                 )
             )  # fmt: skip
         return out

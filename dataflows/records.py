@@ -104,7 +104,8 @@ class ModelEvent(msgspec.Struct, frozen=True, kw_only=True):
     model_version: int
     ts_ms: int
     n_predicted: int = 0
-    n_learned: int = 0
+    n_labelled: int = 0  # labelled examples in the batch, scored before learning
+    n_learned: int = 0  # of those, learned (0 when the model failed to learn)
     n_correct: int = 0
     accuracy: float | None = None
     rolling_accuracy: float | None = None
@@ -134,14 +135,17 @@ class _DeadLetterWire(msgspec.Struct):
     source: SourceRef | None
     original_b64: str | None
     original_key_b64: str | None
+    original_key_size: int
     original_size: int
     original_truncated: bool
     dead_lettered_ts_ms: int
 
 
 # An oversized payload keeps only its head in the dead letter: the whole of it, base64-encoded,
-# could exceed what the broker accepts and take the sink down with it.
+# could exceed what the broker accepts and take the sink down with it. Keys are not bounded by
+# schema.max_event_bytes, so a dead letter keeps at most this much of any key.
 OVERSIZED_KEEP_BYTES = 1024
+MAX_KEY_KEEP_BYTES = 1024
 
 
 _encoder = msgspec.json.Encoder()
@@ -162,7 +166,10 @@ def to_kafka(record: Prediction | DeadLetter | ModelEvent, topic: str, now_ms: i
             detail=record.detail,
             source=record.source,
             original_b64=_b64(original),
-            original_key_b64=_b64(record.original_key),
+            original_key_b64=_b64(
+                record.original_key[:MAX_KEY_KEEP_BYTES] if record.original_key else record.original_key
+            ),
+            original_key_size=len(record.original_key or b""),
             original_size=size,
             original_truncated=truncated,
             dead_lettered_ts_ms=now_ms,

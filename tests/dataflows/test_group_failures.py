@@ -70,10 +70,46 @@ def test_model_that_cannot_learn_reports_it_and_still_serves() -> None:
     _break(logic, learn=True)
     out = logic.process(_labelled_batch(4))
     assert len(_preds(out)) == 4
-    (event,) = _model_events(out)
-    assert event.type == "learn_error"
-    assert event.model_version == 0
-    assert "OverflowError" in (event.error or "")
+    error, batch = _model_events(out)
+    assert error.type == "learn_error"
+    assert error.model_version == 0
+    assert "OverflowError" in (error.error or "")
+    # The batch is still reported: what was served and scored, and that nothing was learned.
+    assert (batch.type, batch.n_predicted, batch.n_labelled, batch.n_learned) == ("batch", 4, 4, 0)
+    assert batch.offsets == {}
+    assert batch.accuracy is not None
+
+
+def test_learner_returning_the_wrong_shape_is_a_predict_error() -> None:
+    logic = _logic(FakeClock())
+    slot = logic.state.models["m1"]
+    inner = slot.learner
+
+    class Short:
+        n_features, n_classes = inner.n_features, inner.n_classes
+
+        def predict_proba(self, x: FloatArray) -> FloatArray:
+            return np.asarray(inner.predict_proba(x))[1:]
+
+        def learn(self, x: FloatArray, y: IntArray) -> None:
+            inner.learn(x, y)
+
+    slot.learner = Short()  # type: ignore[assignment]
+    out = logic.process(_labelled_batch(3))
+    assert _preds(out) == []
+    assert [d.reason for d in _dead(out)] == [DeadLetterReason.MODEL_ERROR] * 3
+    assert "shape" in (_model_events(out)[0].error or "")
+
+
+def test_events_the_champion_could_not_serve_still_meet_their_labels() -> None:
+    logic = _logic(FakeClock())
+    _break(logic, predict=True)
+    logic.process([_label("late", 1)])  # the label comes first
+    out = logic.process([_event("late", [2.0, 2.0])])
+    assert [d.reason for d in _dead(out)] == [DeadLetterReason.MODEL_ERROR]
+    batch = next(e for e in _model_events(out) if e.type == "batch")
+    assert batch.n_labelled == 1
+    assert logic.state.join.pending_labels == 0
 
 
 def test_a_quiet_stream_still_expires_waiting_labels() -> None:
