@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from daemon.config import ConfigError, Settings, load_settings, mask_secrets
+from daemon.config import ConfigError, Settings, load_settings, mask_secrets, with_overrides
 from daemon.kafka_local import KafkaLocal, KafkaLocalError
 from learners import LearnerError
 
@@ -43,16 +43,20 @@ def _settings(config: Path, **overrides: object) -> Settings:
 @app.command()
 def run(
     config: ConfigOption,
-    workers: Annotated[int | None, typer.Option(help="worker threads (overrides runtime.workers)")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="worker threads; wins over runtime.workers in the file and the environment")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
 ) -> None:
     """Run the daemon until SIGTERM/SIGINT (or the end of the topics with runtime.tail: false)."""
     from daemon.runner import run_daemon
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    overrides = {"runtime": {"workers": workers}} if workers else {}
     with _clear_errors():
-        run_daemon(_settings(config, **overrides))
+        settings = load_settings(config)
+        if workers is not None:
+            settings = with_overrides(settings, runtime={"workers": workers})
+        run_daemon(settings)
 
 
 @app.command("check-config")

@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from dataflows import FeatureSchema, FlowConfig, Topics
 from learners import LearnerSpec
 
-__all__ = ["ConfigError", "Settings", "load_settings"]
+__all__ = ["ConfigError", "Settings", "load_settings", "mask_secrets", "with_overrides"]
 
 LibrdkafkaValue = str | int | float | bool
 
@@ -44,6 +44,16 @@ class KafkaSettings(_Section):
     consumer: dict[str, LibrdkafkaValue] = Field(default_factory=dict, description="extra librdkafka settings")
     producer: dict[str, LibrdkafkaValue] = Field(default_factory=dict, description="extra librdkafka settings")
 
+    @model_validator(mode="after")
+    def _distinct_topics(self) -> Self:
+        names = [self.events_topic, self.labels_topic, self.predictions_topic, self.dead_letter_topic,
+                 self.model_events_topic]  # fmt: skip
+        given = [n for n in names if n is not None]
+        if len(set(given)) != len(given):
+            msg = f"every topic needs its own name (an output that is also an input would be read back): {given}"
+            raise ValueError(msg)
+        return self
+
 
 class SchemaSettings(_Section):
     features: list[str] = Field(min_length=1, description="feature names, in the order the model sees them")
@@ -62,7 +72,7 @@ class SchemaSettings(_Section):
 
 
 class BatchingSettings(_Section):
-    max_size: int = Field(512, ge=1, description="events per micro-batch at most")
+    max_size: int = Field(512, ge=1, description="records (events and delayed labels) per micro-batch at most")
     max_wait_ms: float = Field(20.0, gt=0, description="how long a micro-batch waits to fill")
 
 
@@ -76,7 +86,7 @@ class ModelSettings(_Section):
     learner: str = Field("river-logreg", description="built-in name or 'package.module:factory'")
     params: dict[str, Any] = Field(default_factory=dict)
     seed: int = 0
-    rolling_window: int = Field(1000, ge=1, description="events in the rolling prequential accuracy")
+    rolling_window: int = Field(1000, ge=1, description="labelled examples in the rolling prequential accuracy")
 
 
 class RuntimeSettings(_Section):
@@ -145,7 +155,9 @@ with warnings.catch_warnings():
             return FlowConfig(**(fields | overrides))
 
 
-_SECRET_KEY = re.compile(r"password|secret|token|credential|(^|[._])key$", re.IGNORECASE)
+_SECRET_KEY = re.compile(
+    r"password|secret|token|credential|(^|[._])key$|pem|sasl\.oauthbearer\.config|sasl\.jaas", re.IGNORECASE
+)
 
 
 def mask_secrets(data: Any) -> Any:
@@ -156,6 +168,20 @@ def mask_secrets(data: Any) -> Any:
     if isinstance(data, list):
         return [mask_secrets(v) for v in data]
     return data
+
+
+def with_overrides(settings: Settings, **sections: dict[str, Any]) -> Settings:
+    """``settings`` with ``sections`` (e.g. command-line options) merged over it: these win over the
+    file *and* the environment, which is what an operator typing a flag expects."""
+    update: dict[str, Any] = {}
+    for name, values in sections.items():
+        current = getattr(settings, name)
+        try:
+            update[name] = type(current).model_validate(_deep_merge(current.model_dump(), values))
+        except ValidationError as exc:
+            lines = [f"  {name}.{_field(e['loc'])}: {e['msg']}" for e in exc.errors()]
+            raise ConfigError("invalid configuration on the command line:\n" + "\n".join(lines)) from None
+    return settings.model_copy(update=update)
 
 
 def load_settings(path: Path | None = None, **data: Any) -> Settings:
@@ -176,9 +202,12 @@ def load_settings(path: Path | None = None, **data: Any) -> Settings:
     try:
         return Settings(**raw)
     except ValidationError as exc:
-        lines = [f"  {_field(e['loc'])}: {e['msg']}" for e in exc.errors()]
-        msg = f"invalid configuration in {where}:\n" + "\n".join(lines)
-        raise ConfigError(msg) from None
+        raise ConfigError(_describe(exc, where)) from None
+
+
+def _describe(exc: ValidationError, where: str) -> str:
+    lines = [f"  {_field(e['loc'])}: {e['msg']}" for e in exc.errors()]
+    return f"invalid configuration in {where}:\n" + "\n".join(lines)
 
 
 def _field(loc: tuple[int | str, ...]) -> str:

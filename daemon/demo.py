@@ -122,7 +122,7 @@ def run_demo(options: DemoOptions) -> int:
     with log_path.open("wb") as log:
         daemon = subprocess.Popen(
             [sys.executable, "-m", "daemon.cli", "run", "--config", str(config_path)],
-            stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy(),
+            stdout=log, stderr=subprocess.STDOUT, env=_env_without_setting_overrides(),
         )  # fmt: skip
     report = DemoReport()
     items = list(workload.items())
@@ -181,6 +181,11 @@ def run_demo(options: DemoOptions) -> int:
     if not complete:
         console.print("[red]not every event was accounted for: see the summary above")
     return 0 if complete and daemon.returncode == 0 else 1
+
+
+def _env_without_setting_overrides() -> dict[str, str]:
+    # HEADWATER_SECTION__FIELD variables would override the demo's own config in the daemon.
+    return {k: v for k, v in os.environ.items() if not (k.startswith("HEADWATER_") and "__" in k)}
 
 
 def _consume(consumer: Consumer, topics: dict[str, str], report: DemoReport) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from daemon.cli import app
-from daemon.config import mask_secrets
+from daemon.config import ConfigError, load_settings, mask_secrets, with_overrides
 
 runner = CliRunner()
 
@@ -53,3 +54,26 @@ def test_mask_secrets_keeps_ordinary_keys() -> None:
     data = {"a": {"sasl.oauthbearer.client.secret": "s", "api_key": "k", "keys": [1], "token": "t"}}
     assert mask_secrets(data) == {"a": {"sasl.oauthbearer.client.secret": "***", "api_key": "***", "keys": [1],
                                         "token": "***"}}  # fmt: skip
+
+
+def test_command_line_overrides_win_over_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEADWATER_RUNTIME__WORKERS", "4")
+    settings = load_settings(_write(tmp_path, GOOD))
+    assert settings.runtime.workers == 4
+    assert with_overrides(settings, runtime={"workers": 2}).runtime.workers == 2
+    with pytest.raises(ConfigError, match=r"runtime\.workers"):
+        with_overrides(settings, runtime={"workers": 0})
+
+
+def test_topics_must_have_distinct_names(tmp_path: Path) -> None:
+    clash = GOOD.replace(
+        "bootstrap_servers: 127.0.0.1:9092", "bootstrap_servers: x:1\n  labels_topic: headwater.events"
+    )
+    result = runner.invoke(app, ["check-config", "--config", str(_write(tmp_path, clash))])
+    assert result.exit_code == 2
+    assert "every topic needs its own name" in result.output
+
+
+def test_private_keys_and_jaas_settings_are_masked() -> None:
+    data = {"ssl.key.pem": "-----BEGIN", "sasl.oauthbearer.config": "clientSecret=x", "sasl.jaas.config": "p"}
+    assert set(mask_secrets(data).values()) == {"***"}
