@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import pytest
 
 from daemon.config import Settings, load_settings
 from daemon.kafka_local import KafkaLocal
+from daemon.runner import run_daemon
 from daemon.topics import ensure_topics
 from daemon.workload import CLASSES, FEATURES
 
@@ -52,3 +55,35 @@ def fresh_settings(kafka_bootstrap: str) -> SettingsFactory:
         return settings
 
     return make
+
+
+@dataclass
+class BackgroundDaemon:
+    """`run_daemon` in a thread, as a tailing daemon runs; ``stop()`` asks it to finish."""
+
+    settings: Settings
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    errors: list[BaseException] = field(default_factory=list)
+    thread: threading.Thread | None = None
+
+    def start(self) -> BackgroundDaemon:
+        def target() -> None:
+            try:
+                run_daemon(self.settings, self.stop_event)
+            except BaseException as exc:  # the tests assert that there are none
+                self.errors.append(exc)
+
+        self.thread = threading.Thread(target=target, name="headwater-under-test")
+        self.thread.start()
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def stop(self, timeout_s: float = 60) -> bool:
+        """Ask for a graceful stop; True if the daemon ended within ``timeout_s``."""
+        self.stop_event.set()
+        if self.thread is not None:
+            self.thread.join(timeout=timeout_s)
+        return not self.alive

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import orjson
@@ -11,9 +10,9 @@ import pytest
 from daemon.config import load_settings
 from daemon.kafka_client import make_producer, produce_all, read_all, read_until
 from daemon.kafka_local import KafkaLocal
-from daemon.runner import run_daemon
 from daemon.topics import ensure_topics
 from daemon.workload import CLASSES, FEATURES, Workload, WorkloadSpec
+from tests.integration.conftest import BackgroundDaemon
 
 pytestmark = pytest.mark.kafka
 
@@ -43,17 +42,7 @@ def test_daemon_survives_a_broker_restart_without_losing_events(own_broker: Kafk
     ensure_topics(bootstrap, settings.topics().all(), partitions=2)
     spec = WorkloadSpec(n_events=2000, malformed_every=0, unmatched_labels=0, delayed_share=0.0)
     events = [i for i in Workload(spec).items() if i.kind == "events"]
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            run_daemon(settings, stop)
-        except BaseException as exc:  # reported by the assertion below
-            errors.append(exc)
-
-    daemon = threading.Thread(target=target)
-    daemon.start()
+    daemon = BackgroundDaemon(settings).start()
     try:
         produce_all(make_producer(bootstrap), ((k.events_topic, i.key, i.value) for i in events[:1000]))
         read_until(bootstrap, [k.predictions_topic], lambda m: len(m) >= 1000, timeout_s=60)
@@ -63,13 +52,12 @@ def test_daemon_survives_a_broker_restart_without_losing_events(own_broker: Kafk
 
         produce_all(make_producer(bootstrap), ((k.events_topic, i.key, i.value) for i in events[1000:]))
         got = read_until(bootstrap, [k.predictions_topic], lambda m: len(m) >= 2000, timeout_s=90)
-        assert errors == []
-        assert daemon.is_alive()
+        assert daemon.errors == []
+        assert daemon.alive
     finally:
-        stop.set()
-        daemon.join(timeout=60)
-    assert not daemon.is_alive()
-    assert errors == []
+        stopped = daemon.stop(timeout_s=60)
+    assert stopped
+    assert daemon.errors == []
     ids = {orjson.loads(m.value() or b"")["id"] for m in read_all(bootstrap, [k.predictions_topic])}
     assert ids == {i.key.decode() for i in events if i.key}
     assert len(got) >= 2000

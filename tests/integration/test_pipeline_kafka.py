@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import collections
-import threading
 import time
 from typing import Any
 
@@ -19,7 +18,7 @@ from daemon.runner import run_daemon
 from daemon.workload import Workload, WorkloadSpec
 from dataflows.kafka_io import DeliveryError, ReliableKafkaSink
 from dataflows.records import OVERSIZED_KEEP_BYTES, DeadLetterReason, KafkaOut
-from tests.integration.conftest import SettingsFactory
+from tests.integration.conftest import BackgroundDaemon, SettingsFactory
 
 pytestmark = pytest.mark.kafka
 
@@ -143,27 +142,15 @@ def test_every_event_is_predicted_or_dead_lettered_and_accuracy_recovers_after_d
 
 def test_graceful_stop_flushes_everything_while_tailing(fresh_settings: SettingsFactory) -> None:
     settings = fresh_settings(runtime={"tail": True, "workers": 2})
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            run_daemon(settings, stop)
-        except BaseException as exc:  # reported by the assertion below
-            errors.append(exc)
-
-    daemon = threading.Thread(target=target)
-    daemon.start()
+    daemon = BackgroundDaemon(settings).start()
     spec = WorkloadSpec(n_events=3000, drift_at=1500, malformed_every=0, unmatched_labels=2)
     workload = Workload(spec)
     malformed = _produce(settings, workload)
     out = _outputs(settings, spec.n_events, 1)  # the bad label arrives while running
     assert len({p["id"] for p in out["predictions"]}) == spec.n_events
 
-    stop.set()
-    daemon.join(timeout=30)
-    assert not daemon.is_alive(), "the daemon did not stop within 30 s of the stop request"
-    assert errors == []
+    assert daemon.stop(timeout_s=30), "the daemon did not stop within 30 s of the stop request"
+    assert daemon.errors == []
     # On stop without a recovery store, labels still waiting for their event are dead-lettered.
     final = _outputs(settings, spec.n_events, sum(malformed.values()))
     reasons = collections.Counter(r["reason"] for r in final["dead"])
