@@ -14,10 +14,10 @@ from datetime import timedelta
 from types import FrameType
 from typing import Any
 
-from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from daemon.config import Settings
+from daemon.recovery import prepare_recovery
 from daemon.topics import ensure_topics
 from dataflows import FlowConfig, build_flow, new_group_state
 
@@ -36,17 +36,13 @@ def run_daemon(settings: Settings, stop: threading.Event | None = None, *, creat
     stop = stop if stop is not None else threading.Event()
     config: FlowConfig = settings.flow_config(stop=stop)
     check_learner(settings)
+    runtime = settings.runtime
+    recovery = None
+    if runtime.recovery_dir is not None:  # before touching Kafka: a store that does not fit stops us
+        recovery = prepare_recovery(runtime.recovery_dir, runtime.recovery_partitions, config)
     if create_topics:
         ensure_topics(settings.kafka.bootstrap_servers, config.topics.all(), settings.kafka.partitions)
     flow = build_flow(config)
-
-    recovery = None
-    runtime = settings.runtime
-    if runtime.recovery_dir is not None:
-        if not any(runtime.recovery_dir.glob("*.sqlite3")):
-            runtime.recovery_dir.mkdir(parents=True, exist_ok=True)
-            init_db_dir(runtime.recovery_dir, runtime.recovery_partitions)
-        recovery = RecoveryConfig(str(runtime.recovery_dir))
 
     previous = _install_stop_handlers(stop)
     try:

@@ -19,14 +19,14 @@ from confluent_kafka import OFFSET_BEGINNING
 
 from dataflows.batching import MicroBatchLogic, MicroBatchState
 from dataflows.decode import Decoder, FeatureSchema
-from dataflows.group import GroupLogic, GroupState, ModelSlot, Output
+from dataflows.group import STATE_FORMAT, GroupLogic, GroupState, ModelSlot, Output
 from dataflows.kafka_io import ReliableKafkaSink, StoppableKafkaSource
 from dataflows.labels import LabelJoin
 from dataflows.records import DeadLetter, Event, KafkaOut, Label, ModelEvent, Prediction, to_kafka
 from evaluators import PrequentialScore
 from learners import LearnerSpec, build_learner
 
-__all__ = ["FlowConfig", "Topics", "build_flow", "new_group_state"]
+__all__ = ["FlowConfig", "Topics", "build_flow", "new_group_state", "resume_group_state"]
 
 Record = Event | Label
 
@@ -81,8 +81,33 @@ def new_group_state(config: FlowConfig) -> GroupState:
         champion=champion.name,
         models={champion.name: champion},
         join=LabelJoin(config.label_window_s, config.max_pending),
+        features=list(schema.features),
         classes=list(schema.classes),
     )
+
+
+def resume_group_state(resumed: GroupState | None, config: FlowConfig) -> GroupState:
+    """The recovered state if it fits ``config``, a new group if there is none; else a clear error.
+
+    The daemon checks the recovery store's manifest before it starts; this guards the flow itself.
+    """
+    if resumed is None:
+        return new_group_state(config)
+    # Unpickling skips __init__, so an older snapshot lacks the field in its __dict__ (getattr
+    # would find the class-level default instead and wave it through).
+    found = vars(resumed).get("format")
+    if found != STATE_FORMAT:
+        msg = f"group {resumed.name!r}: snapshot format {found}, this Headwater reads format {STATE_FORMAT}"
+        raise ValueError(msg)
+    wanted = (resumed.name, list(config.schema.features), list(config.schema.classes))
+    if (config.group, resumed.features, resumed.classes) != wanted:
+        msg = (
+            f"group {resumed.name!r}: the snapshot was made for features {resumed.features} and classes "
+            f"{resumed.classes}, the config says group {config.group!r}, features "
+            f"{list(config.schema.features)} and classes {list(config.schema.classes)}"
+        )
+        raise ValueError(msg)
+    return resumed
 
 
 def build_flow(config: FlowConfig) -> Dataflow:
@@ -108,7 +133,7 @@ def build_flow(config: FlowConfig) -> Dataflow:
     batches = op.stateful_batch("batching__micro_batch", keyed, batcher)
 
     def group(resumed: GroupState | None) -> GroupLogic:
-        state = resumed if resumed is not None else new_group_state(config)
+        state = resume_group_state(resumed, config)
         return GroupLogic(state, drain_on_eof=config.drain_on_eof, clock=config.clock)
 
     results = op.stateful("group__test_then_train", batches, group)

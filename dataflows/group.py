@@ -33,7 +33,7 @@ from dataflows.records import DeadLetter, DeadLetterReason, Event, Label, ModelE
 from evaluators import PrequentialScore
 from learners import Learner
 
-__all__ = ["GroupLogic", "GroupState", "ModelSlot", "Output"]
+__all__ = ["STATE_FORMAT", "GroupLogic", "GroupState", "ModelSlot", "Output"]
 
 Output = Prediction | DeadLetter | ModelEvent
 Clock = Callable[[], float]
@@ -51,16 +51,25 @@ class ModelSlot:
     lineage: dict[str, list[int]] = field(default_factory=dict)  # "topic/partition" -> [first, last]
 
 
+STATE_FORMAT = 1  # bump when GroupState's shape changes; older snapshots are then refused
+
+
 @dataclass
 class GroupState:
-    """Everything a group keeps; Bytewax snapshots it (pickle, own recovery store only)."""
+    """Everything a group keeps; Bytewax snapshots it (pickle, own recovery store only).
+
+    ``features`` and ``classes`` say which schema the models were built for, and ``format`` which
+    shape of this class wrote the snapshot, so that a resume can refuse state that does not fit.
+    """
 
     name: str
     champion: str
     models: dict[str, ModelSlot]
     join: LabelJoin
+    features: list[str]
     classes: list[int | str]
     batches: int = 0
+    format: int = STATE_FORMAT
 
 
 @dataclass(slots=True)

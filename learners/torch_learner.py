@@ -1,8 +1,9 @@
 """A PyTorch MLP classifier that learns one micro-batch at a time, on CUDA when present.
 
 Inputs are standardised with running statistics kept next to the weights, so the model copes
-with features on any scale. Weights and statistics are saved as safetensors, with the
-configuration in the file's metadata: one file, one digest.
+with features on any scale. Weights, statistics and Adam's moment estimates are saved as
+safetensors, with the configuration in the file's metadata: one file, one digest, and a loaded
+model goes on learning exactly as the saved one would have.
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ class TorchMLP:
         tensors = {f"net.{k}": v.detach().contiguous().cpu() for k, v in self._net.state_dict().items()}
         tensors |= {"scaler.count": self._count.cpu().reshape(1), "scaler.mean": self._mean.cpu(),
                     "scaler.m2": self._m2.cpu()}  # fmt: skip
+        tensors |= _optimizer_tensors(self._opt)
         config = {"n_features": self.n_features, "n_classes": self.n_classes,
                   "feature_names": self.feature_names, "hidden": list(self.hidden), "lr": self.lr,
                   "steps_per_batch": self.steps_per_batch, "seed": self.seed, "device": self.device}  # fmt: skip
@@ -122,9 +124,13 @@ class TorchMLP:
             raise LearnerError(msg)
         config = json.loads(metadata["headwater.config"])
         learner = cls(**config)
-        tensors = {k: v.to(learner._device) for k, v in load(data).items()}
+        stored = load(data)
+        tensors = {k: v.to(learner._device) for k, v in stored.items() if not k.startswith("opt.")}
         net_state = {k.removeprefix("net."): v for k, v in tensors.items() if k.startswith("net.")}
         learner._net.load_state_dict(net_state)
+        # Optimizer state stays on the CPU here: load_state_dict moves moments to the parameters'
+        # device and keeps Adam's step counter where Adam wants it.
+        _load_optimizer_tensors(learner._opt, {k: v for k, v in stored.items() if k.startswith("opt.")})
         learner._count = tensors["scaler.count"].reshape(())
         learner._mean = tensors["scaler.mean"]
         learner._m2 = tensors["scaler.m2"]
@@ -150,6 +156,32 @@ class TorchMLP:
             return x.float()
         std = torch.sqrt(self._m2 / (self._count - 1)).clamp_min(1e-6)
         return ((x - self._mean) / std).float()
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """Adam's per-parameter state (step, first and second moments) as ``opt.<param>.<name>``."""
+    return {
+        f"opt.{index}.{name}": value.detach().cpu().reshape(-1 if value.dim() else 1).contiguous()
+        if name == "step" else value.detach().cpu().contiguous()
+        for index, state in opt.state_dict()["state"].items()
+        for name, value in state.items()
+    }  # fmt: skip
+
+
+def _load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    """Restore what :func:`_optimizer_tensors` saved; the hyper-parameters come from the config."""
+    if not tensors:  # saved before the model ever learned: nothing to restore
+        return
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        _, index, name = key.split(".", 2)
+        state.setdefault(int(index), {})[name] = value.reshape(()) if name == "step" else value
+    current = opt.state_dict()
+    try:
+        opt.load_state_dict({"state": state, "param_groups": current["param_groups"]})
+    except (KeyError, ValueError, RuntimeError) as exc:
+        msg = f"optimizer state does not fit this network: {exc}"
+        raise LearnerError(msg) from exc
 
 
 def _safetensors_metadata(data: bytes) -> dict[str, str]:

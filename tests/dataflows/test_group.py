@@ -7,11 +7,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pytest
 from bytewax.operators import StatefulLogic
 
 from dataflows.decode import FeatureSchema
-from dataflows.flow import FlowConfig, Topics, new_group_state
-from dataflows.group import GroupLogic, Output
+from dataflows.flow import FlowConfig, Topics, new_group_state, resume_group_state
+from dataflows.group import STATE_FORMAT, GroupLogic, Output
 from dataflows.records import DeadLetter, DeadLetterReason, Event, Label, ModelEvent, Prediction, SourceRef
 from learners import LearnerSpec
 
@@ -386,3 +387,46 @@ def test_snapshot_round_trips_through_pickle() -> None:
     (event,) = _model_events(out_b)
     assert event.n_learned == 12  # 10 inline + both pending halves joined
     assert event.accuracy == _model_events(out_a)[0].accuracy
+
+
+def test_resume_without_a_snapshot_starts_a_new_group() -> None:
+    state = resume_group_state(None, _config())
+    assert state.features == ["a", "b"]
+    assert state.classes == CLASSES
+    assert state.format == STATE_FORMAT
+    assert list(state.models) == [state.champion]
+
+
+def test_resume_keeps_a_snapshot_that_fits() -> None:
+    clock = FakeClock()
+    logic = _logic(clock)
+    logic.process([_event("e1", POS_X, label=1), _event("e2", NEG_X, label=0)])
+    restored = pickle.loads(pickle.dumps(logic.snapshot()))  # our own snapshot
+    resumed = resume_group_state(restored, _config())
+    assert resumed is restored
+    assert resumed.models[resumed.champion].version == 1
+
+
+def test_resume_refuses_a_snapshot_for_other_features() -> None:
+    state = new_group_state(_config())
+    other = FlowConfig(
+        brokers="unused:9092",
+        topics=Topics("events", "predictions", "dead-letters", "model-events", "labels"),
+        schema=FeatureSchema(["b", "a"], CLASSES),
+        learner=LearnerSpec("river-logreg"),
+    )
+    with pytest.raises(ValueError, match=r"made for features \['a', 'b'\].*features \['b', 'a'\]"):
+        resume_group_state(state, other)
+
+
+def test_resume_refuses_a_snapshot_for_another_group() -> None:
+    state = new_group_state(_config())
+    with pytest.raises(ValueError, match="group 'other'"):
+        resume_group_state(state, _config(group="other"))
+
+
+def test_resume_refuses_a_snapshot_of_an_older_format() -> None:
+    state = new_group_state(_config())
+    del state.__dict__["format"]  # what unpickling a snapshot written before the field existed gives
+    with pytest.raises(ValueError, match=f"snapshot format None, this Headwater reads format {STATE_FORMAT}"):
+        resume_group_state(state, _config())

@@ -8,9 +8,11 @@ from pathlib import Path
 import orjson
 import pytest
 
+from daemon.config import with_overrides
 from daemon.kafka_client import make_producer, produce_all, read_all
+from daemon.recovery import MANIFEST, RecoveryMismatchError
 from daemon.runner import run_daemon
-from daemon.workload import Workload, WorkloadSpec
+from daemon.workload import FEATURES, Workload, WorkloadSpec
 from tests.integration.conftest import SettingsFactory
 
 pytestmark = pytest.mark.kafka
@@ -43,3 +45,28 @@ def test_restart_resumes_offsets_and_model_state(fresh_settings: SettingsFactory
     first_versions = [p["model_version"] for p in predictions if p["id"] < boundary]
     second_versions = [p["model_version"] for p in predictions if p["id"] >= boundary]
     assert min(second_versions) >= max(first_versions) > 0
+
+
+def test_restart_with_a_reordered_schema_is_refused(fresh_settings: SettingsFactory, tmp_path: Path) -> None:
+    """Models that learned columns [x1, x2, x3] must never be fed [x3, x2, x1]."""
+    store = tmp_path / "recovery"
+    settings = fresh_settings(runtime={"tail": False, "workers": 1, "recovery_dir": str(store)})
+    k = settings.kafka
+    spec = WorkloadSpec(n_events=600, drift_at=600, malformed_every=0, unmatched_labels=0, delayed_share=0.0)
+    items = [i for i in Workload(spec).items() if i.kind == "events"]
+    producer = make_producer(k.bootstrap_servers)
+    produce_all(producer, ((k.events_topic, i.key, i.value) for i in items[:300]))
+    run_daemon(settings)
+
+    reordered = with_overrides(settings, schema={"features": list(reversed(FEATURES))})
+    # The manifest catches it before the daemon touches Kafka ...
+    with pytest.raises(RecoveryMismatchError, match="features: the store has"):
+        run_daemon(reordered)
+    # ... and without the manifest, the flow itself refuses the snapshot when it resumes.
+    (store / MANIFEST).unlink()
+    produce_all(producer, ((k.events_topic, i.key, i.value) for i in items[300:]))
+    with pytest.raises(Exception, match=r"the snapshot was made for features \['x1', 'x2', 'x3'\]"):
+        run_daemon(reordered)
+
+    predicted = read_all(k.bootstrap_servers, [k.predictions_topic])
+    assert len(predicted) == 300  # the refused runs predicted nothing

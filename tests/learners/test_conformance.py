@@ -145,6 +145,28 @@ def test_save_load_round_trip_predicts_identically(spec: LearnerSpec, tmp_path: 
 
 
 @pytest.mark.parametrize("spec", SPECS)
+def test_loaded_model_goes_on_learning_like_the_saved_one(spec: LearnerSpec, tmp_path: Path) -> None:
+    """A restart must not reset what the learner knows, optimizer state included."""
+    learner = _build(spec)
+    _train(learner)
+    loaded = type(learner).load(learner.save(tmp_path))
+    x, y = _blobs(np.random.default_rng(99), 200)
+    learner.learn(x, 1 - y)
+    loaded.learn(x, 1 - y)
+    np.testing.assert_array_equal(loaded.predict_proba(_probe()), learner.predict_proba(_probe()))
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_untrained_model_round_trips(spec: LearnerSpec, tmp_path: Path) -> None:
+    learner = _build(spec)
+    loaded = type(learner).load(learner.save(tmp_path))
+    np.testing.assert_array_equal(loaded.predict_proba(_probe()), learner.predict_proba(_probe()))
+    _train(learner, batches=2)
+    _train(loaded, batches=2)
+    np.testing.assert_array_equal(loaded.predict_proba(_probe()), learner.predict_proba(_probe()))
+
+
+@pytest.mark.parametrize("spec", SPECS)
 def test_load_refuses_a_tampered_file(spec: LearnerSpec, tmp_path: Path) -> None:
     learner = _build(spec)
     _train(learner, batches=2)

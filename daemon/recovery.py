@@ -1,0 +1,81 @@
+"""The recovery store: Bytewax's snapshots, and a manifest saying what they were made for.
+
+Bytewax resumes a flow from its recovery store without asking whether the state still fits the
+configuration. A store written for other features or classes would hand the group models that
+read the wrong columns, so the store carries ``headwater-recovery.json`` and a start with a
+configuration that does not match it fails at once, naming what changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from bytewax.recovery import RecoveryConfig, init_db_dir
+
+from daemon.config import ConfigError
+from dataflows import FlowConfig
+from dataflows.group import STATE_FORMAT
+
+__all__ = ["MANIFEST", "RecoveryMismatchError", "manifest_for", "prepare_recovery"]
+
+MANIFEST = "headwater-recovery.json"
+
+
+class RecoveryMismatchError(ConfigError):
+    """The recovery store was written for a different group, schema or state format."""
+
+
+def manifest_for(config: FlowConfig) -> dict[str, Any]:
+    return {
+        "format": STATE_FORMAT,
+        "group": config.group,
+        "features": list(config.schema.features),
+        "classes": list(config.schema.classes),
+    }
+
+
+def prepare_recovery(directory: Path, partitions: int, config: FlowConfig) -> RecoveryConfig:
+    """Create the store on first use; otherwise check that it fits ``config`` before resuming."""
+    wanted = manifest_for(config)
+    path = directory / MANIFEST
+    if any(directory.glob("*.sqlite3")):
+        if path.exists():
+            _check(directory, _read(path), wanted)
+    else:
+        directory.mkdir(parents=True, exist_ok=True)
+        init_db_dir(directory, partitions)
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(wanted, indent=2) + "\n")
+        os.replace(tmp, path)
+    return RecoveryConfig(str(directory))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        msg = f"runtime.recovery_dir: cannot read {path}: {exc}"
+        raise RecoveryMismatchError(msg) from exc
+    if not isinstance(data, dict):
+        msg = f"runtime.recovery_dir: {path} is not a JSON object"
+        raise RecoveryMismatchError(msg)
+    return data
+
+
+def _check(directory: Path, recorded: dict[str, Any], wanted: dict[str, Any]) -> None:
+    changed = [
+        f"{key}: the store has {recorded.get(key)!r}, the config says {value!r}"
+        for key, value in wanted.items()
+        if recorded.get(key) != value
+    ]
+    if changed:
+        msg = (
+            f"runtime.recovery_dir: {directory} holds state that does not fit this config "
+            f"({'; '.join(changed)}). Restore the old settings, or point runtime.recovery_dir at a "
+            "new directory to start from untrained models."
+        )
+        raise RecoveryMismatchError(msg)

@@ -1,0 +1,94 @@
+"""The recovery store's manifest: a restart with a config that does not fit the state fails early."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from daemon.cli import app
+from daemon.recovery import MANIFEST, RecoveryMismatchError, manifest_for, prepare_recovery
+from dataflows import FeatureSchema, FlowConfig, Topics
+from dataflows.group import STATE_FORMAT
+from learners import LearnerSpec
+
+
+def _config(features: list[str], classes: list[int | str] | None = None, group: str = "default") -> FlowConfig:
+    return FlowConfig(
+        brokers="unused:9092",
+        topics=Topics("events", "predictions", "dead-letters", "model-events"),
+        schema=FeatureSchema(features, classes or [0, 1]),
+        learner=LearnerSpec("river-logreg"),
+        group=group,
+    )
+
+
+def test_first_use_creates_the_store_and_its_manifest(tmp_path: Path) -> None:
+    store = tmp_path / "recovery"
+    recovery = prepare_recovery(store, 3, _config(["a", "b"]))
+    assert Path(recovery.db_dir) == store
+    assert len(list(store.glob("*.sqlite3"))) == 3
+    manifest = json.loads((store / MANIFEST).read_text())
+    assert manifest == {"format": STATE_FORMAT, "group": "default", "features": ["a", "b"], "classes": [0, 1]}
+
+
+def test_a_store_that_fits_is_reused_untouched(tmp_path: Path) -> None:
+    store = tmp_path / "recovery"
+    prepare_recovery(store, 2, _config(["a", "b"]))
+    before = {p.name: p.stat().st_mtime_ns for p in store.iterdir()}
+    prepare_recovery(store, 2, _config(["a", "b"]))
+    assert {p.name: p.stat().st_mtime_ns for p in store.iterdir()} == before
+
+
+@pytest.mark.parametrize(
+    ("config", "named"),
+    [
+        (_config(["a", "b", "c"]), "features: the store has ['a', 'b'], the config says ['a', 'b', 'c']"),
+        (_config(["b", "a"]), "features: the store has ['a', 'b'], the config says ['b', 'a']"),
+        (_config(["a", "b"], ["no", "yes"]), "classes: the store has [0, 1], the config says ['no', 'yes']"),
+        (_config(["a", "b"], group="fraud"), "group: the store has 'default', the config says 'fraud'"),
+    ],
+)
+def test_a_store_for_another_schema_is_refused_with_what_changed(
+    tmp_path: Path, config: FlowConfig, named: str
+) -> None:
+    store = tmp_path / "recovery"
+    prepare_recovery(store, 2, _config(["a", "b"]))
+    with pytest.raises(RecoveryMismatchError) as caught:
+        prepare_recovery(store, 2, config)
+    assert named in str(caught.value)
+    assert "runtime.recovery_dir" in str(caught.value)
+
+
+def test_a_store_of_another_state_format_is_refused(tmp_path: Path) -> None:
+    store = tmp_path / "recovery"
+    prepare_recovery(store, 1, _config(["a"]))
+    manifest = manifest_for(_config(["a"])) | {"format": STATE_FORMAT + 1}
+    (store / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(RecoveryMismatchError, match=f"format: the store has {STATE_FORMAT + 1}"):
+        prepare_recovery(store, 1, _config(["a"]))
+
+
+def test_an_unreadable_manifest_is_a_clear_error(tmp_path: Path) -> None:
+    store = tmp_path / "recovery"
+    prepare_recovery(store, 1, _config(["a"]))
+    (store / MANIFEST).write_text("{not json")
+    with pytest.raises(RecoveryMismatchError, match=f"cannot read .*{MANIFEST}"):
+        prepare_recovery(store, 1, _config(["a"]))
+
+
+def test_run_refuses_the_store_before_touching_kafka(tmp_path: Path) -> None:
+    store = tmp_path / "recovery"
+    prepare_recovery(store, 2, _config(["a", "b"]))
+    config = tmp_path / "config.yaml"
+    # Nothing listens on port 9: had the daemon got as far as Kafka, it would hang or fail otherwise.
+    config.write_text(
+        "kafka: {bootstrap_servers: '127.0.0.1:9'}\n"
+        "schema: {features: [a, b, c], classes: [0, 1]}\n"
+        f"runtime: {{recovery_dir: '{store}'}}\n"
+    )
+    result = CliRunner().invoke(app, ["run", "--config", str(config)])
+    assert result.exit_code == 2, result.output
+    assert "features: the store has ['a', 'b'], the config says ['a', 'b', 'c']" in result.output
