@@ -9,6 +9,7 @@ configuration that does not match it fails at once, naming what changed.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,9 @@ from dataflows.group import STATE_FORMAT
 __all__ = ["MANIFEST", "RecoveryMismatchError", "manifest_for", "prepare_recovery"]
 
 MANIFEST = "headwater-recovery.json"
+CHECKED = ("format", "group", "features", "classes")  # the state cannot be used if any differs
+
+log = logging.getLogger("headwater")
 
 
 class RecoveryMismatchError(ConfigError):
@@ -29,12 +33,16 @@ class RecoveryMismatchError(ConfigError):
 
 
 def manifest_for(config: FlowConfig) -> dict[str, Any]:
-    return {
+    """What the store is for, as it reads back from JSON (tuples become lists), so it compares."""
+    manifest = {
         "format": STATE_FORMAT,
         "group": config.group,
         "features": list(config.schema.features),
         "classes": list(config.schema.classes),
+        "learner": {"name": config.learner.name, "params": dict(config.learner.params), "seed": config.learner.seed},
     }
+    result: dict[str, Any] = json.loads(json.dumps(manifest, default=str))
+    return result
 
 
 def prepare_recovery(directory: Path, partitions: int, config: FlowConfig) -> RecoveryConfig:
@@ -68,9 +76,9 @@ def _read(path: Path) -> dict[str, Any]:
 
 def _check(directory: Path, recorded: dict[str, Any], wanted: dict[str, Any]) -> None:
     changed = [
-        f"{key}: the store has {recorded.get(key)!r}, the config says {value!r}"
-        for key, value in wanted.items()
-        if recorded.get(key) != value
+        f"{key}: the store has {recorded.get(key)!r}, the config says {wanted[key]!r}"
+        for key in CHECKED
+        if recorded.get(key) != wanted[key]
     ]
     if changed:
         msg = (
@@ -79,3 +87,9 @@ def _check(directory: Path, recorded: dict[str, Any], wanted: dict[str, Any]) ->
             "new directory to start from untrained models."
         )
         raise RecoveryMismatchError(msg)
+    if recorded.get("learner", wanted["learner"]) != wanted["learner"]:
+        log.warning(
+            "%s was started with learner %s; model.learner now says %s. The recovered models carry on; "
+            "point runtime.recovery_dir at a new directory to start from the configured learner.",
+            directory, recorded["learner"], wanted["learner"],
+        )  # fmt: skip

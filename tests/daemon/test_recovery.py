@@ -31,7 +31,8 @@ def test_first_use_creates_the_store_and_its_manifest(tmp_path: Path) -> None:
     assert Path(recovery.db_dir) == store
     assert len(list(store.glob("*.sqlite3"))) == 3
     manifest = json.loads((store / MANIFEST).read_text())
-    assert manifest == {"format": STATE_FORMAT, "group": "default", "features": ["a", "b"], "classes": [0, 1]}
+    assert manifest == {"format": STATE_FORMAT, "group": "default", "features": ["a", "b"], "classes": [0, 1],
+                        "learner": {"name": "river-logreg", "params": {}, "seed": 0}}  # fmt: skip
 
 
 def test_a_store_that_fits_is_reused_untouched(tmp_path: Path) -> None:
@@ -92,3 +93,18 @@ def test_run_refuses_the_store_before_touching_kafka(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["run", "--config", str(config)])
     assert result.exit_code == 2, result.output
     assert "features: the store has ['a', 'b'], the config says ['a', 'b', 'c']" in result.output
+
+
+def test_another_learner_is_not_refused_but_said(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = tmp_path / "recovery"
+    prepare_recovery(store, 1, _config(["a"]))
+    other = FlowConfig(
+        brokers="unused:9092",
+        topics=Topics("events", "predictions", "dead-letters", "model-events"),
+        schema=FeatureSchema(["a"], [0, 1]),
+        learner=LearnerSpec("torch-mlp", {"hidden": [8]}),
+    )
+    with caplog.at_level("WARNING", logger="headwater"):
+        prepare_recovery(store, 1, other)
+    assert "model.learner now says {'name': 'torch-mlp', 'params': {'hidden': [8]}, 'seed': 0}" in caplog.text
+    assert "started with learner {'name': 'river-logreg'" in caplog.text
