@@ -134,7 +134,9 @@ def build_flow(config: FlowConfig) -> Dataflow:
 
     def group(resumed: GroupState | None) -> GroupLogic:
         state = resume_group_state(resumed, config)
-        return GroupLogic(state, drain_on_eof=config.drain_on_eof, clock=config.clock)
+        return GroupLogic(
+            state, drain_on_eof=config.drain_on_eof, delayed_labels=topics.labels is not None, clock=config.clock
+        )
 
     results = op.stateful("group__test_then_train", batches, group)
     outputs: Stream[Output] = op.merge("records__outputs", op.key_rm("group__unkey", results), bad)

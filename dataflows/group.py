@@ -19,6 +19,7 @@ today it holds the champion only.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -110,11 +111,19 @@ class _Examples:
 
 
 class GroupLogic(StatefulLogic[list[Event | Label], Output, GroupState]):
-    """Bytewax stateful logic for one group; ``drain_on_eof`` dead-letters waiting labels at the end."""
+    """Bytewax stateful logic for one group.
 
-    def __init__(self, state: GroupState, *, drain_on_eof: bool, clock: Clock = time.time) -> None:
+    ``drain_on_eof`` dead-letters waiting labels at the end of the input. ``delayed_labels`` says
+    whether labels can arrive on their own topic; without one, features of unlabelled events are
+    not kept, since no label could ever join them.
+    """
+
+    def __init__(
+        self, state: GroupState, *, drain_on_eof: bool, delayed_labels: bool = True, clock: Clock = time.time
+    ) -> None:
         self.state = state
         self.drain_on_eof = drain_on_eof
+        self.delayed_labels = delayed_labels
         self.clock = clock
 
     def on_item(self, value: list[Event | Label]) -> tuple[Iterable[Output], bool]:
@@ -135,7 +144,13 @@ class GroupLogic(StatefulLogic[list[Event | Label], Output, GroupState]):
 
     def snapshot(self) -> GroupState:
         # Bytewax may pickle the snapshot after later batches ran: hand it a copy, not the live state.
-        return copy.deepcopy(self.state)
+        # The models are deep-copied (learners change in place); the label join, up to max_pending
+        # entries each side, holds immutable entries and is copied shallowly (bench/snapshot.py).
+        state = self.state
+        return dataclasses.replace(
+            state, models=copy.deepcopy(state.models), join=state.join.snapshot(),
+            features=list(state.features), classes=list(state.classes),
+        )  # fmt: skip
 
     def process(self, batch: list[Event | Label]) -> list[Output]:
         join = self.state.join
@@ -204,6 +219,8 @@ class GroupLogic(StatefulLogic[list[Event | Label], Output, GroupState]):
                 x[labelled], inline[labelled], {n: p[labelled] for n, p in preds.items()},
                 [events[i].source for i in labelled.tolist()],
             )  # fmt: skip
+        if not self.delayed_labels:
+            return out
         for i in np.flatnonzero(inline < 0).tolist():
             e = events[i]
             logged = {name: int(p[i]) for name, p in preds.items()}

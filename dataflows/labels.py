@@ -9,21 +9,31 @@ unmatched is returned to the caller, which dead-letters it — it is never dropp
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from typing import Any, Self
+
+import msgspec
 
 from dataflows.records import Label, SourceRef
 
 __all__ = ["LabelJoin", "Pending"]
 
 
-@dataclass(slots=True)
-class Pending:
-    """An event's features, and what each model predicted for it, waiting for the label."""
+class Pending(msgspec.Struct, frozen=True, gc=False, array_like=True):
+    """An event's features, and what each model predicted for it, waiting for the label.
+
+    Never changed once made (``x`` and ``preds`` included): a snapshot of the join shares these
+    objects with the live join instead of copying them.
+    """
 
     x: list[float]
     preds: dict[str, int]
     at: float
     source: SourceRef
+
+
+_FEATURES = msgspec.msgpack.Decoder(list[tuple[str, Pending]])
+_LABELS = msgspec.msgpack.Decoder(list[tuple[str, Label, float]])
+_ENCODER = msgspec.msgpack.Encoder()
 
 
 class LabelJoin:
@@ -36,6 +46,29 @@ class LabelJoin:
         self._labels: dict[str, tuple[Label, float]] = {}
         self.features_expired_total = 0
         self.labels_unmatched_total = 0
+
+    def snapshot(self) -> Self:
+        """A copy that later changes to this join do not reach, made in O(entries) pointer copies.
+
+        Entries are immutable (`Pending`, `Label`), so only the two dicts are copied.
+        """
+        copied = type(self).__new__(type(self))
+        copied.__dict__.update(self.__dict__)
+        copied._features = dict(self._features)
+        copied._labels = dict(self._labels)
+        return copied
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickling 100k small objects one by one takes most of a second; msgpack takes milliseconds.
+        state = dict(self.__dict__)
+        state["_features"] = _ENCODER.encode(list(self._features.items()))
+        state["_labels"] = _ENCODER.encode([(k, label, at) for k, (label, at) in self._labels.items()])
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._features = dict(_FEATURES.decode(state["_features"]))  # insertion order = arrival order
+        self._labels = {k: (label, at) for k, label, at in _LABELS.decode(state["_labels"])}
 
     @property
     def pending_features(self) -> int:

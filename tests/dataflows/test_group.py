@@ -430,3 +430,42 @@ def test_resume_refuses_a_snapshot_of_an_older_format() -> None:
     del state.__dict__["format"]  # what unpickling a snapshot written before the field existed gives
     with pytest.raises(ValueError, match=f"snapshot format None, this Headwater reads format {STATE_FORMAT}"):
         resume_group_state(state, _config())
+
+
+def test_snapshot_is_not_changed_by_later_batches() -> None:
+    clock = FakeClock(0.0)
+    logic = _logic(clock, label_window_s=60.0)
+    logic.process(_labelled_batch(20, jitter_seed=1))
+    logic.process([_event("waiting-f", POS_X, None, offset=50), _label("waiting-l", 0, offset=3)])
+    snap = logic.snapshot()
+    probe = np.array([POS_X, NEG_X, [0.5, -0.5]])
+    before = snap.models["m1"].learner.predict_proba(probe)
+
+    clock.t += 1
+    logic.process([*_labelled_batch(30, start=100, jitter_seed=2), _label("waiting-f", 1, offset=4)])
+    logic.process(
+        [_event("waiting-l", NEG_X, None, offset=51), *(_event(f"new{i}", NEG_X, None, 52 + i) for i in range(2))]
+    )
+
+    assert logic.state.models["m1"].version == 3  # batches 1, 3 and 4 had labelled examples
+    assert logic.state.join.pending_features == 2  # new0, new1
+    assert snap.models["m1"].version == 1
+    assert snap.models["m1"].score.snapshot().n == logic.state.models["m1"].score.snapshot().n - 32
+    assert snap.join.pending_features == 1  # still waiting-f
+    assert snap.join.pending_labels == 1  # still waiting-l
+    assert snap.batches == 2
+    np.testing.assert_array_equal(snap.models["m1"].learner.predict_proba(probe), before)
+
+
+def test_without_a_labels_topic_unlabelled_features_are_not_kept() -> None:
+    clock = FakeClock(0.0)
+    unlabelled: list[Event | Label] = [_event(f"u{i}", POS_X, None, offset=i) for i in range(10)]
+    with_topic = _logic(clock)
+    without = GroupLogic(new_group_state(_config()), drain_on_eof=True, delayed_labels=False, clock=clock)
+    assert len(_preds(with_topic.process(list(unlabelled)))) == 10
+    assert len(_preds(without.process(list(unlabelled)))) == 10
+    assert with_topic.state.join.pending_features == 10
+    assert without.state.join.pending_features == 0
+    # inline labels are still learned
+    (event,) = _model_events(without.process(_labelled_batch(8, start=100)))
+    assert event.n_learned == 8

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 from dataflows.labels import LabelJoin, Pending
 from dataflows.records import Label, SourceRef
 
@@ -157,3 +159,42 @@ def test_drain_returns_every_waiting_label_and_expires_features() -> None:
     assert join.labels_unmatched_total == 3
     assert join.drain() == []
     assert join.labels_unmatched_total == 3
+
+
+def _filled(n_features: int = 5, n_labels: int = 3) -> LabelJoin:
+    join = LabelJoin(window_s=10, max_pending=100)
+    for i in range(n_features):
+        join.add_features(f"f{i}", _pending(at=float(i), offset=i, pred=i % 2))
+    for i in range(n_labels):
+        join.add_label(_label(f"l{i}", offset=i), now=float(i))
+    return join
+
+
+def test_snapshot_is_not_changed_by_the_live_join() -> None:
+    join = _filled()
+    snap = join.snapshot()
+    join.add_label(_label("f0"), now=5.0)  # matches
+    join.add_features("l0", _pending(at=5.0))  # matches
+    join.add_features("new", _pending(at=5.0))
+    join.expire(now=13.5)  # f1..f3 and l1, l2 expire
+    assert (join.pending_features, join.pending_labels) == (2, 0)
+    assert (snap.pending_features, snap.pending_labels) == (5, 3)
+    assert snap.features_expired_total == 0
+    assert snap.labels_unmatched_total == 0
+    assert snap.next_expiry() == 10.0
+
+
+def test_pickle_round_trip_keeps_entries_order_and_counters() -> None:
+    join = _filled()
+    join.expire(now=10.5)  # f0 and l0 go
+    restored = pickle.loads(pickle.dumps(join.snapshot()))  # our own recovery store
+    assert (restored.window_s, restored.max_pending) == (10, 100)
+    assert (restored.features_expired_total, restored.labels_unmatched_total) == (1, 1)
+    assert (restored.pending_features, restored.pending_labels) == (4, 2)
+    # arrival order survives, so expiry goes oldest first after a resume too
+    assert restored.next_expiry() == join.next_expiry() == 11.0
+    matched, _ = restored.add_label(_label("f3"), now=11.0)
+    assert matched == _pending(at=3.0, offset=3, pred=1)
+    assert restored.add_features("l2", _pending(at=11.0)) == _label("l2", offset=2)
+    unmatched = restored.expire(now=11.5)
+    assert [label.id for label in unmatched] == ["l1"]
