@@ -48,10 +48,25 @@ class _StoppablePartition(StatefulSourcePartition[SourceItem, int | None]):
 
 class StoppableKafkaSource(KafkaSource):
     """`KafkaSource` whose partitions end when ``stop`` is set: the flow then finishes its last
-    epoch (collect flushes, the sink flushes, a final snapshot is taken) instead of being killed."""
+    epoch (collect flushes, the sink flushes, a final snapshot is taken) instead of being killed.
 
-    def __init__(self, *args: Any, stop: threading.Event, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    A resumed offset the broker no longer has (retention deleted unread events while the daemon
+    was down, or the topic was recreated) restarts the partition at its oldest event
+    (``auto.offset.reset: earliest``). librdkafka's default, ``latest``, would jump to the end and
+    skip every event still there, with a log line as the only trace. ``kafka.consumer`` may set it.
+    """
+
+    def __init__(
+        self,
+        brokers: Iterable[str],
+        topics: Iterable[str],
+        *,
+        stop: threading.Event,
+        add_config: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        config = {"auto.offset.reset": "earliest", **(add_config or {})}
+        super().__init__(brokers, topics, add_config=config, **kwargs)
         self._stop_event = stop
 
     def build_part(  # type: ignore[override]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import orjson
@@ -22,12 +23,28 @@ def own_broker(kafka_bootstrap: str) -> Iterator[KafkaLocal]:
     """A second broker of this test's own (other ports, own data), so it can be stopped safely.
 
     It shares the jar cache with the main broker (``kafka_bootstrap`` made sure the jars are there).
+    Its ports are free ones, so two test runs on one machine never stop each other's broker.
     """
-    kafka = KafkaLocal(cache=KafkaLocal.from_env().cache, port=19192, controller_port=19193)
+    port = _free_port_pair()
+    kafka = KafkaLocal(cache=KafkaLocal.from_env().cache, port=port, controller_port=port + 1)
     kafka.reset()
     kafka.up()
     yield kafka
     kafka.reset()
+
+
+def _free_port_pair() -> int:
+    """A port p with p and p + 1 free right now (broker and controller listeners)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port < 65535:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port + 1)) != 0:
+                    return port
+    msg = "no two adjacent free ports found"
+    raise RuntimeError(msg)
 
 
 def test_daemon_survives_a_broker_restart_without_losing_events(own_broker: KafkaLocal) -> None:
@@ -52,6 +69,7 @@ def test_daemon_survives_a_broker_restart_without_losing_events(own_broker: Kafk
 
         produce_all(make_producer(bootstrap), ((k.events_topic, i.key, i.value) for i in events[1000:]))
         got = read_until(bootstrap, [k.predictions_topic], lambda m: len(m) >= 2000, timeout_s=90)
+        assert len(got) >= 2000, f"only {len(got)} predictions within 90 s of the restart"
         assert daemon.errors == []
         assert daemon.alive
     finally:
@@ -60,4 +78,3 @@ def test_daemon_survives_a_broker_restart_without_losing_events(own_broker: Kafk
     assert daemon.errors == []
     ids = {orjson.loads(m.value() or b"")["id"] for m in read_all(bootstrap, [k.predictions_topic])}
     assert ids == {i.key.decode() for i in events if i.key}
-    assert len(got) >= 2000

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import orjson
 import pytest
+from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka.admin import AdminClient
 
-from daemon.config import with_overrides
+from daemon.config import Settings, with_overrides
 from daemon.kafka_client import make_producer, produce_all, read_all
 from daemon.recovery import MANIFEST, RecoveryMismatchError
 from daemon.runner import run_daemon
@@ -70,3 +72,48 @@ def test_restart_with_a_reordered_schema_is_refused(fresh_settings: SettingsFact
 
     predicted = read_all(k.bootstrap_servers, [k.predictions_topic])
     assert len(predicted) == 300  # the refused runs predicted nothing
+
+
+def test_resume_after_retention_deleted_unread_events_reads_what_is_left(
+    fresh_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    """The stored offsets fall before the log start (retention ran while the daemon was down): the
+    source must go on from the oldest event still there, not silently jump to the end."""
+    settings = fresh_settings(runtime={"tail": False, "workers": 1, "recovery_dir": str(tmp_path / "recovery")})
+    k = settings.kafka
+    spec = WorkloadSpec(n_events=1200, drift_at=1200, malformed_every=0, unmatched_labels=0, delayed_share=0.0)
+    items = [i for i in Workload(spec).items() if i.kind == "events"]
+    producer = make_producer(k.bootstrap_servers)
+    produce_all(producer, ((k.events_topic, i.key, i.value) for i in items[:400]))
+    run_daemon(settings)  # stores the next offset of each partition
+
+    produce_all(producer, ((k.events_topic, i.key, i.value) for i in items[400:]))
+    admin = AdminClient({"bootstrap.servers": k.bootstrap_servers})
+    ends = {p: high for p, (_, high) in _watermarks(k.bootstrap_servers, k.events_topic).items()}
+    # delete 10 records past the stored offset of each partition: that is what retention does
+    stored = collections.Counter(m.partition() or 0 for m in _first_run_events(settings))  # next offset, each
+    cut = [TopicPartition(k.events_topic, p, min(stored.get(p, 0) + 10, ends[p])) for p in ends]
+    for future in admin.delete_records(cut).values():
+        future.result(timeout=30)
+    survivors = {(m.key() or b"").decode() for m in read_all(k.bootstrap_servers, [k.events_topic])}
+    assert 400 < len(survivors) < 800  # some unread events are gone, most are still there
+
+    run_daemon(settings)
+
+    predicted = {orjson.loads(m.value() or b"")["id"] for m in read_all(k.bootstrap_servers, [k.predictions_topic])}
+    assert survivors - predicted == set()
+
+
+def _first_run_events(settings: Settings) -> list[Message]:
+    """The 400 events the first run read (ids sort in sending order), before any deletion."""
+    events = read_all(settings.kafka.bootstrap_servers, [settings.kafka.events_topic])
+    return [m for m in events if (m.key() or b"").decode() < "e00000400"]
+
+
+def _watermarks(bootstrap: str, topic: str) -> dict[int, tuple[int, int]]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "headwater-watermarks"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in partitions}
+    finally:
+        consumer.close()
