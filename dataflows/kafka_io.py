@@ -13,10 +13,11 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from bytewax.connectors.kafka import KafkaSource, KafkaSourceMessage
+from bytewax.connectors.kafka import KafkaSource, KafkaSourceMessage, _list_parts
 from bytewax.inputs import StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient
 
 from dataflows.records import KafkaOut
 
@@ -68,6 +69,12 @@ class StoppableKafkaSource(KafkaSource):
         config = {"auto.offset.reset": "earliest", **(add_config or {})}
         super().__init__(brokers, topics, add_config=config, **kwargs)
         self._stop_event = stop
+
+    def list_parts(self) -> list[str]:
+        # As Bytewax does, less the consumer-only setting, which its admin client would warn about.
+        config: dict[str, Any] = {"bootstrap.servers": ",".join(self._brokers)}
+        config |= {k: v for k, v in self._add_config.items() if k != "auto.offset.reset"}
+        return list(_list_parts(AdminClient(config), self._topics))
 
     def build_part(  # type: ignore[override]
         self, step_id: str, for_part: str, resume_state: int | None

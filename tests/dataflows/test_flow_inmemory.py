@@ -20,7 +20,13 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from dataflows.decode import FeatureSchema
 from dataflows.flow import FlowConfig, Topics, build_flow
-from dataflows.kafka_io import DeliveryError, ReliableKafkaSink, _SinkPartition, _StoppablePartition
+from dataflows.kafka_io import (
+    DeliveryError,
+    ReliableKafkaSink,
+    StoppableKafkaSource,
+    _SinkPartition,
+    _StoppablePartition,
+)
 from dataflows.records import KafkaOut
 from learners import LearnerSpec
 
@@ -247,3 +253,17 @@ def test_tailing_flow_stops_gracefully_and_flushes(mock_brokers: str) -> None:
     assert sorted(m.key() for m in seen) == sorted(f"s{i}".encode() for i in range(8))
     model_events = [json.loads(m.value()) for m in _consume(mock_brokers, ["model"], expected=1)]
     assert sum(e["n_learned"] for e in model_events) == 8
+
+
+def test_source_resets_lost_offsets_to_the_oldest_event_unless_told_otherwise(
+    mock_brokers: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    _produce(mock_brokers, [("ev", b"k", b"{}")])
+    stop = threading.Event()
+    source = StoppableKafkaSource([mock_brokers], ["ev"], stop=stop)
+    assert source._add_config["auto.offset.reset"] == "earliest"
+    told = StoppableKafkaSource([mock_brokers], ["ev"], stop=stop, add_config={"auto.offset.reset": "error"})
+    assert told._add_config["auto.offset.reset"] == "error"
+    # Listing partitions goes through an admin client, which must not be handed the consumer setting.
+    assert sorted(source.list_parts()) == [f"{i}-ev" for i in range(4)]  # the mock cluster makes 4
+    assert "auto.offset.reset is a consumer property" not in capfd.readouterr().err
