@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import orjson
 import pytest
+from confluent_kafka import Message
 
 from daemon.config import load_settings
 from daemon.kafka_client import make_producer, produce_all, read_all, read_until
@@ -69,12 +70,26 @@ def test_daemon_survives_a_broker_restart_without_losing_events(own_broker: Kafk
 
         produce_all(make_producer(bootstrap), ((k.events_topic, i.key, i.value) for i in events[1000:]))
         got = read_until(bootstrap, [k.predictions_topic], lambda m: len(m) >= 2000, timeout_s=90)
-        assert len(got) >= 2000, f"only {len(got)} predictions within 90 s of the restart"
+        assert len(got) >= 2000, f"{len(got)} predictions within 90 s: {_unpredicted(bootstrap, k.events_topic, got)}"
         assert daemon.errors == []
         assert daemon.alive
     finally:
         stopped = daemon.stop(timeout_s=60)
     assert stopped
     assert daemon.errors == []
-    ids = {orjson.loads(m.value() or b"")["id"] for m in read_all(bootstrap, [k.predictions_topic])}
-    assert ids == {i.key.decode() for i in events if i.key}
+    predictions = read_all(bootstrap, [k.predictions_topic])
+    ids = {orjson.loads(m.value() or b"")["id"] for m in predictions}
+    assert ids == {i.key.decode() for i in events if i.key}, _unpredicted(bootstrap, k.events_topic, predictions)
+
+
+def _unpredicted(bootstrap: str, events_topic: str, predictions: list[Message]) -> str:
+    """Which events have no prediction, per partition of the events topic (to tell a stuck
+    partition from a lost output when this test fails)."""
+    predicted = {orjson.loads(m.value() or b"")["id"] for m in predictions}
+    missing: dict[int, list[int]] = {}
+    for m in read_all(bootstrap, [events_topic]):
+        if (m.key() or b"").decode() not in predicted:
+            missing.setdefault(m.partition() or 0, []).append(m.offset() or 0)
+    return "unpredicted events by partition: " + (
+        ", ".join(f"{p}: {len(o)} (offsets {min(o)}-{max(o)})" for p, o in sorted(missing.items())) or "none"
+    )
