@@ -10,7 +10,7 @@ Two ways, on the same state, in the same run:
 
 * **baseline** — what the group did before: ``copy.deepcopy`` of the whole state, then
   ``pickle.dumps`` of the copy, object by object.
-* **headwater** — ``GroupLogic.snapshot()``: the models deep-copied, the join's two dicts copied
+* **headwater** — ``TrainLogic.snapshot()``: the models deep-copied, the join's two dicts copied
   shallowly (their entries are immutable), then ``pickle.dumps``, which writes the join's entries
   with msgspec as two msgpack blobs (``LabelJoin.__getstate__``).
 
@@ -29,6 +29,7 @@ import pickle
 import platform
 import statistics
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,12 +37,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bytewax.testing import TestingSink, TestingSource
 
+from daemon.wiring import local_deps
+from dataflows import FlowConfig, GateSpec, Topics, install_champion
 from dataflows.decode import FeatureSchema
-from dataflows.flow import FlowConfig, Topics, new_group_state
-from dataflows.group import GroupLogic, GroupState
 from dataflows.labels import Pending
+from dataflows.lanes import Job
 from dataflows.records import Label, SourceRef
+from dataflows.train import GroupState, TrainContext, TrainLogic, new_group_state
 from learners import LearnerSpec
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -70,7 +74,7 @@ def parse_args(argv: list[str] | None = None) -> Params:
     return Params(a.pending_features, a.pending_labels, a.n_features, a.learner, a.repeat, a.out_dir)
 
 
-def build_group(p: Params) -> GroupLogic:
+def build_group(p: Params) -> TrainLogic:
     """A group whose model learned a little, with a full label join."""
     features = [f"x{i}" for i in range(p.n_features)]
     config = FlowConfig(
@@ -79,18 +83,22 @@ def build_group(p: Params) -> GroupLogic:
         schema=FeatureSchema(features, [0, 1]),
         learner=LearnerSpec(p.learner, {"device": "cpu"} if p.learner == "torch-mlp" else {}),
         max_pending=max(p.pending_features, p.pending_labels),
+        gate=GateSpec(threaded=False),
     )
-    logic = GroupLogic(new_group_state(config), drain_on_eof=False)
+    deps = local_deps(TestingSource([]), TestingSink([]), Path(tempfile.mkdtemp(prefix="bench-snapshot-")))
+    install_champion(config, deps)
+    ctx = TrainContext(config, deps.registry, deps.promoter, deps.metrics, deps.clock, drain_on_eof=False)
+    logic = TrainLogic(new_group_state(ctx), ctx)
     rng = np.random.default_rng(0)
-    learner = logic.state.models["m1"].learner
-    for _ in range(20):
+    for _ in range(20):  # the fork candidate learns (the champion never does)
         x = rng.normal(size=(256, p.n_features))
-        learner.learn(x, (x[:, 0] > 0).astype(np.int64))
+        logic.lanes["fork"].submit(Job(0, x, (x[:, 0] > 0).astype(np.int64), np.zeros(256, dtype=np.int8)))
+    logic.lanes["fork"].drain()
     join = logic.state.join
     xs = rng.normal(size=(p.pending_features, p.n_features)).tolist()
     for i, x in enumerate(xs):
         source = SourceRef("events", i % 8, i, 1_700_000_000_000 + i)
-        join.add_features(f"event-{i:09d}", Pending(x, {"m1": i % 2}, 1_000.0 + i * 1e-3, source))
+        join.add_features(f"event-{i:09d}", Pending(x, {"route": 0, "served": i % 2}, 1_000.0 + i * 1e-3, source))
     for i in range(p.pending_labels):
         raw = f'{{"id": "early-{i:09d}", "label": {i % 2}}}'.encode()
         join.add_label(Label(f"early-{i:09d}", i % 2, SourceRef("labels", i % 8, i), raw), 1_000.0)
@@ -116,7 +124,7 @@ def baseline_snapshot(state: GroupState) -> bytes:
     return pickle.dumps(copy.deepcopy(plain), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def headwater_snapshot(logic: GroupLogic) -> bytes:
+def headwater_snapshot(logic: TrainLogic) -> bytes:
     return pickle.dumps(logic.snapshot(), protocol=pickle.HIGHEST_PROTOCOL)
 
 
@@ -176,7 +184,7 @@ def write(p: Params, r: dict[str, Any]) -> None:
         f"| size (MB) | {r['headwater_bytes'] / 1e6:.1f} | {r['baseline_bytes'] / 1e6:.1f} "
         f"| {r['baseline_bytes'] / r['headwater_bytes']:.2f} |",
         "",
-        "Snapshot = what Bytewax's worker waits for at each epoch end: making the copy (`GroupLogic.snapshot()`) "
+        "Snapshot = what Bytewax's worker waits for at each epoch end: making the copy (`TrainLogic.snapshot()`) "
         "and pickling it. Baseline = `copy.deepcopy` of the same objects, then `pickle.dumps`.",
         "",
     ]

@@ -7,17 +7,18 @@ field. The resulting object is frozen and passed down — there is no module-lev
 
 from __future__ import annotations
 
+import itertools
 import re
 import warnings
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from dataflows import FeatureSchema, FlowConfig, Topics
+from dataflows import CandidateSpec, FeatureSchema, FlowConfig, GateSpec, Topics
 from learners import LearnerSpec
 
 __all__ = ["ConfigError", "Settings", "load_settings", "mask_secrets", "with_overrides"]
@@ -81,18 +82,98 @@ class LabelSettings(_Section):
     max_pending: int = Field(100_000, ge=1, description="bound on waiting features (and on waiting labels)")
 
 
+class CandidateSettings(_Section):
+    """A model that learns beside the champion and may replace it."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", description="unique within the group")
+    learner: str | None = Field(None, description="null: a fork of the champion (clone with its state)")
+    params: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 0
+    gate: Literal["shadow", "canary"] = Field(
+        "shadow", description="shadow: scored, never served; canary: serves a share"
+    )
+
+    @model_validator(mode="after")
+    def _not_reserved(self) -> Self:
+        if self.name in ("champion", "standby"):
+            msg = f"candidate name {self.name!r} is reserved"
+            raise ValueError(msg)
+        if self.learner is None and (self.params or self.seed):
+            msg = "a fork (learner: null) takes the champion's learner: params and seed do not apply"
+            raise ValueError(msg)
+        return self
+
+    def spec(self) -> CandidateSpec:
+        learner = None if self.learner is None else LearnerSpec(self.learner, self.params, self.seed)
+        return CandidateSpec(self.name, learner, self.gate)
+
+
+def _default_candidates() -> list[CandidateSettings]:
+    return [CandidateSettings.model_validate({"name": "fork"})]
+
+
 class ModelSettings(_Section):
-    group: str = Field("default", min_length=1)
+    group: str = Field("default", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     learner: str = Field("river-logreg", description="built-in name or 'package.module:factory'")
     params: dict[str, Any] = Field(default_factory=dict)
     seed: int = 0
     rolling_window: int = Field(1000, ge=1, description="labelled examples in the rolling prequential accuracy")
+    candidates: list[CandidateSettings] = Field(
+        default_factory=_default_candidates, description="models that learn beside the champion; [] for none"
+    )
+
+    @model_validator(mode="after")
+    def _unique_candidates(self) -> Self:
+        names = [c.name for c in self.candidates]
+        if len(set(names)) != len(names):
+            msg = f"candidate names must be unique: {names}"
+            raise ValueError(msg)
+        return self
+
+
+class PromotionSettings(_Section):
+    """When a candidate replaces the champion, and when a new champion is rolled back."""
+
+    alpha: float = Field(0.05, gt=0, le=0.5, description="bound on the false-promotion rate of one trial")
+    min_samples: int = Field(300, ge=10, description="paired labelled examples before a shadow verdict")
+    min_improvement: float = Field(0.0, ge=0, lt=1, description="accuracy a candidate must gain at least")
+    max_samples: int = Field(5000, ge=10, description="a trial without a conclusion by then starts over")
+    canary_steps: list[float] = Field([0.05, 0.25, 0.5], min_length=1, description="shares of keys, in order")
+    canary_min_samples: int = Field(200, ge=1, description="canary-served labelled examples per step")
+    probation_samples: int = Field(2000, ge=10, description="a new champion's probation against its predecessor")
+    rollback_margin: float = Field(0.02, ge=0, lt=1, description="how much worse than its predecessor it may be")
+    golden_path: Path | None = Field(None, description="JSON lines of labelled events: the golden set")
+    golden_reservoir: int = Field(0, ge=0, description=">0: a reservoir of trusted history as the golden set")
+    golden_tolerance: float = Field(0.02, ge=0, lt=1, description="regression allowed on the golden set")
+    max_lag_batches: int = Field(64, ge=1, description="a model further behind skips its oldest batches")
+
+    @model_validator(mode="after")
+    def _steps(self) -> Self:
+        steps = self.canary_steps
+        if any(not 0 < s <= 1 for s in steps) or any(b <= a for a, b in itertools.pairwise(steps)):
+            msg = f"canary_steps must increase strictly within (0, 1]: {steps}"
+            raise ValueError(msg)
+        return self
+
+    def gate(self, *, threaded: bool = True) -> GateSpec:
+        return GateSpec(
+            alpha=self.alpha, min_samples=self.min_samples, min_improvement=self.min_improvement,
+            max_samples=self.max_samples, canary_steps=tuple(self.canary_steps),
+            canary_min_samples=self.canary_min_samples, probation_samples=self.probation_samples,
+            rollback_margin=self.rollback_margin, golden_tolerance=self.golden_tolerance,
+            golden_reservoir=self.golden_reservoir, max_lag_batches=self.max_lag_batches, threaded=threaded,
+        )  # fmt: skip
+
+
+class RegistrySettings(_Section):
+    path: Path = Field(Path("headwater-registry"), description="directory of the registry (SQLite + checkpoints)")
 
 
 class RuntimeSettings(_Section):
     workers: int = Field(1, ge=1, description="Bytewax worker threads in this process")
     tail: bool = Field(True, description="keep waiting for new events; false: stop at the end of the topics")
     torch_threads: int = Field(1, ge=1)
+    train_threads: bool = Field(True, description="each model learns on its own thread (false: inline)")
     recovery_dir: Path | None = Field(None, description="Bytewax recovery store; unset: no recovery")
     recovery_partitions: int = Field(8, ge=1, description="at least the most workers you will ever run")
     snapshot_interval_s: float = Field(10.0, gt=0)
@@ -114,6 +195,8 @@ with warnings.catch_warnings():
         batching: BatchingSettings = Field(default_factory=BatchingSettings)  # type: ignore[arg-type]
         labels: LabelSettings = Field(default_factory=LabelSettings)  # type: ignore[arg-type]
         model: ModelSettings = Field(default_factory=ModelSettings)  # type: ignore[arg-type]
+        promotion: PromotionSettings = Field(default_factory=PromotionSettings)  # type: ignore[arg-type]
+        registry: RegistrySettings = Field(default_factory=RegistrySettings)  # type: ignore[arg-type]
         runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)  # type: ignore[arg-type]
 
         @classmethod
@@ -141,6 +224,8 @@ with warnings.catch_warnings():
                 schema=self.schema.feature_schema(),
                 learner=LearnerSpec(self.model.learner, self.model.params, self.model.seed),
                 group=self.model.group,
+                candidates=tuple(c.spec() for c in self.model.candidates),
+                gate=self.promotion.gate(threaded=self.runtime.train_threads),
                 batch_max_size=self.batching.max_size,
                 batch_max_wait=timedelta(milliseconds=self.batching.max_wait_ms),
                 label_window_s=self.labels.window_s,

@@ -18,7 +18,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 
 from daemon.config import ConfigError
 from dataflows import FlowConfig
-from dataflows.group import STATE_FORMAT
+from dataflows.train import STATE_FORMAT
 
 __all__ = ["MANIFEST", "RecoveryMismatchError", "manifest_for", "prepare_recovery"]
 

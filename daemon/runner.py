@@ -7,6 +7,7 @@ store — the final state is snapshotted. A second signal stops at once.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import threading
@@ -17,9 +18,12 @@ from typing import Any
 from bytewax.run import cli_main
 
 from daemon.config import Settings
+from daemon.golden import load_golden
 from daemon.recovery import prepare_recovery
 from daemon.topics import ensure_topics
-from dataflows import FlowConfig, build_flow, new_group_state
+from daemon.wiring import kafka_sink, kafka_source, local_deps
+from dataflows import FlowConfig, build_flow
+from learners import build_learner
 
 __all__ = ["check_learner", "run_daemon"]
 
@@ -36,13 +40,16 @@ def run_daemon(settings: Settings, stop: threading.Event | None = None, *, creat
     stop = stop if stop is not None else threading.Event()
     config: FlowConfig = settings.flow_config(stop=stop)
     check_learner(settings)
+    if settings.promotion.golden_path is not None:
+        config = dataclasses.replace(config, golden=load_golden(settings.promotion.golden_path, config.schema))
     runtime = settings.runtime
     recovery = None
     if runtime.recovery_dir is not None:  # before touching Kafka: a store that does not fit stops us
         recovery = prepare_recovery(runtime.recovery_dir, runtime.recovery_partitions, config)
     if create_topics:
         ensure_topics(settings.kafka.bootstrap_servers, config.topics.all(), settings.kafka.partitions)
-    flow = build_flow(config)
+    deps = local_deps(kafka_source(config, stop), kafka_sink(config), settings.registry.path, seed=settings.model.seed)
+    flow = build_flow(config, deps)
 
     previous = _install_stop_handlers(stop)
     try:
@@ -56,12 +63,20 @@ def run_daemon(settings: Settings, stop: threading.Event | None = None, *, creat
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        deps.registry.close()
 
 
 def check_learner(settings: Settings) -> None:
-    """Build the configured learner once, so that a bad name or parameter fails at start-up with a
-    clear message instead of inside a worker when the first event arrives."""
-    new_group_state(settings.flow_config())
+    """Build the configured learners once (the champion's and every configured candidate's), so
+    that a bad name or parameter fails at start-up with a clear message instead of inside a
+    worker when the first event arrives."""
+    config = settings.flow_config()
+    schema = config.schema
+    specs = [config.learner] + [c.learner for c in config.candidates if c.learner is not None]
+    for spec in specs:
+        build_learner(
+            spec, n_features=len(schema.features), n_classes=len(schema.classes), feature_names=schema.features
+        )
 
 
 def _install_stop_handlers(stop: threading.Event) -> dict[signal.Signals, Handler]:

@@ -1,98 +1,97 @@
-"""The whole pipeline in one function: Kafka in → decode → dead letters → micro-batch → predict →
-Kafka out → learn → evaluate.
+"""The whole pipeline in one function: Kafka in → decode → dead letters → micro-batch → serve →
+Kafka out → train → gate → promote.
 
 Each step id names the module that holds its code, as ``module__step`` (Bytewax forbids dots).
+`build_flow` is handed its collaborators (`FlowDeps`): source, sink, clock, registry, promoter,
+serving board and metrics — so the same flow runs in memory in unit tests (Bytewax's
+TestingSource/TestingSink) and on the real broker in production.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, TypeGuard
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
-from confluent_kafka import OFFSET_BEGINNING
+from bytewax.inputs import Source
+from bytewax.outputs import Sink
 
 from dataflows.batching import MicroBatchLogic, MicroBatchState
-from dataflows.decode import Decoder, FeatureSchema
-from dataflows.group import STATE_FORMAT, GroupLogic, GroupState, ModelSlot, Output
-from dataflows.kafka_io import ReliableKafkaSink, StoppableKafkaSource
-from dataflows.labels import LabelJoin
-from dataflows.records import DeadLetter, Event, KafkaOut, Label, ModelEvent, Prediction, to_kafka
-from evaluators import PrequentialScore
-from learners import LearnerSpec, build_learner
+from dataflows.config import FlowConfig
+from dataflows.decode import Decoder
+from dataflows.ports import Clock, Metrics, NullMetrics, Promoter, Registry
+from dataflows.records import (
+    DeadLetter,
+    DecisionRecord,
+    Event,
+    KafkaOut,
+    Label,
+    ModelReport,
+    VerdictRecord,
+    encode_dead_letter,
+    encode_model_event,
+    encode_prediction,
+)
+from dataflows.serve import ServedBatch, ServeOut, ServingBoard, serve_batch
+from dataflows.train import STATE_FORMAT, GroupState, TrainContext, TrainLogic, TrainOutput, new_group_state
+from learners import build_learner
 
-__all__ = ["FlowConfig", "Topics", "build_flow", "new_group_state", "resume_group_state"]
+__all__ = ["FlowDeps", "build_flow", "install_champion", "resume_group_state"]
 
 Record = Event | Label
+ModelEventRecord = ModelReport | VerdictRecord | DecisionRecord
 
 
 @dataclass(frozen=True)
-class Topics:
-    events: str
-    predictions: str
-    dead_letters: str
-    model_events: str
-    labels: str | None = None
+class FlowDeps:
+    """The flow's collaborators. ``source`` yields Kafka messages (anything shaped like
+    `dataflows.decode.RawMessage`); ``sink`` takes `KafkaOut` records."""
 
-    def inputs(self) -> list[str]:
-        return [self.events] + ([self.labels] if self.labels else [])
-
-    def all(self) -> list[str]:
-        return [*self.inputs(), self.predictions, self.dead_letters, self.model_events]
-
-
-@dataclass(frozen=True)
-class FlowConfig:
-    """What the flow needs, already validated (the daemon builds it from its settings)."""
-
-    brokers: str
-    topics: Topics
-    schema: FeatureSchema
-    learner: LearnerSpec
-    group: str = "default"
-    batch_max_size: int = 512
-    batch_max_wait: timedelta = timedelta(milliseconds=20)
-    label_window_s: float = 300.0
-    max_pending: int = 100_000
-    rolling_window: int = 1000
-    tail: bool = True
-    drain_on_eof: bool = True
-    consumer_config: Mapping[str, Any] = field(default_factory=dict)
-    producer_config: Mapping[str, Any] = field(default_factory=dict)
-    stop: threading.Event = field(default_factory=threading.Event)
-    clock: Callable[[], float] = time.time
+    source: Source[Any]
+    sink: Sink[KafkaOut]
+    registry: Registry
+    promoter: Promoter
+    board: ServingBoard
+    metrics: Metrics = field(default_factory=NullMetrics)
+    clock: Clock = time.time
 
 
-def new_group_state(config: FlowConfig) -> GroupState:
-    """A group with its first model, untrained: the champion until the registry says otherwise."""
-    schema = config.schema
-    learner = build_learner(
-        config.learner, n_features=len(schema.features), n_classes=len(schema.classes),
-        feature_names=schema.features,
-    )  # fmt: skip
-    champion = ModelSlot("m1", learner, PrequentialScore(config.rolling_window))
-    return GroupState(
-        name=config.group,
-        champion=champion.name,
-        models={champion.name: champion},
-        join=LabelJoin(config.label_window_s, config.max_pending),
-        features=list(schema.features),
-        classes=list(schema.classes),
-    )
+def install_champion(config: FlowConfig, deps: FlowDeps) -> str:
+    """Make sure the group has a champion on the board before the first event: the registry's,
+    or — for a new group — the configured learner, untrained, as version 1. Returns its version."""
+    serving = deps.promoter.serving(config.group)
+    if serving is not None:
+        return serving[0]
+    now_ms = int(deps.clock() * 1000)
+    info = deps.registry.champion(config.group)
+    if info is not None:
+        learner = deps.registry.load_checkpoint(info.id)
+        reason = f"restarted: {info.id} is the registry's champion"
+    else:
+        schema = config.schema
+        learner = build_learner(
+            config.learner, n_features=len(schema.features), n_classes=len(schema.classes),
+            feature_names=schema.features,
+        )  # fmt: skip
+        spec = {"learner": config.learner.name, "params": dict(config.learner.params), "seed": config.learner.seed}
+        info = deps.registry.create_version(
+            config.group, name="champion", parent=None, learner=learner, config=spec, ts_ms=now_ms
+        )
+        reason = f"first champion of group {config.group!r}: {config.learner.name}, untrained"
+    deps.promoter.install(config.group, version=info.id, learner=learner, reason=reason, ts_ms=now_ms)
+    return info.id
 
 
-def resume_group_state(resumed: GroupState | None, config: FlowConfig) -> GroupState:
-    """The recovered state if it fits ``config``, a new group if there is none; else a clear error.
+def resume_group_state(resumed: GroupState | None, ctx: TrainContext) -> GroupState:
+    """The recovered state if it fits the config, a new group if there is none; else a clear error.
 
     The daemon checks the recovery store's manifest before it starts; this guards the flow itself.
     """
+    config = ctx.config
     if resumed is None:
-        return new_group_state(config)
+        return new_group_state(ctx)
     # Unpickling skips __init__, so an older snapshot lacks the field in its __dict__ (getattr
     # would find the class-level default instead and wave it through).
     found = vars(resumed).get("format")
@@ -110,54 +109,79 @@ def resume_group_state(resumed: GroupState | None, config: FlowConfig) -> GroupS
     return resumed
 
 
-def build_flow(config: FlowConfig) -> Dataflow:
+def build_flow(config: FlowConfig, deps: FlowDeps) -> Dataflow:
     topics = config.topics
+    clock = deps.clock
     flow = Dataflow("headwater")
+    install_champion(config, deps)
 
-    source = StoppableKafkaSource(
-        [config.brokers], topics.inputs(), tail=config.tail, starting_offset=OFFSET_BEGINNING,
-        add_config=dict(config.consumer_config), batch_size=config.batch_max_size, stop=config.stop,
-    )  # fmt: skip
-    raw = op.input("kafka_io__in", flow, source)
-
+    raw = op.input("kafka_io__in", flow, deps.source)
     decoder = Decoder(config.schema, topics.events, topics.labels)
-    decoded = op.map("decode", raw, decoder)  # type: ignore[arg-type]  # KafkaSourceMessage fits RawMessage
+    decoded = op.map("decode", raw, decoder)
     records = op.branch("decode__route", decoded, _is_record)
-    bad: Stream[Any] = records.falses
+    bad: Stream[DeadLetter] = records.falses  # type: ignore[assignment]
 
-    keyed = op.key_on("group__key", records.trues, lambda _: config.group)
+    keyed = op.key_on("serve__key", records.trues, lambda _: config.group)
 
     def batcher(resumed: MicroBatchState[Record] | None) -> MicroBatchLogic[Record]:
         return MicroBatchLogic(resumed, max_size=config.batch_max_size, max_wait=config.batch_max_wait)
 
     batches = op.stateful_batch("batching__micro_batch", keyed, batcher)
 
-    def group(resumed: GroupState | None) -> GroupLogic:
-        state = resume_group_state(resumed, config)
-        return GroupLogic(
-            state, drain_on_eof=config.drain_on_eof, delayed_labels=topics.labels is not None, clock=config.clock
-        )
+    classes = list(config.schema.classes)
 
-    results = op.stateful("group__test_then_train", batches, group)
-    outputs: Stream[Output] = op.merge("records__outputs", op.key_rm("group__unkey", results), bad)
+    def serve(group: str, batch: list[Record]) -> ServeOut:
+        started = time.perf_counter()
+        out = serve_batch(deps.board.current(group), batch, classes, clock())
+        if out.predictions:
+            deps.metrics.served(group, "all", len(out.predictions), time.perf_counter() - started)
+        return out
 
-    def encode(record: Output) -> KafkaOut:
-        topic = _topic_for(record, topics)
-        return to_kafka(record, topic, int(config.clock() * 1000))
+    serve_out: Stream[tuple[str, ServeOut]] = op.map("serve__predict", batches, lambda kv: (kv[0], serve(*kv)))
+    predictions = op.flat_map("serve__predictions", serve_out, lambda kv: kv[1].predictions)
+    serve_dead = op.flat_map("serve__dead_letters", serve_out, lambda kv: kv[1].dead_letters)
+    serve_errors = op.flat_map("serve__errors", serve_out, lambda kv: _serve_errors(kv[0], kv[1], clock()))
+    to_train: Stream[tuple[str, ServedBatch]] = op.map("serve__to_train", serve_out, lambda kv: (kv[0], kv[1].batch))
 
-    messages = op.map("records__encode", outputs, encode)
-    sink = ReliableKafkaSink(config.brokers, config.producer_config)
-    op.output("kafka_io__out", messages, sink)
+    ctx = TrainContext(
+        config, deps.registry, deps.promoter, deps.metrics, clock,
+        drain_on_eof=config.drain_on_eof, delayed_labels=topics.labels is not None,
+    )  # fmt: skip
+
+    def trainer(resumed: GroupState | None) -> TrainLogic:
+        return TrainLogic(resume_group_state(resumed, ctx), ctx)
+
+    trained: Stream[TrainOutput] = op.key_rm("train__unkey", op.stateful("train__learn", to_train, trainer))
+    train_dead = op.filter_map("train__dead_letters", trained, lambda r: r if isinstance(r, DeadLetter) else None)
+    model_events: Stream[ModelEventRecord] = op.filter_map("train__model_events", trained, _model_event)
+
+    dead_letters = op.merge("records__dead_letters", bad, serve_dead, train_dead)
+    all_model_events = op.merge("records__model_events", model_events, serve_errors)
+    messages = op.merge(
+        "records__encode",
+        op.map("records__predictions", predictions, lambda p: encode_prediction(p, topics.predictions)),
+        op.map(
+            "records__dead_letter",
+            dead_letters,
+            lambda d: encode_dead_letter(d, topics.dead_letters, int(clock() * 1000)),
+        ),
+        op.map("records__model_event", all_model_events, lambda e: encode_model_event(e, topics.model_events)),
+    )
+    op.output("kafka_io__out", messages, deps.sink)
     return flow
+
+
+def _serve_errors(group: str, out: ServeOut, now: float) -> list[ModelEventRecord]:
+    ts_ms = int(now * 1000)
+    return [
+        ModelReport(group=group, model=route, version=version, role="serving", ts_ms=ts_ms, batch=0, error=error)
+        for route, version, error in out.errors
+    ]
+
+
+def _model_event(record: TrainOutput) -> ModelEventRecord | None:
+    return None if isinstance(record, DeadLetter) else record
 
 
 def _is_record(item: Record | DeadLetter) -> TypeGuard[Record]:
     return not isinstance(item, DeadLetter)
-
-
-def _topic_for(record: Output, topics: Topics) -> str:
-    if isinstance(record, Prediction):
-        return topics.predictions
-    if isinstance(record, ModelEvent):
-        return topics.model_events
-    return topics.dead_letters

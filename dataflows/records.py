@@ -1,8 +1,10 @@
 """The records that travel through the flow, and the JSON each output topic receives.
 
 Inputs (decoded by `dataflows.decode`): `Event` from the events topic, `Label` from the labels
-topic. Outputs: `Prediction`, `DeadLetter` and `ModelEvent`, each turned into a `KafkaOut` with a
-deterministic key so that replays after a crash can be de-duplicated downstream.
+topic. Outputs, each on its own stream to its own encoder: `Prediction` (predictions topic),
+`DeadLetter` (dead-letter topic), `ModelReport`, `VerdictRecord` and `DecisionRecord` (model-events
+topic, told apart by ``type``). Each becomes a `KafkaOut` with a deterministic key where one exists,
+so that replays after a crash can be de-duplicated downstream.
 See docs/architecture.md for the wire schemas.
 """
 
@@ -17,12 +19,17 @@ import msgspec
 __all__ = [
     "DeadLetter",
     "DeadLetterReason",
+    "DecisionRecord",
     "Event",
     "KafkaOut",
     "Label",
-    "ModelEvent",
+    "ModelReport",
     "Prediction",
     "SourceRef",
+    "VerdictRecord",
+    "encode_dead_letter",
+    "encode_model_event",
+    "encode_prediction",
 ]
 
 
@@ -84,10 +91,12 @@ class DeadLetter(msgspec.Struct, frozen=True):
 
 
 class Prediction(msgspec.Struct, frozen=True, gc=False):
+    """A served prediction: which version made it, and the route that chose that version."""
+
     id: str
     group: str
-    model: str
-    model_version: int
+    version: str  # registry id, e.g. "default/7"
+    route: str  # "champion" or "canary"
     prediction: int | str
     proba: list[float]
     event_ts_ms: int | None
@@ -95,27 +104,59 @@ class Prediction(msgspec.Struct, frozen=True, gc=False):
     source: SourceRef
 
 
-class ModelEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """Something a model did: for now, one record per micro-batch it scored and learned from."""
+class ModelReport(msgspec.Struct, frozen=True, kw_only=True, tag="report", tag_field="type"):
+    """What one model did with one micro-batch of labelled examples (or why it could not).
 
-    type: str
+    ``lag_batches`` is how many labelled batches wait for this model to learn them; a model that
+    falls too far behind skips the oldest (``skipped_batches_total``) instead of holding serving.
+    """
+
     group: str
-    model: str
-    model_version: int
+    model: str  # the slot: "champion", "standby", or a candidate's name
+    version: str
+    role: str  # champion, candidate or standby
     ts_ms: int
-    n_predicted: int = 0
-    n_labelled: int = 0  # labelled examples in the batch, scored before learning
-    n_learned: int = 0  # of those, learned (0 when the model failed to learn)
+    batch: int  # the group's labelled-batch sequence number
+    n_labelled: int = 0
+    n_learned: int = 0
     n_correct: int = 0
     accuracy: float | None = None
     rolling_accuracy: float | None = None
+    rolling_log_loss: float | None = None
+    learn_ms: float = 0.0
+    lag_batches: int = 0
+    skipped_batches_total: int = 0
+    offsets: dict[str, list[int]] = msgspec.field(default_factory=dict)
     pending_features: int = 0
     pending_labels: int = 0
     features_expired_total: int = 0
     labels_unmatched_total: int = 0
-    offsets: dict[str, list[int]] = msgspec.field(default_factory=dict)
-    batch: int = 0  # the group's micro-batch sequence number
-    error: str | None = None  # what went wrong, for type "predict_error" / "learn_error"
+    error: str | None = None  # what the model raised, when it could not predict or learn
+
+
+class VerdictRecord(msgspec.Struct, frozen=True, kw_only=True, tag="verdict", tag_field="type"):
+    """An evaluator's verdict on a version, emitted when its phase changes."""
+
+    group: str
+    model: str
+    version: str
+    evaluator: str  # shadow, canary, golden, probation
+    phase: str
+    reason: str
+    evidence: dict[str, float | int | str | bool | None]
+    ts_ms: int
+
+
+class DecisionRecord(msgspec.Struct, frozen=True, kw_only=True, tag="decision", tag_field="type"):
+    """What the promoter did (promote, refuse, rollback, retire), why, and on what evidence."""
+
+    group: str
+    action: str
+    version: str
+    previous: str | None
+    reason: str
+    evidence: dict[str, object]
+    ts_ms: int
 
 
 class KafkaOut(NamedTuple):
@@ -151,32 +192,41 @@ MAX_KEY_KEEP_BYTES = 1024
 _encoder = msgspec.json.Encoder()
 
 
-def to_kafka(record: Prediction | DeadLetter | ModelEvent, topic: str, now_ms: int) -> KafkaOut:
-    """Encode an output record for its topic, keyed deterministically."""
-    if isinstance(record, Prediction):
-        return KafkaOut(topic, record.id.encode(), _encoder.encode(record))
-    if isinstance(record, DeadLetter):
-        original = record.original
-        size = len(original) if original is not None else 0
-        truncated = original is not None and record.reason is DeadLetterReason.OVERSIZED and size > OVERSIZED_KEEP_BYTES
-        if truncated and original is not None:
-            original = original[:OVERSIZED_KEEP_BYTES]
-        wire = _DeadLetterWire(
-            reason=record.reason.value,
-            detail=record.detail,
-            source=record.source,
-            original_b64=_b64(original),
-            original_key_b64=_b64(
-                record.original_key[:MAX_KEY_KEEP_BYTES] if record.original_key else record.original_key
-            ),
-            original_key_size=len(record.original_key or b""),
-            original_size=size,
-            original_truncated=truncated,
-            dead_lettered_ts_ms=now_ms,
-        )
-        key = record.source.key if record.source is not None else f"{record.reason.value}/{now_ms}"
-        return KafkaOut(topic, key.encode(), _encoder.encode(wire))
-    key = f"{record.group}/{record.model}/{record.batch}/{record.type}"
+def encode_prediction(record: Prediction, topic: str) -> KafkaOut:
+    """Keyed by event id: a replayed prediction can be de-duplicated."""
+    return KafkaOut(topic, record.id.encode(), _encoder.encode(record))
+
+
+def encode_dead_letter(record: DeadLetter, topic: str, now_ms: int) -> KafkaOut:
+    """Keyed by the source message's ``topic/partition/offset``."""
+    original = record.original
+    size = len(original) if original is not None else 0
+    truncated = original is not None and record.reason is DeadLetterReason.OVERSIZED and size > OVERSIZED_KEEP_BYTES
+    if truncated and original is not None:
+        original = original[:OVERSIZED_KEEP_BYTES]
+    wire = _DeadLetterWire(
+        reason=record.reason.value,
+        detail=record.detail,
+        source=record.source,
+        original_b64=_b64(original),
+        original_key_b64=_b64(record.original_key[:MAX_KEY_KEEP_BYTES] if record.original_key else record.original_key),
+        original_key_size=len(record.original_key or b""),
+        original_size=size,
+        original_truncated=truncated,
+        dead_lettered_ts_ms=now_ms,
+    )
+    key = record.source.key if record.source is not None else f"{record.reason.value}/{now_ms}"
+    return KafkaOut(topic, key.encode(), _encoder.encode(wire))
+
+
+def encode_model_event(record: ModelReport | VerdictRecord | DecisionRecord, topic: str) -> KafkaOut:
+    """Reports are keyed ``group/model/batch/report``; verdicts and decisions by version and what happened."""
+    if isinstance(record, ModelReport):
+        key = f"{record.group}/{record.model}/{record.batch}/report"
+    elif isinstance(record, VerdictRecord):
+        key = f"{record.group}/{record.version}/{record.evaluator}/{record.phase}"
+    else:
+        key = f"{record.group}/{record.version}/{record.action}"
     return KafkaOut(topic, key.encode(), _encoder.encode(record))
 
 

@@ -1,9 +1,36 @@
 """Evaluators: pure decision logic over live evidence — no Kafka, no files, no clocks of their own.
 
-For now, prequential (test-then-train) scoring. Canary, bandit, shadow and golden-set evaluators
-build on the same shape: observe, then report; only the promoter acts.
+They answer one question for the promoter: should this candidate replace the champion (shadow,
+canary, golden set), and should a freshly promoted champion stay (probation)? Each takes per-example
+paired scores (``Paired``), and returns a ``Verdict``: a phase, a reason a person can read, and the
+numbers behind it. The sequential ones test with an always-valid confidence sequence
+(``SequentialDifference``), so they may be read after every micro-batch without inflating the
+false-promotion rate. Evaluators observe and report; only the promoter acts. No data is never success.
 """
 
-from evaluators.prequential import PrequentialScore, PrequentialSnapshot
+from evaluators.base import Evaluator, Paired, Phase, Verdict
+from evaluators.canary import CanaryEvaluator, canary_bucket
+from evaluators.golden import GoldenEvaluator, Reservoir
+from evaluators.prequential import PrequentialScore, PrequentialSnapshot, correctness, log_loss, paired_correctness
+from evaluators.probation import ProbationEvaluator
+from evaluators.shadow import ShadowEvaluator
+from evaluators.stats import SequentialDifference
 
-__all__ = ["PrequentialScore", "PrequentialSnapshot"]
+__all__ = [
+    "CanaryEvaluator",
+    "Evaluator",
+    "GoldenEvaluator",
+    "Paired",
+    "Phase",
+    "PrequentialScore",
+    "PrequentialSnapshot",
+    "ProbationEvaluator",
+    "Reservoir",
+    "SequentialDifference",
+    "ShadowEvaluator",
+    "Verdict",
+    "canary_bucket",
+    "correctness",
+    "log_loss",
+    "paired_correctness",
+]

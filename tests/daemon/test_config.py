@@ -242,14 +242,50 @@ def test_flow_config_keeps_waiting_labels_with_a_recovery_store(tmp_path: Path) 
 def test_flow_config_adds_runtime_objects(tmp_path: Path) -> None:
     s = load_settings(_write(tmp_path))
     stop = threading.Event()
-
-    def clock() -> float:
-        return 5.0
-
-    config = s.flow_config(clock=clock, stop=stop)
-    assert config.clock is clock
+    config = s.flow_config(stop=stop)
     assert config.stop is stop
     assert config.group == "g1"
+    assert [c.name for c in config.candidates] == ["fork"]  # by default, one fork of the champion
+    assert config.candidates[0].fork
+    assert config.candidates[0].gate == "shadow"
+
+
+def test_candidates_and_promotion_settings(tmp_path: Path) -> None:
+    s = load_settings(
+        _write(tmp_path),
+        model={"candidates": [{"name": "fast", "learner": "river-logreg", "params": {"lr": 1.0}, "gate": "canary"},
+                              {"name": "fork"}]},
+        promotion={"min_samples": 50, "canary_steps": [0.1, 0.5]},
+    )  # fmt: skip
+    config = s.flow_config()
+    fast, fork = config.candidates
+    assert (fast.name, fast.gate, fast.fork, dict(fast.learner.params) if fast.learner else None) == (
+        "fast",
+        "canary",
+        False,
+        {"lr": 1.0},
+    )
+    assert fork.fork
+    assert config.gate.min_samples == 50
+    assert config.gate.canary_steps == (0.1, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("section", "value", "field"),
+    [
+        ("model", {"candidates": [{"name": "a"}, {"name": "a"}]}, "model"),
+        ("model", {"candidates": [{"name": "champion"}]}, "model.candidates.0"),
+        ("model", {"candidates": [{"name": "x", "gate": "bandit"}]}, "model.candidates.0.gate"),
+        ("model", {"candidates": [{"name": "x", "params": {"lr": 1}}]}, "model.candidates.0"),
+        ("promotion", {"canary_steps": [0.5, 0.25]}, "promotion"),
+        ("promotion", {"alpha": 0.9}, "promotion.alpha"),
+    ],
+)
+def test_candidate_and_promotion_errors_name_the_field(
+    tmp_path: Path, section: str, value: dict[str, object], field: str
+) -> None:
+    with pytest.raises(ConfigError, match=rf"  {field.replace('.', '[.]')}: "):
+        load_settings(_write(tmp_path), **{section: value})
 
 
 def test_flow_config_overrides_a_mapped_field(tmp_path: Path) -> None:

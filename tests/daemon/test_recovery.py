@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from daemon.cli import app
 from daemon.recovery import MANIFEST, RecoveryMismatchError, manifest_for, prepare_recovery
 from dataflows import FeatureSchema, FlowConfig, Topics
-from dataflows.group import STATE_FORMAT
+from dataflows.train import STATE_FORMAT
 from learners import LearnerSpec
 
 

@@ -31,8 +31,9 @@ SettingsFactory = Callable[..., Settings]
 
 
 @pytest.fixture
-def fresh_settings(kafka_bootstrap: str) -> SettingsFactory:
-    """Settings on fresh topics (4 partitions each), so tests never see each other's messages."""
+def fresh_settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> SettingsFactory:
+    """Settings on fresh topics (4 partitions each) and a fresh registry, so tests never see each
+    other's messages or models."""
 
     def make(**overrides: object) -> Settings:
         run = uuid.uuid4().hex[:10]
@@ -49,6 +50,7 @@ def fresh_settings(kafka_bootstrap: str) -> SettingsFactory:
             "kafka": kafka,
             "schema": {"features": list(FEATURES), "classes": list(CLASSES)},
             "runtime": {"tail": False, "workers": 1},
+            "registry": {"path": str(tmp_path_factory.mktemp("registry"))},
         }
         settings = load_settings(None, **(data | overrides))
         ensure_topics(kafka_bootstrap, settings.topics().all(), partitions=4)

@@ -14,7 +14,6 @@ from confluent_kafka import Message
 
 from daemon.config import Settings
 from daemon.kafka_client import make_producer, produce_all, read_all, read_until
-from daemon.runner import run_daemon
 from daemon.workload import Workload, WorkloadSpec
 from dataflows.kafka_io import DeliveryError, ReliableKafkaSink
 from dataflows.records import OVERSIZED_KEEP_BYTES, DeadLetterReason, KafkaOut
@@ -25,12 +24,15 @@ pytestmark = pytest.mark.kafka
 PHASE = 1500
 
 
-def _produce(settings: Settings, workload: Workload) -> collections.Counter[tuple[bytes | None, str]]:
-    """Produce the workload; return the malformed payloads with the reason each must get."""
+def _produce(
+    settings: Settings, workload: Workload, rate: float | None = None
+) -> collections.Counter[tuple[bytes | None, str]]:
+    """Produce the workload (at ``rate`` messages/s if given); return the malformed payloads with
+    the reason each must get."""
     k = settings.kafka
     topic = {"events": k.events_topic, "labels": k.labels_topic or k.events_topic}
     items = list(workload.items())
-    produce_all(make_producer(k.bootstrap_servers), ((topic[i.kind], i.key, i.value) for i in items))
+    produce_all(make_producer(k.bootstrap_servers), ((topic[i.kind], i.key, i.value) for i in items), rate)
     return collections.Counter(
         (_as_dead_lettered(i.value, i.expect), i.expect.value) for i in items if i.expect is not None
     )
@@ -79,15 +81,17 @@ def _accuracy(workload: Workload, predictions: dict[str, int], start: int, stop:
 def test_every_event_is_predicted_or_dead_lettered_and_accuracy_recovers_after_drift(
     fresh_settings: SettingsFactory, learner: str, workers: int, flip: bool, drop: float
 ) -> None:
-    settings = fresh_settings(model={"learner": learner}, runtime={"tail": False, "workers": workers})
+    # A live stream, not a replay of a full topic: models learn beside serving, and a replay at full
+    # speed is served long before the candidates have learned it (and earned promotion).
+    settings = fresh_settings(model={"learner": learner}, runtime={"tail": True, "workers": workers})
     spec = WorkloadSpec(n_events=16_000, drift_at=8_000, malformed_every=300, label_delay=200, flip_after_drift=flip)
     workload = Workload(spec)
-    malformed = _produce(settings, workload)
+    daemon = BackgroundDaemon(settings).start()
+    malformed = _produce(settings, workload, rate=4000)
     n_event_messages = spec.n_events + workload.n_malformed_events
-
-    started = time.monotonic()
-    run_daemon(settings)  # tail: false -> returns once both input topics are drained
-    assert time.monotonic() - started < 120
+    _outputs(settings, spec.n_events, sum(malformed.values()) - spec.unmatched_labels)
+    assert daemon.stop(timeout_s=60), "the daemon did not stop within 60 s of the stop request"
+    assert daemon.errors == []
 
     out = _outputs(settings, spec.n_events, sum(malformed.values()))
     predictions = out["predictions"]
@@ -97,7 +101,7 @@ def test_every_event_is_predicted_or_dead_lettered_and_accuracy_recovers_after_d
     ids = [p["id"] for p in predictions]
     assert len(ids) == len(set(ids)) == spec.n_events
     assert set(ids) == set(workload.truth)
-    assert {p["model"] for p in predictions} == {"m1"}
+    assert all(p["version"].startswith("default/") and p["route"] == "champion" for p in predictions)
     assert all(p["group"] == "default" and len(p["proba"]) == 2 for p in predictions)
     assert all(p["predicted_ts_ms"] >= p["event_ts_ms"] > 0 for p in predictions)
 
@@ -119,11 +123,18 @@ def test_every_event_is_predicted_or_dead_lettered_and_accuracy_recovers_after_d
     assert len(predictions) + event_dead == n_event_messages  # N in -> N out
 
     # Inline and delayed labels were all learned from (joined to the logged features).
+    # The candidate (a fork of the champion) learns; the champion that serves never does.
     expected_learned = sum(1 for i in workload.items() if i.labelled)
-    learned = sum(e["n_learned"] for e in out["model_events"])
-    assert learned == expected_learned
-    lineage_offsets = [o for e in out["model_events"] for o in e["offsets"].values()]
+    reports = [e for e in out["model_events"] if e["type"] == "report"]
+    assert sum(e["n_learned"] for e in reports if e["model"] == "fork") == expected_learned
+    assert sum(e["n_learned"] for e in reports if e["model"] == "champion") == 0
+    assert sum(e["n_labelled"] for e in reports if e["model"] == "champion") == expected_learned
+    lineage_offsets = [o for e in reports if e["model"] == "fork" for o in e["offsets"].values()]
     assert lineage_offsets and all(lo <= hi for lo, hi in lineage_offsets)
+    # It got there by promotions: each names the champion it replaced.
+    decisions = [e for e in out["model_events"] if e["type"] == "decision" and e["action"] == "promote"]
+    assert len(decisions) >= 2, decisions  # the untrained first champion is replaced, and again after the drift
+    assert all(d["previous"] and d["reason"] for d in decisions)
 
     # Prequential accuracy: high before the drift, drops just after, climbs back by the end.
     predicted = {p["id"]: p["prediction"] for p in predictions}
@@ -136,7 +147,7 @@ def test_every_event_is_predicted_or_dead_lettered_and_accuracy_recovers_after_d
     assert just_after < before - drop, seen
     assert end > just_after + drop, seen
     assert end > 0.75, seen
-    final = out["model_events"][-1]
+    final = [e for e in reports if e["model"] == "champion"][-1]
     assert final["accuracy"] is not None and 0.5 < final["accuracy"] < 1.0
 
 

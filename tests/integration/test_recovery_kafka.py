@@ -13,6 +13,7 @@ from confluent_kafka.admin import AdminClient
 from daemon.config import Settings, with_overrides
 from daemon.kafka_client import make_producer, produce_all, read_all
 from daemon.recovery import MANIFEST, RecoveryMismatchError
+from daemon.registry import SqliteRegistry
 from daemon.runner import run_daemon
 from daemon.workload import FEATURES, Workload, WorkloadSpec
 from tests.integration.conftest import SettingsFactory
@@ -31,6 +32,9 @@ def test_restart_resumes_offsets_and_model_state(fresh_settings: SettingsFactory
 
     produce_all(producer, ((k.events_topic, i.key, i.value) for i in items[:2000]))
     run_daemon(settings)
+    with SqliteRegistry(settings.registry.path) as registry:
+        champion = registry.champion("default")
+    assert champion is not None
     produce_all(producer, ((k.events_topic, i.key, i.value) for i in items[2000:]))
     run_daemon(settings)  # the second run starts from the recovery store
 
@@ -42,11 +46,21 @@ def test_restart_resumes_offsets_and_model_state(fresh_settings: SettingsFactory
     assert sum(n - 1 for n in counts.values()) == 0
     first_run = {p["id"] for p in predictions if p["id"] < items[2000].key.decode()}  # type: ignore[union-attr]
     assert len(first_run) == 2000
-    # The model carried on: predictions in the second run come from a model that already learned.
+    # The second run serves where the first stopped: its first prediction comes from the first
+    # run's last champion (a promoted one, not the untrained version 1).
     boundary = items[2000].key.decode()  # type: ignore[union-attr]
-    first_versions = [p["model_version"] for p in predictions if p["id"] < boundary]
-    second_versions = [p["model_version"] for p in predictions if p["id"] >= boundary]
-    assert min(second_versions) >= max(first_versions) > 0
+    second = min((p for p in predictions if p["id"] >= boundary), key=lambda p: p["predicted_ts_ms"])
+    assert second["version"] == champion.id != "default/1"
+    # The candidates carried on from the snapshot too: none was retired for want of its state,
+    # and the fork learned on from offsets of both runs under one version line.
+    with SqliteRegistry(settings.registry.path) as registry:
+        decisions = registry.decisions("default")
+        assert not [d for d in decisions if "without this version's recovery state" in d.reason]
+        forks = [v for v in registry.versions("default") if v.name == "fork"]
+        learned_to = max(r.last for v in forks for r in v.ranges)
+        learned_from = min(r.first for v in forks for r in v.ranges)
+    assert learned_from == 0
+    assert learned_to >= 990  # 4,000 events over 4 partitions: the last offsets are near 999
 
 
 def test_restart_with_a_reordered_schema_is_refused(fresh_settings: SettingsFactory, tmp_path: Path) -> None:

@@ -1,5 +1,7 @@
 """Kafka edges without a broker: librdkafka's in-process mock cluster, and an unreachable port.
 
+The whole flow in memory, without Kafka at all, is in ``test_flow_inmemory.py``.
+
 ``test.mock.num.brokers`` makes a client start a mock cluster inside itself; other clients can
 reach it at the address its metadata reports, for as long as that client lives. That is enough
 to run the whole flow, Kafka source and sink included, in this process.
@@ -12,14 +14,16 @@ import json
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from bytewax.testing import run_main
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from daemon.wiring import kafka_sink, kafka_source, local_deps
+from dataflows import FlowConfig, Topics, build_flow
 from dataflows.decode import FeatureSchema
-from dataflows.flow import FlowConfig, Topics, build_flow
 from dataflows.kafka_io import (
     DeliveryError,
     ReliableKafkaSink,
@@ -133,7 +137,7 @@ def _produce(brokers: str, messages: list[tuple[str, bytes | None, bytes | None]
     assert producer.flush(10) == 0
 
 
-def test_whole_flow_on_mock_cluster(mock_brokers: str) -> None:
+def test_whole_flow_on_mock_cluster(mock_brokers: str, tmp_path: Path) -> None:
     topics = Topics("ev", "pred", "dead", "model", "lab")
     events: list[tuple[str, bytes | None, bytes | None]] = []
     for i in range(20):
@@ -161,7 +165,7 @@ def test_whole_flow_on_mock_cluster(mock_brokers: str) -> None:
         producer_config={"linger.ms": 0, **QUIET},
     )
     started = time.monotonic()
-    run_main(build_flow(config))
+    run_main(build_flow(config, local_deps(kafka_source(config), kafka_sink(config), tmp_path)))
     assert time.monotonic() - started < 30
 
     out = _consume(mock_brokers, ["pred", "dead", "model"], expected=26 + 3 + 1)
@@ -180,9 +184,11 @@ def test_whole_flow_on_mock_cluster(mock_brokers: str) -> None:
     assert ghost["source"]["topic"] == "lab"
 
     model_events = [json.loads(m.value()) for m in by_topic["model"]]
-    assert model_events
-    assert sum(e["n_predicted"] for e in model_events) == 26
-    assert sum(e["n_learned"] for e in model_events) == 23  # 20 inline + 3 delayed labels
+    fork = [e for e in model_events if e["type"] == "report" and e["model"] == "fork"]
+    assert sum(e["n_learned"] for e in fork) == 23  # 20 inline + 3 delayed labels
+    champion = [e for e in model_events if e["type"] == "report" and e["model"] == "champion"]
+    assert sum(e["n_labelled"] for e in champion) == 23  # scored on all of them, learned none
+    assert sum(e["n_learned"] for e in champion) == 0
 
 
 class _FakePartition:
@@ -217,7 +223,7 @@ def test_stoppable_partition_delegates_until_stopped() -> None:
     assert inner.closed
 
 
-def test_tailing_flow_stops_gracefully_and_flushes(mock_brokers: str) -> None:
+def test_tailing_flow_stops_gracefully_and_flushes(mock_brokers: str, tmp_path: Path) -> None:
     """With tail=True the flow only ends when ``stop`` is set; its last epoch still reaches Kafka."""
     _produce(
         mock_brokers,
@@ -247,12 +253,12 @@ def test_tailing_flow_stops_gracefully_and_flushes(mock_brokers: str) -> None:
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     started = time.monotonic()
-    run_main(build_flow(config))
+    run_main(build_flow(config, local_deps(kafka_source(config), kafka_sink(config), tmp_path)))
     watcher.join(timeout=20)
     assert time.monotonic() - started < 25
     assert sorted(m.key() for m in seen) == sorted(f"s{i}".encode() for i in range(8))
     model_events = [json.loads(m.value()) for m in _consume(mock_brokers, ["model"], expected=1)]
-    assert sum(e["n_learned"] for e in model_events) == 8
+    assert sum(e["n_learned"] for e in model_events if e["type"] == "report" and e["model"] == "fork") == 8
 
 
 def test_source_resets_lost_offsets_to_the_oldest_event_unless_told_otherwise(

@@ -1,0 +1,51 @@
+"""Compose the flow's collaborators: the Kafka edges, the registry, the board and the promoter."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from bytewax.inputs import Source
+from bytewax.outputs import Sink
+from confluent_kafka import OFFSET_BEGINNING
+
+from daemon.promoter import BoardPromoter
+from daemon.registry import SqliteRegistry
+from dataflows import FlowConfig, FlowDeps, KafkaOut, ReliableKafkaSink, ServingBoard, StoppableKafkaSource
+from dataflows.ports import Clock, Metrics, NullMetrics
+
+__all__ = ["kafka_sink", "kafka_source", "local_deps"]
+
+
+def kafka_source(config: FlowConfig, stop: threading.Event | None = None) -> StoppableKafkaSource:
+    """The events and labels topics, from the beginning (or the recovery store's offsets)."""
+    return StoppableKafkaSource(
+        [config.brokers], config.topics.inputs(), tail=config.tail, starting_offset=OFFSET_BEGINNING,
+        add_config=dict(config.consumer_config), batch_size=config.batch_max_size,
+        stop=stop if stop is not None else config.stop,
+    )  # fmt: skip
+
+
+def kafka_sink(config: FlowConfig) -> ReliableKafkaSink:
+    return ReliableKafkaSink(config.brokers, config.producer_config)
+
+
+def local_deps(
+    source: Source[Any],
+    sink: Sink[KafkaOut],
+    registry_dir: Path,
+    *,
+    seed: int = 0,
+    metrics: Metrics | None = None,
+    clock: Clock = time.time,
+) -> FlowDeps:
+    """Collaborators for one process: an embedded registry in ``registry_dir``, this process's
+    serving board, and the promoter that acts on both."""
+    registry = SqliteRegistry(registry_dir)
+    board = ServingBoard()
+    return FlowDeps(
+        source=source, sink=sink, registry=registry, promoter=BoardPromoter(registry, board, seed=seed),
+        board=board, metrics=metrics if metrics is not None else NullMetrics(), clock=clock,
+    )  # fmt: skip

@@ -1,0 +1,121 @@
+"""What the flow is configured with: data only, already validated (the daemon builds it from its settings)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from dataflows.decode import FeatureSchema
+from learners import LearnerSpec
+
+__all__ = ["CandidateSpec", "FlowConfig", "GateSpec", "GoldenSet", "Topics"]
+
+
+@dataclass(frozen=True)
+class Topics:
+    events: str
+    predictions: str
+    dead_letters: str
+    model_events: str
+    labels: str | None = None
+
+    def inputs(self) -> list[str]:
+        return [self.events] + ([self.labels] if self.labels else [])
+
+    def all(self) -> list[str]:
+        return [*self.inputs(), self.predictions, self.dead_letters, self.model_events]
+
+
+@dataclass(frozen=True)
+class CandidateSpec:
+    """A model that learns beside the champion and may replace it.
+
+    ``learner`` None means a *fork*: a clone of the champion with its state, forked again from
+    each new champion. Otherwise it is a configured alternative (another learning rate,
+    architecture or framework). ``gate`` is how it earns promotion: ``shadow`` (scored on all
+    traffic, never served) or ``canary`` (serves a sticky share of keys, raised in steps).
+    """
+
+    name: str
+    learner: LearnerSpec | None = None
+    gate: str = "shadow"
+
+    def __post_init__(self) -> None:
+        if self.gate not in ("shadow", "canary"):
+            msg = f"candidate {self.name!r}: gate must be 'shadow' or 'canary', not {self.gate!r}"
+            raise ValueError(msg)
+        if self.name in ("champion", "standby"):
+            msg = f"candidate name {self.name!r} is reserved"
+            raise ValueError(msg)
+
+    @property
+    def fork(self) -> bool:
+        return self.learner is None
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    """How evidence turns into decisions (see `evaluators`)."""
+
+    alpha: float = 0.05  # bound on the false-promotion rate of one trial
+    min_samples: int = 300  # paired labelled examples before a shadow verdict
+    min_improvement: float = 0.0  # accuracy a candidate must gain, at least, to be promoted
+    max_samples: int = 5000  # a trial without a conclusion by then starts over
+    canary_steps: tuple[float, ...] = (0.05, 0.25, 0.5)
+    canary_min_samples: int = 200  # canary-served labelled examples per step
+    probation_samples: int = 2000  # a new champion's probation against its predecessor
+    rollback_margin: float = 0.02  # how much worse than its predecessor a new champion may be
+    golden_tolerance: float = 0.02
+    golden_reservoir: int = 0  # >0: a reservoir of trusted history, frozen at each promotion
+    max_lag_batches: int = 64  # a model further behind than this skips its oldest batches
+    threaded: bool = True  # models learn on their own threads (False: inline, for tests)
+
+
+@dataclass(frozen=True)
+class GoldenSet:
+    """A frozen reference set: no candidate may regress on it beyond the tolerance."""
+
+    x: npt.NDArray[np.float64]
+    y: npt.NDArray[np.int64]
+    source: str = "file"
+
+    def __post_init__(self) -> None:
+        if self.x.ndim != 2 or self.y.shape != (len(self.x),):
+            msg = f"golden set: x of shape {self.x.shape} and y of shape {self.y.shape} do not fit"
+            raise ValueError(msg)
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """What the flow needs, already validated (the daemon builds it from its settings)."""
+
+    brokers: str
+    topics: Topics
+    schema: FeatureSchema
+    learner: LearnerSpec
+    group: str = "default"
+    candidates: tuple[CandidateSpec, ...] = (CandidateSpec("fork"),)
+    gate: GateSpec = field(default_factory=GateSpec)
+    golden: GoldenSet | None = None
+    batch_max_size: int = 512
+    batch_max_wait: timedelta = timedelta(milliseconds=20)
+    label_window_s: float = 300.0
+    max_pending: int = 100_000
+    rolling_window: int = 1000
+    tail: bool = True
+    drain_on_eof: bool = True
+    consumer_config: Mapping[str, Any] = field(default_factory=dict)
+    producer_config: Mapping[str, Any] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.candidates]
+        if len(set(names)) != len(names):
+            msg = f"candidate names must be unique: {names}"
+            raise ValueError(msg)

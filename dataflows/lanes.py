@@ -1,0 +1,228 @@
+"""Lanes: each model of a group learns on its own thread, so that a slow model never holds back
+serving, nor the other models.
+
+The train step hands every lane the same `Job` (a micro-batch's labelled examples, in order). A
+lane first scores the examples with its model *as it is* (prequential: before learning them),
+then, if the model learns, learns them, and leaves a `LaneResult` for the train step to collect.
+A lane that falls more than ``max_backlog`` jobs behind skips its oldest job (reported, and a gap
+in its lineage) instead of growing without bound: it learns a sample of the stream.
+
+``threaded=False`` runs each job at once on the caller's thread: deterministic, for unit tests.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from dataflows.ports import OffsetRange
+from learners import Learner
+
+__all__ = ["Job", "Lane", "LaneResult", "LaneState"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One micro-batch's labelled examples, and the input offsets the batch covered."""
+
+    seq: int
+    x: npt.NDArray[np.float64]
+    y: npt.NDArray[np.int64]
+    routes: npt.NDArray[np.int8]  # which route served each example (canary evidence uses its own)
+    ranges: tuple[OffsetRange, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class LaneResult:
+    """What a lane did with one job: per-example scores made before learning, and what it learned."""
+
+    lane: str
+    version: str
+    seq: int
+    correct: npt.NDArray[np.float64]  # 1.0 right, 0.0 wrong (or could not predict)
+    proba_true: npt.NDArray[np.float64]  # probability given to the true class (log loss)
+    routes: npt.NDArray[np.int8]
+    learned: int = 0
+    learn_ms: float = 0.0
+    error: str | None = None
+    skipped: bool = False
+    ranges: tuple[OffsetRange, ...] = ()
+
+
+@dataclass
+class LaneState:
+    """A lane as a snapshot holds it: its model and the work it had not done yet."""
+
+    version: str
+    learner: Learner
+    learns: bool
+    jobs: list[Job] = field(default_factory=list)
+    results: list[LaneResult] = field(default_factory=list)
+    skipped_total: int = 0
+
+
+class Lane:
+    """One model and the thread that scores and teaches it."""
+
+    def __init__(self, name: str, state: LaneState, *, max_backlog: int, threaded: bool) -> None:
+        self.name = name
+        self.max_backlog = max(1, max_backlog)
+        self.threaded = threaded
+        self._version = state.version
+        self._learner = state.learner
+        self._learns = state.learns
+        self._jobs: collections.deque[Job] = collections.deque(state.jobs)
+        self._results: list[LaneResult] = list(state.results)
+        self.skipped_total = state.skipped_total
+        self._cond = threading.Condition()
+        self._model = threading.Lock()  # held while a job runs: swaps and copies wait for it
+        self._busy = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        if threaded:
+            self._thread = threading.Thread(target=self._run, name=f"headwater-lane-{name}", daemon=True)
+            self._thread.start()
+        else:
+            while self._jobs:
+                self._results.append(self._process(self._jobs.popleft()))
+
+    @property
+    def version(self) -> str:
+        return self._version
+
+    @property
+    def learner(self) -> Learner:
+        """The model itself: read it only in a lane whose model never learns (champion, standby)."""
+        return self._learner
+
+    @property
+    def learns(self) -> bool:
+        return self._learns
+
+    @property
+    def backlog(self) -> int:
+        with self._cond:
+            return len(self._jobs) + (1 if self._busy else 0)
+
+    def submit(self, job: Job) -> None:
+        if not self.threaded:
+            with self._model:
+                self._results.append(self._process(job))
+            return
+        with self._cond:
+            if len(self._jobs) >= self.max_backlog:
+                oldest = self._jobs.popleft()
+                self.skipped_total += 1
+                self._results.append(self._skipped(oldest))
+            self._jobs.append(job)
+            self._cond.notify_all()
+
+    def drain(self) -> list[LaneResult]:
+        """The results made since the last call, in job order."""
+        with self._cond:
+            out, self._results = self._results, []
+        return out
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until every submitted job is done; False if ``timeout_s`` passed first."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self._jobs or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def frozen(self) -> Learner:
+        """A copy of the model as it is now, that nothing will ever teach again."""
+        with self._model:
+            return self._learner.clone(include_state=True)
+
+    def replace(self, version: str, learner: Learner, *, learns: bool) -> None:
+        """Put another model in this lane (a promotion, a rollback, a new fork). Jobs already
+        queued are run by the new model; results already made keep the version that made them."""
+        with self._model:
+            self._version, self._learner, self._learns = version, learner, learns
+
+    def rename(self, version: str) -> None:
+        """The same model goes on as a new version (its parent was just promoted)."""
+        with self._model:
+            self._version = version
+
+    def snapshot(self) -> LaneState:
+        """Model, queued jobs and uncollected results at one instant: resuming from it redoes
+        exactly the work that was not done."""
+        with self._model, self._cond:
+            return LaneState(
+                self._version, self._learner.clone(include_state=True), self._learns, list(self._jobs),
+                list(self._results), self.skipped_total,
+            )  # fmt: skip
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._jobs and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                job = self._jobs.popleft()
+                self._busy = True
+            with self._model:
+                result = self._process(job)
+            with self._cond:
+                self._results.append(result)
+                self._busy = False
+                self._cond.notify_all()
+
+    def _process(self, job: Job) -> LaneResult:
+        n = len(job)
+        correct = np.zeros(n)
+        proba_true = np.zeros(n)
+        error: str | None = None
+        if n:
+            try:
+                p = np.asarray(self._learner.predict_proba(job.x), dtype=np.float64)
+                if p.ndim != 2 or p.shape[0] != n or p.shape[1] <= int(job.y.max()) or not np.isfinite(p).all():
+                    msg = f"probabilities of shape {p.shape} for {n} examples, or not finite"
+                    raise ValueError(msg)
+                correct = (p.argmax(axis=1) == job.y).astype(np.float64)
+                proba_true = p[np.arange(n), job.y]
+            except Exception as exc:  # could not predict: scored as wrong, never as right
+                error = f"predict: {type(exc).__name__}: {exc}"
+        learned, learn_ms = 0, 0.0
+        if self._learns and n:
+            started = time.perf_counter()
+            try:
+                self._learner.learn(job.x, job.y)
+                learned = n
+            except Exception as exc:
+                error = f"learn: {type(exc).__name__}: {exc}"
+            learn_ms = (time.perf_counter() - started) * 1000
+        ranges = job.ranges if self._learns and error is None else ()
+        return LaneResult(
+            self.name, self._version, job.seq, correct, proba_true, job.routes, learned, learn_ms, error,
+            ranges=ranges,
+        )  # fmt: skip
+
+    def _skipped(self, job: Job) -> LaneResult:
+        empty = np.zeros(0)
+        return LaneResult(
+            self.name, self._version, job.seq, empty, empty, np.zeros(0, dtype=np.int8), skipped=True,
+            error=f"{self.max_backlog} batches behind: skipped batch {job.seq} ({len(job)} examples)",
+        )  # fmt: skip

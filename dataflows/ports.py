@@ -1,0 +1,192 @@
+"""What the flow is handed: small protocols, so that the whole flow runs in memory in unit tests and
+on the real broker in production. `dataflows` never imports `daemon`: the daemon implements these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from learners import Learner
+
+__all__ = [
+    "Clock",
+    "Decision",
+    "Metrics",
+    "NullMetrics",
+    "OffsetRange",
+    "Promoter",
+    "Registry",
+    "VersionInfo",
+]
+
+Clock = Callable[[], float]  # seconds since the Unix epoch
+
+
+@dataclass(frozen=True, order=True)
+class OffsetRange:
+    """Offsets ``first..last`` (both included) of one topic partition."""
+
+    topic: str
+    partition: int
+    first: int
+    last: int
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One model version as the registry knows it.
+
+    ``id`` is ``"<group>/<number>"``. ``status`` is ``candidate`` (learning, not serving),
+    ``champion`` (serving, frozen), ``standby`` (the previous champion, kept on probation for a
+    rollback) or ``retired``. ``ranges`` are the offsets this version learned from itself (merged;
+    a gap is a stretch it did not learn); what it inherited is its ``parent``'s lineage.
+    """
+
+    id: str
+    group: str
+    number: int
+    name: str  # the config slot it came from: "champion", or a candidate's name
+    parent: str | None
+    framework: str
+    learner_class: str  # "module:QualName", used to load its checkpoint
+    config: Mapping[str, Any]
+    status: str
+    created_ms: int
+    promoted_ms: int | None = None
+    retired_ms: int | None = None
+    samples: int = 0
+    checkpoint_sha256: str | None = None
+    ranges: Sequence[OffsetRange] = ()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Something the promoter did, with why: ``promote``, ``refuse``, ``rollback`` or ``retire``.
+
+    ``version`` is the version acted on; ``previous`` the champion it replaced (promote, rollback).
+    ``evidence`` holds the numbers of the verdicts that led to it.
+    """
+
+    group: str
+    action: str
+    version: str
+    reason: str
+    ts_ms: int
+    previous: str | None = None
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Registry(Protocol):
+    """Model versions, their lineage down to Kafka offsets, their verdicts and the decisions taken.
+
+    Thread-safe: the flow's workers call it from their own threads.
+    """
+
+    def create_version(
+        self,
+        group: str,
+        *,
+        name: str,
+        parent: str | None,
+        learner: Learner,
+        config: Mapping[str, Any],
+        ts_ms: int,
+        status: str = "candidate",
+    ) -> VersionInfo:
+        """Register a new version (numbered after the group's last one) and return it."""
+        ...
+
+    def record_learning(self, version: str, ranges: Sequence[OffsetRange], samples: int) -> None:
+        """Add what a version learned from: ranges are merged with what it had (adjacent ones join)."""
+        ...
+
+    def record_verdict(
+        self, version: str, evaluator: str, phase: str, reason: str, evidence: Mapping[str, Any], ts_ms: int
+    ) -> None: ...
+
+    def record_decision(self, decision: Decision) -> None:
+        """Log a decision and apply it to the versions' status and times (promoted, retired)."""
+        ...
+
+    def save_checkpoint(self, version: str, learner: Learner) -> str:
+        """Save the learner's state as this version's checkpoint; return its sha256."""
+        ...
+
+    def load_checkpoint(self, version: str) -> Learner:
+        """Load a version's checkpoint, refusing bytes whose digest differs from the recorded one."""
+        ...
+
+    def champion(self, group: str) -> VersionInfo | None: ...
+
+    def version(self, version_id: str) -> VersionInfo: ...
+
+    def versions(self, group: str) -> list[VersionInfo]: ...
+
+    def decisions(self, group: str) -> list[Decision]: ...
+
+    def verdicts(self, version: str) -> list[dict[str, Any]]: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Promoter(Protocol):
+    """The one component that changes which model serves a group.
+
+    Each call records the decision in the registry (with the checkpoint of a newly serving
+    version) and publishes the new serving table, then returns the decision for the model-events
+    topic. Learners handed in are frozen copies: nothing teaches them again.
+    """
+
+    def install(self, group: str, *, version: str, learner: Learner, reason: str, ts_ms: int) -> Decision:
+        """The first champion of a group (nothing served before it)."""
+        ...
+
+    def promote(
+        self, group: str, *, version: str, learner: Learner, previous: str, reason: str,
+        evidence: Mapping[str, Any], ts_ms: int,
+    ) -> Decision: ...  # fmt: skip
+
+    def rollback(
+        self, group: str, *, version: str, learner: Learner, previous: str, reason: str,
+        evidence: Mapping[str, Any], ts_ms: int,
+    ) -> Decision: ...  # fmt: skip
+
+    def refuse(self, group: str, *, version: str, reason: str, evidence: Mapping[str, Any], ts_ms: int) -> Decision: ...
+
+    def retire(self, group: str, *, version: str, reason: str, evidence: Mapping[str, Any], ts_ms: int) -> Decision: ...
+
+    def set_canary(self, group: str, *, version: str | None, learner: Learner | None, share: float) -> None:
+        """Let ``learner`` serve ``share`` of the group's keys (None: no canary)."""
+        ...
+
+    def serving(self, group: str) -> tuple[str, Learner] | None:
+        """The champion that serves now (version, learner), if the group has one."""
+        ...
+
+
+@runtime_checkable
+class Metrics(Protocol):
+    """Where the flow reports what it measures (Prometheus in the daemon, nothing in tests)."""
+
+    def served(self, group: str, route: str, n: int, latency_s: float) -> None: ...
+
+    def learned(self, group: str, model: str, n: int, learn_s: float, lag_batches: int) -> None: ...
+
+    def decided(self, group: str, action: str) -> None: ...
+
+
+class NullMetrics:
+    """Measures nothing."""
+
+    def served(self, group: str, route: str, n: int, latency_s: float) -> None:
+        return None
+
+    def learned(self, group: str, model: str, n: int, learn_s: float, lag_batches: int) -> None:
+        return None
+
+    def decided(self, group: str, action: str) -> None:
+        return None

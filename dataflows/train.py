@@ -1,0 +1,591 @@
+"""Training: one writer per model group joins labels, hands the labelled examples to every model's
+lane, collects what the lanes did, feeds the gate, and has the promoter act on its verdicts.
+
+Per served micro-batch (events already predicted, and delayed labels):
+1. labels that waited longer than the window for their event are dead-lettered;
+2. labelled examples are gathered — inline labels, and delayed labels joined to the features
+   logged when the event was served — and unlabelled features wait in the join;
+3. one `Job` with those examples (and the input offsets the batch covered) goes to every lane:
+   the champion's lane only scores (the champion never learns: what serves is frozen), the
+   candidates' lanes score then learn, the standby's (the previous champion, on probation) scores;
+4. whatever the lanes finished meanwhile is collected: a `ModelReport` per model and batch, the
+   learning recorded in the registry (offset lineage), and the paired scores fed to each trial;
+5. verdicts that changed are published; the gate's actions (promote, refuse, roll back, retire the
+   standby, start a trial over) are carried out through the promoter.
+
+The step never waits for a lane except at the end of the input: serving goes on while models learn.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from bytewax.operators import StatefulLogic
+
+from dataflows.config import CandidateSpec, FlowConfig, GoldenSet
+from dataflows.gate import (
+    CHAMPION_SLOT,
+    STANDBY_SLOT,
+    Action,
+    PairingBuffer,
+    Trial,
+    canary_part,
+    canary_share,
+    next_actions,
+)
+from dataflows.labels import LabelJoin, Pending
+from dataflows.lanes import Job, Lane, LaneResult, LaneState
+from dataflows.ports import Clock, Metrics, OffsetRange, Promoter, Registry
+from dataflows.records import DeadLetter, DeadLetterReason, DecisionRecord, Label, ModelReport, SourceRef, VerdictRecord
+from dataflows.serve import ServedBatch
+from evaluators import (
+    CanaryEvaluator,
+    Evaluator,
+    GoldenEvaluator,
+    Paired,
+    Phase,
+    PrequentialScore,
+    ProbationEvaluator,
+    Reservoir,
+    ShadowEvaluator,
+    Verdict,
+)
+from learners import Learner, build_learner
+
+__all__ = ["STATE_FORMAT", "GroupState", "Slot", "TrainContext", "TrainLogic", "TrainOutput", "new_group_state"]
+
+log = logging.getLogger("headwater")
+
+TrainOutput = DeadLetter | ModelReport | VerdictRecord | DecisionRecord
+STATE_FORMAT = 2  # bump when GroupState's shape changes (format 1: one model that served and learned)
+WAKE = timedelta(milliseconds=50)  # how soon to look again for results while lanes are busy
+
+
+@dataclass
+class Slot:
+    """One model of a group and what the group knows about it."""
+
+    name: str  # "champion", "standby", or a candidate's name
+    role: str  # champion, candidate or standby
+    lane: LaneState  # the model and its unfinished work, as of the last snapshot
+    score: PrequentialScore
+    spec: CandidateSpec | None = None
+    trial: Trial | None = None
+
+
+@dataclass
+class GroupState:
+    """Everything a group's train step keeps; Bytewax snapshots it (pickle, own recovery store only)."""
+
+    name: str
+    features: list[str]
+    classes: list[int | str]
+    slots: dict[str, Slot]
+    join: LabelJoin
+    seq: int = 0  # labelled-batch sequence number
+    pairing: PairingBuffer = field(default_factory=PairingBuffer)
+    reservoir: Reservoir | None = None
+    trusted: tuple[np.ndarray, np.ndarray] | None = None  # the reservoir, frozen at the last promotion
+    canary: tuple[str, float] | None = None  # (version, share) last published for the canary
+    format: int = STATE_FORMAT
+
+
+@dataclass(frozen=True)
+class TrainContext:
+    """The collaborators the train step is handed."""
+
+    config: FlowConfig
+    registry: Registry
+    promoter: Promoter
+    metrics: Metrics
+    clock: Clock
+    drain_on_eof: bool = True
+    delayed_labels: bool = True
+
+
+def new_group_state(ctx: TrainContext) -> GroupState:
+    """A group around the champion that serves now, with a fresh version for each candidate."""
+    config, registry = ctx.config, ctx.registry
+    serving = ctx.promoter.serving(config.group)
+    if serving is None:
+        msg = f"group {config.group!r} has no champion: the flow installs one before it starts"
+        raise LookupError(msg)
+    champion_version, champion = serving
+    now_ms = int(ctx.clock() * 1000)
+    for stale in registry.versions(config.group):  # candidates of a run whose state is gone
+        if stale.status in ("candidate", "standby"):
+            reason = "the daemon started without this version's recovery state"
+            ctx.promoter.retire(config.group, version=stale.id, reason=reason, evidence={}, ts_ms=now_ms)
+    window = config.rolling_window
+    slots = {CHAMPION_SLOT: Slot(CHAMPION_SLOT, "champion", LaneState(champion_version, champion, False),
+                                 PrequentialScore(window))}  # fmt: skip
+    for spec in config.candidates:
+        version, learner = _new_candidate(ctx, spec, champion_version, champion, now_ms)
+        slots[spec.name] = Slot(
+            spec.name, "candidate", LaneState(version, learner, True), PrequentialScore(window), spec,
+            _trial(config, spec),
+        )  # fmt: skip
+    gate = config.gate
+    reservoir = Reservoir(gate.golden_reservoir, len(config.schema.features), seed=0) if gate.golden_reservoir else None
+    return GroupState(
+        name=config.group,
+        features=list(config.schema.features),
+        classes=list(config.schema.classes),
+        slots=slots,
+        join=LabelJoin(config.label_window_s, config.max_pending),
+        reservoir=reservoir,
+    )
+
+
+def _new_candidate(
+    ctx: TrainContext, spec: CandidateSpec, champion_version: str, champion: Learner, now_ms: int
+) -> tuple[str, Learner]:
+    config = ctx.config
+    if spec.learner is None:
+        learner = champion.clone(include_state=True)
+        parent: str | None = champion_version
+        described: dict[str, Any] = {"fork_of": champion_version}
+    else:
+        schema = config.schema
+        learner = build_learner(
+            spec.learner, n_features=len(schema.features), n_classes=len(schema.classes), feature_names=schema.features
+        )
+        parent = None
+        described = {"learner": spec.learner.name, "params": dict(spec.learner.params), "seed": spec.learner.seed}
+    info = ctx.registry.create_version(
+        config.group, name=spec.name, parent=parent, learner=learner, config=described | {"gate": spec.gate},
+        ts_ms=now_ms,
+    )  # fmt: skip
+    return info.id, learner
+
+
+def _trial(config: FlowConfig, spec: CandidateSpec) -> Trial:
+    g = config.gate
+    evaluator: Evaluator
+    if spec.gate == "canary":
+        evaluator = CanaryEvaluator(
+            steps=g.canary_steps, min_samples_per_step=g.canary_min_samples, alpha=g.alpha,
+            min_improvement=g.min_improvement, max_samples=g.max_samples,
+        )  # fmt: skip
+    else:
+        evaluator = ShadowEvaluator(
+            alpha=g.alpha, min_samples=g.min_samples, min_improvement=g.min_improvement, max_samples=g.max_samples
+        )
+    return Trial(evaluator, spec.gate)
+
+
+def _probation(config: FlowConfig) -> Trial:
+    g = config.gate
+    evaluator = ProbationEvaluator(
+        margin=g.rollback_margin, alpha=g.alpha, min_samples=g.min_samples, samples=g.probation_samples
+    )
+    return Trial(evaluator, "probation")
+
+
+class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
+    """Bytewax stateful logic for one group's training, gating and promotion."""
+
+    def __init__(self, state: GroupState, ctx: TrainContext) -> None:
+        self.state = state
+        self.ctx = ctx
+        gate = ctx.config.gate
+        self.lanes = {
+            name: Lane(name, slot.lane, max_backlog=gate.max_lag_batches, threaded=gate.threaded)
+            for name, slot in state.slots.items()
+        }
+        self._reconcile_champion()
+
+    # -- Bytewax hooks ------------------------------------------------------------------------
+
+    def on_item(self, value: ServedBatch) -> tuple[Iterable[TrainOutput], bool]:
+        now = self.ctx.clock()
+        out: list[TrainOutput] = [_unmatched(label) for label in self.state.join.expire(now)]
+        job, evicted = self._job(value, now)
+        out.extend(_unmatched(label) for label in evicted)
+        if job is not None:
+            for lane in self.lanes.values():
+                lane.submit(job)
+        out.extend(self._collect(now))
+        return out, StatefulLogic.RETAIN
+
+    def on_notify(self) -> tuple[Iterable[TrainOutput], bool]:
+        now = self.ctx.clock()
+        out: list[TrainOutput] = [_unmatched(label) for label in self.state.join.expire(now)]
+        out.extend(self._collect(now))
+        return out, StatefulLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        if any(lane.backlog for lane in self.lanes.values()) or self.state.pairing.pending:
+            return datetime.now(UTC) + WAKE
+        at = self.state.join.next_expiry()
+        return None if at is None else datetime.fromtimestamp(at, UTC)
+
+    def on_eof(self) -> tuple[Iterable[TrainOutput], bool]:
+        for lane in self.lanes.values():
+            if not lane.wait_idle(timeout_s=300):
+                log.warning("lane %s still busy at the end of the input; its work carries over", lane.name)
+        now = self.ctx.clock()
+        out = self._collect(now)
+        if self.ctx.drain_on_eof:
+            out.extend(_unmatched(label) for label in self.state.join.drain())
+        self.close()  # the input is over: the lanes' threads end (a snapshot still reads them)
+        return out, StatefulLogic.RETAIN
+
+    def snapshot(self) -> GroupState:
+        # Bytewax may pickle the snapshot after later batches ran: hand it copies, not live state.
+        # Each lane is copied at one instant (its model, queued jobs and uncollected results).
+        state = self.state
+        slots = {
+            name: dataclasses.replace(
+                slot, lane=self.lanes[name].snapshot(), score=copy.deepcopy(slot.score), trial=copy.deepcopy(slot.trial)
+            )
+            for name, slot in state.slots.items()
+        }
+        return dataclasses.replace(
+            state, slots=slots, join=state.join.snapshot(), pairing=copy.deepcopy(state.pairing),
+            reservoir=copy.deepcopy(state.reservoir), features=list(state.features), classes=list(state.classes),
+        )  # fmt: skip
+
+    def close(self) -> None:
+        for lane in self.lanes.values():
+            lane.close()
+
+    # -- labelled examples ----------------------------------------------------------------------
+
+    def _job(self, served: ServedBatch, now: float) -> tuple[Job | None, list[Label]]:
+        state, join = self.state, self.state.join
+        rows_x: list[list[float]] = []
+        rows_y: list[int] = []
+        rows_route: list[int] = []
+        sources: list[SourceRef] = [e.source for e in served.events] + [label.source for label in served.labels]
+        for e, route, predicted in zip(served.events, served.routes, served.predicted, strict=True):
+            if e.label is not None:
+                rows_x.append(e.x)
+                rows_y.append(e.label)
+                rows_route.append(route)
+            elif self.ctx.delayed_labels:
+                early = join.add_features(e.id, Pending(e.x, {"route": route, "served": predicted}, now, e.source))
+                if early is not None:
+                    rows_x.append(e.x)
+                    rows_y.append(early.label)
+                    rows_route.append(route)
+        evicted: list[Label] = []
+        for label in served.labels:
+            pending, dropped = join.add_label(label, now)
+            evicted.extend(dropped)
+            if pending is not None:
+                rows_x.append(pending.x)
+                rows_y.append(label.label)
+                rows_route.append(pending.preds.get("route", 0))
+                sources.append(pending.source)
+        if not sources:
+            return None, evicted
+        state.seq += 1
+        n_features = len(state.features)
+        x = np.asarray(rows_x, dtype=np.float64).reshape(-1, n_features)
+        y = np.asarray(rows_y, dtype=np.int64)
+        if state.reservoir is not None and len(y):
+            state.reservoir.add(x, y)
+        job = Job(state.seq, x, y, np.asarray(rows_route, dtype=np.int8), _ranges(sources))
+        return job, evicted
+
+    # -- results, evidence, decisions -----------------------------------------------------------
+
+    def _collect(self, now: float) -> list[TrainOutput]:
+        state, ctx = self.state, self.ctx
+        now_ms = int(now * 1000)
+        out: list[TrainOutput] = []
+        for name, lane in self.lanes.items():
+            for result in lane.drain():
+                out.extend(self._record(state.slots[name], lane, result, now_ms))
+                state.pairing.add(result)
+        versions = {name: lane.version for name, lane in self.lanes.items()}
+        oldest = state.seq - 4 * ctx.config.gate.max_lag_batches
+        for name, paired, routes in state.pairing.pairs(versions, oldest):
+            slot = state.slots.get(name)
+            if slot is None or slot.trial is None:
+                continue
+            if slot.trial.kind == "canary":
+                paired = canary_part(paired, routes)
+            if len(paired):
+                slot.trial.evaluator.update(paired)
+        out.extend(self._verdicts(now_ms))
+        for action in next_actions({n: s.trial for n, s in state.slots.items() if s.trial is not None}):
+            out.extend(self._act(action, now_ms))
+            if action.kind in ("promote", "rollback"):
+                break  # every other trial starts over against the new champion
+        self._publish_canary()
+        return out
+
+    def _record(self, slot: Slot, lane: Lane, result: LaneResult, now_ms: int) -> list[TrainOutput]:
+        state, ctx = self.state, self.ctx
+        n = len(result.correct)
+        if n:
+            slot.score.update(np.ones(n, dtype=np.int64), result.correct.astype(np.int64), proba_true=result.proba_true)
+        if result.ranges or result.learned:
+            ctx.registry.record_learning(result.version, result.ranges, result.learned)
+        ctx.metrics.learned(state.name, slot.name, result.learned, result.learn_ms / 1000, lane.backlog)
+        if not (n or result.error or result.skipped):
+            return []
+        snap = slot.score.snapshot()
+        join = state.join
+        offsets: dict[str, list[int]] = {}
+        for r in result.ranges:
+            offsets[f"{r.topic}/{r.partition}"] = [r.first, r.last]
+        return [
+            ModelReport(
+                group=state.name, model=slot.name, version=result.version, role=slot.role, ts_ms=now_ms,
+                batch=result.seq, n_labelled=n, n_learned=result.learned, n_correct=int(result.correct.sum()),
+                accuracy=snap.accuracy, rolling_accuracy=snap.rolling_accuracy, rolling_log_loss=snap.rolling_log_loss,
+                learn_ms=round(result.learn_ms, 3), lag_batches=lane.backlog, skipped_batches_total=lane.skipped_total,
+                offsets=offsets, pending_features=join.pending_features, pending_labels=join.pending_labels,
+                features_expired_total=join.features_expired_total, labels_unmatched_total=join.labels_unmatched_total,
+                error=result.error,
+            )
+        ]  # fmt: skip
+
+    def _verdicts(self, now_ms: int) -> list[TrainOutput]:
+        out: list[TrainOutput] = []
+        for slot in self.state.slots.values():
+            trial = slot.trial
+            if trial is None:
+                continue
+            verdict = trial.evaluator.verdict()
+            trial.verdict = verdict
+            if verdict.phase is not trial.phase:
+                trial.phase = verdict.phase
+                out.append(self._verdict_record(slot, trial.kind, verdict, now_ms))
+        return out
+
+    def _verdict_record(self, slot: Slot, kind: str, verdict: Verdict, now_ms: int) -> VerdictRecord:
+        version = self.lanes[slot.name].version
+        evidence = dict(verdict.evidence)
+        self.ctx.registry.record_verdict(version, kind, verdict.phase.value, verdict.reason, evidence, now_ms)
+        return VerdictRecord(
+            group=self.state.name, model=slot.name, version=version, evaluator=kind, phase=verdict.phase.value,
+            reason=verdict.reason, evidence=evidence, ts_ms=now_ms,
+        )  # fmt: skip
+
+    def _act(self, action: Action, now_ms: int) -> list[TrainOutput]:
+        if action.kind == "promote":
+            return self._promote(action.slot, action.verdict, now_ms)
+        if action.kind == "refuse":
+            return self._refuse(action.slot, action.verdict.reason, dict(action.verdict.evidence), now_ms)
+        if action.kind == "rollback":
+            return self._rollback(action.verdict, now_ms)
+        if action.kind == "retire_standby":
+            return self._retire_standby(action.verdict, now_ms)
+        trial = self.state.slots[action.slot].trial
+        if trial is not None:  # new_trial: the evidence so far is spent
+            trial.evaluator.reset()
+            trial.phase, trial.verdict = Phase.PENDING, None
+        return []
+
+    def _promote(self, name: str, verdict: Verdict, now_ms: int) -> list[TrainOutput]:
+        state, ctx, group = self.state, self.ctx, self.state.name
+        slot, lane = state.slots[name], self.lanes[name]
+        frozen = lane.frozen()
+        version = lane.version
+        golden = self._golden_check(frozen)
+        out: list[TrainOutput] = []
+        if golden is not None:
+            out.append(self._verdict_record(slot, "golden", golden, now_ms))
+            if golden.phase is not Phase.PASSED:
+                if golden.phase is Phase.PENDING:  # not enough trusted history yet: keep measuring
+                    return out
+                kind = slot.trial.kind if slot.trial else "live"
+                reason = f"{name} {version} passed its {kind} trial but not the golden set: {golden.reason}"
+                return out + self._refuse(name, reason, dict(verdict.evidence) | _prefixed("golden", golden), now_ms)
+        champion = self.lanes[CHAMPION_SLOT]
+        previous, previous_learner = champion.version, champion.learner
+        kind = slot.trial.kind if slot.trial else "shadow"
+        evidence = dict(verdict.evidence) | ({} if golden is None else _prefixed("golden", golden))
+        reason = f"{name} {version} passed its {kind} trial against {previous}: {verdict.reason}"
+        decision = ctx.promoter.promote(
+            group, version=version, learner=frozen, previous=previous, reason=reason, evidence=evidence, ts_ms=now_ms
+        )
+        out.append(_decision_record(decision))
+        ctx.metrics.decided(group, "promote")
+        if STANDBY_SLOT in state.slots:
+            out.extend(self._drop_standby(f"replaced on standby by {previous}", {}, now_ms))
+        champion.replace(version, frozen, learns=False)
+        window = ctx.config.rolling_window
+        state.slots[STANDBY_SLOT] = Slot(
+            STANDBY_SLOT, "standby", LaneState(previous, previous_learner, False), PrequentialScore(window),
+            trial=_probation(ctx.config),
+        )  # fmt: skip
+        gate = ctx.config.gate
+        self.lanes[STANDBY_SLOT] = Lane(
+            STANDBY_SLOT, state.slots[STANDBY_SLOT].lane, max_backlog=gate.max_lag_batches, threaded=gate.threaded
+        )
+        info = ctx.registry.create_version(
+            group, name=name, parent=version, learner=frozen, config={"continues": version}, ts_ms=now_ms
+        )
+        lane.rename(info.id)  # the candidate learns on as the next version, forked from the new champion
+        self._new_trials()
+        if state.reservoir is not None:
+            state.trusted = state.reservoir.arrays()
+        state.canary = None
+        return out
+
+    def _refuse(self, name: str, reason: str, evidence: dict[str, Any], now_ms: int) -> list[TrainOutput]:
+        state, ctx, group = self.state, self.ctx, self.state.name
+        slot, lane = state.slots[name], self.lanes[name]
+        version = lane.version
+        decision = ctx.promoter.refuse(group, version=version, reason=reason, evidence=evidence, ts_ms=now_ms)
+        ctx.metrics.decided(group, "refuse")
+        champion = self.lanes[CHAMPION_SLOT]
+        if slot.spec is not None and slot.spec.fork:  # start again from the champion
+            learner = champion.learner.clone(include_state=True)
+            info = ctx.registry.create_version(
+                group, name=name, parent=champion.version, learner=learner, config={"fork_of": champion.version},
+                ts_ms=now_ms,
+            )  # fmt: skip
+            lane.replace(info.id, learner, learns=True)
+        else:  # another configuration: it learns on, as a new version
+            info = ctx.registry.create_version(
+                group, name=name, parent=version, learner=champion.learner, config={"continues": version}, ts_ms=now_ms
+            )
+            lane.rename(info.id)
+        if slot.spec is not None:
+            slot.trial = _trial(ctx.config, slot.spec)
+        if state.canary is not None and state.canary[0] == version:
+            ctx.promoter.set_canary(group, version=None, learner=None, share=0.0)
+            state.canary = None
+        return [_decision_record(decision)]
+
+    def _rollback(self, verdict: Verdict, now_ms: int) -> list[TrainOutput]:
+        state, ctx, group = self.state, self.ctx, self.state.name
+        standby, champion = self.lanes[STANDBY_SLOT], self.lanes[CHAMPION_SLOT]
+        failed = champion.version
+        reason = f"{failed} fell behind its predecessor {standby.version} on probation: {verdict.reason}"
+        decision = ctx.promoter.rollback(
+            group, version=standby.version, learner=standby.learner, previous=failed, reason=reason,
+            evidence=dict(verdict.evidence), ts_ms=now_ms,
+        )  # fmt: skip
+        ctx.metrics.decided(group, "rollback")
+        champion.replace(standby.version, standby.learner, learns=False)
+        standby.close()
+        del self.lanes[STANDBY_SLOT], state.slots[STANDBY_SLOT]
+        self._new_trials()
+        state.canary = None
+        return [_decision_record(decision)]
+
+    def _retire_standby(self, verdict: Verdict, now_ms: int) -> list[TrainOutput]:
+        champion = self.lanes[CHAMPION_SLOT].version
+        reason = f"{champion} passed its probation: {verdict.reason}"
+        return self._drop_standby(reason, dict(verdict.evidence), now_ms)
+
+    def _drop_standby(self, reason: str, evidence: dict[str, Any], now_ms: int) -> list[TrainOutput]:
+        state, ctx = self.state, self.ctx
+        standby = self.lanes.pop(STANDBY_SLOT)
+        del state.slots[STANDBY_SLOT]
+        standby.close()
+        decision = ctx.promoter.retire(
+            state.name, version=standby.version, reason=reason, evidence=evidence, ts_ms=now_ms
+        )
+        return [_decision_record(decision)]
+
+    def _new_trials(self) -> None:
+        """Evidence against the old champion says nothing about the new one."""
+        self.state.pairing.clear()
+        for slot in self.state.slots.values():
+            if slot.spec is not None:
+                slot.trial = _trial(self.ctx.config, slot.spec)
+
+    def _golden_check(self, candidate: Learner) -> Verdict | None:
+        """The candidate against the champion on the golden set, or None if none is configured."""
+        config, state = self.ctx.config, self.state
+        golden: GoldenSet | None = config.golden
+        if golden is not None:
+            x, y = golden.x, golden.y
+        elif state.reservoir is not None:
+            x, y = state.trusted if state.trusted is not None and len(state.trusted[1]) else state.reservoir.arrays()
+        else:
+            return None
+        evaluator = GoldenEvaluator(tolerance=config.gate.golden_tolerance)
+        if len(y):
+            champion = self.lanes[CHAMPION_SLOT].learner
+            evaluator.update(Paired(candidate=_correct(candidate, x, y), champion=_correct(champion, x, y)))
+        return evaluator.verdict()
+
+    def _publish_canary(self) -> None:
+        state, ctx = self.state, self.ctx
+        holder = next((s for s in state.slots.values() if s.trial is not None and s.trial.kind == "canary"), None)
+        wanted: tuple[str, float] | None = None
+        if holder is not None and holder.trial is not None:
+            share = canary_share(holder.trial)
+            if share > 0:
+                wanted = (self.lanes[holder.name].version, share)
+        if wanted == state.canary:
+            return
+        if wanted is None:
+            ctx.promoter.set_canary(state.name, version=None, learner=None, share=0.0)
+        else:
+            lane = self.lanes[holder.name]  # type: ignore[union-attr]
+            ctx.promoter.set_canary(state.name, version=wanted[0], learner=lane.frozen(), share=wanted[1])
+        state.canary = wanted
+
+    def _reconcile_champion(self) -> None:
+        """After a restart the registry, not the snapshot, says who serves: a promotion may have
+        happened after the last snapshot. Then the trials start over."""
+        ctx, state = self.ctx, self.state
+        serving = ctx.promoter.serving(state.name)
+        if serving is None:
+            return
+        version, learner = serving
+        champion = self.lanes[CHAMPION_SLOT]
+        if champion.version == version:
+            return
+        log.warning("group %s: the snapshot's champion is %s, the registry's %s: serving %s",
+                    state.name, champion.version, version, version)  # fmt: skip
+        champion.replace(version, learner, learns=False)
+        if STANDBY_SLOT in self.lanes:
+            self.lanes.pop(STANDBY_SLOT).close()
+            del state.slots[STANDBY_SLOT]
+        self._new_trials()
+
+
+def _correct(learner: Learner, x: np.ndarray, y: np.ndarray) -> npt.NDArray[np.float64]:
+    try:
+        predicted = np.asarray(learner.predict_proba(x), dtype=np.float64).argmax(axis=1)
+    except Exception:  # a model that cannot predict is wrong everywhere
+        return np.zeros(len(y))
+    return np.asarray(predicted == y, dtype=np.float64)
+
+
+def _prefixed(prefix: str, verdict: Verdict) -> dict[str, Any]:
+    return {f"{prefix}_{k}": v for k, v in verdict.evidence.items()} | {f"{prefix}_phase": verdict.phase.value}
+
+
+def _ranges(sources: list[SourceRef]) -> tuple[OffsetRange, ...]:
+    spans: dict[tuple[str, int], tuple[int, int]] = {}
+    for s in sources:
+        key = (s.topic, s.partition)
+        lo, hi = spans.get(key, (s.offset, s.offset))
+        spans[key] = (min(lo, s.offset), max(hi, s.offset))
+    return tuple(sorted(OffsetRange(t, p, lo, hi) for (t, p), (lo, hi) in spans.items()))
+
+
+def _decision_record(decision: Any) -> DecisionRecord:
+    evidence: Mapping[str, Any] = decision.evidence
+    return DecisionRecord(
+        group=decision.group, action=decision.action, version=decision.version, previous=decision.previous,
+        reason=decision.reason, evidence=dict(evidence), ts_ms=decision.ts_ms,
+    )  # fmt: skip
+
+
+def _unmatched(label: Label) -> DeadLetter:
+    detail = (
+        f"no unlabelled event with id {label.id!r} was waiting for it within the label window "
+        "(the event never came, came earlier than the window, or was already labelled)"
+    )
+    return DeadLetter(DeadLetterReason.LABEL_UNMATCHED, detail, label.source, label.original)

@@ -1,0 +1,1 @@
+"""Contract tests that take every implementation of an interface at once."""
