@@ -138,6 +138,7 @@ class PromotionSettings(_Section):
     min_samples: int = Field(300, ge=10, description="paired labelled examples before a shadow verdict")
     min_improvement: float = Field(0.0, ge=0, lt=1, description="accuracy a candidate must gain at least")
     max_samples: int = Field(5000, ge=10, description="a trial without a conclusion by then starts over")
+    retry_after: int = Field(2000, ge=0, description="labelled examples a refused candidate learns before a new trial")
     canary_steps: list[float] = Field([0.05, 0.25, 0.5], min_length=1, description="shares of keys, in order")
     canary_min_samples: int = Field(200, ge=1, description="canary-served labelled examples per step")
     probation_samples: int = Field(2000, ge=10, description="a new champion's probation against its predecessor")
@@ -158,7 +159,7 @@ class PromotionSettings(_Section):
     def gate(self, *, threaded: bool = True) -> GateSpec:
         return GateSpec(
             alpha=self.alpha, min_samples=self.min_samples, min_improvement=self.min_improvement,
-            max_samples=self.max_samples, canary_steps=tuple(self.canary_steps),
+            max_samples=self.max_samples, retry_after=self.retry_after, canary_steps=tuple(self.canary_steps),
             canary_min_samples=self.canary_min_samples, probation_samples=self.probation_samples,
             rollback_margin=self.rollback_margin, golden_tolerance=self.golden_tolerance,
             golden_reservoir=self.golden_reservoir, max_lag_batches=self.max_lag_batches, threaded=threaded,

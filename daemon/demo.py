@@ -4,9 +4,13 @@
 2. start ``headwater run`` as a child process, as an operator would;
 3. stream the workload (`daemon.workload`): SEA events whose concept changes half-way, labels
    inline or delayed on the labels topic, malformed records and labels for unknown events;
-4. watch the output topics live (events/s, prequential accuracy, dead letters by reason);
+4. watch the output topics live: events/s, the champion that serves and its accuracy, the
+   candidates' trials (a fork of the champion, a Hoeffding tree on canary traffic, and a
+   deliberately slow learner that should be refused), every promotion, refusal and rollback as it
+   happens, and dead letters by reason;
 5. when every event is accounted for, stop the daemon with SIGTERM (graceful), and print a
-   summary: events in, predictions out, dead letters, accuracy before/just after the drift/at the end.
+   summary: events in, predictions out, dead letters, served accuracy before/just after the
+   drift/at the end, and the decisions with their reasons.
 """
 
 from __future__ import annotations
@@ -62,7 +66,11 @@ class DemoReport:
     started: float = field(default_factory=time.monotonic)
     # (monotonic time, predictions so far), sampled by the live view: the recent rate
     progress: collections.deque[tuple[float, int]] = field(default_factory=lambda: collections.deque(maxlen=12))
-    rolling_history: list[float] = field(default_factory=list)  # rolling accuracy, one value per model event
+    rolling_history: list[float] = field(default_factory=list)  # champion's rolling accuracy, one per report
+    decisions: list[dict[str, object]] = field(default_factory=list)
+    trials: dict[str, dict[str, object]] = field(default_factory=dict)  # candidate -> its latest verdict
+    routes: collections.Counter[str] = field(default_factory=collections.Counter)
+    serving: str = "-"
 
     def recent_rate(self) -> float:
         """Predictions per second over the last ~3 s."""
@@ -91,6 +99,7 @@ def run_demo(options: DemoOptions) -> int:
     }
     spec = WorkloadSpec(n_events=options.events, drift_at=options.events // 2)
     workload = Workload(spec)
+    workdir = Path(tempfile.mkdtemp(prefix="headwater-demo-"))
     config = {
         "kafka": {
             "bootstrap_servers": bootstrap,
@@ -107,11 +116,20 @@ def run_demo(options: DemoOptions) -> int:
         },
         "batching": {"max_size": 512, "max_wait_ms": 20},
         "labels": {"window_s": 60},
-        "model": {"learner": options.learner, "rolling_window": 1000},
+        "model": {
+            "learner": options.learner,
+            "rolling_window": 1000,
+            "candidates": [
+                {"name": "fork"},  # the champion, learning on: promoted when it is better
+                {"name": "tree", "learner": "river-hoeffding", "gate": "canary"},  # serves a share of keys
+                {"name": "slow", "learner": "river-logreg", "params": {"lr": 0.0005}},  # should be refused
+            ],
+        },
+        "promotion": {"canary_min_samples": 100},
+        "registry": {"path": str(workdir / "registry")},
         "runtime": {"workers": options.workers},
     }
     ensure_topics(bootstrap, topics.values(), partitions=4)
-    workdir = Path(tempfile.mkdtemp(prefix="headwater-demo-"))
     config_path = workdir / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
     log_path = workdir / "daemon.log"
@@ -196,12 +214,19 @@ def _consume(consumer: Consumer, topics: dict[str, str], report: DemoReport) -> 
         topic = msg.topic()
         if topic == topics["predictions"]:
             report.predictions[body["id"]] = body["prediction"]
+            report.routes[body["route"]] += 1
+            if body["route"] == "champion":
+                report.serving = body["version"]
         elif topic == topics["dead-letters"]:
             report.dead_letters[body["reason"]] += 1
-        elif body.get("type") == "batch":
+        elif body.get("type") == "report" and body.get("model") == "champion":
             report.last_model_event = body
             if isinstance(body.get("rolling_accuracy"), float):
                 report.rolling_history.append(body["rolling_accuracy"])
+        elif body.get("type") == "verdict" and body.get("model") != "standby":
+            report.trials[str(body["model"])] = body
+        elif body.get("type") == "decision":
+            report.decisions.append(body)
 
 
 def _table(report: DemoReport, options: DemoOptions, n_events: int, drift_at: int, stopped: bool) -> Table:
@@ -212,12 +237,17 @@ def _table(report: DemoReport, options: DemoOptions, n_events: int, drift_at: in
     table.add_row("elapsed", f"{elapsed:6.1f} s  ({status})")
     table.add_row("messages produced", f"{report.produced}  (drift at event {drift_at})")
     table.add_row("predictions out", f"{len(report.predictions)} / {n_events}  ({report.recent_rate():,.0f} events/s)")
+    table.add_row("champion serving", f"{report.serving}  ({options.learner}, frozen: it never learns while it serves)")
     table.add_row(
-        "prequential accuracy",
+        "champion's accuracy",
         _pct(me.get("accuracy")) + "  (rolling 1000: " + _pct(me.get("rolling_accuracy")) + ")",
     )
     table.add_row("rolling accuracy, 50%→100%", _sparkline(report.rolling_history, width=60))
-    table.add_row("model", f"{me.get('model', '-')} v{me.get('model_version', 0)}  learner {options.learner}")
+    table.add_row("served by route", ", ".join(f"{r}: {n}" for r, n in sorted(report.routes.items())) or "-")
+    for name, verdict in sorted(report.trials.items()):
+        table.add_row(f"trial: {name}", f"{verdict['version']} {verdict['evaluator']} {verdict['phase']}")
+    for decision in report.decisions[-4:]:
+        table.add_row("decision", _decision_line(decision, 110))
     table.add_row("waiting for labels", f"{me.get('pending_features', 0)} events")
     table.add_row("dead letters", ", ".join(f"{r}: {n}" for r, n in sorted(report.dead_letters.items())) or "0")
     return table
@@ -236,10 +266,26 @@ def _summary(console: Console, report: DemoReport, workload: Workload, spec: Wor
     table.add_row(f"accuracy just after (events {drift}..{drift + PHASE})",
                   _pct(report.accuracy(workload, drift, drift + PHASE)))  # fmt: skip
     table.add_row(f"accuracy at the end (events {n - PHASE}..{n})", _pct(report.accuracy(workload, n - PHASE, n)))
-    table.add_row("daemon's prequential accuracy (all labelled)", _pct(report.last_model_event.get("accuracy")))
+    table.add_row("champions' prequential accuracy (all labelled)", _pct(report.last_model_event.get("accuracy")))
+    table.add_row("served by route", ", ".join(f"{r}: {n}" for r, n in sorted(report.routes.items())) or "-")
     elapsed = time.monotonic() - report.started
     table.add_row("wall time", f"{elapsed:.1f} s")
     console.print(table)
+    counts = collections.Counter(str(d["action"]) for d in report.decisions)
+    decisions = Table(title=f"Decisions ({', '.join(f'{a}: {n}' for a, n in sorted(counts.items()))})")
+    decisions.add_column("action")
+    decisions.add_column("version")
+    decisions.add_column("replaced")
+    decisions.add_column("reason", overflow="fold")
+    for d in report.decisions:
+        decisions.add_row(str(d["action"]), str(d["version"]), str(d.get("previous") or ""), str(d["reason"]))
+    console.print(decisions)
+
+
+def _decision_line(decision: dict[str, object], width: int) -> str:
+    previous = f" (was {decision['previous']})" if decision.get("previous") else ""
+    line = f"{decision['action']} {decision['version']}{previous}: {decision['reason']}"
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def _sparkline(values: list[float], width: int) -> str:

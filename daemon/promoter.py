@@ -32,11 +32,12 @@ class BoardPromoter:
         self.seed = seed
         self._lock = threading.Lock()
 
-    def install(self, group: str, *, version: str, learner: Learner, reason: str, ts_ms: int) -> Decision:
+    def install(self, group: str, *, version: str, learner: Learner, reason: str, ts_ms: int) -> Decision | None:
         with self._lock:
             info = self.registry.version(version)
-            decision = Decision(group, "promote", version, reason, ts_ms)
+            decision = None
             if info.status != "champion":
+                decision = Decision(group, "promote", version, reason, ts_ms)
                 self.registry.save_checkpoint(version, learner)
                 self.registry.record_decision(decision)
             self.board.publish(ServingTable(group, Served(version, learner), seed=self.seed))

@@ -1,7 +1,9 @@
 """A synthetic, drifting, slightly broken stream for the demo, the tests and the benchmarks.
 
 Events come from River's SEA generator; at ``drift_at`` the concept changes abruptly (SEA's
-threshold moves, so a band of the feature space changes class). Labels come inline, later on the
+threshold moves, so a band of the feature space changes class; with ``flip_after_drift`` the
+classes also swap, until ``swap_until`` if set: a concept that comes back). A label-flip attack
+(``noisy_from``..``noisy_until``) sends a share of wrong labels; ``truth`` keeps the right ones. Labels come inline, later on the
 labels topic, or never. Every ``malformed_every`` events a broken record of a different kind is
 slipped in, and a few labels name events that do not exist: the flow must dead-letter all of them.
 """
@@ -32,6 +34,10 @@ class WorkloadSpec:
     before_variant: int = 3  # SEA threshold 9.5
     after_variant: int = 2  # SEA threshold 7
     flip_after_drift: bool = False  # also swap the classes after the drift: the strongest change there is
+    swap_until: int | None = None  # with flip_after_drift: the first concept returns here (a recurring concept)
+    noisy_from: int = 0  # a label-flip attack: from this event ...
+    noisy_until: int = 0  # ... to this one, ``noisy_share`` of the labels *sent* are wrong (truth is not)
+    noisy_share: float = 0.0
     inline_share: float = 0.5
     delayed_share: float = 0.4  # the rest never gets a label
     label_delay: int = 300  # a delayed label is sent this many events after its event
@@ -67,6 +73,7 @@ class Workload:
         self.truth.clear()  # each pass regenerates the same stream
         self.order.clear()
         rng = random.Random(spec.seed)
+        attacker = random.Random(spec.seed + 1000)  # its own draws: the rest of the stream is unchanged
         before = synth.SEA(variant=spec.before_variant, seed=spec.seed)
         after = synth.SEA(variant=spec.after_variant, seed=spec.seed + 1)
         stream = itertools.chain(itertools.islice(before, spec.drift_at), after)
@@ -79,8 +86,11 @@ class Workload:
                 n_broken += 1
                 yield _broken(n_broken, spec)
             event_id = f"e{i:08d}"
-            label = int(y) ^ int(spec.flip_after_drift and i >= spec.drift_at)
-            self.truth[event_id] = label
+            swapped = spec.flip_after_drift and i >= spec.drift_at and (spec.swap_until is None or i < spec.swap_until)
+            truth = int(y) ^ int(swapped)
+            self.truth[event_id] = truth
+            attacked = spec.noisy_from <= i < spec.noisy_until and attacker.random() < spec.noisy_share
+            label = truth ^ int(attacked)
             self.order.append(event_id)
             body: dict[str, object] = {"id": event_id, "features": {f"x{k + 1}": v for k, v in x.items()}}
             draw = rng.random()

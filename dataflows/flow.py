@@ -21,7 +21,7 @@ from bytewax.outputs import Sink
 from dataflows.batching import MicroBatchLogic, MicroBatchState
 from dataflows.config import FlowConfig
 from dataflows.decode import Decoder
-from dataflows.ports import Clock, Metrics, NullMetrics, Promoter, Registry
+from dataflows.ports import Clock, Decision, Metrics, NullMetrics, Promoter, Registry
 from dataflows.records import (
     DeadLetter,
     DecisionRecord,
@@ -58,12 +58,12 @@ class FlowDeps:
     clock: Clock = time.time
 
 
-def install_champion(config: FlowConfig, deps: FlowDeps) -> str:
+def install_champion(config: FlowConfig, deps: FlowDeps) -> Decision | None:
     """Make sure the group has a champion on the board before the first event: the registry's,
-    or — for a new group — the configured learner, untrained, as version 1. Returns its version."""
-    serving = deps.promoter.serving(config.group)
-    if serving is not None:
-        return serving[0]
+    or — for a new group — the configured learner, untrained, as version 1 (the decision to
+    serve it is returned, for the model-events topic)."""
+    if deps.promoter.serving(config.group) is not None:
+        return None
     now_ms = int(deps.clock() * 1000)
     info = deps.registry.champion(config.group)
     if info is not None:
@@ -80,8 +80,7 @@ def install_champion(config: FlowConfig, deps: FlowDeps) -> str:
             config.group, name="champion", parent=None, learner=learner, config=spec, ts_ms=now_ms
         )
         reason = f"first champion of group {config.group!r}: {config.learner.name}, untrained"
-    deps.promoter.install(config.group, version=info.id, learner=learner, reason=reason, ts_ms=now_ms)
-    return info.id
+    return deps.promoter.install(config.group, version=info.id, learner=learner, reason=reason, ts_ms=now_ms)
 
 
 def resume_group_state(resumed: GroupState | None, ctx: TrainContext) -> GroupState:
@@ -113,7 +112,7 @@ def build_flow(config: FlowConfig, deps: FlowDeps) -> Dataflow:
     topics = config.topics
     clock = deps.clock
     flow = Dataflow("headwater")
-    install_champion(config, deps)
+    installed = install_champion(config, deps)
 
     raw = op.input("kafka_io__in", flow, deps.source)
     decoder = Decoder(config.schema, topics.events, topics.labels)
@@ -145,7 +144,7 @@ def build_flow(config: FlowConfig, deps: FlowDeps) -> Dataflow:
 
     ctx = TrainContext(
         config, deps.registry, deps.promoter, deps.metrics, clock,
-        drain_on_eof=config.drain_on_eof, delayed_labels=topics.labels is not None,
+        drain_on_eof=config.drain_on_eof, delayed_labels=topics.labels is not None, installed=installed,
     )  # fmt: skip
 
     def trainer(resumed: GroupState | None) -> TrainLogic:

@@ -34,6 +34,7 @@ class Trial:
     kind: str  # shadow, canary or probation
     phase: Phase = Phase.PENDING
     verdict: Verdict | None = None
+    wait: int = 0  # labelled examples to let pass before this trial takes evidence (after a refusal)
 
 
 @dataclass(frozen=True)

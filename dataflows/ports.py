@@ -141,8 +141,9 @@ class Promoter(Protocol):
     topic. Learners handed in are frozen copies: nothing teaches them again.
     """
 
-    def install(self, group: str, *, version: str, learner: Learner, reason: str, ts_ms: int) -> Decision:
-        """The first champion of a group (nothing served before it)."""
+    def install(self, group: str, *, version: str, learner: Learner, reason: str, ts_ms: int) -> Decision | None:
+        """Put the group's champion on the board: a new group's first one (a decision, returned),
+        or the registry's champion after a restart (nothing new decided: None)."""
         ...
 
     def promote(

@@ -220,14 +220,8 @@ def encode_dead_letter(record: DeadLetter, topic: str, now_ms: int) -> KafkaOut:
 
 
 def encode_model_event(record: ModelReport | VerdictRecord | DecisionRecord, topic: str) -> KafkaOut:
-    """Reports are keyed ``group/model/batch/report``; verdicts and decisions by version and what happened."""
-    if isinstance(record, ModelReport):
-        key = f"{record.group}/{record.model}/{record.batch}/report"
-    elif isinstance(record, VerdictRecord):
-        key = f"{record.group}/{record.version}/{record.evaluator}/{record.phase}"
-    else:
-        key = f"{record.group}/{record.version}/{record.action}"
-    return KafkaOut(topic, key.encode(), _encoder.encode(record))
+    """Keyed by group: a group's reports, verdicts and decisions stay in order on one partition."""
+    return KafkaOut(topic, record.group.encode(), _encoder.encode(record))
 
 
 def _b64(data: bytes | None) -> str | None:

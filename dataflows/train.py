@@ -43,7 +43,7 @@ from dataflows.gate import (
 )
 from dataflows.labels import LabelJoin, Pending
 from dataflows.lanes import Job, Lane, LaneResult, LaneState
-from dataflows.ports import Clock, Metrics, OffsetRange, Promoter, Registry
+from dataflows.ports import Clock, Decision, Metrics, OffsetRange, Promoter, Registry
 from dataflows.records import DeadLetter, DeadLetterReason, DecisionRecord, Label, ModelReport, SourceRef, VerdictRecord
 from dataflows.serve import ServedBatch
 from evaluators import (
@@ -95,6 +95,7 @@ class GroupState:
     reservoir: Reservoir | None = None
     trusted: tuple[np.ndarray, np.ndarray] | None = None  # the reservoir, frozen at the last promotion
     canary: tuple[str, float] | None = None  # (version, share) last published for the canary
+    outbox: list[DecisionRecord] = field(default_factory=list)  # decided outside the step, not yet emitted
     format: int = STATE_FORMAT
 
 
@@ -109,6 +110,7 @@ class TrainContext:
     clock: Clock
     drain_on_eof: bool = True
     delayed_labels: bool = True
+    installed: Decision | None = None  # the group's first champion, decided as the flow was built
 
 
 def new_group_state(ctx: TrainContext) -> GroupState:
@@ -142,6 +144,7 @@ def new_group_state(ctx: TrainContext) -> GroupState:
         slots=slots,
         join=LabelJoin(config.label_window_s, config.max_pending),
         reservoir=reservoir,
+        outbox=[] if ctx.installed is None else [_decision_record(ctx.installed)],
     )
 
 
@@ -207,7 +210,8 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
 
     def on_item(self, value: ServedBatch) -> tuple[Iterable[TrainOutput], bool]:
         now = self.ctx.clock()
-        out: list[TrainOutput] = [_unmatched(label) for label in self.state.join.expire(now)]
+        out: list[TrainOutput] = [*self.state.outbox, *(_unmatched(label) for label in self.state.join.expire(now))]
+        self.state.outbox.clear()
         job, evicted = self._job(value, now)
         out.extend(_unmatched(label) for label in evicted)
         if job is not None:
@@ -313,6 +317,9 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             slot = state.slots.get(name)
             if slot is None or slot.trial is None:
                 continue
+            if slot.trial.wait > 0:  # refused not long ago: it learns on before it is judged again
+                slot.trial.wait = max(0, slot.trial.wait - len(paired))
+                continue
             if slot.trial.kind == "canary":
                 paired = canary_part(paired, routes)
             if len(paired):
@@ -414,18 +421,30 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         )
         out.append(_decision_record(decision))
         ctx.metrics.decided(group, "promote")
-        if STANDBY_SLOT in state.slots:
-            out.extend(self._drop_standby(f"replaced on standby by {previous}", {}, now_ms))
         champion.replace(version, frozen, learns=False)
-        window = ctx.config.rolling_window
-        state.slots[STANDBY_SLOT] = Slot(
-            STANDBY_SLOT, "standby", LaneState(previous, previous_learner, False), PrequentialScore(window),
-            trial=_probation(ctx.config),
-        )  # fmt: skip
-        gate = ctx.config.gate
-        self.lanes[STANDBY_SLOT] = Lane(
-            STANDBY_SLOT, state.slots[STANDBY_SLOT].lane, max_backlog=gate.max_lag_batches, threaded=gate.threaded
-        )
+        if STANDBY_SLOT in state.slots:
+            # The champion just replaced never finished its probation: the standby stays the last
+            # good version, and the new champion's probation is against it.
+            standby = self.lanes[STANDBY_SLOT].version
+            reason = f"replaced by {version} before its probation against {standby} ended"
+            retired = ctx.promoter.retire(group, version=previous, reason=reason, evidence={}, ts_ms=now_ms)
+            out.append(_decision_record(retired))
+            state.slots[STANDBY_SLOT].trial = _probation(ctx.config)
+        elif ctx.registry.version(previous).samples == 0:
+            # An untrained first champion was never good: there is nothing to roll back to.
+            reason = f"replaced by {version}; never trained, so not kept for a rollback"
+            retired = ctx.promoter.retire(group, version=previous, reason=reason, evidence={}, ts_ms=now_ms)
+            out.append(_decision_record(retired))
+        else:
+            window = ctx.config.rolling_window
+            state.slots[STANDBY_SLOT] = Slot(
+                STANDBY_SLOT, "standby", LaneState(previous, previous_learner, False), PrequentialScore(window),
+                trial=_probation(ctx.config),
+            )  # fmt: skip
+            gate = ctx.config.gate
+            self.lanes[STANDBY_SLOT] = Lane(
+                STANDBY_SLOT, state.slots[STANDBY_SLOT].lane, max_backlog=gate.max_lag_batches, threaded=gate.threaded
+            )
         info = ctx.registry.create_version(
             group, name=name, parent=version, learner=frozen, config={"continues": version}, ts_ms=now_ms
         )
@@ -457,6 +476,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             lane.rename(info.id)
         if slot.spec is not None:
             slot.trial = _trial(ctx.config, slot.spec)
+            slot.trial.wait = ctx.config.gate.retry_after
         if state.canary is not None and state.canary[0] == version:
             ctx.promoter.set_canary(group, version=None, learner=None, share=0.0)
             state.canary = None
@@ -575,7 +595,7 @@ def _ranges(sources: list[SourceRef]) -> tuple[OffsetRange, ...]:
     return tuple(sorted(OffsetRange(t, p, lo, hi) for (t, p), (lo, hi) in spans.items()))
 
 
-def _decision_record(decision: Any) -> DecisionRecord:
+def _decision_record(decision: Decision) -> DecisionRecord:
     evidence: Mapping[str, Any] = decision.evidence
     return DecisionRecord(
         group=decision.group, action=decision.action, version=decision.version, previous=decision.previous,

@@ -4,7 +4,9 @@ A candidate passed its trial on the traffic of its trial; probation checks that 
 traffic that follows. The question is narrower than a trial's: not "is it better" but "is it clearly
 worse than the model it replaced". The trial fails (the promoter rolls back) when the always-valid
 interval for mean(new - old) lies entirely below ``-margin``; it passes (the predecessor may be
-retired) once ``samples`` examples are in without failing.
+retired) once ``samples`` examples are in without failing. Being better early is no reason to end
+it sooner: a change in the data that favours the new champion for a while (a burst, a season)
+may pass, and its predecessor must still be there when it does.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from learners import Learner, RiverLearner, TorchMLP
 
 __all__ = ["ACTIONS", "SqliteRegistry", "framework_of"]
 
-ACTIONS = ("install", "promote", "refuse", "rollback", "retire")
+ACTIONS = ("promote", "refuse", "rollback", "retire")
 
 
 def framework_of(learner: Learner) -> str:
@@ -266,8 +266,8 @@ class SqliteRegistry:
         self._conn.execute("COMMIT")
 
     def _apply(self, db: sqlite3.Connection, decision: Decision) -> None:
-        """install: ``version`` is the group's first champion. promote: ``version`` serves,
-        ``previous`` goes on standby. rollback: ``version`` serves again, ``previous`` (the champion
+        """promote: ``version`` serves, ``previous`` goes on standby (a group's first champion is
+        promoted with no previous). rollback: ``version`` serves again, ``previous`` (the champion
         rolled back from) is retired. refuse, retire: ``version`` is retired. A champion is only
         replaced by name: ``previous`` must be the group's champion."""
         target = self._row(db, decision.version)
@@ -280,14 +280,7 @@ class SqliteRegistry:
         if decision.action in ("refuse", "retire"):
             db.execute("UPDATE versions SET status = 'retired', retired_ms = ? WHERE id = ?", (ts, target["id"]))
             return
-        if decision.action == "install":
-            if previous is not None:
-                msg = (f"install makes {target['id']} the first champion of {decision.group!r} and replaces nothing; "
-                       f"use promote to replace {previous['id']}")  # fmt: skip
-                raise RegistryError(msg)
-            if target["status"] == "champion":  # created as the champion: the decision only logs it
-                return
-        elif target["status"] == "champion":
+        if target["status"] == "champion":
             msg = f"cannot {decision.action} {target['id']}: it is already the champion of {decision.group!r}"
             raise RegistryError(msg)
         self._refuse_second_champion(db, decision.group, target["id"], allowed=decision.previous)

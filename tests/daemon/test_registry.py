@@ -352,20 +352,14 @@ def test_decisions_move_the_champion(registry: SqliteRegistry) -> None:
     ]  # fmt: skip
 
 
-def test_install_makes_the_first_champion(registry: SqliteRegistry) -> None:
+def test_a_groups_first_champion_is_promoted_with_no_previous(registry: SqliteRegistry) -> None:
     v1 = _create(registry)
-    _decide(registry, "install", v1, 1500)
-    assert _status(registry) == {v1: ("champion", 1500, None)}
-    created = _create(registry, "other", status="champion", ts_ms=1200)
-    registry.record_decision(Decision("other", "install", created, "first model", 1300))  # logged, nothing to change
-    assert registry.version(created).promoted_ms == 1200
     v2 = _create(registry, name="c")
-    with pytest.raises(RegistryError, match=rf"{v2} cannot become champion of 'default' while {v1} is champion"):
-        _decide(registry, "install", v2, 2000)
-    with pytest.raises(RegistryError, match=rf"replaces nothing; use promote to replace {v1}"):
-        _decide(registry, "install", v2, 2000, previous=v1)
-    assert [(d.action, d.version) for d in registry.decisions("default")] == [("install", v1)]
-    assert [(d.action, d.version) for d in registry.decisions("other")] == [("install", created)]
+    with pytest.raises(RegistryError, match=rf"{v2} cannot replace {v1} as champion of 'default': {v1} is not the"):
+        _decide(registry, "promote", v2, 1400, previous=v1)
+    _decide(registry, "promote", v1, 1500)
+    assert _status(registry) == {v1: ("champion", 1500, None), v2: ("candidate", None, None)}
+    assert registry.champion("default") == registry.version(v1)
 
 
 def test_a_group_never_has_two_champions(registry: SqliteRegistry) -> None:

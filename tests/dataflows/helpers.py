@@ -331,6 +331,7 @@ class Memo:
     def __init__(self, n_features: int = 2, n_classes: int = 2) -> None:
         self.n_features, self.n_classes = n_features, n_classes
         self.seen: dict[tuple[float, ...], int] = {}
+        self.history: list[tuple[float, ...]] = []  # every row learned, in order (twice if taught twice)
 
     def predict_proba(self, x: FloatArray) -> FloatArray:
         out = np.full((len(x), self.n_classes), 1.0 / self.n_classes)
@@ -344,11 +345,13 @@ class Memo:
     def learn(self, x: FloatArray, y: IntArray) -> None:
         for row, target in zip(x.tolist(), y.tolist(), strict=True):
             self.seen[tuple(row)] = int(target)
+            self.history.append(tuple(row))
 
     def clone(self, *, include_state: bool = False) -> Self:
         copied = type(self)(self.n_features, self.n_classes)
         if include_state:
             copied.seen = dict(self.seen)
+            copied.history = list(self.history)
         return copied
 
     def save(self, directory: Path) -> Artifact:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 import pytest
@@ -48,13 +49,14 @@ def _free_port_pair() -> int:
     raise RuntimeError(msg)
 
 
-def test_daemon_survives_a_broker_restart_without_losing_events(own_broker: KafkaLocal) -> None:
+def test_daemon_survives_a_broker_restart_without_losing_events(own_broker: KafkaLocal, tmp_path: Path) -> None:
     bootstrap = own_broker.bootstrap
     settings = load_settings(
         None,
         kafka={"bootstrap_servers": bootstrap, "labels_topic": None},
         schema={"features": list(FEATURES), "classes": list(CLASSES)},
         runtime={"tail": True, "workers": 1},
+        registry={"path": str(tmp_path / "registry")},
     )
     k = settings.kafka
     ensure_topics(bootstrap, settings.topics().all(), partitions=2)

@@ -7,6 +7,9 @@ from typing import Any
 
 from river import naive_bayes
 
+from learners.base import FloatArray, IntArray
+from learners.river_learner import RiverLearner, logistic_regression
+
 
 def gaussian_nb(
     n_features: int, n_classes: int, feature_names: Sequence[str], seed: int, **params: Any
@@ -25,3 +28,15 @@ def strict_params(n_features: int, n_classes: int, feature_names: Sequence[str],
 
 
 NOT_CALLABLE = 42
+
+
+class Inverted(RiverLearner):
+    """Logistic regression taught the opposite of every label: a candidate that must never serve."""
+
+    def learn(self, x: FloatArray, y: IntArray) -> None:
+        super().learn(x, 1 - y)
+
+
+def inverted_logreg(n_features: int, n_classes: int, feature_names: Sequence[str], seed: int) -> Inverted:
+    base = logistic_regression(n_features, n_classes, feature_names)
+    return Inverted(base.model, n_features, n_classes, feature_names)

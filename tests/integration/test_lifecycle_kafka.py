@@ -1,0 +1,165 @@
+"""The champion/candidate lifecycle on the real broker, with a live (rate-limited) stream:
+a better candidate is promoted and a worse one refused, a label-flip attack promotes nothing,
+and a champion that degrades after its promotion is rolled back. Decisions are read from the
+model-events topic and from the registry, with the offsets each version learned from."""
+
+from __future__ import annotations
+
+import collections
+from typing import Any
+
+import orjson
+import pytest
+
+from daemon.config import Settings
+from daemon.kafka_client import make_producer, produce_all, read_all, read_until
+from daemon.registry import SqliteRegistry
+from daemon.workload import Workload, WorkloadSpec
+from tests.integration.conftest import BackgroundDaemon, SettingsFactory
+
+pytestmark = pytest.mark.kafka
+
+RATE = 4000  # messages/s: a live stream (a replay at full speed is served before anyone learns it)
+
+
+def _run_live(settings: Settings, workload: Workload) -> dict[str, list[dict[str, Any]]]:
+    """Stream the workload through a tailing daemon; return every output once all events are predicted."""
+    k = settings.kafka
+    topic = {"events": k.events_topic, "labels": k.labels_topic or k.events_topic}
+    daemon = BackgroundDaemon(settings).start()
+    try:
+        items = list(workload.items())
+        produce_all(make_producer(k.bootstrap_servers), ((topic[i.kind], i.key, i.value) for i in items), RATE)
+        n = workload.spec.n_events
+        read_until(k.bootstrap_servers, [k.predictions_topic], lambda msgs: len(msgs) >= n, timeout_s=120)
+    finally:
+        assert daemon.stop(timeout_s=60), "the daemon did not stop within 60 s of the stop request"
+    assert daemon.errors == []
+    out: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    for m in read_all(k.bootstrap_servers, [k.predictions_topic, k.model_events_topic]):
+        out[m.topic() or ""].append(orjson.loads(m.value() or b"null"))
+    return {"predictions": out[k.predictions_topic], "model_events": out[k.model_events_topic]}
+
+
+def _decisions(events: list[dict[str, Any]], action: str | None = None) -> list[dict[str, Any]]:
+    # Model events are keyed by group: one partition, in order.
+    return [e for e in events if e["type"] == "decision" and (action is None or e["action"] == action)]
+
+
+def _accuracy(workload: Workload, predictions: dict[str, int], start: int, stop: int) -> float:
+    ids = workload.order[start:stop]
+    return sum(predictions[i] == workload.truth[i] for i in ids) / len(ids)
+
+
+def test_a_better_candidate_is_promoted_and_a_worse_one_refused(fresh_settings: SettingsFactory) -> None:
+    settings = fresh_settings(
+        model={
+            "candidates": [
+                {"name": "good", "learner": "river-logreg"},
+                {"name": "bad", "learner": "tests.learners.factories:inverted_logreg"},
+            ]
+        },  # fmt: skip
+        runtime={"tail": True, "workers": 2},
+    )
+    k = settings.kafka
+    workload = Workload(WorkloadSpec(n_events=8000, drift_at=8000, malformed_every=0, unmatched_labels=0))
+    out = _run_live(settings, workload)
+
+    events = out["model_events"]
+    promoted = _decisions(events, "promote")
+    refused = _decisions(events, "refuse")
+    assert promoted[0]["version"] == "default/1" and "untrained" in promoted[0]["reason"]  # the first champion
+    assert len(promoted) > 1, "no candidate was promoted"
+    first = promoted[1]
+    assert first["previous"] == "default/1"
+    assert "passed its shadow trial" in first["reason"]
+    assert first["evidence"]["lower"] > 0  # the always-valid interval lies above zero
+    with SqliteRegistry(settings.registry.path) as registry:
+        good = registry.version(first["version"])
+        bad_versions = [v for v in registry.versions("default") if v.name == "bad"]
+        assert good.name == "good" and good.promoted_ms == first["ts_ms"]
+        assert good.checkpoint_sha256 is not None  # what serves can be loaded again
+        assert good.samples > 0
+        assert good.ranges and {r.topic for r in good.ranges} <= {k.events_topic, k.labels_topic}
+        assert all(r.first <= r.last for r in good.ranges)
+        recorded = [d for d in registry.decisions("default") if d.action == "promote"]
+        assert [(d.version, d.reason) for d in recorded] == [(d["version"], d["reason"]) for d in promoted]
+        assert [v["phase"] for v in registry.verdicts(first["version"])][-1] == "passed"
+        # The inverted candidate never served, and was refused with a reason, in the registry too.
+        assert bad_versions and all(v.status in ("retired", "candidate") for v in bad_versions)
+        assert all(v.promoted_ms is None for v in bad_versions)
+        refused_in_registry = {d.version for d in registry.decisions("default") if d.action == "refuse"}
+    bad_ids = {v.id for v in bad_versions}
+    assert not [d for d in promoted if d["version"] in bad_ids]
+    bad_refusals = [d for d in refused if d["version"] in bad_ids]
+    assert bad_refusals, "the inverted candidate was never refused"
+    assert "significantly worse" in bad_refusals[0]["reason"]
+    assert {d["version"] for d in bad_refusals} <= refused_in_registry
+    # Every prediction names the version that made it; none was made by the bad candidate.
+    served_by = collections.Counter(p["version"] for p in out["predictions"])
+    assert not set(served_by) & bad_ids
+    assert first["version"] in served_by
+
+
+def test_a_label_flip_burst_promotes_nothing_and_served_accuracy_holds(fresh_settings: SettingsFactory) -> None:
+    """30 % of the labels flipped for 4,000 events: the fork learns them, but live evidence never
+    says it is better, so the champion — frozen, trained before the attack — keeps serving."""
+    settings = fresh_settings(runtime={"tail": True, "workers": 1})
+    spec = WorkloadSpec(
+        n_events=14_000, drift_at=14_000, malformed_every=0, unmatched_labels=0,
+        noisy_from=9000, noisy_until=13_000, noisy_share=0.3,
+    )  # fmt: skip
+    workload = Workload(spec)
+    out = _run_live(settings, workload)
+
+    events = out["model_events"]
+    # When did the daemon first see the attack? The first report that learned from it.
+    predictions = {p["id"]: p for p in out["predictions"]}
+    attack_started_ms = predictions[workload.order[spec.noisy_from]]["predicted_ts_ms"]
+    promoted = _decisions(events, "promote")[1:]  # after the untrained first champion
+    assert promoted and promoted[0]["ts_ms"] < attack_started_ms, "the first champion was never replaced"
+    during = [d for d in promoted if d["ts_ms"] >= attack_started_ms]
+    assert during == [], f"promoted during or after the attack: {during}"
+    served = {i: p["prediction"] for i, p in predictions.items()}
+    before = _accuracy(workload, served, spec.noisy_from - 2000, spec.noisy_from)
+    attacked = _accuracy(workload, served, spec.noisy_from, spec.noisy_until)
+    after = _accuracy(workload, served, spec.noisy_until, spec.n_events)
+    seen = f"served accuracy before {before:.3f}, during {attacked:.3f}, after {after:.3f}"
+    assert before > 0.9, seen
+    assert abs(attacked - before) <= 0.02, seen
+    assert abs(after - before) <= 0.02, seen
+
+
+def test_a_champion_that_degrades_after_promotion_is_rolled_back(fresh_settings: SettingsFactory) -> None:
+    """A recurring concept: A, then B (classes swapped), then A again. The fork adapts to B and
+    is promoted; the champion it replaced waits on standby; when A returns before the probation
+    ends, the new champion falls behind its predecessor and is rolled back."""
+    settings = fresh_settings(runtime={"tail": True, "workers": 1}, promotion={"probation_samples": 6000})
+    spec = WorkloadSpec(
+        n_events=15_000, drift_at=6000, swap_until=9000, flip_after_drift=True, before_variant=3, after_variant=3,
+        malformed_every=0, unmatched_labels=0,
+    )  # fmt: skip
+    workload = Workload(spec)
+    out = _run_live(settings, workload)
+
+    events = out["model_events"]
+    rollbacks = _decisions(events, "rollback")
+    assert rollbacks, f"no rollback; decisions: {[(d['action'], d['version']) for d in _decisions(events)]}"
+    rollback = rollbacks[0]
+    assert rollback["previous"] != rollback["version"]
+    assert "fell behind its predecessor" in rollback["reason"]
+    assert rollback["evidence"]["upper"] < 0  # significantly worse than the one restored
+    predictions = {p["id"]: p for p in out["predictions"]}
+    returned_ms = predictions[workload.order[spec.swap_until]]["predicted_ts_ms"]
+    assert rollback["ts_ms"] >= returned_ms  # it happened after concept A came back
+    # The version restored serves again; the one rolled back never serves after the decision.
+    later = [p for p in out["predictions"] if p["predicted_ts_ms"] > rollback["ts_ms"] + 1000]
+    assert later and rollback["previous"] not in {p["version"] for p in later}
+    with SqliteRegistry(settings.registry.path) as registry:
+        failed = registry.version(rollback["previous"])
+        assert failed.status == "retired" and failed.retired_ms == rollback["ts_ms"]
+        assert [d.action for d in registry.decisions("default")].count("rollback") == len(rollbacks)
+    # And the served accuracy on concept A's return recovers.
+    served = {i: p["prediction"] for i, p in predictions.items()}
+    end = _accuracy(workload, served, spec.n_events - 2000, spec.n_events)
+    assert end > 0.9, f"served accuracy at the end {end:.3f}"
