@@ -3,9 +3,10 @@
 Events come from River's SEA generator; at ``drift_at`` the concept changes abruptly (SEA's
 threshold moves, so a band of the feature space changes class; with ``flip_after_drift`` the
 classes also swap, until ``swap_until`` if set: a concept that comes back). A label-flip attack
-(``noisy_from``..``noisy_until``) sends a share of wrong labels; ``truth`` keeps the right ones. Labels come inline, later on the
-labels topic, or never. Every ``malformed_every`` events a broken record of a different kind is
-slipped in, and a few labels name events that do not exist: the flow must dead-letter all of them.
+(``noisy_from``..``noisy_until``) sends a share of wrong labels; ``truth`` keeps the right ones.
+Labels come inline, later on the labels topic, or never. Every ``malformed_every`` events a broken
+record of a different kind is slipped in, and a few labels name events that do not exist: the flow
+must dead-letter all of them.
 """
 
 from __future__ import annotations

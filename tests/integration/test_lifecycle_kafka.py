@@ -52,15 +52,11 @@ def _accuracy(workload: Workload, predictions: dict[str, int], start: int, stop:
 
 
 def test_a_better_candidate_is_promoted_and_a_worse_one_refused(fresh_settings: SettingsFactory) -> None:
-    settings = fresh_settings(
-        model={
-            "candidates": [
-                {"name": "good", "learner": "river-logreg"},
-                {"name": "bad", "learner": "tests.learners.factories:inverted_logreg"},
-            ]
-        },  # fmt: skip
-        runtime={"tail": True, "workers": 2},
-    )
+    candidates = [
+        {"name": "good", "learner": "river-logreg"},
+        {"name": "bad", "learner": "tests.learners.factories:inverted_logreg"},
+    ]
+    settings = fresh_settings(model={"candidates": candidates}, runtime={"tail": True, "workers": 2})
     k = settings.kafka
     workload = Workload(WorkloadSpec(n_events=8000, drift_at=8000, malformed_every=0, unmatched_labels=0))
     out = _run_live(settings, workload)
@@ -150,7 +146,7 @@ def test_a_champion_that_degrades_after_promotion_is_rolled_back(fresh_settings:
     assert "fell behind its predecessor" in rollback["reason"]
     assert rollback["evidence"]["upper"] < 0  # significantly worse than the one restored
     predictions = {p["id"]: p for p in out["predictions"]}
-    returned_ms = predictions[workload.order[spec.swap_until]]["predicted_ts_ms"]
+    returned_ms = predictions[workload.order[9000]]["predicted_ts_ms"]  # spec.swap_until
     assert rollback["ts_ms"] >= returned_ms  # it happened after concept A came back
     # The version restored serves again; the one rolled back never serves after the decision.
     later = [p for p in out["predictions"] if p["predicted_ts_ms"] > rollback["ts_ms"] + 1000]
