@@ -66,6 +66,8 @@ class BoardPromoter:
         with self._lock:
             table = self.board.current(group)
             canary = None if version is None or learner is None or share <= 0 else Served(version, learner)
+            if canary is not None:  # what serves can always be loaded again
+                self.registry.save_checkpoint(canary.version, canary.learner)
             self.board.publish(ServingTable(group, table.champion, canary, share if canary else 0.0, self.seed))
         if canary is not None:
             log.info("group %s: canary %s serves %.0f%% of keys", group, version, 100 * share)

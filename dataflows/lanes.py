@@ -147,6 +147,19 @@ class Lane:
         with self._model:
             return self._learner.clone(include_state=True)
 
+    def freeze_as(self, successor: str) -> Learner:
+        """A frozen copy of the model, and from this instant on the lane's work is credited to
+        ``successor``: nothing learned after the copy is ever credited to the copied version."""
+        with self._model:
+            copy = self._learner.clone(include_state=True)
+            self._version = successor
+            return copy
+
+    @property
+    def has_results(self) -> bool:
+        with self._cond:
+            return bool(self._results)
+
     def replace(self, version: str, learner: Learner, *, learns: bool) -> None:
         """Put another model in this lane (a promotion, a rollback, a new fork). Jobs already
         queued are run by the new model; results already made keep the version that made them."""
@@ -181,14 +194,19 @@ class Lane:
                     self._cond.wait()
                 if self._closed:
                     return
-                job = self._jobs.popleft()
-                self._busy = True
+            # The model lock is taken before the job leaves the queue and held until its result is
+            # in: a snapshot (which takes the same lock) sees every job either queued or done.
             with self._model:
+                with self._cond:
+                    if not self._jobs:
+                        continue
+                    job = self._jobs.popleft()
+                    self._busy = True
                 result = self._process(job)
-            with self._cond:
-                self._results.append(result)
-                self._busy = False
-                self._cond.notify_all()
+                with self._cond:
+                    self._results.append(result)
+                    self._busy = False
+                    self._cond.notify_all()
 
     def _process(self, job: Job) -> LaneResult:
         n = len(job)
@@ -205,16 +223,18 @@ class Lane:
                 proba_true = p[np.arange(n), job.y]
             except Exception as exc:  # could not predict: scored as wrong, never as right
                 error = f"predict: {type(exc).__name__}: {exc}"
-        learned, learn_ms = 0, 0.0
+        learned, learn_ms, learn_failed = 0, 0.0, False
         if self._learns and n:
             started = time.perf_counter()
             try:
                 self._learner.learn(job.x, job.y)
                 learned = n
             except Exception as exc:
-                error = f"learn: {type(exc).__name__}: {exc}"
+                learn_failed = True
+                error = f"learn: {type(exc).__name__}: {exc}" + (f"; {error}" if error else "")
             learn_ms = (time.perf_counter() - started) * 1000
-        ranges = job.ranges if self._learns and error is None else ()
+        # The stretch of input this model trained through: none if it does not learn or failed to.
+        ranges = job.ranges if self._learns and not learn_failed else ()
         return LaneResult(
             self.name, self._version, job.seq, correct, proba_true, job.routes, learned, learn_ms, error,
             ranges=ranges,

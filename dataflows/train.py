@@ -67,6 +67,7 @@ log = logging.getLogger("headwater")
 TrainOutput = DeadLetter | ModelReport | VerdictRecord | DecisionRecord
 STATE_FORMAT = 2  # bump when GroupState's shape changes (format 1: one model that served and learned)
 WAKE = timedelta(milliseconds=50)  # how soon to look again for results while lanes are busy
+GOLDEN_MIN_SIZE = 50  # a golden set smaller than this checks nothing: promotions wait
 
 
 @dataclass
@@ -94,7 +95,8 @@ class GroupState:
     pairing: PairingBuffer = field(default_factory=PairingBuffer)
     reservoir: Reservoir | None = None
     trusted: tuple[np.ndarray, np.ndarray] | None = None  # the reservoir, frozen at the last promotion
-    canary: tuple[str, float] | None = None  # (version, share) last published for the canary
+    # The canary last published: (candidate version, share, version of the snapshot that serves)
+    canary: tuple[str, float, str] | None = None
     outbox: list[DecisionRecord] = field(default_factory=list)  # decided outside the step, not yet emitted
     format: int = STATE_FORMAT
 
@@ -205,6 +207,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             for name, slot in state.slots.items()
         }
         self._reconcile_champion()
+        self._reconcile_candidates()
 
     # -- Bytewax hooks ------------------------------------------------------------------------
 
@@ -227,7 +230,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         return out, StatefulLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
-        if any(lane.backlog for lane in self.lanes.values()) or self.state.pairing.pending:
+        if any(lane.backlog or lane.has_results for lane in self.lanes.values()):
             return datetime.now(UTC) + WAKE
         at = self.state.join.next_expiry()
         return None if at is None else datetime.fromtimestamp(at, UTC)
@@ -329,7 +332,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             out.extend(self._act(action, now_ms))
             if action.kind in ("promote", "rollback"):
                 break  # every other trial starts over against the new champion
-        self._publish_canary()
+        out.extend(self._publish_canary(now_ms))
         return out
 
     def _record(self, slot: Slot, lane: Lane, result: LaneResult, now_ms: int) -> list[TrainOutput]:
@@ -372,8 +375,10 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
                 out.append(self._verdict_record(slot, trial.kind, verdict, now_ms))
         return out
 
-    def _verdict_record(self, slot: Slot, kind: str, verdict: Verdict, now_ms: int) -> VerdictRecord:
-        version = self.lanes[slot.name].version
+    def _verdict_record(
+        self, slot: Slot, kind: str, verdict: Verdict, now_ms: int, *, version: str | None = None
+    ) -> VerdictRecord:
+        version = self.lanes[slot.name].version if version is None else version
         evidence = dict(verdict.evidence)
         self.ctx.registry.record_verdict(version, kind, verdict.phase.value, verdict.reason, evidence, now_ms)
         return VerdictRecord(
@@ -399,21 +404,27 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
     def _promote(self, name: str, verdict: Verdict, now_ms: int) -> list[TrainOutput]:
         state, ctx, group = self.state, self.ctx, self.state.name
         slot, lane = state.slots[name], self.lanes[name]
-        frozen = lane.frozen()
+        kind = slot.trial.kind if slot.trial else "live"
+        golden_set = self._golden_set()
+        if golden_set is not None and len(golden_set[1]) < GOLDEN_MIN_SIZE:
+            return []  # not enough trusted history to check against yet: the trial waits
         version = lane.version
-        golden = self._golden_check(frozen)
+        # The candidate's state is frozen and, at the same instant, what the lane learns from now on
+        # belongs to its successor: the promoted version's lineage ends with its checkpoint.
+        successor = ctx.registry.create_version(
+            group, name=name, parent=version, learner=lane.learner, config={"continues": version}, ts_ms=now_ms
+        )
+        frozen = lane.freeze_as(successor.id)
         out: list[TrainOutput] = []
+        golden = None if golden_set is None else self._golden_check(frozen, *golden_set)
         if golden is not None:
-            out.append(self._verdict_record(slot, "golden", golden, now_ms))
+            out.append(self._verdict_record(slot, "golden", golden, now_ms, version=version))
             if golden.phase is not Phase.PASSED:
-                if golden.phase is Phase.PENDING:  # not enough trusted history yet: keep measuring
-                    return out
-                kind = slot.trial.kind if slot.trial else "live"
                 reason = f"{name} {version} passed its {kind} trial but not the golden set: {golden.reason}"
-                return out + self._refuse(name, reason, dict(verdict.evidence) | _prefixed("golden", golden), now_ms)
+                evidence = dict(verdict.evidence) | _prefixed("golden", golden)
+                return out + self._refuse(name, reason, evidence, now_ms, version=version)
         champion = self.lanes[CHAMPION_SLOT]
         previous, previous_learner = champion.version, champion.learner
-        kind = slot.trial.kind if slot.trial else "shadow"
         evidence = dict(verdict.evidence) | ({} if golden is None else _prefixed("golden", golden))
         reason = f"{name} {version} passed its {kind} trial against {previous}: {verdict.reason}"
         decision = ctx.promoter.promote(
@@ -445,20 +456,20 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             self.lanes[STANDBY_SLOT] = Lane(
                 STANDBY_SLOT, state.slots[STANDBY_SLOT].lane, max_backlog=gate.max_lag_batches, threaded=gate.threaded
             )
-        info = ctx.registry.create_version(
-            group, name=name, parent=version, learner=frozen, config={"continues": version}, ts_ms=now_ms
-        )
-        lane.rename(info.id)  # the candidate learns on as the next version, forked from the new champion
         self._new_trials()
         if state.reservoir is not None:
             state.trusted = state.reservoir.arrays()
-        state.canary = None
+        out.extend(self._end_canary("the champion changed", now_ms))
         return out
 
-    def _refuse(self, name: str, reason: str, evidence: dict[str, Any], now_ms: int) -> list[TrainOutput]:
+    def _refuse(
+        self, name: str, reason: str, evidence: dict[str, Any], now_ms: int, *, version: str | None = None
+    ) -> list[TrainOutput]:
+        """Refuse the slot's version (or ``version``, already succeeded in its lane)."""
         state, ctx, group = self.state, self.ctx, self.state.name
         slot, lane = state.slots[name], self.lanes[name]
-        version = lane.version
+        succeeded = version is not None
+        version = lane.version if version is None else version
         decision = ctx.promoter.refuse(group, version=version, reason=reason, evidence=evidence, ts_ms=now_ms)
         ctx.metrics.decided(group, "refuse")
         champion = self.lanes[CHAMPION_SLOT]
@@ -469,18 +480,18 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
                 ts_ms=now_ms,
             )  # fmt: skip
             lane.replace(info.id, learner, learns=True)
-        else:  # another configuration: it learns on, as a new version
+        elif not succeeded:  # another configuration: it learns on, as a new version
             info = ctx.registry.create_version(
-                group, name=name, parent=version, learner=champion.learner, config={"continues": version}, ts_ms=now_ms
+                group, name=name, parent=version, learner=lane.learner, config={"continues": version}, ts_ms=now_ms
             )
             lane.rename(info.id)
         if slot.spec is not None:
             slot.trial = _trial(ctx.config, slot.spec)
             slot.trial.wait = ctx.config.gate.retry_after
+        out: list[TrainOutput] = [_decision_record(decision)]
         if state.canary is not None and state.canary[0] == version:
-            ctx.promoter.set_canary(group, version=None, learner=None, share=0.0)
-            state.canary = None
-        return [_decision_record(decision)]
+            out.extend(self._end_canary(f"{version} was refused", now_ms))
+        return out
 
     def _rollback(self, verdict: Verdict, now_ms: int) -> list[TrainOutput]:
         state, ctx, group = self.state, self.ctx, self.state.name
@@ -496,8 +507,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         standby.close()
         del self.lanes[STANDBY_SLOT], state.slots[STANDBY_SLOT]
         self._new_trials()
-        state.canary = None
-        return [_decision_record(decision)]
+        return [_decision_record(decision), *self._end_canary("the champion changed", now_ms)]
 
     def _retire_standby(self, verdict: Verdict, now_ms: int) -> list[TrainOutput]:
         champion = self.lanes[CHAMPION_SLOT].version
@@ -521,23 +531,30 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             if slot.spec is not None:
                 slot.trial = _trial(self.ctx.config, slot.spec)
 
-    def _golden_check(self, candidate: Learner) -> Verdict | None:
-        """The candidate against the champion on the golden set, or None if none is configured."""
-        config, state = self.ctx.config, self.state
-        golden: GoldenSet | None = config.golden
+    def _golden_set(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The golden set to check a promotion against: the file's, or the trusted history (the
+        reservoir as frozen at the last promotion; all of it before the first), or None."""
+        state = self.state
+        golden: GoldenSet | None = self.ctx.config.golden
         if golden is not None:
-            x, y = golden.x, golden.y
-        elif state.reservoir is not None:
-            x, y = state.trusted if state.trusted is not None and len(state.trusted[1]) else state.reservoir.arrays()
-        else:
+            return golden.x, golden.y
+        if state.reservoir is None:
             return None
-        evaluator = GoldenEvaluator(tolerance=config.gate.golden_tolerance)
-        if len(y):
-            champion = self.lanes[CHAMPION_SLOT].learner
-            evaluator.update(Paired(candidate=_correct(candidate, x, y), champion=_correct(champion, x, y)))
+        if state.trusted is not None and len(state.trusted[1]) >= GOLDEN_MIN_SIZE:
+            return state.trusted
+        return state.reservoir.arrays()
+
+    def _golden_check(self, candidate: Learner, x: np.ndarray, y: np.ndarray) -> Verdict:
+        """The candidate against the champion on the golden set."""
+        evaluator = GoldenEvaluator(tolerance=self.ctx.config.gate.golden_tolerance, min_size=GOLDEN_MIN_SIZE)
+        champion = self.lanes[CHAMPION_SLOT].learner
+        evaluator.update(Paired(candidate=_correct(candidate, x, y), champion=_correct(champion, x, y)))
         return evaluator.verdict()
 
-    def _publish_canary(self) -> None:
+    def _publish_canary(self, now_ms: int) -> list[TrainOutput]:
+        """Serve the canary trial's share of keys with a snapshot of its candidate, re-taken at
+        each step. The snapshot is a version of its own (parent: the candidate, checkpoint saved),
+        so that every prediction names the very model that made it."""
         state, ctx = self.state, self.ctx
         holder = next((s for s in state.slots.values() if s.trial is not None and s.trial.kind == "canary"), None)
         wanted: tuple[str, float] | None = None
@@ -545,14 +562,32 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             share = canary_share(holder.trial)
             if share > 0:
                 wanted = (self.lanes[holder.name].version, share)
-        if wanted == state.canary:
-            return
-        if wanted is None:
+        if wanted == (state.canary[:2] if state.canary else None):
+            return []
+        out = self._end_canary("its trial moved on", now_ms, clear=wanted is None)
+        if wanted is not None and holder is not None:
+            candidate, share = wanted
+            frozen = self.lanes[holder.name].frozen()
+            snapshot = ctx.registry.create_version(
+                state.name, name=holder.name, parent=candidate, learner=frozen,
+                config={"canary_snapshot_of": candidate, "share": share}, ts_ms=now_ms,
+            )  # fmt: skip
+            ctx.promoter.set_canary(state.name, version=snapshot.id, learner=frozen, share=share)
+            state.canary = (candidate, share, snapshot.id)
+        return out
+
+    def _end_canary(self, why: str, now_ms: int, *, clear: bool = True) -> list[TrainOutput]:
+        """Take the canary's snapshot off the board (unless a new one replaces it) and retire it."""
+        state, ctx = self.state, self.ctx
+        if state.canary is None:
+            return []
+        _, _, snapshot = state.canary
+        state.canary = None
+        if clear:
             ctx.promoter.set_canary(state.name, version=None, learner=None, share=0.0)
-        else:
-            lane = self.lanes[holder.name]  # type: ignore[union-attr]
-            ctx.promoter.set_canary(state.name, version=wanted[0], learner=lane.frozen(), share=wanted[1])
-        state.canary = wanted
+        reason = f"canary snapshot {snapshot} no longer serves: {why}"
+        return [_decision_record(ctx.promoter.retire(state.name, version=snapshot, reason=reason, evidence={},
+                                                      ts_ms=now_ms))]  # fmt: skip
 
     def _reconcile_champion(self) -> None:
         """After a restart the registry, not the snapshot, says who serves: a promotion may have
@@ -572,6 +607,23 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             self.lanes.pop(STANDBY_SLOT).close()
             del state.slots[STANDBY_SLOT]
         self._new_trials()
+
+    def _reconcile_candidates(self) -> None:
+        """A candidate promoted or refused after the snapshot learns on as a new version: the
+        decided version's lineage ended with the decision."""
+        ctx, state = self.ctx, self.state
+        now_ms = int(ctx.clock() * 1000)
+        for name, slot in state.slots.items():
+            lane = self.lanes[name]
+            if slot.spec is None or ctx.registry.version(lane.version).status == "candidate":
+                continue
+            info = ctx.registry.create_version(
+                state.name, name=name, parent=lane.version, learner=lane.learner,
+                config={"continues": lane.version}, ts_ms=now_ms,
+            )  # fmt: skip
+            lane.rename(info.id)
+            if slot.spec is not None:
+                slot.trial = _trial(ctx.config, slot.spec)
 
 
 def _correct(learner: Learner, x: np.ndarray, y: np.ndarray) -> npt.NDArray[np.float64]:

@@ -87,19 +87,20 @@ class SqliteRegistry:
         with self._locked(), self._transaction() as db:
             if parent is not None:
                 self._row(db, parent)
-            number = db.execute('SELECT COALESCE(MAX(number), 0) + 1 FROM versions WHERE "group" = ?', (group,))
-            version_id = f"{group}/{number.fetchone()[0]}"
+            next_number = db.execute('SELECT COALESCE(MAX(number), 0) + 1 FROM versions WHERE "group" = ?', (group,))
+            number: int = next_number.fetchone()[0]
+            version_id = f"{group}/{number}"
             if status == "champion":
                 self._refuse_second_champion(db, group, version_id, allowed=None)
             db.execute(
                 "INSERT INTO versions (id, \"group\", number, name, parent, framework, learner_class, config, status,"
                 " created_ms, promoted_ms, retired_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (version_id, group, int(version_id.rpartition("/")[2]), name, parent, framework_of(learner),
+                (version_id, group, number, name, parent, framework_of(learner),
                  learner_class_of(learner), dumps(config), status, ts_ms,
                  ts_ms if status == "champion" else None, ts_ms if status == "retired" else None),
             )  # fmt: skip
             info = self._info(self._row(db, version_id), [])
-        self._ranges[version_id] = []
+            self._ranges[version_id] = []
         return info
 
     def version(self, version_id: str) -> VersionInfo:
