@@ -18,12 +18,13 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 
 from daemon.config import ConfigError
 from dataflows import FlowConfig
+from dataflows.migrate import MIGRATES_FROM
 from dataflows.train import STATE_FORMAT
 
 __all__ = ["MANIFEST", "RecoveryMismatchError", "manifest_for", "prepare_recovery"]
 
 MANIFEST = "headwater-recovery.json"
-CHECKED = ("format", "group", "features", "classes")  # the state cannot be used if any differs
+CHECKED = ("group", "features", "classes")  # the state cannot be used if any differs
 
 log = logging.getLogger("headwater")
 
@@ -49,13 +50,14 @@ def prepare_recovery(directory: Path, partitions: int, config: FlowConfig) -> Re
     """Create the store on first use; otherwise check that it fits ``config`` before resuming."""
     wanted = manifest_for(config)
     path = directory / MANIFEST
+    migrating = False
     if any(directory.glob("*.sqlite3")):
         if path.exists():
-            _check(directory, _read(path), wanted)
+            migrating = _check(directory, _read(path), wanted)
     else:
         directory.mkdir(parents=True, exist_ok=True)
         init_db_dir(directory, partitions)
-    if not path.exists():
+    if migrating or not path.exists():  # the flow reads the older snapshots and carries them forward
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(wanted, indent=2) + "\n")
         os.replace(tmp, path)
@@ -74,7 +76,16 @@ def _read(path: Path) -> dict[str, Any]:
     return data
 
 
-def _check(directory: Path, recorded: dict[str, Any], wanted: dict[str, Any]) -> None:
+def _check(directory: Path, recorded: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Refuse a store that does not fit; True if its state is of an older format, to be migrated."""
+    found = recorded.get("format")
+    if found != STATE_FORMAT and found not in MIGRATES_FROM:
+        msg = (
+            f"runtime.recovery_dir: {directory} holds state of format {found!r}; this Headwater reads format "
+            f"{STATE_FORMAT} and migrates {list(MIGRATES_FROM)}. Use the Headwater that wrote it, or point "
+            "runtime.recovery_dir at a new directory."
+        )
+        raise RecoveryMismatchError(msg)
     changed = [
         f"{key}: the store has {recorded.get(key)!r}, the config says {wanted[key]!r}"
         for key in CHECKED
@@ -93,3 +104,8 @@ def _check(directory: Path, recorded: dict[str, Any], wanted: dict[str, Any]) ->
             "point runtime.recovery_dir at a new directory to start from the configured learner.",
             directory, recorded["learner"], wanted["learner"],
         )  # fmt: skip
+    if found != STATE_FORMAT:
+        log.warning("%s holds state of format %s: it is migrated to format %s as it is resumed",
+                    directory, found, STATE_FORMAT)  # fmt: skip
+        return True
+    return False

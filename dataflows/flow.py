@@ -21,6 +21,7 @@ from bytewax.outputs import Sink
 from dataflows.batching import MicroBatchLogic, MicroBatchState
 from dataflows.config import FlowConfig
 from dataflows.decode import Decoder
+from dataflows.migrate import migrate
 from dataflows.ports import Clock, Decision, Metrics, NullMetrics, Promoter, Registry
 from dataflows.records import (
     DeadLetter,
@@ -83,7 +84,7 @@ def install_champion(config: FlowConfig, deps: FlowDeps) -> Decision | None:
     return deps.promoter.install(config.group, version=info.id, learner=learner, reason=reason, ts_ms=now_ms)
 
 
-def resume_group_state(resumed: GroupState | None, ctx: TrainContext) -> GroupState:
+def resume_group_state(resumed: Any, ctx: TrainContext) -> GroupState:
     """The recovered state if it fits the config, a new group if there is none; else a clear error.
 
     The daemon checks the recovery store's manifest before it starts; this guards the flow itself.
@@ -91,12 +92,8 @@ def resume_group_state(resumed: GroupState | None, ctx: TrainContext) -> GroupSt
     config = ctx.config
     if resumed is None:
         return new_group_state(ctx)
-    # Unpickling skips __init__, so an older snapshot lacks the field in its __dict__ (getattr
-    # would find the class-level default instead and wave it through).
-    found = vars(resumed).get("format")
-    if found != STATE_FORMAT:
-        msg = f"group {resumed.name!r}: snapshot format {found}, this Headwater reads format {STATE_FORMAT}"
-        raise ValueError(msg)
+    # Unpickling skips __init__, so an older snapshot lacks a field in its __dict__ (getattr would
+    # find the class-level default instead and wave it through): the format is read from vars().
     wanted = (resumed.name, list(config.schema.features), list(config.schema.classes))
     if (config.group, resumed.features, resumed.classes) != wanted:
         msg = (
@@ -105,6 +102,8 @@ def resume_group_state(resumed: GroupState | None, ctx: TrainContext) -> GroupSt
             f"{list(config.schema.features)} and classes {list(config.schema.classes)}"
         )
         raise ValueError(msg)
+    if vars(resumed).get("format") != STATE_FORMAT or not isinstance(resumed, GroupState):
+        return migrate(resumed, ctx)  # an older shape is carried forward (or refused, naming it)
     return resumed
 
 

@@ -60,7 +60,16 @@ from evaluators import (
 )
 from learners import Learner, build_learner
 
-__all__ = ["STATE_FORMAT", "GroupState", "Slot", "TrainContext", "TrainLogic", "TrainOutput", "new_group_state"]
+__all__ = [
+    "STATE_FORMAT",
+    "GroupState",
+    "Slot",
+    "TrainContext",
+    "TrainLogic",
+    "TrainOutput",
+    "decision_record",
+    "new_group_state",
+]
 
 log = logging.getLogger("headwater")
 
@@ -146,7 +155,7 @@ def new_group_state(ctx: TrainContext) -> GroupState:
         slots=slots,
         join=LabelJoin(config.label_window_s, config.max_pending),
         reservoir=reservoir,
-        outbox=[] if ctx.installed is None else [_decision_record(ctx.installed)],
+        outbox=[] if ctx.installed is None else [decision_record(ctx.installed)],
     )
 
 
@@ -430,7 +439,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         decision = ctx.promoter.promote(
             group, version=version, learner=frozen, previous=previous, reason=reason, evidence=evidence, ts_ms=now_ms
         )
-        out.append(_decision_record(decision))
+        out.append(decision_record(decision))
         ctx.metrics.decided(group, "promote")
         champion.replace(version, frozen, learns=False)
         if STANDBY_SLOT in state.slots:
@@ -439,13 +448,13 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             standby = self.lanes[STANDBY_SLOT].version
             reason = f"replaced by {version} before its probation against {standby} ended"
             retired = ctx.promoter.retire(group, version=previous, reason=reason, evidence={}, ts_ms=now_ms)
-            out.append(_decision_record(retired))
+            out.append(decision_record(retired))
             state.slots[STANDBY_SLOT].trial = _probation(ctx.config)
         elif ctx.registry.version(previous).samples == 0:
             # An untrained first champion was never good: there is nothing to roll back to.
             reason = f"replaced by {version}; never trained, so not kept for a rollback"
             retired = ctx.promoter.retire(group, version=previous, reason=reason, evidence={}, ts_ms=now_ms)
-            out.append(_decision_record(retired))
+            out.append(decision_record(retired))
         else:
             window = ctx.config.rolling_window
             state.slots[STANDBY_SLOT] = Slot(
@@ -488,7 +497,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         if slot.spec is not None:
             slot.trial = _trial(ctx.config, slot.spec)
             slot.trial.wait = ctx.config.gate.retry_after
-        out: list[TrainOutput] = [_decision_record(decision)]
+        out: list[TrainOutput] = [decision_record(decision)]
         if state.canary is not None and state.canary[0] == version:
             out.extend(self._end_canary(f"{version} was refused", now_ms))
         return out
@@ -507,7 +516,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         standby.close()
         del self.lanes[STANDBY_SLOT], state.slots[STANDBY_SLOT]
         self._new_trials()
-        return [_decision_record(decision), *self._end_canary("the champion changed", now_ms)]
+        return [decision_record(decision), *self._end_canary("the champion changed", now_ms)]
 
     def _retire_standby(self, verdict: Verdict, now_ms: int) -> list[TrainOutput]:
         champion = self.lanes[CHAMPION_SLOT].version
@@ -522,7 +531,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         decision = ctx.promoter.retire(
             state.name, version=standby.version, reason=reason, evidence=evidence, ts_ms=now_ms
         )
-        return [_decision_record(decision)]
+        return [decision_record(decision)]
 
     def _new_trials(self) -> None:
         """Evidence against the old champion says nothing about the new one."""
@@ -586,7 +595,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         if clear:
             ctx.promoter.set_canary(state.name, version=None, learner=None, share=0.0)
         reason = f"canary snapshot {snapshot} no longer serves: {why}"
-        return [_decision_record(ctx.promoter.retire(state.name, version=snapshot, reason=reason, evidence={},
+        return [decision_record(ctx.promoter.retire(state.name, version=snapshot, reason=reason, evidence={},
                                                       ts_ms=now_ms))]  # fmt: skip
 
     def _reconcile_champion(self) -> None:
@@ -647,7 +656,8 @@ def _ranges(sources: list[SourceRef]) -> tuple[OffsetRange, ...]:
     return tuple(sorted(OffsetRange(t, p, lo, hi) for (t, p), (lo, hi) in spans.items()))
 
 
-def _decision_record(decision: Decision) -> DecisionRecord:
+def decision_record(decision: Decision) -> DecisionRecord:
+    """A promoter's decision as the model-events topic carries it."""
     evidence: Mapping[str, Any] = decision.evidence
     return DecisionRecord(
         group=decision.group, action=decision.action, version=decision.version, previous=decision.previous,

@@ -68,7 +68,7 @@ def test_a_store_of_another_state_format_is_refused(tmp_path: Path) -> None:
     prepare_recovery(store, 1, _config(["a"]))
     manifest = manifest_for(_config(["a"])) | {"format": STATE_FORMAT + 1}
     (store / MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(RecoveryMismatchError, match=f"format: the store has {STATE_FORMAT + 1}"):
+    with pytest.raises(RecoveryMismatchError, match=f"holds state of format {STATE_FORMAT + 1}; this Headwater reads"):
         prepare_recovery(store, 1, _config(["a"]))
 
 
@@ -108,3 +108,13 @@ def test_another_learner_is_not_refused_but_said(tmp_path: Path, caplog: pytest.
         prepare_recovery(store, 1, other)
     assert "model.learner now says {'name': 'torch-mlp', 'params': {'hidden': [8]}, 'seed': 0}" in caplog.text
     assert "started with learner {'name': 'river-logreg'" in caplog.text
+
+
+def test_a_store_of_an_older_migratable_format_is_accepted_and_relabelled(tmp_path: Path) -> None:
+    """Format 1 (one model that served and learned) is carried forward as the flow resumes it:
+    the store is not refused, and its manifest then says the current format."""
+    store = tmp_path / "recovery"
+    prepare_recovery(store, 1, _config(["a"]))
+    (store / MANIFEST).write_text(json.dumps(manifest_for(_config(["a"])) | {"format": 1}))
+    prepare_recovery(store, 1, _config(["a"]))
+    assert json.loads((store / MANIFEST).read_text())["format"] == STATE_FORMAT

@@ -1,7 +1,10 @@
-"""One contract, every learner: built-ins and a user factory named by import path."""
+"""One contract, every learner: built-ins and a user factory named by import path — clone (with
+and without state), save/load round trip with digest checks, pickling, determinism under a seed.
+Its twin for evaluators is `test_evaluators.py`."""
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
@@ -154,6 +157,21 @@ def test_loaded_model_goes_on_learning_like_the_saved_one(spec: LearnerSpec, tmp
     learner.learn(x, 1 - y)
     loaded.learn(x, 1 - y)
     np.testing.assert_array_equal(loaded.predict_proba(_probe()), learner.predict_proba(_probe()))
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_pickled_in_a_snapshot_it_goes_on_like_the_original(spec: LearnerSpec) -> None:
+    """Lanes live in Bytewax's recovery snapshots (pickled, read back only from Headwater's own
+    store): a learner must survive the round trip, predict the same and learn on the same."""
+    learner = _build(spec)
+    _train(learner)
+    restored = pickle.loads(pickle.dumps(learner))
+    assert type(restored) is type(learner)
+    np.testing.assert_array_equal(restored.predict_proba(_probe()), learner.predict_proba(_probe()))
+    x, y = _blobs(np.random.default_rng(5), 200)
+    learner.learn(x, y)
+    restored.learn(x, y)
+    np.testing.assert_array_equal(restored.predict_proba(_probe()), learner.predict_proba(_probe()))
 
 
 @pytest.mark.parametrize("spec", SPECS)
