@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from dataflows.ports import OffsetRange
+from dataflows.ports import CheckpointRef, OffsetRange
 from learners import Learner
 
-__all__ = ["Job", "Lane", "LaneResult", "LaneState"]
+__all__ = ["Job", "Lane", "LaneResult", "LaneState", "StoredLane"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,19 @@ class LaneState:
 
     version: str
     learner: Learner
+    learns: bool
+    jobs: list[Job] = field(default_factory=list)
+    results: list[LaneResult] = field(default_factory=list)
+    skipped_total: int = 0
+
+
+@dataclass
+class StoredLane:
+    """A lane as a recovery snapshot keeps it: the model saved in the registry's checkpoint store
+    (safetensors for PyTorch, digest-checked), referred to here instead of pickled."""
+
+    version: str
+    checkpoint: CheckpointRef
     learns: bool
     jobs: list[Job] = field(default_factory=list)
     results: list[LaneResult] = field(default_factory=list)

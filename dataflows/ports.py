@@ -11,6 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 from learners import Learner
 
 __all__ = [
+    "CheckpointRef",
     "Clock",
     "Decision",
     "Metrics",
@@ -78,6 +79,16 @@ class Decision:
     evidence: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class CheckpointRef:
+    """A saved model state in the registry's checkpoint store: the class that loads it, the
+    digest its bytes must have, and where it lies (relative to the store)."""
+
+    learner_class: str
+    sha256: str
+    path: str
+
+
 @runtime_checkable
 class Registry(Protocol):
     """Model versions, their lineage down to Kafka offsets, their verdicts and the decisions taken.
@@ -116,7 +127,20 @@ class Registry(Protocol):
         ...
 
     def load_checkpoint(self, version: str) -> Learner:
-        """Load a version's checkpoint, refusing bytes whose digest differs from the recorded one."""
+        """Load a version's checkpoint, refusing bytes whose digest differs from the recorded one.
+        An unknown version raises a `LookupError`."""
+        ...
+
+    def store_state(self, learner: Learner) -> CheckpointRef:
+        """Save a model's state for a recovery snapshot (not a version's checkpoint)."""
+        ...
+
+    def load_state(self, ref: CheckpointRef) -> Learner:
+        """Load what `store_state` saved, refusing bytes whose digest differs."""
+        ...
+
+    def discard_state(self, ref: CheckpointRef) -> None:
+        """Delete a state no snapshot needs any more (kept if it is also a version's checkpoint)."""
         ...
 
     def champion(self, group: str) -> VersionInfo | None: ...

@@ -18,6 +18,7 @@ The step never waits for a lane except at the end of the input: serving goes on 
 
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
 import logging
@@ -42,8 +43,8 @@ from dataflows.gate import (
     next_actions,
 )
 from dataflows.labels import LabelJoin, Pending
-from dataflows.lanes import Job, Lane, LaneResult, LaneState
-from dataflows.ports import Clock, Decision, Metrics, OffsetRange, Promoter, Registry
+from dataflows.lanes import Job, Lane, LaneResult, LaneState, StoredLane
+from dataflows.ports import CheckpointRef, Clock, Decision, Metrics, OffsetRange, Promoter, Registry
 from dataflows.records import DeadLetter, DeadLetterReason, DecisionRecord, Label, ModelReport, SourceRef, VerdictRecord
 from dataflows.serve import ServedBatch
 from evaluators import (
@@ -77,6 +78,7 @@ TrainOutput = DeadLetter | ModelReport | VerdictRecord | DecisionRecord
 STATE_FORMAT = 2  # bump when GroupState's shape changes (format 1: one model that served and learned)
 WAKE = timedelta(milliseconds=50)  # how soon to look again for results while lanes are busy
 GOLDEN_MIN_SIZE = 50  # a golden set smaller than this checks nothing: promotions wait
+KEEP_SNAPSHOTS = 3  # recovery snapshots whose stored model states are kept
 
 
 @dataclass
@@ -85,7 +87,7 @@ class Slot:
 
     name: str  # "champion", "standby", or a candidate's name
     role: str  # champion, candidate or standby
-    lane: LaneState  # the model and its unfinished work, as of the last snapshot
+    lane: LaneState | StoredLane  # the model and its unfinished work (in a snapshot: the model stored)
     score: PrequentialScore
     spec: CandidateSpec | None = None
     trial: Trial | None = None
@@ -212,9 +214,12 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         self.ctx = ctx
         gate = ctx.config.gate
         self.lanes = {
-            name: Lane(name, slot.lane, max_backlog=gate.max_lag_batches, threaded=gate.threaded)
+            name: Lane(name, self._loaded(slot.lane), max_backlog=gate.max_lag_batches, threaded=gate.threaded)
             for name, slot in state.slots.items()
         }
+        # The stored states the last few snapshots refer to: Bytewax resumes from the last one it
+        # committed, which may be one or two behind the last one made. Older ones are discarded.
+        self._stored: collections.deque[set[CheckpointRef]] = collections.deque(maxlen=KEEP_SNAPSHOTS)
         self._reconcile_champion()
         self._reconcile_candidates()
 
@@ -257,11 +262,14 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
 
     def snapshot(self) -> GroupState:
         # Bytewax may pickle the snapshot after later batches ran: hand it copies, not live state.
-        # Each lane is copied at one instant (its model, queued jobs and uncollected results).
+        # Each lane is copied at one instant (its model, queued jobs and uncollected results); the
+        # model goes to the registry's checkpoint store, and the snapshot refers to it.
         state = self.state
+        lanes = {name: self._stored_lane(self.lanes[name].snapshot()) for name in state.slots}
+        self._keep({lane.checkpoint for lane in lanes.values()})
         slots = {
             name: dataclasses.replace(
-                slot, lane=self.lanes[name].snapshot(), score=copy.deepcopy(slot.score), trial=copy.deepcopy(slot.trial)
+                slot, lane=lanes[name], score=copy.deepcopy(slot.score), trial=copy.deepcopy(slot.trial)
             )
             for name, slot in state.slots.items()
         }
@@ -273,6 +281,25 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
     def close(self) -> None:
         for lane in self.lanes.values():
             lane.close()
+
+    def _loaded(self, lane: LaneState | StoredLane) -> LaneState:
+        if isinstance(lane, LaneState):
+            return lane
+        learner = self.ctx.registry.load_state(lane.checkpoint)
+        return LaneState(lane.version, learner, lane.learns, lane.jobs, lane.results, lane.skipped_total)
+
+    def _stored_lane(self, lane: LaneState) -> StoredLane:
+        ref = self.ctx.registry.store_state(lane.learner)
+        return StoredLane(lane.version, ref, lane.learns, lane.jobs, lane.results, lane.skipped_total)
+
+    def _keep(self, refs: set[CheckpointRef]) -> None:
+        """Remember what the newest snapshot refers to; discard what no kept snapshot does."""
+        if len(self._stored) == self._stored.maxlen:
+            oldest = self._stored.popleft()
+            still = refs.union(*self._stored)
+            for ref in oldest - still:
+                self.ctx.registry.discard_state(ref)
+        self._stored.append(refs)
 
     # -- labelled examples ----------------------------------------------------------------------
 
@@ -456,14 +483,13 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             retired = ctx.promoter.retire(group, version=previous, reason=reason, evidence={}, ts_ms=now_ms)
             out.append(decision_record(retired))
         else:
-            window = ctx.config.rolling_window
+            window, gate = ctx.config.rolling_window, ctx.config.gate
+            standby_lane = LaneState(previous, previous_learner, False)
             state.slots[STANDBY_SLOT] = Slot(
-                STANDBY_SLOT, "standby", LaneState(previous, previous_learner, False), PrequentialScore(window),
-                trial=_probation(ctx.config),
-            )  # fmt: skip
-            gate = ctx.config.gate
+                STANDBY_SLOT, "standby", standby_lane, PrequentialScore(window), trial=_probation(ctx.config)
+            )
             self.lanes[STANDBY_SLOT] = Lane(
-                STANDBY_SLOT, state.slots[STANDBY_SLOT].lane, max_backlog=gate.max_lag_batches, threaded=gate.threaded
+                STANDBY_SLOT, standby_lane, max_backlog=gate.max_lag_batches, threaded=gate.threaded
             )
         self._new_trials()
         if state.reservoir is not None:

@@ -75,6 +75,12 @@ class CheckpointStore:
             raise RegistryError(msg)
         return learner
 
+    def discard(self, relpath: str) -> None:
+        """Delete a stored state and its folder (the caller knows no version needs it)."""
+        folder = self._inside(relpath).parent
+        if folder != self.root.resolve():  # a state lies in a folder of its own: <sha256>/<file>
+            shutil.rmtree(folder, ignore_errors=True)
+
     def _inside(self, relpath: str) -> Path:
         parts = PurePosixPath(relpath).parts
         root = self.root.resolve()

@@ -22,7 +22,7 @@ from daemon.registry.codec import dumps, loads
 from daemon.registry.errors import RegistryError, UnknownVersionError
 from daemon.registry.lineage import merge_ranges
 from daemon.registry.schema import STATUSES, connect
-from dataflows.ports import Decision, OffsetRange, VersionInfo
+from dataflows.ports import CheckpointRef, Decision, OffsetRange, VersionInfo
 from learners import Learner, RiverLearner, TorchMLP
 
 __all__ = ["ACTIONS", "SqliteRegistry", "framework_of"]
@@ -84,23 +84,26 @@ class SqliteRegistry:
         if not group:
             msg = "cannot create a version without a group name"
             raise RegistryError(msg)
-        with self._locked(), self._transaction() as db:
-            if parent is not None:
-                self._row(db, parent)
-            next_number = db.execute('SELECT COALESCE(MAX(number), 0) + 1 FROM versions WHERE "group" = ?', (group,))
-            number: int = next_number.fetchone()[0]
-            version_id = f"{group}/{number}"
-            if status == "champion":
-                self._refuse_second_champion(db, group, version_id, allowed=None)
-            db.execute(
-                "INSERT INTO versions (id, \"group\", number, name, parent, framework, learner_class, config, status,"
-                " created_ms, promoted_ms, retired_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (version_id, group, number, name, parent, framework_of(learner),
-                 learner_class_of(learner), dumps(config), status, ts_ms,
-                 ts_ms if status == "champion" else None, ts_ms if status == "retired" else None),
-            )  # fmt: skip
-            info = self._info(self._row(db, version_id), [])
-            self._ranges[version_id] = []
+        with self._locked():
+            with self._transaction() as db:
+                if parent is not None:
+                    self._row(db, parent)
+                next_number = db.execute(
+                    'SELECT COALESCE(MAX(number), 0) + 1 FROM versions WHERE "group" = ?', (group,)
+                )
+                number: int = next_number.fetchone()[0]
+                version_id = f"{group}/{number}"
+                if status == "champion":
+                    self._refuse_second_champion(db, group, version_id, allowed=None)
+                db.execute(
+                    "INSERT INTO versions (id, \"group\", number, name, parent, framework, learner_class, config,"
+                    " status, created_ms, promoted_ms, retired_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (version_id, group, number, name, parent, framework_of(learner),
+                     learner_class_of(learner), dumps(config), status, ts_ms,
+                     ts_ms if status == "champion" else None, ts_ms if status == "retired" else None),
+                )  # fmt: skip
+                info = self._info(self._row(db, version_id), [])
+            self._ranges[version_id] = []  # after the commit
         return info
 
     def version(self, version_id: str) -> VersionInfo:
@@ -228,6 +231,25 @@ class SqliteRegistry:
         except RegistryError as exc:
             msg = f"version {version}: {exc}"
             raise RegistryError(msg) from exc
+
+    # -- states of recovery snapshots --------------------------------------------------------------
+
+    def store_state(self, learner: Learner) -> CheckpointRef:
+        """Save a model's state in the same digest-checked store as the checkpoints (the same bytes
+        are stored once), for a recovery snapshot to refer to instead of pickling the model."""
+        sha256, relpath = self._checkpoints.save(learner)
+        return CheckpointRef(learner_class_of(learner), sha256, relpath)
+
+    def load_state(self, ref: CheckpointRef) -> Learner:
+        return self._checkpoints.load(ref.learner_class, ref.path, ref.sha256)
+
+    def discard_state(self, ref: CheckpointRef) -> None:
+        with self._locked():
+            used = self._conn.execute(
+                "SELECT 1 FROM versions WHERE checkpoint_sha256 = ? LIMIT 1", (ref.sha256,)
+            ).fetchone()
+        if used is None:
+            self._checkpoints.discard(ref.path)
 
     # -- lifetime ---------------------------------------------------------------------------------
 
