@@ -33,4 +33,7 @@ demo: ## the demo: a drifting stream through a live daemon
 bench: ## end-to-end benchmark against a plain confluent-kafka loop
 	$(BIN)/python -m bench.e2e_kafka
 
-.PHONY: help install kafka-up kafka-down lint typecheck test check demo bench
+bench-candidates: ## serving latency with 0, 2, 4 candidates and a slow one (~4 min)
+	$(BIN)/python -m bench.candidates
+
+.PHONY: help install kafka-up kafka-down lint typecheck test check demo bench bench-candidates

@@ -9,10 +9,12 @@ measures both, in one run, through the real broker, with `bench.e2e_kafka`'s lat
 
 1. the same events at ``--rate`` for ``--duration`` s (after a warm-up) with 0, 2 and 4 candidates
    behind a river-logreg champion (`CANDIDATE_SETS`); each run's p50/p99 as a ratio to the
-   0-candidate run;
+   0-candidate run of its round (``--rounds``, interleaved 0, 2, 4, 0, 2, 4);
 2. the slow case: an adaptive random forest candidate (`arf`, a user factory) on ``--slow-events``
    offered at ``--slow-rate``, against a 0-candidate run at the same rate: predictions served /
-   events offered (must be all), latency, and the forest's lag and skipped batches.
+   events offered (must be all), latency, and the forest's lag and skipped batches; then the same
+   again with no Bytewax epoch end inside the run (``--no-long-epoch-run`` skips it), which tells
+   what the per-epoch snapshots of the models cost serving.
 
 Each run gets fresh topics and a fresh registry; what each model did (labelled examples scored and
 learned, lag, skipped batches) is read back from the model-events topic. By default no candidate
@@ -88,7 +90,7 @@ CANDIDATE_SETS: dict[str, list[dict[str, Any]]] = {
         {"name": "mlp", "learner": "torch-mlp", "params": {"device": "cpu"}},
     ],
 }
-SLOW_CANDIDATES = [{"name": "arf", "learner": "bench.candidates:arf", "params": {"n_models": 10}, "seed": 1}]
+LONG_EPOCH_S = 3600.0  # runtime.snapshot_interval_s of the diagnostic run: no epoch ends while it runs
 NO_PROMOTION = {"min_improvement": 0.99}  # no candidate gains 99 points of accuracy: the champion stays
 
 
@@ -104,9 +106,12 @@ class Params:
     bootstrap: str
     rate: float
     duration_s: float
+    rounds: int
     slow_events: int
     slow_rate: float
     slow_reference_s: float
+    slow_trees: int
+    long_epoch_run: bool
     workers: int
     partitions: int
     batch_max_size: int
@@ -128,9 +133,17 @@ def parse_args(argv: list[str] | None = None) -> Params:
     add("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap servers")
     add("--rate", type=float, default=2000.0, help="events/s sent in the 0/2/4-candidate runs")
     add("--duration", type=float, default=10.0, help="seconds of sending in the 0/2/4-candidate runs")
+    add("--rounds", type=int, default=2, help="rounds of the 0/2/4-candidate runs, interleaved")
     add("--slow-events", type=int, default=60_000, help="events offered in the slow-candidate run (0: skip it)")
     add("--slow-rate", type=float, default=1000.0, help="events/s in the slow-candidate run and its reference")
     add("--slow-reference", type=float, default=20.0, help="seconds of the 0-candidate run at --slow-rate")
+    add("--slow-trees", type=int, default=10, help="trees (n_models) of the slow forest candidate")
+    add(
+        "--long-epoch-run",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="repeat the slow case with no Bytewax epoch end (snapshot) inside the run",
+    )
     add("--workers", type=int, default=1, help="Bytewax worker threads")
     add("--partitions", type=int, default=4, help="partitions of every fresh topic")
     add("--batch-size", type=int, default=512, help="micro-batch size")
@@ -142,7 +155,17 @@ def parse_args(argv: list[str] | None = None) -> Params:
     add("--keep-topics", action="store_true", help="do not delete the benchmark's topics")
     add("--out-dir", type=Path, default=RESULTS, help="where the JSON and Markdown go")
     a = parser.parse_args(argv)
-    positive = ("rate", "duration", "slow_rate", "slow_reference", "workers", "partitions", "batch_size")
+    positive = (
+        "rate",
+        "duration",
+        "rounds",
+        "slow_rate",
+        "slow_reference",
+        "slow_trees",
+        "workers",
+        "partitions",
+        "batch_size",
+    )
     for name in (*positive, "max_wait_ms", "timeout"):
         if getattr(a, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
@@ -152,9 +175,12 @@ def parse_args(argv: list[str] | None = None) -> Params:
         bootstrap=a.bootstrap,
         rate=a.rate,
         duration_s=a.duration,
+        rounds=a.rounds,
         slow_events=a.slow_events,
         slow_rate=a.slow_rate,
         slow_reference_s=a.slow_reference,
+        slow_trees=a.slow_trees,
+        long_epoch_run=a.long_epoch_run,
         workers=a.workers,
         partitions=a.partitions,
         batch_max_size=a.batch_size,
@@ -168,7 +194,13 @@ def parse_args(argv: list[str] | None = None) -> Params:
     )
 
 
-def settings_for(p: Params, topics: HeadwaterTopics, candidates: list[dict[str, Any]], registry: Path) -> Settings:
+def slow_candidates(p: Params) -> list[dict[str, Any]]:
+    return [{"name": "arf", "learner": "bench.candidates:arf", "params": {"n_models": p.slow_trees}, "seed": 1}]
+
+
+def settings_for(
+    p: Params, topics: HeadwaterTopics, candidates: list[dict[str, Any]], registry: Path, runtime: dict[str, Any]
+) -> Settings:
     promotion: dict[str, Any] = {} if p.promote else dict(NO_PROMOTION)
     if p.max_lag_batches is not None:
         promotion["max_lag_batches"] = p.max_lag_batches
@@ -184,7 +216,7 @@ def settings_for(p: Params, topics: HeadwaterTopics, candidates: list[dict[str, 
             "partitions": p.partitions,
         },
         schema={"features": list(FEATURES), "classes": [0, 1]},
-        runtime={"tail": True, "workers": p.workers},
+        runtime={"tail": True, "workers": p.workers} | runtime,
         batching={"max_size": p.batch_max_size, "max_wait_ms": p.batch_max_wait_ms},
         model={"learner": CHAMPION, "candidates": candidates},
         promotion=promotion,
@@ -200,12 +232,18 @@ def prediction_ts(item: Received) -> tuple[str, int | None]:
     return str(body.get("id")), body.get("event_ts_ms")
 
 
-def run_one(p: Params, label: str, candidates: list[dict[str, Any]], events: list[Payload]) -> dict[str, Any]:
+def run_one(
+    p: Params,
+    label: str,
+    candidates: list[dict[str, Any]],
+    events: list[Payload],
+    runtime: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """``events`` at ``p.rate`` through a daemon with ``candidates``; latency, and what each model did."""
     topics = HeadwaterTopics.fresh("cand")
     create_topics(p, topics.all())
     with tempfile.TemporaryDirectory(prefix="headwater-bench-registry-") as registry:
-        settings = settings_for(p, topics, candidates, Path(registry))
+        settings = settings_for(p, topics, candidates, Path(registry), runtime or {})
         check_settings(settings, topics)
 
         def start(stop: threading.Event, deadline: Deadline) -> Runner:
@@ -377,7 +415,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{' / '.join(map(str, m['load_average_at_start']))} at the start."
     )
     md += ["", *render_markdown_table(latency_rows(runs)), ""]
-    md.append("Ratios are to the 0-candidate run at the same rate in this run (`reference` in the JSON).")
+    md.append(
+        "Ratios are to the 0-candidate run of the same round, or at the same rate, in this run (`reference` in "
+        "the JSON); the rounds run interleaved (0, 2, 4, 0, 2, 4), so that load from elsewhere on the machine "
+        "shows up as a round that disagrees rather than as a trend."
+    )
     md += ["", "## What each model did (from the model-events topic)", "", *render_markdown_table(lane_rows(runs))]
     md += ["", "## What was measured", ""]
     md.append(
@@ -411,12 +453,18 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(md)
 
 
+def stalls(run: dict[str, Any], runs: dict[str, dict[str, Any]]) -> list[int]:
+    """Seconds (of input time) whose slowest prediction took over twice the reference run's p99."""
+    bound = 2 * (runs[run.get("reference", "")].get("p99_ms") or float("inf")) if run.get("reference") else None
+    return [b["s"] for b in run["timeline"] if bound is not None and b["max_ms"] > bound]
+
+
 def notes(report: dict[str, Any]) -> list[str]:
     runs = report["runs"]
     out = []
     for name, r in runs.items():
-        worst = max(r["timeline"], key=lambda b: b["p99_ms"], default=None)
-        where = f"; slowest second: {worst['s']} s in, p99 {worst['p99_ms']:.0f} ms" if worst else ""
+        slow = stalls(r, runs)
+        where = f"; seconds with a prediction over 2x the reference's p99: {slow}" if slow else ""
         out.append(
             f"- `{name}`: {r['served']:,} of {r['offered']:,} events served ({r['missing']} missing, "
             f"{r['duplicates']} duplicates, {r['dead_letters']} dead letters); system part (input produced → "
@@ -426,9 +474,16 @@ def notes(report: dict[str, Any]) -> list[str]:
             f"{r['process_cpu_s']} s; `run_daemon` returned {r['stopped_after_stop_s']} s after the stop."
         )
     out.append(
-        "- Bytewax takes a snapshot of every stateful step at each epoch end (`runtime.snapshot_interval_s`, 10 s), "
-        "recovery store or not; the train step's snapshot copies each lane's model on the worker thread that "
-        "also serves. The per-second timeline in the JSON shows where the slow seconds fell."
+        "- Bytewax snapshots every stateful step at each epoch end (`runtime.snapshot_interval_s`, 10 s by "
+        "default), with or without a recovery store, on the worker thread that also serves; the train step's "
+        "snapshot (`Lane.snapshot`) waits for each lane's job in progress and then copies its model."
+        + (
+            " The `no epoch end` run repeats the slow case with `runtime.snapshot_interval_s` "
+            f"{LONG_EPOCH_S:g} s, so that no epoch ends while it runs: the difference between the two is what "
+            "the snapshots cost serving."
+            if any(name.endswith("no epoch end") for name in runs)
+            else ""
+        )
     )
     out.append(
         "- One process: the daemon, its lanes, the producer and the reader share the GIL and this machine's "
@@ -452,21 +507,28 @@ def main(argv: list[str] | None = None) -> int:
     slow = dataclasses.replace(p, rate=p.slow_rate, duration_s=p.slow_events / p.slow_rate)
     reference = dataclasses.replace(p, rate=p.slow_rate, duration_s=p.slow_reference_s)
     try:
-        for name, candidates in CANDIDATE_SETS.items():
-            runs[name] = run_one(p, name, candidates, events[:n_fast])
-        fill_ratios(runs, "0 candidates", list(CANDIDATE_SETS))
+        for r in range(1, p.rounds + 1):  # interleaved: a burst of load elsewhere hits one round, not one set
+            names = [f"{name}, round {r}" if p.rounds > 1 else name for name in CANDIDATE_SETS]
+            for name, candidates in zip(names, CANDIDATE_SETS.values(), strict=True):
+                runs[name] = run_one(p, name, candidates, events[:n_fast])
+            fill_ratios(runs, names[0], names)
         if p.slow_events:
-            ref_name, slow_name = f"0 candidates @ {p.slow_rate:g}/s", f"slow ARF candidate @ {p.slow_rate:g}/s"
+            ref_name = f"0 candidates @ {p.slow_rate:g}/s"
             runs[ref_name] = run_one(reference, ref_name, [], events[:n_ref])
-            runs[slow_name] = run_one(slow, slow_name, SLOW_CANDIDATES, events[: p.slow_events])
-            fill_ratios(runs, ref_name, [ref_name, slow_name])
+            names = [ref_name, f"ARF candidate @ {p.slow_rate:g}/s"]
+            runs[names[-1]] = run_one(slow, names[-1], slow_candidates(p), events[: p.slow_events])
+            if p.long_epoch_run:
+                names.append(f"ARF candidate @ {p.slow_rate:g}/s, no epoch end")
+                long_epoch = {"snapshot_interval_s": LONG_EPOCH_S}
+                runs[names[-1]] = run_one(slow, names[-1], slow_candidates(p), events[: p.slow_events], long_epoch)
+            fill_ratios(runs, ref_name, names)
     finally:
         if not p.keep_topics:
             log.info("deleting the %d topics of this run", len(CREATED))
             delete_topics(p.bootstrap, CREATED)
     machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     params = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(p).items()}
-    params |= {"champion": CHAMPION, "candidate_sets": CANDIDATE_SETS, "slow_candidates": SLOW_CANDIDATES}
+    params |= {"champion": CHAMPION, "candidate_sets": CANDIDATE_SETS, "slow_candidates": slow_candidates(p)}
     report = {"params": params, "machine": machine, "runs": runs, "total_s": round(time.perf_counter() - started, 1)}
     print(render_text(latency_rows(runs)), render_text(lane_rows(runs)), sep="\n\n")
     p.out_dir.mkdir(parents=True, exist_ok=True)

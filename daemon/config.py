@@ -138,7 +138,9 @@ class PromotionSettings(_Section):
     min_samples: int = Field(300, ge=10, description="paired labelled examples before a shadow verdict")
     min_improvement: float = Field(0.0, ge=0, lt=1, description="accuracy a candidate must gain at least")
     max_samples: int = Field(5000, ge=10, description="a trial without a conclusion by then starts over")
-    retry_after: int = Field(2000, ge=0, description="labelled examples a refused candidate learns before a new trial")
+    retry_after: int = Field(
+        2000, ge=0, description="labelled examples a refused candidate learns before a new trial; doubles per refusal"
+    )
     canary_steps: list[float] = Field([0.05, 0.25, 0.5], min_length=1, description="shares of keys, in order")
     canary_min_samples: int = Field(200, ge=1, description="canary-served labelled examples per step")
     probation_samples: int = Field(2000, ge=10, description="a new champion's probation against its predecessor")

@@ -246,7 +246,8 @@ def _table(report: DemoReport, options: DemoOptions, n_events: int, drift_at: in
     table.add_row("served by route", ", ".join(f"{r}: {n}" for r, n in sorted(report.routes.items())) or "-")
     for name, verdict in sorted(report.trials.items()):
         table.add_row(f"trial: {name}", f"{verdict['version']} {verdict['evaluator']} {verdict['phase']}")
-    for decision in report.decisions[-4:]:
+    shown = [d for d in report.decisions if d["action"] in ("promote", "rollback", "refuse")]
+    for decision in shown[-4:]:
         table.add_row("decision", _decision_line(decision, 110))
     table.add_row("waiting for labels", f"{me.get('pending_features', 0)} events")
     table.add_row("dead letters", ", ".join(f"{r}: {n}" for r, n in sorted(report.dead_letters.items())) or "0")
@@ -273,13 +274,19 @@ def _summary(console: Console, report: DemoReport, workload: Workload, spec: Wor
     console.print(table)
     counts = collections.Counter(str(d["action"]) for d in report.decisions)
     decisions = Table(title=f"Decisions ({', '.join(f'{a}: {n}' for a, n in sorted(counts.items()))})")
-    decisions.add_column("action")
-    decisions.add_column("version")
-    decisions.add_column("replaced")
-    decisions.add_column("reason", overflow="fold")
-    for d in report.decisions:
+    decisions.add_column("action", no_wrap=True)
+    decisions.add_column("version", no_wrap=True)
+    decisions.add_column("replaced", no_wrap=True)
+    decisions.add_column(
+        "reason (in full: registry, model-events topic)", overflow="ellipsis", no_wrap=True, max_width=90
+    )
+    for d in report.decisions:  # in the order they were taken (model events are keyed by group)
+        if d["action"] == "retire":
+            continue  # housekeeping: standbys after probation, replaced canary snapshots
         decisions.add_row(str(d["action"]), str(d["version"]), str(d.get("previous") or ""), str(d["reason"]))
     console.print(decisions)
+    console.print("retirements (standbys after probation, canary snapshots replaced, and such) are in the "
+                  "registry and on the model-events topic")  # fmt: skip
 
 
 def _decision_line(decision: dict[str, object], width: int) -> str:

@@ -14,6 +14,7 @@ import numpy as np
 
 from daemon.config import ConfigError
 from dataflows import DeadLetter, Decoder, Event, FeatureSchema, GoldenSet, RawMessage
+from dataflows.train import GOLDEN_MIN_SIZE
 
 __all__ = ["load_golden"]
 
@@ -39,8 +40,9 @@ def load_golden(path: Path, schema: FeatureSchema) -> GoldenSet:
             raise ConfigError(msg)
         xs.append(record.x)
         ys.append(record.label)
-    if not ys:
-        msg = f"promotion.golden_path: {path} holds no examples"
+    if len(ys) < GOLDEN_MIN_SIZE:
+        msg = (f"promotion.golden_path: {path} holds {len(ys)} examples; a golden set needs at least "
+               f"{GOLDEN_MIN_SIZE} to check anything (with fewer, no candidate could ever be promoted)")  # fmt: skip
         raise ConfigError(msg)
     x = np.asarray(xs, dtype=np.float64)
     return GoldenSet(x, np.asarray(ys, dtype=np.int64), source=str(path))

@@ -67,7 +67,7 @@ class GateSpec:
     min_samples: int = 300  # paired labelled examples before a shadow verdict
     min_improvement: float = 0.0  # accuracy a candidate must gain, at least, to be promoted
     max_samples: int = 5000  # a trial without a conclusion by then starts over
-    retry_after: int = 2000  # labelled examples a refused candidate learns before its next trial
+    retry_after: int = 2000  # labelled examples a refused candidate learns before its next trial (doubling)
     canary_steps: tuple[float, ...] = (0.05, 0.25, 0.5)
     canary_min_samples: int = 200  # canary-served labelled examples per step
     probation_samples: int = 2000  # a new champion's probation against its predecessor

@@ -139,7 +139,8 @@ class Lane:
             self._cond.notify_all()
 
     def drain(self) -> list[LaneResult]:
-        """The results made since the last call, in job order."""
+        """The results made since the last call, in the order they were made (a skipped job's
+        result may come before the result of the job running when it was skipped)."""
         with self._cond:
             out, self._results = self._results, []
         return out

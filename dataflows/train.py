@@ -78,7 +78,7 @@ TrainOutput = DeadLetter | ModelReport | VerdictRecord | DecisionRecord
 STATE_FORMAT = 2  # bump when GroupState's shape changes (format 1: one model that served and learned)
 WAKE = timedelta(milliseconds=50)  # how soon to look again for results while lanes are busy
 GOLDEN_MIN_SIZE = 50  # a golden set smaller than this checks nothing: promotions wait
-KEEP_SNAPSHOTS = 3  # recovery snapshots whose stored model states are kept
+KEEP_SNAPSHOTS = 20  # recovery snapshots whose stored model states are kept (Bytewax resumes from a recent one)
 
 
 @dataclass
@@ -91,6 +91,7 @@ class Slot:
     score: PrequentialScore
     spec: CandidateSpec | None = None
     trial: Trial | None = None
+    refusals: int = 0  # in a row: each one doubles the wait before the next trial (up to 16 times)
 
 
 @dataclass
@@ -227,8 +228,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
 
     def on_item(self, value: ServedBatch) -> tuple[Iterable[TrainOutput], bool]:
         now = self.ctx.clock()
-        out: list[TrainOutput] = [*self.state.outbox, *(_unmatched(label) for label in self.state.join.expire(now))]
-        self.state.outbox.clear()
+        out: list[TrainOutput] = [*self._take_outbox(), *(_unmatched(label) for label in self.state.join.expire(now))]
         job, evicted = self._job(value, now)
         out.extend(_unmatched(label) for label in evicted)
         if job is not None:
@@ -239,12 +239,12 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
 
     def on_notify(self) -> tuple[Iterable[TrainOutput], bool]:
         now = self.ctx.clock()
-        out: list[TrainOutput] = [_unmatched(label) for label in self.state.join.expire(now)]
+        out: list[TrainOutput] = [*self._take_outbox(), *(_unmatched(label) for label in self.state.join.expire(now))]
         out.extend(self._collect(now))
         return out, StatefulLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
-        if any(lane.backlog or lane.has_results for lane in self.lanes.values()):
+        if self.state.outbox or any(lane.backlog or lane.has_results for lane in self.lanes.values()):
             return datetime.now(UTC) + WAKE
         at = self.state.join.next_expiry()
         return None if at is None else datetime.fromtimestamp(at, UTC)
@@ -276,11 +276,17 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         return dataclasses.replace(
             state, slots=slots, join=state.join.snapshot(), pairing=copy.deepcopy(state.pairing),
             reservoir=copy.deepcopy(state.reservoir), features=list(state.features), classes=list(state.classes),
+            outbox=list(state.outbox),
         )  # fmt: skip
 
     def close(self) -> None:
         for lane in self.lanes.values():
             lane.close()
+
+    def _take_outbox(self) -> list[TrainOutput]:
+        out: list[TrainOutput] = list(self.state.outbox)
+        self.state.outbox = []  # a new list: a snapshot may hold the old one
+        return out
 
     def _loaded(self, lane: LaneState | StoredLane) -> LaneState:
         if isinstance(lane, LaneState):
@@ -451,6 +457,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             group, name=name, parent=version, learner=lane.learner, config={"continues": version}, ts_ms=now_ms
         )
         frozen = lane.freeze_as(successor.id)
+        slot.refusals = 0
         out: list[TrainOutput] = []
         golden = None if golden_set is None else self._golden_check(frozen, *golden_set)
         if golden is not None:
@@ -492,6 +499,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
                 STANDBY_SLOT, standby_lane, max_backlog=gate.max_lag_batches, threaded=gate.threaded
             )
         self._new_trials()
+        out.extend(self._refork(now_ms, keep=name))
         if state.reservoir is not None:
             state.trusted = state.reservoir.arrays()
         out.extend(self._end_canary("the champion changed", now_ms))
@@ -521,8 +529,9 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             )
             lane.rename(info.id)
         if slot.spec is not None:
+            slot.refusals += 1
             slot.trial = _trial(ctx.config, slot.spec)
-            slot.trial.wait = ctx.config.gate.retry_after
+            slot.trial.wait = ctx.config.gate.retry_after * 2 ** min(slot.refusals - 1, 4)
         out: list[TrainOutput] = [decision_record(decision)]
         if state.canary is not None and state.canary[0] == version:
             out.extend(self._end_canary(f"{version} was refused", now_ms))
@@ -542,7 +551,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         standby.close()
         del self.lanes[STANDBY_SLOT], state.slots[STANDBY_SLOT]
         self._new_trials()
-        return [decision_record(decision), *self._end_canary("the champion changed", now_ms)]
+        return [decision_record(decision), *self._refork(now_ms), *self._end_canary("the champion changed", now_ms)]
 
     def _retire_standby(self, verdict: Verdict, now_ms: int) -> list[TrainOutput]:
         champion = self.lanes[CHAMPION_SLOT].version
@@ -565,6 +574,29 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         for slot in self.state.slots.values():
             if slot.spec is not None:
                 slot.trial = _trial(self.ctx.config, slot.spec)
+
+    def _refork(self, now_ms: int, *, keep: str | None = None) -> list[TrainOutput]:
+        """Every fork but ``keep`` (the one just promoted, which learns on) starts again from the
+        new champion, as a new version; the version it leaves is retired."""
+        state, ctx, group = self.state, self.ctx, self.state.name
+        champion = self.lanes[CHAMPION_SLOT]
+        out: list[TrainOutput] = []
+        for name, slot in state.slots.items():
+            if slot.spec is None or not slot.spec.fork or name == keep:
+                continue
+            lane = self.lanes[name]
+            old = lane.version
+            learner = champion.learner.clone(include_state=True)
+            info = ctx.registry.create_version(
+                group, name=name, parent=champion.version, learner=learner, config={"fork_of": champion.version},
+                ts_ms=now_ms,
+            )  # fmt: skip
+            lane.replace(info.id, learner, learns=True)
+            reason = f"forked again from the new champion {champion.version} as {info.id}"
+            out.append(
+                decision_record(ctx.promoter.retire(group, version=old, reason=reason, evidence={}, ts_ms=now_ms))
+            )
+        return out
 
     def _golden_set(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The golden set to check a promotion against: the file's, or the trusted history (the

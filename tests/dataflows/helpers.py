@@ -137,11 +137,6 @@ def trained_learner(
     return learner
 
 
-def accuracy(learner: Learner, concept: Concept = concept_a, n: int = 1_000, seed: int = 7) -> float:
-    x, y = Stream(seed, concept).arrays(n)
-    return float((learner.predict_proba(x).argmax(axis=1) == y).mean())
-
-
 # -- a group on real collaborators -----------------------------------------------------------------
 
 
@@ -314,7 +309,6 @@ class Gated(Wrapped):
     def __init__(self, inner: Learner, gate: threading.Event, entered: threading.Event, limit_s: float = 10.0) -> None:
         super().__init__(inner)
         self.gate, self.entered, self.limit_s = gate, entered, limit_s
-        self.learned_batches: list[int] = []
 
     def learn(self, x: FloatArray, y: IntArray) -> None:
         self.entered.set()
@@ -322,7 +316,6 @@ class Gated(Wrapped):
             msg = f"the test never opened the gate within {self.limit_s} s"
             raise TimeoutError(msg)
         self.inner.learn(x, y)
-        self.learned_batches.append(len(y))
 
 
 class Memo:
@@ -387,7 +380,6 @@ __all__ = [
     "Memo",
     "Stream",
     "Wrapped",
-    "accuracy",
     "concept_a",
     "concept_b",
     "concept_poisoned",

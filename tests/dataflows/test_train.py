@@ -5,9 +5,11 @@ board's promoter, on an injected clock."""
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import shutil
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
@@ -17,13 +19,17 @@ from bytewax.operators import StatefulLogic
 from bytewax.testing import TestingSink, TestingSource
 
 from daemon.wiring import local_deps
-from dataflows.flow import install_champion
+from dataflows.decode import FeatureSchema
+from dataflows.flow import install_champion, resume_group_state
+from dataflows.gate import STANDBY_SLOT
+from dataflows.lanes import LaneState, StoredLane
 from dataflows.ports import OffsetRange
 from dataflows.records import DeadLetterReason, Event, Label, ModelReport
 from dataflows.serve import Served, ServingTable
-from dataflows.train import STANDBY_SLOT, TrainLogic
-from learners import LearnerSpec, build_learner
+from dataflows.train import STATE_FORMAT, TrainLogic, new_group_state
+from learners import Learner, LearnerSpec, build_learner
 from tests.dataflows.helpers import (
+    CLASSES,
     FEATURES,
     GROUP,
     LOGREG,
@@ -42,6 +48,7 @@ from tests.dataflows.helpers import (
     label,
     make_group,
     reports,
+    trained_learner,
 )
 
 PROBE = np.array([[2.0, 0.5], [-2.0, 0.5], [0.1, -1.0]])
@@ -350,6 +357,13 @@ def test_non_finite_probabilities_in_training_are_a_failure_not_a_score(tmp_path
 # -- snapshots -------------------------------------------------------------------------------------
 
 
+def _snapshot_model(group: Group, lane: LaneState | StoredLane) -> Learner:
+    """The model a snapshot holds for a lane: in it, or stored in the registry's checkpoint store."""
+    if isinstance(lane, LaneState):
+        return lane.learner
+    return group.deps.registry.load_state(lane.checkpoint)
+
+
 def test_a_snapshot_is_independent_of_later_live_changes(tmp_path: Path) -> None:
     """Bytewax may pickle a snapshot after later batches ran: checked on the objects themselves,
     without a pickle round trip doing the copying."""
@@ -358,7 +372,7 @@ def test_a_snapshot_is_independent_of_later_live_changes(tmp_path: Path) -> None
     group.run(stream, 2, size=40)
     group.step([event("waiting-f", [1.0, 1.0], None, offset=500), label("waiting-l", 0, offset=3)])
     snap = group.logic.snapshot()
-    fork_before = snap.slots["fork"].lane.learner.predict_proba(PROBE)
+    fork_before = _snapshot_model(group, snap.slots["fork"].lane).predict_proba(PROBE)
     trial = snap.slots["fork"].trial
     assert trial is not None
     evidence_before = trial.evaluator.verdict().evidence
@@ -376,11 +390,10 @@ def test_a_snapshot_is_independent_of_later_live_changes(tmp_path: Path) -> None
     assert (snap.join.pending_features, snap.join.pending_labels) == (1, 1)
     assert (live.state.join.pending_features, live.state.join.pending_labels) == (1, 0)
     assert snap.slots["fork"].score.snapshot().n == score_n == 80
-    np.testing.assert_array_equal(snap.slots["fork"].lane.learner.predict_proba(PROBE), fork_before)
+    np.testing.assert_array_equal(_snapshot_model(group, snap.slots["fork"].lane).predict_proba(PROBE), fork_before)
     assert not np.allclose(live.lanes["fork"].learner.predict_proba(PROBE), fork_before)
     assert trial.evaluator.verdict().evidence == evidence_before
     assert snap.pairing.pending == pending_before
-    assert snap.slots["fork"].lane.learner is not live.lanes["fork"].learner
 
 
 def _copy_group(group: Group, snapshot: bytes, directory: Path) -> Group:
@@ -390,7 +403,7 @@ def _copy_group(group: Group, snapshot: bytes, directory: Path) -> Group:
     return Group(group.config, deps, group.clock, TrainLogic(pickle.loads(snapshot), context(group.config, deps)))
 
 
-def _comparable(out: list[object]) -> list[object]:
+def _comparable(out: Sequence[object]) -> list[object]:
     return [msgspec.structs.replace(o, learn_ms=0.0) if isinstance(o, ModelReport) else o for o in out]
 
 
@@ -461,8 +474,8 @@ def test_a_slow_candidate_never_holds_serving_and_skips_what_it_cannot_keep_up_w
         gate.set()
     for lane in group.logic.lanes.values():
         assert lane.wait_idle(timeout_s=10), f"lane {lane.name} still busy"
-    got, _ = group.logic.on_notify()
-    out += list(got)
+    late, _ = group.logic.on_notify()
+    out += list(late)
     fork_reports = reports(out, "fork")
     assert sorted((r.batch, r.n_learned, r.lag_batches) for r in fork_reports[1:]) == [
         (1, 50, 0),
@@ -559,14 +572,18 @@ def test_the_hooks_retain_the_groups_state(tmp_path: Path) -> None:
 
 
 def test_on_eof_waits_for_threaded_lanes_and_reports_their_work(tmp_path: Path) -> None:
+    """At the end of the input every lane finishes (bounded wait) and every batch is reported once."""
     group = make_group(config(threaded=True, min_samples=1000), tmp_path)
     stream = Stream(12)
+    out: list[object] = []
     for _ in range(5):
-        group.step(stream.batch(40))
-    out, _ = group.logic.on_eof()
+        out += group.step(stream.batch(40))[1]
+    end, _ = group.logic.on_eof()
+    out += list(end)
     assert all(lane.backlog == 0 for lane in group.logic.lanes.values())
+    for model in ("champion", "fork"):
+        assert sorted(r.batch for r in reports(out, model)) == [1, 2, 3, 4, 5]
     assert group.deps.registry.version("default/2").samples == 200
-    assert {r.model for r in reports(out)} <= {"champion", "fork"}
 
 
 def test_a_group_starts_around_the_champion_that_serves_and_registers_its_candidates(tmp_path: Path) -> None:
@@ -584,3 +601,103 @@ def test_a_group_starts_around_the_champion_that_serves_and_registers_its_candid
     assert group.logic.lanes["champion"].learner is group.table.champion.learner
     assert group.logic.lanes["fork"].learner is not group.table.champion.learner
     assert not group.logic.lanes["champion"].learns
+
+
+# -- starting, resuming, and what a batch without work gives ----------------------------------------
+
+
+def test_the_first_champions_install_decision_is_published_once_with_the_first_batch(tmp_path: Path) -> None:
+    """`build_flow` installs the first champion before the first event; the decision reaches the
+    model-events topic through the group's first step, once. A restart decides nothing new."""
+    cfg = config()
+    deps = local_deps(TestingSource([]), TestingSink([]), tmp_path / "first", clock=FakeClock(5.0))
+    installed = install_champion(cfg, deps)
+    assert installed is not None
+    ctx = dataclasses.replace(context(cfg, deps), installed=installed)
+    group = Group(cfg, deps, FakeClock(5.0), TrainLogic(new_group_state(ctx), ctx))
+    _, first = group.step(Stream(1).batch(5))
+    (decision,) = decisions(first)
+    assert (decision.action, decision.version, decision.previous, decision.ts_ms) == (
+        "promote",
+        "default/1",
+        None,
+        5_000,
+    )
+    assert "first champion of group 'default'" in decision.reason
+    _, second = group.step(Stream(2).batch(5))
+    assert decisions(second) == []
+    # a restarted daemon finds the champion in the registry: it serves it, and nothing new is decided
+    shutil.copytree(tmp_path / "first", tmp_path / "restart")
+    again = local_deps(TestingSource([]), TestingSink([]), tmp_path / "restart", clock=FakeClock(6.0))
+    assert install_champion(cfg, again) is None
+    assert again.board.current(GROUP).champion.version == "default/1"
+
+
+def test_a_snapshot_taken_before_the_first_batch_keeps_the_install_decision_to_publish(tmp_path: Path) -> None:
+    """The install decision waits in the group's state until the first step publishes it. A snapshot
+    taken before that step must still hold it when the step has run (Bytewax may pickle the
+    snapshot later): resuming from it publishes the decision again rather than losing it."""
+    cfg = config()
+    deps = local_deps(TestingSource([]), TestingSink([]), tmp_path, clock=FakeClock(5.0))
+    installed = install_champion(cfg, deps)
+    assert installed is not None
+    ctx = dataclasses.replace(context(cfg, deps), installed=installed)
+    group = Group(cfg, deps, FakeClock(5.0), TrainLogic(new_group_state(ctx), ctx))
+    snap = group.logic.snapshot()
+    _, out = group.step(Stream(1).batch(5))
+    assert [d.action for d in decisions(out)] == ["promote"]
+    assert [(d.action, d.version) for d in snap.outbox] == [("promote", "default/1")]
+
+
+def test_an_empty_batch_gives_nothing(tmp_path: Path) -> None:
+    group = make_group(config(), tmp_path)
+    _, out = group.step([])
+    assert out == []
+    assert group.logic.state.seq == 0
+
+
+def test_the_champions_scores_match_the_predictions_it_served(tmp_path: Path) -> None:
+    """The champion is frozen, so what it is credited with is exactly what users got."""
+    group = make_group(config(min_samples=1000), tmp_path, champion=trained_learner(n=300))
+    stream = Stream(13)
+    for _ in range(5):
+        batch = stream.batch(40)
+        served, out = group.step(batch)
+        truth = {e.id: e.label for e in batch if isinstance(e, Event)}
+        right = sum(CLASSES.index(p.prediction) == truth[p.id] for p in served.predictions)
+        (report,) = reports(out, "champion")
+        assert report.n_correct == right
+        group.clock.t += 1
+
+
+def test_resuming_without_a_snapshot_starts_a_new_group(tmp_path: Path) -> None:
+    group = make_group(config(), tmp_path)
+    state = resume_group_state(None, context(group.config, group.deps))
+    assert (state.features, state.classes, state.format) == (FEATURES, CLASSES, STATE_FORMAT)
+    assert list(state.slots) == ["champion", "fork"]
+
+
+def test_resuming_keeps_a_snapshot_that_fits(tmp_path: Path) -> None:
+    group = make_group(config(), tmp_path)
+    group.run(Stream(1), 1)
+    restored = pickle.loads(pickle.dumps(group.logic.snapshot()))  # our own snapshot
+    assert resume_group_state(restored, context(group.config, group.deps)) is restored
+
+
+def test_resuming_refuses_a_snapshot_made_for_other_features_or_another_group(tmp_path: Path) -> None:
+    group = make_group(config(), tmp_path)
+    state = group.logic.snapshot()
+    swapped = dataclasses.replace(group.config, schema=FeatureSchema(["b", "a"], CLASSES))
+    with pytest.raises(ValueError, match=r"made for features \['a', 'b'\].*features \['b', 'a'\]"):
+        resume_group_state(state, context(swapped, group.deps))
+    other = dataclasses.replace(group.config, group="other")
+    with pytest.raises(ValueError, match="group 'other'"):
+        resume_group_state(state, context(other, group.deps))
+
+
+def test_resuming_refuses_a_snapshot_of_an_older_format(tmp_path: Path) -> None:
+    group = make_group(config(), tmp_path)
+    state = group.logic.snapshot()
+    del state.__dict__["format"]  # what unpickling a snapshot written before the field existed gives
+    with pytest.raises(ValueError, match=f"snapshot format None[,;] this Headwater reads format {STATE_FORMAT}"):
+        resume_group_state(state, context(group.config, group.deps))
