@@ -1,0 +1,76 @@
+"""The whole flow in memory: `build_flow` handed Bytewax's TestingSource and TestingSink and real
+collaborators (registry, board, promoter), run with `run_main`. Every event is predicted or
+dead-lettered, each kind of output goes to its own topic with its own key, and the lifecycle
+runs: a candidate is promoted, and every prediction names the registry version that made it."""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+
+import orjson
+from bytewax.testing import TestingSink, TestingSource, run_main
+
+from daemon.registry import SqliteRegistry
+from daemon.wiring import local_deps
+from daemon.workload import CLASSES, FEATURES, Workload, WorkloadSpec
+from dataflows import FlowConfig, GateSpec, KafkaOut, Topics, build_flow
+from dataflows.decode import FeatureSchema, RawMessage
+from learners import LearnerSpec
+
+TOPICS = Topics("events", "predictions", "dead-letters", "model-events", "labels")
+
+
+def _messages(workload: Workload) -> list[RawMessage]:
+    offsets: collections.Counter[str] = collections.Counter()
+    out = []
+    for item in workload.items():
+        topic = TOPICS.events if item.kind == "events" else (TOPICS.labels or "")
+        out.append(RawMessage(item.key, item.value, topic, 0, offsets[topic]))
+        offsets[topic] += 1
+    return out
+
+
+def test_the_whole_flow_in_memory(tmp_path: Path) -> None:
+    spec = WorkloadSpec(n_events=6000, drift_at=6000, malformed_every=250, label_delay=100, unmatched_labels=3)
+    workload = Workload(spec)
+    messages = _messages(workload)
+    config = FlowConfig(
+        "unused:9092", TOPICS, FeatureSchema(list(FEATURES), list(CLASSES)), LearnerSpec("river-logreg"),
+        gate=GateSpec(threaded=False), batch_max_size=200,
+    )  # fmt: skip
+    out: list[KafkaOut] = []
+    run_main(build_flow(config, local_deps(TestingSource(messages, batch_size=200), TestingSink(out), tmp_path)))
+
+    by_topic: dict[str, list[KafkaOut]] = collections.defaultdict(list)
+    for message in out:
+        by_topic[message.topic].append(message)
+    assert set(by_topic) == {TOPICS.predictions, TOPICS.dead_letters, TOPICS.model_events}
+
+    predictions = [orjson.loads(m.value) for m in by_topic[TOPICS.predictions]]
+    assert sorted(p["id"] for p in predictions) == sorted(workload.order)  # one per valid event
+    assert all(m.key == orjson.loads(m.value)["id"].encode() for m in by_topic[TOPICS.predictions])
+    dead = [orjson.loads(m.value) for m in by_topic[TOPICS.dead_letters]]
+    expected_dead = collections.Counter(i.expect.value for i in workload.items() if i.expect is not None)
+    assert collections.Counter(d["reason"] for d in dead) == expected_dead
+    events = [orjson.loads(m.value) for m in by_topic[TOPICS.model_events]]
+    assert {m.key for m in by_topic[TOPICS.model_events]} == {b"default"}
+    assert {e["type"] for e in events} == {"report", "verdict", "decision"}
+
+    promotions = [e for e in events if e["type"] == "decision" and e["action"] == "promote"]
+    assert promotions[0]["version"] == "default/1" and promotions[0]["previous"] is None
+    assert len(promotions) >= 2 and promotions[1]["previous"] == "default/1"
+    with SqliteRegistry(tmp_path) as registry:
+        known = {v.id for v in registry.versions("default")}
+        served = {v.id for v in registry.versions("default") if v.checkpoint_sha256 is not None}
+        assert [d.version for d in registry.decisions("default") if d.action == "promote"] == [
+            p["version"] for p in promotions
+        ]
+    # Every prediction names a version the registry knows, with the checkpoint that made it.
+    assert {p["version"] for p in predictions} <= served <= known
+    assert {p["route"] for p in predictions} == {"champion"}
+    # The candidate learned every labelled example (inline and joined), the champion none.
+    reports = [e for e in events if e["type"] == "report"]
+    learned = sum(1 for i in workload.items() if i.labelled)
+    assert sum(r["n_learned"] for r in reports if r["model"] == "fork") == learned
+    assert sum(r["n_learned"] for r in reports if r["model"] in ("champion", "standby")) == 0
