@@ -19,8 +19,10 @@ from learners import LearnerError
 app = typer.Typer(help="Headwater: keep models learning from a Kafka stream.", no_args_is_help=True)
 kafka_app = typer.Typer(help="A local single-node Apache Kafka broker for development.", no_args_is_help=True)
 topics_app = typer.Typer(help="Kafka topics Headwater uses.", no_args_is_help=True)
+registry_app = typer.Typer(help="Model versions, their lineage and the decisions taken.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
+app.add_typer(registry_app, name="registry")
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="YAML config file", exists=True, dir_okay=False)]
 
@@ -133,6 +135,39 @@ def topics_create(config: ConfigOption) -> None:
     settings = _settings(config)
     created = ensure_topics(settings.kafka.bootstrap_servers, settings.topics().all(), settings.kafka.partitions)
     typer.echo(f"created: {', '.join(created) or 'nothing (all exist)'}")
+
+
+GroupOption = Annotated[str | None, typer.Option(help="model group; default: model.group of the config")]
+
+
+@registry_app.command("versions")
+def registry_versions(config: ConfigOption, group: GroupOption = None) -> None:
+    """Every version of a group: status, parent, samples learned, and the offset ranges it learned from."""
+    from daemon.registry import SqliteRegistry, gaps
+
+    settings = _settings(config)
+    name = group or settings.model.group
+    with SqliteRegistry(settings.registry.path) as registry:
+        for v in registry.versions(name):
+            ranges = ", ".join(f"{r.topic}/{r.partition}:{r.first}-{r.last}" for r in v.ranges) or "-"
+            holes = len(gaps(v.ranges))
+            typer.echo(
+                f"{v.id:<14} {v.status:<9} {v.name:<10} parent {v.parent or '-':<14} {v.framework:<6} "
+                f"samples {v.samples:<8} {'checkpoint ' + v.checkpoint_sha256[:12] if v.checkpoint_sha256 else ''}"
+            )
+            typer.echo(f"{'':<14} learned from {ranges}" + (f" ({holes} gaps)" if holes else ""))
+
+
+@registry_app.command("decisions")
+def registry_decisions(config: ConfigOption, group: GroupOption = None) -> None:
+    """Every decision on a group (promote, refuse, rollback, retire), oldest first, with its reason."""
+    from daemon.registry import SqliteRegistry
+
+    settings = _settings(config)
+    with SqliteRegistry(settings.registry.path) as registry:
+        for d in registry.decisions(group or settings.model.group):
+            replaced = f" (was {d.previous})" if d.previous else ""
+            typer.echo(f"{d.ts_ms} {d.action:<8} {d.version}{replaced}: {d.reason}")
 
 
 if __name__ == "__main__":

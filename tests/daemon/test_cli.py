@@ -77,3 +77,44 @@ def test_topics_must_have_distinct_names(tmp_path: Path) -> None:
 def test_private_keys_and_jaas_settings_are_masked() -> None:
     data = {"ssl.key.pem": "-----BEGIN", "sasl.oauthbearer.config": "clientSecret=x", "sasl.jaas.config": "p"}
     assert set(mask_secrets(data).values()) == {"***"}
+
+
+def test_check_config_builds_every_candidate_learner(tmp_path: Path) -> None:
+    bad = GOOD + "model: {candidates: [{name: fork}, {name: alt, learner: torch-mlp, params: {widths: 3}}]}\n"
+    result = runner.invoke(app, ["check-config", "--config", str(_write(tmp_path, bad))])
+    assert result.exit_code == 2
+    assert "torch-mlp" in result.output and "widths" in result.output
+
+
+def test_registry_commands_show_versions_lineage_and_decisions(tmp_path: Path) -> None:
+    import numpy as np
+
+    from daemon.promoter import BoardPromoter
+    from daemon.registry import SqliteRegistry
+    from dataflows import ServingBoard
+    from dataflows.ports import OffsetRange
+    from learners import LearnerSpec, build_learner
+
+    store = tmp_path / "registry"
+    learner = build_learner(LearnerSpec("river-logreg"), n_features=2, n_classes=2, feature_names=["a", "b"])
+    with SqliteRegistry(store) as registry:
+        promoter = BoardPromoter(registry, ServingBoard())
+        first = registry.create_version("default", name="champion", parent=None, learner=learner, config={}, ts_ms=1)
+        promoter.install("default", version=first.id, learner=learner, reason="first champion", ts_ms=1)
+        fork = registry.create_version("default", name="fork", parent=first.id, learner=learner, config={}, ts_ms=2)
+        learner.learn(np.array([[0.0, 1.0]]), np.array([1]))
+        registry.record_learning(fork.id, [OffsetRange("ev", 0, 0, 99), OffsetRange("ev", 0, 120, 199)], 150)
+        promoter.promote("default", version=fork.id, learner=learner, previous=first.id,
+                         reason="passed its shadow trial", evidence={"lower": 0.01}, ts_ms=3)  # fmt: skip
+    config = _write(tmp_path, GOOD + f"registry: {{path: {store}}}\n")
+
+    versions = runner.invoke(app, ["registry", "versions", "--config", str(config)])
+    assert versions.exit_code == 0, versions.output
+    assert "default/2" in versions.output and "champion" in versions.output
+    assert "ev/0:0-99, ev/0:120-199 (1 gaps)" in versions.output
+    assert "samples 150" in versions.output
+    decisions = runner.invoke(app, ["registry", "decisions", "--config", str(config)])
+    assert decisions.exit_code == 0, decisions.output
+    lines = decisions.output.strip().splitlines()
+    assert lines[0].endswith("promote  default/1: first champion")
+    assert lines[1].endswith("promote  default/2 (was default/1): passed its shadow trial")
