@@ -33,6 +33,7 @@ import dataclasses
 import json
 import logging
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -47,6 +48,7 @@ import orjson
 
 from bench.common import (
     CREATED,
+    REPO,
     BenchError,
     Deadline,
     HeadwaterTopics,
@@ -373,12 +375,13 @@ def fmt(v: float | None, spec: str) -> str:
 
 
 def latency_rows(runs: dict[str, dict[str, Any]]) -> list[list[str]]:
-    rows = [["run", "events/s", "served / offered", "p50 ms", "p99 ms", "max ms", "p50 ratio", "p99 ratio"]]
+    rows = [["run", "events/s", "served / offered", "p50 ms", "p99 ms", "max ms", "p50 ratio", "p99 ratio",
+             "events / batch", "CPU s"]]  # fmt: skip
     for name, r in runs.items():
         rows.append([
             name, f"{r['rate']:,.0f}", f"{r['served']:,} / {r['offered']:,}", fmt(r.get("p50_ms"), ".1f"),
             fmt(r.get("p99_ms"), ".1f"), fmt(r.get("max_ms"), ".1f"), fmt(r.get("p50_ratio"), ".3f"),
-            fmt(r.get("p99_ratio"), ".3f"),
+            fmt(r.get("p99_ratio"), ".3f"), fmt(r["micro_batches"]["mean_size"], ".1f"), f"{r['process_cpu_s']:.1f}",
         ])  # fmt: skip
     return rows
 
@@ -396,12 +399,13 @@ def lane_rows(runs: dict[str, dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
-def describe(name: str, r: dict[str, Any]) -> str:
+def describe(name: str, candidates: list[dict[str, Any]]) -> str:
     models = ", ".join(
-        f"{c['name']} ({c.get('learner') or 'fork'}{' ' + json.dumps(c['params']) if c.get('params') else ''})"
-        for c in r["candidates"]
+        f"{c['name']} ({c.get('learner') or 'a fork of the champion'}"
+        f"{' ' + json.dumps(c['params']) if c.get('params') else ''})"
+        for c in candidates
     )
-    return f"`{name}`: {models or 'champion only'}"
+    return f"{name}: {models or 'the champion only'}"
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -410,7 +414,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     md.append(
         f"Measured on {m['cpu_count']} CPU(s) ({m['cpu_model']}), Python {m['python']}, Apache Kafka "
         f"{m['kafka_version']} (single local broker), Bytewax {m['bytewax']}, River {m['river']}, torch "
-        f"{m['torch']}; headwater commit {m['headwater_commit']} (with the working tree's changes). Produced by "
+        f"{m['torch']}; headwater commit {m['headwater_commit']}"
+        f"{' with uncommitted changes' if m.get('headwater_dirty') else ''}. Produced by "
         f"`python -m bench.candidates` in {report['total_s']:.0f} s; load average (1/5/15 min) "
         f"{' / '.join(map(str, m['load_average_at_start']))} at the start."
     )
@@ -426,7 +431,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- Champion `{CHAMPION}`, {p['workers']} worker, micro-batches of at most {p['batch_max_size']} / "
         f"{p['batch_max_wait_ms']:g} ms, fresh {p['partitions']}-partition topics and a fresh registry per run; "
         f"the same events (synthetic workload, half with an inline label) in every run at one rate. "
-        + "; ".join(describe(n, r) for n, r in runs.items())
+        + "; ".join(
+            [*(describe(n, c) for n, c in p["candidate_sets"].items()), describe("slow case", p["slow_candidates"])]
+        )
         + "."
     )
     md.append(
@@ -453,18 +460,17 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(md)
 
 
-def stalls(run: dict[str, Any], runs: dict[str, dict[str, Any]]) -> list[int]:
-    """Seconds (of input time) whose slowest prediction took over twice the reference run's p99."""
-    bound = 2 * (runs[run.get("reference", "")].get("p99_ms") or float("inf")) if run.get("reference") else None
-    return [b["s"] for b in run["timeline"] if bound is not None and b["max_ms"] > bound]
+def slowest_seconds(run: dict[str, Any], n: int = 5) -> str:
+    """The ``n`` seconds (of input time) with the slowest predictions, in time order: ``8 s: 1192 ms``."""
+    worst = sorted(sorted(run["timeline"], key=lambda b: -b["max_ms"])[:n], key=lambda b: b["s"])
+    return ", ".join(f"{b['s']} s: {b['max_ms']:.0f} ms" for b in worst)
 
 
 def notes(report: dict[str, Any]) -> list[str]:
     runs = report["runs"]
     out = []
     for name, r in runs.items():
-        slow = stalls(r, runs)
-        where = f"; seconds with a prediction over 2x the reference's p99: {slow}" if slow else ""
+        where = f"; slowest seconds (second of input time: slowest prediction) {slowest_seconds(r)}"
         out.append(
             f"- `{name}`: {r['served']:,} of {r['offered']:,} events served ({r['missing']} missing, "
             f"{r['duplicates']} duplicates, {r['dead_letters']} dead letters); system part (input produced → "
@@ -493,12 +499,28 @@ def notes(report: dict[str, Any]) -> list[str]:
     return out
 
 
+def working_tree_dirty() -> bool | None:
+    """Whether the measured code differs from ``headwater_commit`` (None if git cannot tell)."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip())
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
     p = parse_args(argv)
     started = time.perf_counter()
-    machine = machine_info(p) | {"torch": dist_version("torch")}
+    machine = machine_info(p) | {"torch": dist_version("torch"), "headwater_dirty": working_tree_dirty()}
     n_fast = round(p.rate * p.duration_s)
     n_ref = round(p.slow_rate * p.slow_reference_s)
     log.info("generating %d events", max(n_fast, p.slow_events, n_ref))
