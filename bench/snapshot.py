@@ -125,7 +125,7 @@ def baseline_snapshot(state: GroupState) -> bytes:
 
 
 def headwater_snapshot(logic: TrainLogic) -> bytes:
-    return pickle.dumps(logic.snapshot(), protocol=pickle.HIGHEST_PROTOCOL)
+    return pickle.dumps(logic.take_snapshot(), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def measure(p: Params) -> dict[str, Any]:

@@ -149,6 +149,7 @@ class PromotionSettings(_Section):
     golden_reservoir: int = Field(0, ge=0, description=">0: a reservoir of trusted history as the golden set")
     golden_tolerance: float = Field(0.02, ge=0, lt=1, description="regression allowed on the golden set")
     max_lag_batches: int = Field(64, ge=1, description="a model further behind skips its oldest batches")
+    max_lag_s: float = Field(10.0, gt=0, description="so does a model whose oldest waiting batch is older than this")
 
     @model_validator(mode="after")
     def _steps(self) -> Self:
@@ -164,7 +165,8 @@ class PromotionSettings(_Section):
             max_samples=self.max_samples, retry_after=self.retry_after, canary_steps=tuple(self.canary_steps),
             canary_min_samples=self.canary_min_samples, probation_samples=self.probation_samples,
             rollback_margin=self.rollback_margin, golden_tolerance=self.golden_tolerance,
-            golden_reservoir=self.golden_reservoir, max_lag_batches=self.max_lag_batches, threaded=threaded,
+            golden_reservoir=self.golden_reservoir, max_lag_batches=self.max_lag_batches, max_lag_s=self.max_lag_s,
+            threaded=threaded,
         )  # fmt: skip
 
 
@@ -237,6 +239,7 @@ with warnings.catch_warnings():
                 tail=self.runtime.tail,
                 # Without a recovery store nothing carries waiting labels past the end: dead-letter them.
                 drain_on_eof=self.runtime.recovery_dir is None,
+                recovery=self.runtime.recovery_dir is not None,
                 consumer_config=dict(self.kafka.consumer),
                 producer_config=dict(self.kafka.producer),
             )

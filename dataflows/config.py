@@ -75,6 +75,7 @@ class GateSpec:
     golden_tolerance: float = 0.02
     golden_reservoir: int = 0  # >0: a reservoir of trusted history, frozen at each promotion
     max_lag_batches: int = 64  # a model further behind than this skips its oldest batches
+    max_lag_s: float = 10.0  # ... and so does a model whose oldest waiting batch is older than this
     threaded: bool = True  # models learn on their own threads (False: inline, for tests)
 
 
@@ -111,6 +112,7 @@ class FlowConfig:
     rolling_window: int = 1000
     tail: bool = True
     drain_on_eof: bool = True
+    recovery: bool = False  # a recovery store keeps Bytewax's snapshots (else they are not worth making)
     consumer_config: Mapping[str, Any] = field(default_factory=dict)
     producer_config: Mapping[str, Any] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)

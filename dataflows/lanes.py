@@ -4,8 +4,10 @@ serving, nor the other models.
 The train step hands every lane the same `Job` (a micro-batch's labelled examples, in order). A
 lane first scores the examples with its model *as it is* (prequential: before learning them),
 then, if the model learns, learns them, and leaves a `LaneResult` for the train step to collect.
-A lane that falls more than ``max_backlog`` jobs behind skips its oldest job (reported, and a gap
-in its lineage) instead of growing without bound: it learns a sample of the stream.
+A lane that falls more than ``max_backlog`` jobs behind, or whose oldest waiting job is older than
+``max_age_s``, skips its oldest jobs (reported, and a gap in its lineage) instead of growing without
+bound: it learns a sample of the stream. (Counting jobs alone is not enough: when serving slows
+down, micro-batches grow, and a backlog of a few large jobs can be many seconds of work.)
 
 ``threaded=False`` runs each job at once on the caller's thread: deterministic, for unit tests.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -85,14 +88,18 @@ class StoredLane:
 class Lane:
     """One model and the thread that scores and teaches it."""
 
-    def __init__(self, name: str, state: LaneState, *, max_backlog: int, threaded: bool) -> None:
+    def __init__(
+        self, name: str, state: LaneState, *, max_backlog: int, threaded: bool, max_age_s: float = float("inf")
+    ) -> None:
         self.name = name
         self.max_backlog = max(1, max_backlog)
+        self.max_age_s = max_age_s
         self.threaded = threaded
         self._version = state.version
         self._learner = state.learner
         self._learns = state.learns
         self._jobs: collections.deque[Job] = collections.deque(state.jobs)
+        self._queued_at: collections.deque[float] = collections.deque(time.monotonic() for _ in state.jobs)
         self._results: list[LaneResult] = list(state.results)
         self.skipped_total = state.skipped_total
         self._cond = threading.Condition()
@@ -130,12 +137,22 @@ class Lane:
             with self._model:
                 self._results.append(self._process(job))
             return
+        now = time.monotonic()
         with self._cond:
-            if len(self._jobs) >= self.max_backlog:
+            while self._jobs:
+                waited = now - self._queued_at[0]
+                if len(self._jobs) >= self.max_backlog:
+                    why = f"{self.max_backlog} batches behind"
+                elif waited > self.max_age_s:
+                    why = f"its oldest batch waited {waited:.1f} s (more than {self.max_age_s:g} s)"
+                else:
+                    break
                 oldest = self._jobs.popleft()
+                self._queued_at.popleft()
                 self.skipped_total += 1
-                self._results.append(self._skipped(oldest))
+                self._results.append(self._skipped(oldest, why))
             self._jobs.append(job)
+            self._queued_at.append(now)
             self._cond.notify_all()
 
     def drain(self) -> list[LaneResult]:
@@ -194,6 +211,16 @@ class Lane:
                 list(self._results), self.skipped_total,
             )  # fmt: skip
 
+    def store(self, save: Callable[[Learner], CheckpointRef], reuse: CheckpointRef | None = None) -> StoredLane:
+        """The lane at one instant, its model saved with ``save`` (the registry's checkpoint store)
+        while the lane waits: no copy of the model is made. A lane whose model never learns may
+        hand in the ``reuse`` reference of its last save instead."""
+        with self._model, self._cond:
+            ref = reuse if reuse is not None and not self._learns else save(self._learner)
+            return StoredLane(
+                self._version, ref, self._learns, list(self._jobs), list(self._results), self.skipped_total
+            )
+
     def close(self) -> None:
         with self._cond:
             self._closed = True
@@ -215,6 +242,7 @@ class Lane:
                     if not self._jobs:
                         continue
                     job = self._jobs.popleft()
+                    self._queued_at.popleft()
                     self._busy = True
                 result = self._process(job)
                 with self._cond:
@@ -254,9 +282,9 @@ class Lane:
             ranges=ranges,
         )  # fmt: skip
 
-    def _skipped(self, job: Job) -> LaneResult:
+    def _skipped(self, job: Job, why: str) -> LaneResult:
         empty = np.zeros(0)
         return LaneResult(
             self.name, self._version, job.seq, empty, empty, np.zeros(0, dtype=np.int8), skipped=True,
-            error=f"{self.max_backlog} batches behind: skipped batch {job.seq} ({len(job)} examples)",
+            error=f"{why}: skipped batch {job.seq} ({len(job)} examples)",
         )  # fmt: skip

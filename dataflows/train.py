@@ -213,14 +213,11 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
     def __init__(self, state: GroupState, ctx: TrainContext) -> None:
         self.state = state
         self.ctx = ctx
-        gate = ctx.config.gate
-        self.lanes = {
-            name: Lane(name, self._loaded(slot.lane), max_backlog=gate.max_lag_batches, threaded=gate.threaded)
-            for name, slot in state.slots.items()
-        }
+        self.lanes = {name: self._lane(name, self._loaded(slot.lane)) for name, slot in state.slots.items()}
         # The stored states the last few snapshots refer to: Bytewax resumes from the last one it
         # committed, which may be one or two behind the last one made. Older ones are discarded.
         self._stored: collections.deque[set[CheckpointRef]] = collections.deque(maxlen=KEEP_SNAPSHOTS)
+        self._saved: dict[str, tuple[Learner, CheckpointRef]] = {}  # frozen models already saved
         self._reconcile_champion()
         self._reconcile_candidates()
 
@@ -260,12 +257,18 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         self.close()  # the input is over: the lanes' threads end (a snapshot still reads them)
         return out, StatefulLogic.RETAIN
 
-    def snapshot(self) -> GroupState:
+    def snapshot(self) -> GroupState | None:  # type: ignore[override]
+        # Bytewax calls this at every epoch end, on the worker thread that serves, recovery store
+        # or not. Without one, nothing would ever read the snapshot: it is not made.
+        return self.take_snapshot() if self.ctx.config.recovery else None
+
+    def take_snapshot(self) -> GroupState:
+        """The group's state as a recovery snapshot holds it."""
         # Bytewax may pickle the snapshot after later batches ran: hand it copies, not live state.
-        # Each lane is copied at one instant (its model, queued jobs and uncollected results); the
-        # model goes to the registry's checkpoint store, and the snapshot refers to it.
+        # Each lane is taken at one instant (its model, queued jobs and uncollected results); the
+        # model is saved to the registry's checkpoint store, and the snapshot refers to it.
         state = self.state
-        lanes = {name: self._stored_lane(self.lanes[name].snapshot()) for name in state.slots}
+        lanes = {name: self._store(name) for name in state.slots}
         self._keep({lane.checkpoint for lane in lanes.values()})
         slots = {
             name: dataclasses.replace(
@@ -294,9 +297,20 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         learner = self.ctx.registry.load_state(lane.checkpoint)
         return LaneState(lane.version, learner, lane.learns, lane.jobs, lane.results, lane.skipped_total)
 
-    def _stored_lane(self, lane: LaneState) -> StoredLane:
-        ref = self.ctx.registry.store_state(lane.learner)
-        return StoredLane(lane.version, ref, lane.learns, lane.jobs, lane.results, lane.skipped_total)
+    def _lane(self, name: str, state: LaneState) -> Lane:
+        gate = self.ctx.config.gate
+        return Lane(name, state, max_backlog=gate.max_lag_batches, max_age_s=gate.max_lag_s, threaded=gate.threaded)
+
+    def _store(self, name: str) -> StoredLane:
+        """A lane as a snapshot keeps it. A model that never learns (champion, standby) is saved
+        once and its reference reused while the same model sits in the lane."""
+        lane = self.lanes[name]
+        last = self._saved.get(name)
+        reuse = last[1] if last is not None and last[0] is lane.learner else None
+        stored = lane.store(self.ctx.registry.store_state, reuse)
+        if not stored.learns:
+            self._saved[name] = (lane.learner, stored.checkpoint)
+        return stored
 
     def _keep(self, refs: set[CheckpointRef]) -> None:
         """Remember what the newest snapshot refers to; discard what no kept snapshot does."""
@@ -490,14 +504,12 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             retired = ctx.promoter.retire(group, version=previous, reason=reason, evidence={}, ts_ms=now_ms)
             out.append(decision_record(retired))
         else:
-            window, gate = ctx.config.rolling_window, ctx.config.gate
+            window = ctx.config.rolling_window
             standby_lane = LaneState(previous, previous_learner, False)
             state.slots[STANDBY_SLOT] = Slot(
                 STANDBY_SLOT, "standby", standby_lane, PrequentialScore(window), trial=_probation(ctx.config)
             )
-            self.lanes[STANDBY_SLOT] = Lane(
-                STANDBY_SLOT, standby_lane, max_backlog=gate.max_lag_batches, threaded=gate.threaded
-            )
+            self.lanes[STANDBY_SLOT] = self._lane(STANDBY_SLOT, standby_lane)
         self._new_trials()
         out.extend(self._refork(now_ms, keep=name))
         if state.reservoir is not None:

@@ -98,6 +98,28 @@ def test_a_lane_more_than_max_backlog_behind_skips_its_oldest_jobs() -> None:
     one.close()
 
 
+def test_a_lane_whose_oldest_waiting_job_is_too_old_skips_it_however_short_its_queue() -> None:
+    """Batches grow when serving slows down: a few queued jobs can be seconds of work. A job that
+    waited longer than ``max_age_s`` is skipped when the next one comes (age 0: at once)."""
+    gate, entered = threading.Event(), threading.Event()
+    slow = Gated(Memo(), gate, entered)
+    one = Lane("fork", LaneState("default/2", slow, True), max_backlog=100, max_age_s=0.0, threaded=True)
+    try:
+        one.submit(job(1))
+        assert entered.wait(10), "the lane never started job 1"
+        one.submit(job(2))
+        one.submit(job(3))  # job 2 has waited longer than 0 s: skipped, job 3 waits
+        skipped = one.drain()
+        assert [(r.seq, r.skipped) for r in skipped] == [(2, True)]
+        assert skipped[0].error is not None and skipped[0].error.startswith("its oldest batch waited")
+        assert one.skipped_total == 1
+    finally:
+        gate.set()
+    idle(one)
+    assert [(r.seq, r.skipped) for r in one.drain()] == [(1, False), (3, False)]
+    one.close()
+
+
 def test_an_inline_lane_never_skips() -> None:
     one = lane(Memo(), max_backlog=1)
     for seq in range(1, 6):

@@ -22,7 +22,7 @@ PROBE = np.array([[1.0, 0.5], [-1.0, 0.2], [0.3, -2.0]])
 def test_a_snapshot_stores_each_model_and_a_resume_loads_it_back(tmp_path: Path, learner: LearnerSpec) -> None:
     group = make_group(config(learner=learner), tmp_path)
     group.run(Stream(3), 4, size=60)
-    snapshot = group.logic.snapshot()
+    snapshot = group.logic.take_snapshot()
     blob = pickle.dumps(snapshot)
     for name, slot in snapshot.slots.items():
         assert isinstance(slot.lane, StoredLane), name
@@ -45,7 +45,7 @@ def test_a_snapshot_stores_each_model_and_a_resume_loads_it_back(tmp_path: Path,
 def test_a_tampered_stored_state_is_refused_on_resume(tmp_path: Path) -> None:
     group = make_group(config(), tmp_path)
     group.run(Stream(4), 2)
-    snapshot = group.logic.snapshot()
+    snapshot = group.logic.take_snapshot()
     lane = snapshot.slots["fork"].lane
     assert isinstance(lane, StoredLane)
     path = group.deps.registry.directory / "checkpoints" / lane.checkpoint.path  # type: ignore[attr-defined]
@@ -62,7 +62,7 @@ def test_states_no_kept_snapshot_needs_are_deleted(tmp_path: Path) -> None:
     refs = []
     for _ in range(KEEP_SNAPSHOTS + 2):
         group.run(stream, 1, size=60)  # the fork learns: a new state each time
-        lane = group.logic.snapshot().slots["fork"].lane
+        lane = group.logic.take_snapshot().slots["fork"].lane
         assert isinstance(lane, StoredLane)
         refs.append(lane.checkpoint)
     store = group.deps.registry.directory / "checkpoints"  # type: ignore[attr-defined]
@@ -71,7 +71,7 @@ def test_states_no_kept_snapshot_needs_are_deleted(tmp_path: Path) -> None:
     assert all((store / r.path).is_file() for r in kept)
     assert not any((store / r.path).exists() for r in refs[:-KEEP_SNAPSHOTS])
     # The champion's state is its version's checkpoint as well: never deleted.
-    champion = group.logic.snapshot().slots["champion"].lane
+    champion = group.logic.take_snapshot().slots["champion"].lane
     assert isinstance(champion, StoredLane)
     assert (store / champion.checkpoint.path).is_file()
     group.logic.close()

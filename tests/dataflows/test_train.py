@@ -272,7 +272,7 @@ def test_the_end_of_the_input_dead_letters_waiting_labels_only_when_told_to(tmp_
         assert dead(out) == []
         assert (join.pending_labels, join.pending_features) == (2, 1)
         # and after a resume, a waiting label still joins its event
-        resumed = TrainLogic(group.logic.snapshot(), context(group.config, group.deps))
+        resumed = TrainLogic(group.logic.take_snapshot(), context(group.config, group.deps))
         memo = Memo()
         resumed.lanes["fork"].replace("default/2", memo, learns=True)
         resumed.on_item(group.serve([event("w1", [4.0, 4.0], None, offset=9)]).batch)
@@ -371,7 +371,7 @@ def test_a_snapshot_is_independent_of_later_live_changes(tmp_path: Path) -> None
     stream = Stream(9)
     group.run(stream, 2, size=40)
     group.step([event("waiting-f", [1.0, 1.0], None, offset=500), label("waiting-l", 0, offset=3)])
-    snap = group.logic.snapshot()
+    snap = group.logic.take_snapshot()
     fork_before = _snapshot_model(group, snap.slots["fork"].lane).predict_proba(PROBE)
     trial = snap.slots["fork"].trial
     assert trial is not None
@@ -414,7 +414,7 @@ def test_a_pickled_snapshot_resumes_and_continues_identically(tmp_path: Path) ->
     stream = Stream(10)
     group.run(stream, 2)
     group.step([event("pending-f", [1.0, 1.0], None, offset=900), label("pending-l", 1, offset=5)])
-    snapshot = pickle.dumps(group.logic.snapshot())
+    snapshot = pickle.dumps(group.logic.take_snapshot())
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     resumed = _copy_group(group, snapshot, tmp_path / "b")
     assert resumed.logic.state.join.pending_features == 1
@@ -541,7 +541,7 @@ def test_a_restart_from_a_snapshot_older_than_a_promotion_goes_on_from_the_regis
     group = make_group(config(), tmp_path)
     stream = Stream(1)
     group.run(stream, 2)
-    snapshot = pickle.dumps(group.logic.snapshot())
+    snapshot = pickle.dumps(group.logic.take_snapshot())
     for _ in range(20):
         out = group.run(stream, 1)
         if decisions(out):
@@ -643,7 +643,7 @@ def test_a_snapshot_taken_before_the_first_batch_keeps_the_install_decision_to_p
     assert installed is not None
     ctx = dataclasses.replace(context(cfg, deps), installed=installed)
     group = Group(cfg, deps, FakeClock(5.0), TrainLogic(new_group_state(ctx), ctx))
-    snap = group.logic.snapshot()
+    snap = group.logic.take_snapshot()
     _, out = group.step(Stream(1).batch(5))
     assert [d.action for d in decisions(out)] == ["promote"]
     assert [(d.action, d.version) for d in snap.outbox] == [("promote", "default/1")]
@@ -680,13 +680,13 @@ def test_resuming_without_a_snapshot_starts_a_new_group(tmp_path: Path) -> None:
 def test_resuming_keeps_a_snapshot_that_fits(tmp_path: Path) -> None:
     group = make_group(config(), tmp_path)
     group.run(Stream(1), 1)
-    restored = pickle.loads(pickle.dumps(group.logic.snapshot()))  # our own snapshot
+    restored = pickle.loads(pickle.dumps(group.logic.take_snapshot()))  # our own snapshot
     assert resume_group_state(restored, context(group.config, group.deps)) is restored
 
 
 def test_resuming_refuses_a_snapshot_made_for_other_features_or_another_group(tmp_path: Path) -> None:
     group = make_group(config(), tmp_path)
-    state = group.logic.snapshot()
+    state = group.logic.take_snapshot()
     swapped = dataclasses.replace(group.config, schema=FeatureSchema(["b", "a"], CLASSES))
     with pytest.raises(ValueError, match=r"made for features \['a', 'b'\].*features \['b', 'a'\]"):
         resume_group_state(state, context(swapped, group.deps))
@@ -697,7 +697,7 @@ def test_resuming_refuses_a_snapshot_made_for_other_features_or_another_group(tm
 
 def test_resuming_refuses_a_snapshot_of_an_older_format(tmp_path: Path) -> None:
     group = make_group(config(), tmp_path)
-    state = group.logic.snapshot()
+    state = group.logic.take_snapshot()
     del state.__dict__["format"]  # what unpickling a snapshot written before the field existed gives
     with pytest.raises(ValueError, match=f"snapshot format None[,;] this Headwater reads format {STATE_FORMAT}"):
         resume_group_state(state, context(group.config, group.deps))
