@@ -179,6 +179,9 @@ class RuntimeSettings(_Section):
     tail: bool = Field(True, description="keep waiting for new events; false: stop at the end of the topics")
     torch_threads: int = Field(1, ge=1)
     train_threads: bool = Field(True, description="each model learns on its own thread (false: inline)")
+    gil_switch_interval_ms: float = Field(
+        5.0, gt=0, le=100, description="Python's thread switch interval (sys.setswitchinterval): serving vs learning"
+    )
     recovery_dir: Path | None = Field(None, description="Bytewax recovery store; unset: no recovery")
     recovery_partitions: int = Field(8, ge=1, description="at least the most workers you will ever run")
     snapshot_interval_s: float = Field(10.0, gt=0)

@@ -113,6 +113,7 @@ class FlowConfig:
     tail: bool = True
     drain_on_eof: bool = True
     recovery: bool = False  # a recovery store keeps Bytewax's snapshots (else they are not worth making)
+    lineage_flush_s: float = 1.0  # how often what each version learned is written to the registry
     consumer_config: Mapping[str, Any] = field(default_factory=dict)
     producer_config: Mapping[str, Any] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)

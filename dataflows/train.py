@@ -22,6 +22,7 @@ import collections
 import copy
 import dataclasses
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -218,6 +219,11 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         # committed, which may be one or two behind the last one made. Older ones are discarded.
         self._stored: collections.deque[set[CheckpointRef]] = collections.deque(maxlen=KEEP_SNAPSHOTS)
         self._saved: dict[str, tuple[Learner, CheckpointRef]] = {}  # frozen models already saved
+        # What each version learned since the last write to the registry: written every
+        # `lineage_flush_s`, before every decision and snapshot, and at the end (one SQLite
+        # transaction per batch and model cost the serving thread milliseconds).
+        self._lineage: dict[str, tuple[tuple[OffsetRange, ...], int]] = {}
+        self._flushed_at = time.monotonic()
         self._reconcile_champion()
         self._reconcile_candidates()
 
@@ -228,11 +234,20 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         out: list[TrainOutput] = [*self._take_outbox(), *(_unmatched(label) for label in self.state.join.expire(now))]
         job, evicted = self._job(value, now)
         out.extend(_unmatched(label) for label in evicted)
+        if self.ctx.config.gate.threaded:
+            # Collect first, then hand the new job out: once the lanes' threads are busy with it,
+            # they compete with this (serving) thread for the GIL.
+            out.extend(self._collect(now))
+            self._submit(job)
+        else:  # inline: the job is done as it is submitted, and collected at once
+            self._submit(job)
+            out.extend(self._collect(now))
+        return out, StatefulLogic.RETAIN
+
+    def _submit(self, job: Job | None) -> None:
         if job is not None:
             for lane in self.lanes.values():
                 lane.submit(job)
-        out.extend(self._collect(now))
-        return out, StatefulLogic.RETAIN
 
     def on_notify(self) -> tuple[Iterable[TrainOutput], bool]:
         now = self.ctx.clock()
@@ -252,6 +267,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
                 log.warning("lane %s still busy at the end of the input; its work carries over", lane.name)
         now = self.ctx.clock()
         out = self._collect(now)
+        self._flush_lineage()
         if self.ctx.drain_on_eof:
             out.extend(_unmatched(label) for label in self.state.join.drain())
         self.close()  # the input is over: the lanes' threads end (a snapshot still reads them)
@@ -267,6 +283,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         # Bytewax may pickle the snapshot after later batches ran: hand it copies, not live state.
         # Each lane is taken at one instant (its model, queued jobs and uncollected results); the
         # model is saved to the registry's checkpoint store, and the snapshot refers to it.
+        self._flush_lineage()
         state = self.state
         lanes = {name: self._store(name) for name in state.slots}
         self._keep({lane.checkpoint for lane in lanes.values()})
@@ -370,6 +387,8 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             for result in lane.drain():
                 out.extend(self._record(state.slots[name], lane, result, now_ms))
                 state.pairing.add(result)
+        if time.monotonic() - self._flushed_at >= ctx.config.lineage_flush_s:
+            self._flush_lineage()
         versions = {name: lane.version for name, lane in self.lanes.items()}
         oldest = state.seq - 4 * ctx.config.gate.max_lag_batches
         for name, paired, routes in state.pairing.pairs(versions, oldest):
@@ -397,7 +416,8 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         if n:
             slot.score.update(np.ones(n, dtype=np.int64), result.correct.astype(np.int64), proba_true=result.proba_true)
         if result.ranges or result.learned:
-            ctx.registry.record_learning(result.version, result.ranges, result.learned)
+            ranges, samples = self._lineage.get(result.version, ((), 0))
+            self._lineage[result.version] = (ranges + result.ranges, samples + result.learned)
         ctx.metrics.learned(state.name, slot.name, result.learned, result.learn_ms / 1000, lane.backlog)
         if not (n or result.error or result.skipped):
             return []
@@ -442,7 +462,14 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             reason=verdict.reason, evidence=evidence, ts_ms=now_ms,
         )  # fmt: skip
 
+    def _flush_lineage(self) -> None:
+        lineage, self._lineage = self._lineage, {}
+        for version, (ranges, samples) in lineage.items():
+            self.ctx.registry.record_learning(version, ranges, samples)
+        self._flushed_at = time.monotonic()
+
     def _act(self, action: Action, now_ms: int) -> list[TrainOutput]:
+        self._flush_lineage()  # a decision is recorded with the lineage it was taken on
         if action.kind == "promote":
             return self._promote(action.slot, action.verdict, now_ms)
         if action.kind == "refuse":

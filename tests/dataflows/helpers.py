@@ -164,6 +164,8 @@ def config(
         label_window_s=label_window_s,
         max_pending=max_pending,
         rolling_window=rolling_window,
+        recovery=True,  # snapshots are made (and tested)
+        lineage_flush_s=0.0,  # the registry is up to date after every step
     )
 
 
