@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -176,6 +177,8 @@ def headwater_settings(p: Params, topics: HeadwaterTopics, *, tail: bool) -> Set
         runtime={"tail": tail, "workers": p.workers},
         batching={"max_size": p.batch_max_size, "max_wait_ms": p.batch_max_wait_ms},
         model={"learner": p.learner},
+        # a fresh registry per run: a run must not start from an earlier run's champion
+        registry={"path": tempfile.mkdtemp(prefix="headwater-bench-registry-")},
     )
 
 
@@ -359,7 +362,7 @@ def latency_headwater(p: Params, events: list[Payload]) -> dict[str, Any]:
 
     result = latency_phase(p, "headwater", events, topics.events, topics.predictions, start, input_ts)
     result["dead_letters"] = topic_size(p.bootstrap, topics.dead_letters, p.partitions)
-    result["micro_batches"] = headwater_batches(p, topics.model_events)
+    result["micro_batches"] = headwater_batches(p, topics.predictions)
     return result
 
 
@@ -390,12 +393,16 @@ def latency_baseline(p: Params, events: list[Payload]) -> dict[str, Any]:
     return result
 
 
-def headwater_batches(p: Params, model_events_topic: str) -> dict[str, Any]:
-    """Sizes of Headwater's micro-batches (``n_predicted`` of each model event), warm-up included."""
-    n = topic_size(p.bootstrap, model_events_topic, p.partitions)
-    msgs = read_topic(p.bootstrap, model_events_topic, p.partitions, n, Deadline(p.timeout_s, "model events"))
-    sizes = [int(orjson.loads(m.value() or b"{}").get("n_predicted", 0)) for m in msgs]
-    sizes = [s for s in sizes if s > 0]
+def headwater_batches(p: Params, predictions_topic: str) -> dict[str, Any]:
+    """Sizes of Headwater's served micro-batches (predictions of one batch share ``predicted_ts_ms``),
+    warm-up included."""
+    n = topic_size(p.bootstrap, predictions_topic, p.partitions)
+    msgs = read_topic(p.bootstrap, predictions_topic, p.partitions, n, Deadline(p.timeout_s, "predictions"))
+    per_batch: dict[int, int] = {}
+    for m in msgs:
+        ts = int(orjson.loads(m.value() or b"{}")["predicted_ts_ms"])
+        per_batch[ts] = per_batch.get(ts, 0) + 1
+    sizes = list(per_batch.values())
     return {
         "count": len(sizes),
         "mean_size": round(sum(sizes) / len(sizes), 1) if sizes else None,
