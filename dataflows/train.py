@@ -50,6 +50,7 @@ from dataflows.records import DeadLetter, DeadLetterReason, DecisionRecord, Labe
 from dataflows.serve import ServedBatch
 from evaluators import (
     CanaryEvaluator,
+    ChangeDetector,
     Evaluator,
     GoldenEvaluator,
     Paired,
@@ -111,6 +112,7 @@ class GroupState:
     # The canary last published: (candidate version, share, version of the snapshot that serves)
     canary: tuple[str, float, str] | None = None
     outbox: list[DecisionRecord] = field(default_factory=list)  # decided outside the step, not yet emitted
+    change: ChangeDetector = field(default_factory=ChangeDetector)  # over the champion's correctness
     format: int = STATE_FORMAT
 
 
@@ -387,6 +389,8 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             for result in lane.drain():
                 out.extend(self._record(state.slots[name], lane, result, now_ms))
                 state.pairing.add(result)
+                if name == CHAMPION_SLOT and not result.skipped and len(result.correct):
+                    out.extend(self._watch(result, now_ms))
         if time.monotonic() - self._flushed_at >= ctx.config.lineage_flush_s:
             self._flush_lineage()
         versions = {name: lane.version for name, lane in self.lanes.items()}
@@ -462,6 +466,26 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             reason=verdict.reason, evidence=evidence, ts_ms=now_ms,
         )  # fmt: skip
 
+    def _watch(self, result: LaneResult, now_ms: int) -> list[TrainOutput]:
+        """The frozen champion's correctness on fresh labels: when its mean moves, the data changed
+        (a drift, or a burst of wrong labels). Evidence gathered before the change says nothing
+        about the candidates after it: their trials start over (the probation goes on)."""
+        state = self.state
+        if result.version != self.lanes[CHAMPION_SLOT].version:
+            return []
+        state.change.update(result.correct)
+        change = state.change.last
+        if not state.change.changed or change is None:
+            return []
+        reason = (
+            f"the champion's accuracy on fresh labels moved from {change.before:.3f} to {change.after:.3f} "
+            f"(ADWIN, delta {state.change.delta}): the data changed, every candidate's trial starts over"
+        )
+        log.warning("group %s: %s", state.name, reason)
+        self._new_trials()
+        verdict = Verdict(Phase.FAILED, reason, {"before": change.before, "after": change.after, "n": change.n})
+        return [self._verdict_record(state.slots[CHAMPION_SLOT], "drift", verdict, now_ms)]
+
     def _flush_lineage(self) -> None:
         lineage, self._lineage = self._lineage, {}
         for version, (ranges, samples) in lineage.items():
@@ -517,6 +541,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         out.append(decision_record(decision))
         ctx.metrics.decided(group, "promote")
         champion.replace(version, frozen, learns=False)
+        state.change.reset()  # a new champion: its errors are a new stream
         if STANDBY_SLOT in state.slots:
             # The champion just replaced never finished its probation: the standby stays the last
             # good version, and the new champion's probation is against it.
@@ -587,6 +612,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         )  # fmt: skip
         ctx.metrics.decided(group, "rollback")
         champion.replace(standby.version, standby.learner, learns=False)
+        state.change.reset()
         standby.close()
         del self.lanes[STANDBY_SLOT], state.slots[STANDBY_SLOT]
         self._new_trials()

@@ -5,11 +5,14 @@ canary, golden set), and should a freshly promoted champion stay (probation)? Ea
 paired scores (``Paired``), and returns a ``Verdict``: a phase, a reason a person can read, and the
 numbers behind it. The sequential ones test with an always-valid confidence sequence
 (``SequentialDifference``), so they may be read after every micro-batch without inflating the
-false-promotion rate. Evaluators observe and report; only the promoter acts. No data is never success.
+false-promotion rate. A change detector (``ChangeDetector``, River's ADWIN) watches the champion's
+errors: evidence from before a change in the data says nothing about the candidates after it.
+Evaluators observe and report; only the promoter acts. No data is never success.
 """
 
 from evaluators.base import Evaluator, Paired, Phase, Verdict
 from evaluators.canary import CanaryEvaluator, canary_bucket
+from evaluators.drift import Change, ChangeDetector
 from evaluators.golden import GoldenEvaluator, Reservoir
 from evaluators.prequential import PrequentialScore, PrequentialSnapshot, correctness, log_loss, paired_correctness
 from evaluators.probation import ProbationEvaluator
@@ -18,6 +21,8 @@ from evaluators.stats import SequentialDifference
 
 __all__ = [
     "CanaryEvaluator",
+    "Change",
+    "ChangeDetector",
     "Evaluator",
     "GoldenEvaluator",
     "Paired",

@@ -703,3 +703,24 @@ def test_resuming_refuses_a_snapshot_of_an_older_format(tmp_path: Path) -> None:
     del state.__dict__["format"]  # what unpickling a snapshot written before the field existed gives
     with pytest.raises(ValueError, match=f"snapshot format None[,;] this Headwater reads format {STATE_FORMAT}"):
         resume_group_state(state, context(group.config, group.deps))
+
+
+def test_a_change_in_the_champions_accuracy_starts_every_trial_over(tmp_path: Path) -> None:
+    """The champion is frozen: when its accuracy on fresh labels moves, the data changed. Evidence
+    from before says nothing about the candidates after it: their trials start over, and a
+    `drift` verdict on the champion says why."""
+    from tests.dataflows.helpers import concept_b, trained_learner, verdicts
+
+    group = make_group(config(min_samples=10_000, max_samples=100_000), tmp_path, champion=trained_learner())
+    out = group.run(Stream(21), 20, size=100)
+    trial = group.logic.state.slots["fork"].trial
+    assert trial is not None and trial.evaluator.verdict().evidence["n"] == 2000
+    assert [v for v in verdicts(out) if v.evaluator == "drift"] == []
+    out = group.run(Stream(22, concept_b), 5, size=100)
+    (drift,) = [v for v in verdicts(out) if v.evaluator == "drift"]
+    assert (drift.model, drift.phase) == ("champion", "failed")
+    assert "the data changed" in drift.reason
+    assert float(drift.evidence["before"]) > 0.9 > float(drift.evidence["after"])  # type: ignore[arg-type]
+    trial = group.logic.state.slots["fork"].trial
+    assert trial is not None and int(trial.evaluator.verdict().evidence["n"] or 0) < 500
+    group.logic.close()

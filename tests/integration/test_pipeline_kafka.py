@@ -133,8 +133,9 @@ def test_every_event_is_predicted_or_dead_lettered_and_accuracy_recovers_after_d
     assert lineage_offsets and all(lo <= hi for lo, hi in lineage_offsets)
     # It got there by promotions: each names the champion it replaced.
     decisions = [e for e in out["model_events"] if e["type"] == "decision" and e["action"] == "promote"]
-    assert len(decisions) >= 2, decisions  # the untrained first champion is replaced, and again after the drift
-    assert all(d["previous"] and d["reason"] for d in decisions)
+    assert decisions[0]["version"] == "default/1" and decisions[0]["previous"] is None  # the first champion
+    assert len(decisions) >= 3, decisions  # it is replaced, and again after the drift
+    assert all(d["previous"] and d["reason"] for d in decisions[1:])
 
     # Prequential accuracy: high before the drift, drops just after, climbs back by the end.
     predicted = {p["id"]: p["prediction"] for p in predictions}
