@@ -159,14 +159,14 @@ class PromotionSettings(_Section):
             raise ValueError(msg)
         return self
 
-    def gate(self, *, threaded: bool = True) -> GateSpec:
+    def gate(self, *, threaded: bool = True, processes: bool = False) -> GateSpec:
         return GateSpec(
             alpha=self.alpha, min_samples=self.min_samples, min_improvement=self.min_improvement,
             max_samples=self.max_samples, retry_after=self.retry_after, canary_steps=tuple(self.canary_steps),
             canary_min_samples=self.canary_min_samples, probation_samples=self.probation_samples,
             rollback_margin=self.rollback_margin, golden_tolerance=self.golden_tolerance,
             golden_reservoir=self.golden_reservoir, max_lag_batches=self.max_lag_batches, max_lag_s=self.max_lag_s,
-            threaded=threaded,
+            threaded=threaded, processes=processes,
         )  # fmt: skip
 
 
@@ -179,6 +179,9 @@ class RuntimeSettings(_Section):
     tail: bool = Field(True, description="keep waiting for new events; false: stop at the end of the topics")
     torch_threads: int = Field(1, ge=1)
     train_threads: bool = Field(True, description="each model learns on its own thread (false: inline)")
+    lanes: Literal["thread", "process"] = Field(
+        "thread", description="process: each candidate learns in a process of its own, off the serving GIL"
+    )
     gil_switch_interval_ms: float = Field(
         5.0, gt=0, le=100, description="Python's thread switch interval (sys.setswitchinterval): serving vs learning"
     )
@@ -233,7 +236,9 @@ with warnings.catch_warnings():
                 learner=LearnerSpec(self.model.learner, self.model.params, self.model.seed),
                 group=self.model.group,
                 candidates=tuple(c.spec() for c in self.model.candidates),
-                gate=self.promotion.gate(threaded=self.runtime.train_threads),
+                gate=self.promotion.gate(
+                    threaded=self.runtime.train_threads, processes=self.runtime.lanes == "process"
+                ),
                 batch_max_size=self.batching.max_size,
                 batch_max_wait=timedelta(milliseconds=self.batching.max_wait_ms),
                 label_window_s=self.labels.window_s,

@@ -77,6 +77,7 @@ class GateSpec:
     max_lag_batches: int = 64  # a model further behind than this skips its oldest batches
     max_lag_s: float = 10.0  # ... and so does a model whose oldest waiting batch is older than this
     threaded: bool = True  # models learn on their own threads (False: inline, for tests)
+    processes: bool = False  # candidates learn in processes of their own (off the serving process's GIL)
 
 
 @dataclass(frozen=True)

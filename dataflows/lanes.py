@@ -26,7 +26,7 @@ import numpy.typing as npt
 from dataflows.ports import CheckpointRef, OffsetRange
 from learners import Learner
 
-__all__ = ["Job", "Lane", "LaneResult", "LaneState", "StoredLane"]
+__all__ = ["Job", "Lane", "LaneResult", "LaneState", "StoredLane", "run_job"]
 
 
 @dataclass(frozen=True)
@@ -251,36 +251,7 @@ class Lane:
                     self._cond.notify_all()
 
     def _process(self, job: Job) -> LaneResult:
-        n = len(job)
-        correct = np.zeros(n)
-        proba_true = np.zeros(n)
-        error: str | None = None
-        if n:
-            try:
-                p = np.asarray(self._learner.predict_proba(job.x), dtype=np.float64)
-                if p.ndim != 2 or p.shape[0] != n or p.shape[1] <= int(job.y.max()) or not np.isfinite(p).all():
-                    msg = f"probabilities of shape {p.shape} for {n} examples, or not finite"
-                    raise ValueError(msg)
-                correct = (p.argmax(axis=1) == job.y).astype(np.float64)
-                proba_true = p[np.arange(n), job.y]
-            except Exception as exc:  # could not predict: scored as wrong, never as right
-                error = f"predict: {type(exc).__name__}: {exc}"
-        learned, learn_ms, learn_failed = 0, 0.0, False
-        if self._learns and n:
-            started = time.perf_counter()
-            try:
-                self._learner.learn(job.x, job.y)
-                learned = n
-            except Exception as exc:
-                learn_failed = True
-                error = f"learn: {type(exc).__name__}: {exc}" + (f"; {error}" if error else "")
-            learn_ms = (time.perf_counter() - started) * 1000
-        # The stretch of input this model trained through: none if it does not learn or failed to.
-        ranges = job.ranges if self._learns and not learn_failed else ()
-        return LaneResult(
-            self.name, self._version, job.seq, correct, proba_true, job.routes, learned, learn_ms, error,
-            ranges=ranges,
-        )  # fmt: skip
+        return run_job(self.name, self._version, self._learner, self._learns, job)
 
     def _skipped(self, job: Job, why: str) -> LaneResult:
         empty = np.zeros(0)
@@ -288,3 +259,34 @@ class Lane:
             self.name, self._version, job.seq, empty, empty, np.zeros(0, dtype=np.int8), skipped=True,
             error=f"{why}: skipped batch {job.seq} ({len(job)} examples)",
         )  # fmt: skip
+
+
+def run_job(name: str, version: str, learner: Learner, learns: bool, job: Job) -> LaneResult:
+    """Score the job's examples with the model as it is, then (if it learns) learn them."""
+    n = len(job)
+    correct = np.zeros(n)
+    proba_true = np.zeros(n)
+    error: str | None = None
+    if n:
+        try:
+            p = np.asarray(learner.predict_proba(job.x), dtype=np.float64)
+            if p.ndim != 2 or p.shape[0] != n or p.shape[1] <= int(job.y.max()) or not np.isfinite(p).all():
+                msg = f"probabilities of shape {p.shape} for {n} examples, or not finite"
+                raise ValueError(msg)
+            correct = (p.argmax(axis=1) == job.y).astype(np.float64)
+            proba_true = p[np.arange(n), job.y]
+        except Exception as exc:  # could not predict: scored as wrong, never as right
+            error = f"predict: {type(exc).__name__}: {exc}"
+    learned, learn_ms, learn_failed = 0, 0.0, False
+    if learns and n:
+        started = time.perf_counter()
+        try:
+            learner.learn(job.x, job.y)
+            learned = n
+        except Exception as exc:
+            learn_failed = True
+            error = f"learn: {type(exc).__name__}: {exc}" + (f"; {error}" if error else "")
+        learn_ms = (time.perf_counter() - started) * 1000
+    # The stretch of input this model trained through: none if it does not learn or failed to.
+    ranges = job.ranges if learns and not learn_failed else ()
+    return LaneResult(name, version, job.seq, correct, proba_true, job.routes, learned, learn_ms, error, ranges=ranges)

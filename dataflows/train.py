@@ -46,6 +46,7 @@ from dataflows.gate import (
 from dataflows.labels import LabelJoin, Pending
 from dataflows.lanes import Job, Lane, LaneResult, LaneState, StoredLane
 from dataflows.ports import CheckpointRef, Clock, Decision, Metrics, OffsetRange, Promoter, Registry
+from dataflows.process_lane import ProcessLane
 from dataflows.records import DeadLetter, DeadLetterReason, DecisionRecord, Label, ModelReport, SourceRef, VerdictRecord
 from dataflows.serve import ServedBatch
 from evaluators import (
@@ -77,6 +78,7 @@ __all__ = [
 log = logging.getLogger("headwater")
 
 TrainOutput = DeadLetter | ModelReport | VerdictRecord | DecisionRecord
+AnyLane = Lane | ProcessLane
 STATE_FORMAT = 2  # bump when GroupState's shape changes (format 1: one model that served and learned)
 WAKE = timedelta(milliseconds=50)  # how soon to look again for results while lanes are busy
 GOLDEN_MIN_SIZE = 50  # a golden set smaller than this checks nothing: promotions wait
@@ -316,8 +318,10 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         learner = self.ctx.registry.load_state(lane.checkpoint)
         return LaneState(lane.version, learner, lane.learns, lane.jobs, lane.results, lane.skipped_total)
 
-    def _lane(self, name: str, state: LaneState) -> Lane:
+    def _lane(self, name: str, state: LaneState) -> AnyLane:
         gate = self.ctx.config.gate
+        if gate.processes and gate.threaded and state.learns:
+            return ProcessLane(name, state, max_backlog=gate.max_lag_batches, max_age_s=gate.max_lag_s)
         return Lane(name, state, max_backlog=gate.max_lag_batches, max_age_s=gate.max_lag_s, threaded=gate.threaded)
 
     def _store(self, name: str) -> StoredLane:
@@ -414,7 +418,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         out.extend(self._publish_canary(now_ms))
         return out
 
-    def _record(self, slot: Slot, lane: Lane, result: LaneResult, now_ms: int) -> list[TrainOutput]:
+    def _record(self, slot: Slot, lane: AnyLane, result: LaneResult, now_ms: int) -> list[TrainOutput]:
         state, ctx = self.state, self.ctx
         n = len(result.correct)
         if n:

@@ -1,0 +1,102 @@
+"""ProcessLane: a candidate's model in a process of its own, with the guarantees of a threaded lane:
+scored before learned, in order; a frozen copy and a stored state at one instant between jobs;
+what it learns after a freeze credited to the successor; skipping when behind."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from dataflows.lanes import Job, LaneState
+from dataflows.ports import CheckpointRef, OffsetRange
+from dataflows.process_lane import ProcessLane
+from learners import Learner, LearnerSpec, build_learner
+
+
+def _job(seq: int, n: int = 100, seed: int | None = None) -> Job:
+    rng = np.random.default_rng(seq if seed is None else seed)
+    x = rng.normal(size=(n, 2))
+    y = (x[:, 0] > 0).astype(np.int64)
+    return Job(seq, x, y, np.zeros(n, dtype=np.int8), (OffsetRange("events", 0, 100 * seq, 100 * seq + n - 1),))
+
+
+def _learner() -> Learner:
+    return build_learner(LearnerSpec("river-logreg"), n_features=2, n_classes=2, feature_names=["a", "b"])
+
+
+@pytest.fixture
+def lane() -> Iterator[ProcessLane]:
+    one = ProcessLane("fork", LaneState("default/2", _learner(), True), max_backlog=100)
+    yield one
+    one.close()
+
+
+def test_it_scores_before_learning_in_order_and_learns_like_a_model_in_this_process(lane: ProcessLane) -> None:
+    here = _learner()
+    for seq in range(1, 9):
+        lane.submit(_job(seq))
+    assert lane.wait_idle(timeout_s=60), "the lane's process did not finish 8 jobs in 60 s"
+    results = lane.drain()
+    assert [r.seq for r in results] == list(range(1, 9))
+    for seq, result in zip(range(1, 9), results, strict=True):
+        job = _job(seq)
+        expected = (here.predict_proba(job.x).argmax(axis=1) == job.y).astype(np.float64)
+        np.testing.assert_array_equal(result.correct, expected)  # scored before learning, as here
+        here.learn(job.x, job.y)
+        assert (result.learned, result.version, result.ranges) == (100, "default/2", job.ranges)
+    probe = _job(0, seed=77).x
+    np.testing.assert_allclose(lane.frozen().predict_proba(probe), here.predict_proba(probe))
+
+
+def test_freeze_as_hands_later_learning_to_the_successor(lane: ProcessLane) -> None:
+    lane.submit(_job(1))
+    frozen = lane.freeze_as("default/3")
+    lane.submit(_job(2))
+    assert lane.wait_idle(timeout_s=60)
+    assert [(r.seq, r.version) for r in lane.drain()] == [(1, "default/2"), (2, "default/3")]
+    copy = _learner()
+    copy.learn(_job(1).x, _job(1).y)
+    probe = _job(0, seed=5).x
+    np.testing.assert_allclose(frozen.predict_proba(probe), copy.predict_proba(probe))  # job 1 only
+
+
+def test_a_stored_state_holds_the_model_with_the_queued_jobs_and_results_of_one_instant(lane: ProcessLane) -> None:
+    saved: list[Learner] = []
+
+    def save(learner: Learner) -> CheckpointRef:
+        saved.append(learner)
+        return CheckpointRef("x:Y", "0" * 64, "0/x")
+
+    for seq in range(1, 7):
+        lane.submit(_job(seq))
+    stored = lane.store(save)
+    done = {r.seq for r in stored.results}
+    queued = {j.seq for j in stored.jobs}
+    assert done | queued == set(range(1, 7)) and not done & queued
+    replay = _learner()
+    for seq in sorted(done):
+        replay.learn(_job(seq).x, _job(seq).y)
+    probe = _job(0, seed=9).x
+    np.testing.assert_allclose(saved[0].predict_proba(probe), replay.predict_proba(probe))
+    assert lane.wait_idle(timeout_s=60)
+
+
+def test_it_skips_its_oldest_jobs_when_too_far_behind() -> None:
+    one = ProcessLane("fork", LaneState("default/2", _learner(), True), max_backlog=2)
+    try:
+        with one._cond:  # hold the dispatcher: nothing reaches the child while jobs pile up
+            one._holding += 1
+        for seq in range(1, 6):
+            one.submit(_job(seq))
+        skipped = one.drain()
+        assert [(r.seq, r.skipped) for r in skipped] == [(1, True), (2, True), (3, True)]
+        assert one.skipped_total == 3
+        with one._cond:
+            one._holding -= 1
+            one._dispatch()
+        assert one.wait_idle(timeout_s=60)
+        assert [r.seq for r in one.drain()] == [4, 5]
+    finally:
+        one.close()
