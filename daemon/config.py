@@ -128,6 +128,10 @@ class ModelSettings(_Section):
         if len(set(names)) != len(names):
             msg = f"candidate names must be unique: {names}"
             raise ValueError(msg)
+        canaries = [c.name for c in self.candidates if c.gate == "canary"]
+        if len(canaries) > 1:
+            msg = f"at most one candidate per group can have gate: canary (the others: shadow), got {canaries}"
+            raise ValueError(msg)
         return self
 
 
@@ -156,6 +160,19 @@ class PromotionSettings(_Section):
         steps = self.canary_steps
         if any(not 0 < s <= 1 for s in steps) or any(b <= a for a, b in itertools.pairwise(steps)):
             msg = f"canary_steps must increase strictly within (0, 1]: {steps}"
+            raise ValueError(msg)
+        return self
+
+    @model_validator(mode="after")
+    def _sample_sizes(self) -> Self:
+        # The evaluators refuse these combinations when a trial starts: say so at start-up instead.
+        canary_total = self.canary_min_samples * len(self.canary_steps)
+        if self.max_samples < max(self.min_samples, canary_total):
+            msg = (f"max_samples ({self.max_samples}) must be at least min_samples ({self.min_samples}) and "
+                   f"canary_min_samples x the canary steps ({canary_total})")  # fmt: skip
+            raise ValueError(msg)
+        if self.probation_samples < self.min_samples:
+            msg = f"probation_samples ({self.probation_samples}) must be at least min_samples ({self.min_samples})"
             raise ValueError(msg)
         return self
 

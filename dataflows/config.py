@@ -124,3 +124,10 @@ class FlowConfig:
         if len(set(names)) != len(names):
             msg = f"candidate names must be unique: {names}"
             raise ValueError(msg)
+        if sum(c.gate == "canary" for c in self.candidates) > 1:
+            msg = f"at most one canary candidate per group: {names}"
+            raise ValueError(msg)
+        g = self.gate
+        if g.max_samples < max(g.min_samples, g.canary_min_samples * len(g.canary_steps)):
+            msg = f"gate sample sizes do not fit together: {g}"
+            raise ValueError(msg)

@@ -122,8 +122,9 @@ def next_actions(trials: dict[str, Trial]) -> list[Action]:
 
 
 def canary_share(trial: Trial) -> float:
-    """The share of keys a canary trial asks for now (0 once it has concluded)."""
+    """The share of keys a canary trial asks for now (0 once it has concluded, and while a refused
+    candidate waits for its next trial)."""
     evaluator = trial.evaluator
-    if not isinstance(evaluator, CanaryEvaluator) or trial.phase.final:
+    if not isinstance(evaluator, CanaryEvaluator) or trial.phase.final or trial.wait > 0:
         return 0.0
     return float(evaluator.share)

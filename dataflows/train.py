@@ -207,8 +207,9 @@ def _trial(config: FlowConfig, spec: CandidateSpec) -> Trial:
 def _probation(config: FlowConfig) -> Trial:
     g = config.gate
     evaluator = ProbationEvaluator(
-        margin=g.rollback_margin, alpha=g.alpha, min_samples=g.min_samples, samples=g.probation_samples
-    )
+        margin=g.rollback_margin, alpha=g.alpha, min_samples=min(g.min_samples, g.probation_samples),
+        samples=g.probation_samples,
+    )  # fmt: skip
     return Trial(evaluator, "probation")
 
 
@@ -228,6 +229,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         # transaction per batch and model cost the serving thread milliseconds).
         self._lineage: dict[str, tuple[tuple[OffsetRange, ...], int]] = {}
         self._flushed_at = time.monotonic()
+        state.canary = None  # a board starts without a canary: the trial's snapshot is published anew
         self._reconcile_champion()
         self._reconcile_candidates()
 
@@ -300,7 +302,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         return dataclasses.replace(
             state, slots=slots, join=state.join.snapshot(), pairing=copy.deepcopy(state.pairing),
             reservoir=copy.deepcopy(state.reservoir), features=list(state.features), classes=list(state.classes),
-            outbox=list(state.outbox),
+            outbox=list(state.outbox), change=copy.deepcopy(state.change),
         )  # fmt: skip
 
     def close(self) -> None:
@@ -412,8 +414,9 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
                 slot.trial.evaluator.update(paired)
         out.extend(self._verdicts(now_ms))
         for action in next_actions({n: s.trial for n, s in state.slots.items() if s.trial is not None}):
+            serving = self.lanes[CHAMPION_SLOT].version
             out.extend(self._act(action, now_ms))
-            if action.kind in ("promote", "rollback"):
+            if self.lanes[CHAMPION_SLOT].version != serving:
                 break  # every other trial starts over against the new champion
         out.extend(self._publish_canary(now_ms))
         return out
@@ -462,11 +465,17 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
     def _verdict_record(
         self, slot: Slot, kind: str, verdict: Verdict, now_ms: int, *, version: str | None = None
     ) -> VerdictRecord:
-        version = self.lanes[slot.name].version if version is None else version
+        if version is None:
+            # A probation judges the champion (against the standby): the verdict is the champion's.
+            on = CHAMPION_SLOT if kind == "probation" else slot.name
+            version = self.lanes[on].version
         evidence = dict(verdict.evidence)
+        if kind == "probation" and STANDBY_SLOT in self.lanes:
+            evidence["standby"] = self.lanes[STANDBY_SLOT].version
         self.ctx.registry.record_verdict(version, kind, verdict.phase.value, verdict.reason, evidence, now_ms)
+        model = CHAMPION_SLOT if kind == "probation" else slot.name
         return VerdictRecord(
-            group=self.state.name, model=slot.name, version=version, evaluator=kind, phase=verdict.phase.value,
+            group=self.state.name, model=model, version=version, evaluator=kind, phase=verdict.phase.value,
             reason=verdict.reason, evidence=evidence, ts_ms=now_ms,
         )  # fmt: skip
 
@@ -526,7 +535,6 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             group, name=name, parent=version, learner=lane.learner, config={"continues": version}, ts_ms=now_ms
         )
         frozen = lane.freeze_as(successor.id)
-        slot.refusals = 0
         out: list[TrainOutput] = []
         golden = None if golden_set is None else self._golden_check(frozen, *golden_set)
         if golden is not None:
@@ -544,6 +552,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         )
         out.append(decision_record(decision))
         ctx.metrics.decided(group, "promote")
+        slot.refusals = 0
         champion.replace(version, frozen, learns=False)
         state.change.reset()  # a new champion: its errors are a new stream
         if STANDBY_SLOT in state.slots:
@@ -585,6 +594,9 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         ctx.metrics.decided(group, "refuse")
         champion = self.lanes[CHAMPION_SLOT]
         if slot.spec is not None and slot.spec.fork:  # start again from the champion
+            if succeeded:  # the successor it was handed to never learned anything of its own
+                orphan = lane.version
+                ctx.promoter.retire(group, version=orphan, reason=f"{version} was refused", evidence={}, ts_ms=now_ms)
             learner = champion.learner.clone(include_state=True)
             info = ctx.registry.create_version(
                 group, name=name, parent=champion.version, learner=learner, config={"fork_of": champion.version},
@@ -642,7 +654,9 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         self.state.pairing.clear()
         for slot in self.state.slots.values():
             if slot.spec is not None:
+                wait = slot.trial.wait if slot.trial is not None else 0
                 slot.trial = _trial(self.ctx.config, slot.spec)
+                slot.trial.wait = wait  # a refused candidate still waits its turn
 
     def _refork(self, now_ms: int, *, keep: str | None = None) -> list[TrainOutput]:
         """Every fork but ``keep`` (the one just promoted, which learns on) starts again from the

@@ -296,7 +296,7 @@ def test_a_trained_champion_that_is_replaced_goes_on_standby_and_is_retired_when
     assert retire.version == "default/2"
     assert retire.reason.startswith("default/3 passed its probation")
     (passed,) = [v for v in verdicts(out) if v.evaluator == "probation" and v.phase == "passed"]
-    assert (passed.model, passed.version) == ("standby", "default/2")
+    assert (passed.model, passed.version, passed.evidence["standby"]) == ("champion", "default/3", "default/2")
     assert registry.version("default/2").status == "retired"
     assert STANDBY_SLOT not in group.logic.lanes
     assert group.table.champion.version == "default/3"
@@ -314,7 +314,8 @@ def test_a_new_champion_worse_than_its_predecessor_on_probation_is_rolled_back(t
     assert (rollback.version, rollback.previous) == ("default/2", "default/3")
     assert rollback.reason.startswith("default/3 fell behind its predecessor default/2 on probation")
     (failed,) = [v for v in verdicts(out) if v.evaluator == "probation"]
-    assert (failed.model, failed.version, failed.phase) == ("standby", "default/2", "failed")
+    assert (failed.model, failed.version, failed.phase) == ("champion", "default/3", "failed")
+    assert failed.evidence["standby"] == "default/2"
     registry = group.deps.registry
     assert registry.champion(GROUP).id == "default/2"  # type: ignore[union-attr]
     assert registry.version("default/3").status == "retired"
