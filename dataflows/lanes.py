@@ -15,9 +15,10 @@ down, micro-batches grow, and a backlog of a few large jobs can be many seconds 
 from __future__ import annotations
 
 import collections
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -106,6 +107,7 @@ class Lane:
         self._model = threading.Lock()  # held while a job runs: swaps and copies wait for it
         self._busy = False
         self._closed = False
+        self._waiting = 0  # control calls waiting for the model lock: they go before the next job
         self._thread: threading.Thread | None = None
         if threaded:
             self._thread = threading.Thread(target=self._run, name=f"headwater-lane-{name}", daemon=True)
@@ -175,13 +177,13 @@ class Lane:
 
     def frozen(self) -> Learner:
         """A copy of the model as it is now, that nothing will ever teach again."""
-        with self._model:
+        with self._control():
             return self._learner.clone(include_state=True)
 
     def freeze_as(self, successor: str) -> Learner:
         """A frozen copy of the model, and from this instant on the lane's work is credited to
         ``successor``: nothing learned after the copy is ever credited to the copied version."""
-        with self._model:
+        with self._control():
             copy = self._learner.clone(include_state=True)
             self._version = successor
             return copy
@@ -194,18 +196,18 @@ class Lane:
     def replace(self, version: str, learner: Learner, *, learns: bool) -> None:
         """Put another model in this lane (a promotion, a rollback, a new fork). Jobs already
         queued are run by the new model; results already made keep the version that made them."""
-        with self._model:
+        with self._control():
             self._version, self._learner, self._learns = version, learner, learns
 
     def rename(self, version: str) -> None:
         """The same model goes on as a new version (its parent was just promoted)."""
-        with self._model:
+        with self._control():
             self._version = version
 
     def snapshot(self) -> LaneState:
         """Model, queued jobs and uncollected results at one instant: resuming from it redoes
         exactly the work that was not done."""
-        with self._model, self._cond:
+        with self._control(), self._cond:
             return LaneState(
                 self._version, self._learner.clone(include_state=True), self._learns, list(self._jobs),
                 list(self._results), self.skipped_total,
@@ -215,7 +217,7 @@ class Lane:
         """The lane at one instant, its model saved with ``save`` (the registry's checkpoint store)
         while the lane waits: no copy of the model is made. A lane whose model never learns may
         hand in the ``reuse`` reference of its last save instead."""
-        with self._model, self._cond:
+        with self._control(), self._cond:
             ref = reuse if reuse is not None and not self._learns else save(self._learner)
             return StoredLane(
                 self._version, ref, self._learns, list(self._jobs), list(self._results), self.skipped_total
@@ -228,10 +230,25 @@ class Lane:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
+    @contextlib.contextmanager
+    def _control(self) -> Iterator[None]:
+        """The model lock, for a call from the train step: the lane's thread lets it in before its
+        next job (a plain lock is not fair: a busy lane could win it again and again, and keep the
+        serving thread waiting for its whole backlog instead of the job in progress)."""
+        with self._cond:
+            self._waiting += 1
+        try:
+            with self._model:
+                yield
+        finally:
+            with self._cond:
+                self._waiting -= 1
+                self._cond.notify_all()
+
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._jobs and not self._closed:
+                while (not self._jobs or self._waiting) and not self._closed:
                     self._cond.wait()
                 if self._closed:
                     return
@@ -239,7 +256,7 @@ class Lane:
             # in: a snapshot (which takes the same lock) sees every job either queued or done.
             with self._model:
                 with self._cond:
-                    if not self._jobs:
+                    if not self._jobs or self._waiting:
                         continue
                     job = self._jobs.popleft()
                     self._queued_at.popleft()

@@ -434,9 +434,10 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             return []
         snap = slot.score.snapshot()
         join = state.join
-        offsets: dict[str, list[int]] = {}
+        offsets: dict[str, list[int]] = {}  # first and last offset per partition (the registry keeps the runs)
         for r in result.ranges:
-            offsets[f"{r.topic}/{r.partition}"] = [r.first, r.last]
+            span = offsets.setdefault(f"{r.topic}/{r.partition}", [r.first, r.last])
+            span[0], span[1] = min(span[0], r.first), max(span[1], r.last)
         return [
             ModelReport(
                 group=state.name, model=slot.name, version=result.version, role=slot.role, ts_ms=now_ms,
@@ -789,12 +790,22 @@ def _prefixed(prefix: str, verdict: Verdict) -> dict[str, Any]:
 
 
 def _ranges(sources: list[SourceRef]) -> tuple[OffsetRange, ...]:
-    spans: dict[tuple[str, int], tuple[int, int]] = {}
+    """The offsets of ``sources`` as contiguous runs per topic partition: a delayed label's event,
+    read long before, is a run of its own — not a stretch over everything in between."""
+    offsets: dict[tuple[str, int], list[int]] = {}
     for s in sources:
-        key = (s.topic, s.partition)
-        lo, hi = spans.get(key, (s.offset, s.offset))
-        spans[key] = (min(lo, s.offset), max(hi, s.offset))
-    return tuple(sorted(OffsetRange(t, p, lo, hi) for (t, p), (lo, hi) in spans.items()))
+        offsets.setdefault((s.topic, s.partition), []).append(s.offset)
+    runs: list[OffsetRange] = []
+    for (topic, partition), values in offsets.items():
+        ordered = sorted(set(values))
+        first = last = ordered[0]
+        for offset in ordered[1:]:
+            if offset > last + 1:
+                runs.append(OffsetRange(topic, partition, first, last))
+                first = offset
+            last = offset
+        runs.append(OffsetRange(topic, partition, first, last))
+    return tuple(sorted(runs))
 
 
 def decision_record(decision: Decision) -> DecisionRecord:

@@ -303,3 +303,29 @@ def test_close_ends_the_thread() -> None:
     one.close()
     assert one._thread is not None
     wait_for(lambda: not one._thread.is_alive(), "the lane's thread to end")  # type: ignore[union-attr]
+
+
+def test_a_control_call_waits_for_the_job_in_progress_not_the_whole_backlog() -> None:
+    """A plain lock is not fair: the lane's thread could take it again for every queued job and keep
+    the train step (the serving thread) waiting for the whole backlog. A frozen copy waits for the
+    job in progress only: the queued ones are still queued when it returns."""
+    gate, entered = threading.Event(), threading.Event()
+    slow = Gated(Memo(), gate, entered)
+    one = lane(slow, threaded=True, max_backlog=100)
+    try:
+        one.submit(job(1))
+        assert entered.wait(10), "the lane never started job 1"
+        for seq in range(2, 12):
+            one.submit(job(seq))
+        copies: list[Learner] = []
+        freezer = threading.Thread(target=lambda: copies.append(one.frozen()))
+        freezer.start()
+        wait_for(lambda: one._waiting == 1, "the freeze to wait for the model")
+        gate.set()  # job 1 ends; the freeze must come before job 2
+        freezer.join(timeout=10)
+        assert copies, "frozen() did not return within 10 s"
+        assert {row[0] for row in copies[0].inner.history} == {1.0}  # type: ignore[attr-defined]
+    finally:
+        gate.set()
+    idle(one)
+    one.close()

@@ -724,3 +724,17 @@ def test_a_change_in_the_champions_accuracy_starts_every_trial_over(tmp_path: Pa
     trial = group.logic.state.slots["fork"].trial
     assert trial is not None and int(trial.evaluator.verdict().evidence["n"] or 0) < 500
     group.logic.close()
+
+
+def test_a_jobs_offsets_are_contiguous_runs_not_a_stretch_over_what_was_never_read() -> None:
+    """A delayed label joins its event, read long before: the job learned offset 0 and 1000..1002,
+    not everything in between, and the lineage must say so."""
+    from dataflows.records import SourceRef
+    from dataflows.train import _ranges
+
+    sources = [SourceRef("events", 0, o) for o in (1001, 1000, 0, 1002)] + [SourceRef("labels", 1, 7)]
+    assert _ranges(sources) == (
+        OffsetRange("events", 0, 0, 0),
+        OffsetRange("events", 0, 1000, 1002),
+        OffsetRange("labels", 1, 7, 7),
+    )
