@@ -108,6 +108,8 @@ class Lane:
         self._busy = False
         self._closed = False
         self._waiting = 0  # control calls waiting for the model lock: they go before the next job
+        self._through = 0  # the last job this lane's model ran
+        self.frozen_through = 0  # what the last frozen copy had run: a job at or below it is in it
         self._thread: threading.Thread | None = None
         if threaded:
             self._thread = threading.Thread(target=self._run, name=f"headwater-lane-{name}", daemon=True)
@@ -138,6 +140,7 @@ class Lane:
         if not self.threaded:
             with self._model:
                 self._results.append(self._process(job))
+                self._through = job.seq
             return
         now = time.monotonic()
         with self._cond:
@@ -186,6 +189,7 @@ class Lane:
         with self._control():
             copy = self._learner.clone(include_state=True)
             self._version = successor
+            self.frozen_through = self._through
             return copy
 
     @property
@@ -193,11 +197,17 @@ class Lane:
         with self._cond:
             return bool(self._results)
 
-    def replace(self, version: str, learner: Learner, *, learns: bool) -> None:
+    def replace(self, version: str, learner: Learner, *, learns: bool, through: int = 0) -> None:
         """Put another model in this lane (a promotion, a rollback, a new fork). Jobs already
-        queued are run by the new model; results already made keep the version that made them."""
+        queued are run by the new model, but those at or below ``through``, which the new model
+        has run already (it is a copy of one that did): it must not learn them twice, nor be
+        scored on what it learned. Results already made keep the version that made them."""
         with self._control():
             self._version, self._learner, self._learns = version, learner, learns
+            with self._cond:
+                kept = [(j, t) for j, t in zip(self._jobs, self._queued_at, strict=True) if j.seq > through]
+                self._jobs = collections.deque(j for j, _ in kept)
+                self._queued_at = collections.deque(t for _, t in kept)
 
     def rename(self, version: str) -> None:
         """The same model goes on as a new version (its parent was just promoted)."""
@@ -262,6 +272,7 @@ class Lane:
                     self._queued_at.popleft()
                     self._busy = True
                 result = self._process(job)
+                self._through = job.seq
                 with self._cond:
                     self._results.append(result)
                     self._busy = False

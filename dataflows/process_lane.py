@@ -76,6 +76,8 @@ class ProcessLane:
         self._results: list[LaneResult] = list(state.results)
         self.skipped_total = state.skipped_total
         self._in_flight: Job | None = None
+        self._through = 0  # the last job the child ran
+        self.frozen_through = 0
         self._holding = 0  # answers awaited from the child: no job is sent meanwhile
         self._answers: collections.deque[bytes] = collections.deque()
         self._cond = threading.Condition()
@@ -156,9 +158,12 @@ class ProcessLane:
         learner, _ = self._ask(successor)
         return learner
 
-    def replace(self, version: str, learner: Learner, *, learns: bool) -> None:
+    def replace(self, version: str, learner: Learner, *, learns: bool, through: int = 0) -> None:
         with self._cond:
             self._version, self._learns, self._learner_class_of = version, learns, learner
+            kept = [(j, t) for j, t in zip(self._jobs, self._queued_at, strict=True) if j.seq > through]
+            self._jobs = collections.deque(j for j, _ in kept)
+            self._queued_at = collections.deque(t for _, t in kept)
             self._send(("model", version, pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL), learns))
 
     def rename(self, version: str) -> None:
@@ -201,6 +206,7 @@ class ProcessLane:
                     raise RuntimeError(msg)
                 self._cond.wait(1.0)
             blob = self._answers.popleft()
+            self.frozen_through = self._through
             kept = (list(self._jobs), list(self._results)) if keep else ([], [])
             self._holding -= 1
             self._dispatch()
@@ -228,6 +234,7 @@ class ProcessLane:
             with self._cond:
                 if kind == "result":
                     self._results.append(payload)
+                    self._through = max(self._through, payload.seq)
                     self._in_flight = None
                     self._dispatch()
                 else:

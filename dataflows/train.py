@@ -115,6 +115,7 @@ class GroupState:
     canary: tuple[str, float, str] | None = None
     outbox: list[DecisionRecord] = field(default_factory=list)  # decided outside the step, not yet emitted
     change: ChangeDetector = field(default_factory=ChangeDetector)  # over the champion's correctness
+    champion_through: int = 0  # the last job the champion's model had learned when it was frozen
     format: int = STATE_FORMAT
 
 
@@ -536,6 +537,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             group, name=name, parent=version, learner=lane.learner, config={"continues": version}, ts_ms=now_ms
         )
         frozen = lane.freeze_as(successor.id)
+        through = lane.frozen_through
         out: list[TrainOutput] = []
         golden = None if golden_set is None else self._golden_check(frozen, *golden_set)
         if golden is not None:
@@ -554,7 +556,8 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         out.append(decision_record(decision))
         ctx.metrics.decided(group, "promote")
         slot.refusals = 0
-        champion.replace(version, frozen, learns=False)
+        champion.replace(version, frozen, learns=False, through=through)
+        state.champion_through = through
         state.change.reset()  # a new champion: its errors are a new stream
         if STANDBY_SLOT in state.slots:
             # The champion just replaced never finished its probation: the standby stays the last
@@ -603,7 +606,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
                 group, name=name, parent=champion.version, learner=learner, config={"fork_of": champion.version},
                 ts_ms=now_ms,
             )  # fmt: skip
-            lane.replace(info.id, learner, learns=True)
+            lane.replace(info.id, learner, learns=True, through=state.champion_through)
         elif not succeeded:  # another configuration: it learns on, as a new version
             info = ctx.registry.create_version(
                 group, name=name, parent=version, learner=lane.learner, config={"continues": version}, ts_ms=now_ms
@@ -629,6 +632,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         )  # fmt: skip
         ctx.metrics.decided(group, "rollback")
         champion.replace(standby.version, standby.learner, learns=False)
+        state.champion_through = 0  # frozen long before any job still queued
         state.change.reset()
         standby.close()
         del self.lanes[STANDBY_SLOT], state.slots[STANDBY_SLOT]
@@ -675,7 +679,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
                 group, name=name, parent=champion.version, learner=learner, config={"fork_of": champion.version},
                 ts_ms=now_ms,
             )  # fmt: skip
-            lane.replace(info.id, learner, learns=True)
+            lane.replace(info.id, learner, learns=True, through=state.champion_through)
             reason = f"forked again from the new champion {champion.version} as {info.id}"
             out.append(
                 decision_record(ctx.promoter.retire(group, version=old, reason=reason, evidence={}, ts_ms=now_ms))

@@ -329,3 +329,27 @@ def test_a_control_call_waits_for_the_job_in_progress_not_the_whole_backlog() ->
         gate.set()
     idle(one)
     one.close()
+
+
+def test_a_model_swapped_in_skips_the_queued_jobs_it_has_run_already() -> None:
+    """A new fork is a copy of a champion that learned up to job 3: the fork's lane still queues
+    jobs 2..5, and the new model must neither learn 2 and 3 twice nor be scored on them."""
+    gate, entered = threading.Event(), threading.Event()
+    one = lane(Gated(Memo(), gate, entered), threaded=True, max_backlog=100)
+    try:
+        one.submit(job(1))
+        assert entered.wait(10), "the lane never started job 1"
+        for seq in (2, 3, 4, 5):
+            one.submit(job(seq))
+        fresh = Memo()
+        replacer = threading.Thread(target=lambda: one.replace("default/9", fresh, learns=True, through=3))
+        replacer.start()
+        wait_for(lambda: one._waiting == 1, "the swap to wait for the model")
+        gate.set()
+        replacer.join(timeout=10)
+    finally:
+        gate.set()
+    idle(one)
+    assert [(r.seq, r.version) for r in one.drain()] == [(1, "default/2"), (4, "default/9"), (5, "default/9")]
+    assert {row[0] for row in fresh.history} == {4.0, 5.0}
+    one.close()
