@@ -76,7 +76,8 @@ def install_champion(config: FlowConfig, deps: FlowDeps) -> Decision | None:
             config.learner, n_features=len(schema.features), n_classes=len(schema.classes),
             feature_names=schema.features,
         )  # fmt: skip
-        spec = {"learner": config.learner.name, "params": dict(config.learner.params), "seed": config.learner.seed}
+        spec = {"learner": config.learner.name, "params": dict(config.learner.params), "seed": config.learner.seed,
+                "untrained": True}  # fmt: skip
         info = deps.registry.create_version(
             config.group, name="champion", parent=None, learner=learner, config=spec, ts_ms=now_ms
         )

@@ -232,7 +232,9 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         self._flushed_at = time.monotonic()
         state.canary = None  # a board starts without a canary: the trial's snapshot is published anew
         self._reconcile_champion()
+        self._reconcile_standby()
         self._reconcile_candidates()
+        self._retire_orphans()
 
     # -- Bytewax hooks ------------------------------------------------------------------------
 
@@ -567,7 +569,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             retired = ctx.promoter.retire(group, version=previous, reason=reason, evidence={}, ts_ms=now_ms)
             out.append(decision_record(retired))
             state.slots[STANDBY_SLOT].trial = _probation(ctx.config)
-        elif ctx.registry.version(previous).samples == 0:
+        elif ctx.registry.version(previous).config.get("untrained"):
             # An untrained first champion was never good: there is nothing to roll back to.
             reason = f"replaced by {version}; never trained, so not kept for a rollback"
             retired = ctx.promoter.retire(group, version=previous, reason=reason, evidence={}, ts_ms=now_ms)
@@ -758,10 +760,42 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         log.warning("group %s: the snapshot's champion is %s, the registry's %s: serving %s",
                     state.name, champion.version, version, version)  # fmt: skip
         champion.replace(version, learner, learns=False)
-        if STANDBY_SLOT in self.lanes:
+        state.change.reset()
+        state.trusted, state.champion_through = None, 0
+        self._new_trials()
+        # As after a promotion: the forks start again from the champion that serves.
+        state.outbox.extend(r for r in self._refork(int(ctx.clock() * 1000)) if isinstance(r, DecisionRecord))
+
+    def _reconcile_standby(self) -> None:
+        """The standby is the registry's (the last good version, kept for a rollback): a
+        promotion or a retirement after the snapshot changed it. Its probation starts over."""
+        ctx, state = self.ctx, self.state
+        standbys = [v.id for v in ctx.registry.versions(state.name) if v.status == "standby"]
+        wanted = standbys[-1] if standbys else None
+        held = self.lanes[STANDBY_SLOT].version if STANDBY_SLOT in self.lanes else None
+        if held == wanted:
+            return
+        if held is not None:
             self.lanes.pop(STANDBY_SLOT).close()
             del state.slots[STANDBY_SLOT]
-        self._new_trials()
+        if wanted is not None:
+            lane = LaneState(wanted, ctx.registry.load_checkpoint(wanted), False)
+            state.slots[STANDBY_SLOT] = Slot(
+                STANDBY_SLOT, "standby", lane, PrequentialScore(ctx.config.rolling_window), trial=_probation(ctx.config)
+            )
+            self.lanes[STANDBY_SLOT] = self._lane(STANDBY_SLOT, lane)
+
+    def _retire_orphans(self) -> None:
+        """Candidate versions no lane holds (made after the snapshot the flow resumed from, or by
+        a run whose state is gone) will never learn again: they are retired."""
+        ctx, state = self.ctx, self.state
+        held = {lane.version for lane in self.lanes.values()}
+        now_ms = int(ctx.clock() * 1000)
+        for info in ctx.registry.versions(state.name):
+            if info.status == "candidate" and info.id not in held:
+                reason = "no model learns as this version since the restart (it was made after the snapshot resumed)"
+                decision = ctx.promoter.retire(state.name, version=info.id, reason=reason, evidence={}, ts_ms=now_ms)
+                state.outbox.append(decision_record(decision))
 
     def _reconcile_candidates(self) -> None:
         """A candidate promoted or refused after the snapshot learns on as a new version: the

@@ -738,3 +738,39 @@ def test_a_jobs_offsets_are_contiguous_runs_not_a_stretch_over_what_was_never_re
         OffsetRange("events", 0, 1000, 1002),
         OffsetRange("labels", 1, 7, 7),
     )
+
+
+def test_a_resume_from_before_a_promotion_matches_the_registry_in_every_slot(tmp_path: Path) -> None:
+    """The daemon crashed after a promotion, before its next snapshot: on resume the fork starts
+    again from the registry's champion, the registry's standby is on probation again, and the
+    versions made after the snapshot that no lane holds are retired (with a decision)."""
+    from tests.dataflows.helpers import concept_b, trained_learner
+
+    group = make_group(config(), tmp_path, champion=trained_learner())
+    stream = Stream(31, concept_b)
+    group.run(stream, 1)
+    snapshot = pickle.dumps(group.logic.take_snapshot())
+    out: list[object] = []
+    for _ in range(30):
+        out += group.run(stream, 1)
+        if any(d.action == "promote" for d in decisions(out)):
+            break
+    (promote,) = [d for d in decisions(out) if d.action == "promote"]
+    registry = group.deps.registry
+    assert registry.version(promote.previous or "").status == "standby"
+    group.logic.close()
+
+    resumed = TrainLogic(pickle.loads(snapshot), context(group.config, group.deps))
+    lanes = resumed.lanes
+    assert lanes["champion"].version == promote.version
+    fork = registry.version(lanes["fork"].version)
+    assert (fork.parent, fork.status) == (promote.version, "candidate")
+    assert lanes[STANDBY_SLOT].version == promote.previous
+    trial = resumed.state.slots[STANDBY_SLOT].trial
+    assert trial is not None and trial.kind == "probation"
+    held = {lane.version for lane in lanes.values()}
+    assert [v.id for v in registry.versions(GROUP) if v.status == "candidate"] == [fork.id]
+    assert all(v.id in held for v in registry.versions(GROUP) if v.status in ("champion", "standby", "candidate"))
+    outbox = [(d.action, d.version) for d in resumed.state.outbox]
+    assert any(action == "retire" for action, _ in outbox)  # the fork left behind, said so
+    resumed.close()
