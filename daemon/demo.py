@@ -195,6 +195,7 @@ def run_demo(options: DemoOptions) -> int:
             except subprocess.TimeoutExpired:
                 daemon.kill()
     _summary(console, report, workload, spec, n_events, expected_dead)
+    console.print(f"every decision with its full reason: headwater registry decisions --config {config_path}")
     complete = len(report.predictions) == spec.n_events and sum(report.dead_letters.values()) == expected_dead
     if not complete:
         console.print("[red]not every event was accounted for: see the summary above")
@@ -274,19 +275,19 @@ def _summary(console: Console, report: DemoReport, workload: Workload, spec: Wor
     console.print(table)
     counts = collections.Counter(str(d["action"]) for d in report.decisions)
     decisions = Table(title=f"Decisions ({', '.join(f'{a}: {n}' for a, n in sorted(counts.items()))})")
-    decisions.add_column("action", no_wrap=True)
-    decisions.add_column("version", no_wrap=True)
-    decisions.add_column("replaced", no_wrap=True)
-    decisions.add_column(
-        "reason (in full: registry, model-events topic)", overflow="ellipsis", no_wrap=True, max_width=90
-    )
+    decisions.add_column("action", no_wrap=True, min_width=8)
+    decisions.add_column("version", no_wrap=True, min_width=10)
+    decisions.add_column("replaced", no_wrap=True, min_width=10)
+    decisions.add_column("reason", no_wrap=True)
+    room = max(30, console.width - 48)
     for d in report.decisions:  # in the order they were taken (model events are keyed by group)
         if d["action"] == "retire":
             continue  # housekeeping: standbys after probation, replaced canary snapshots
-        decisions.add_row(str(d["action"]), str(d["version"]), str(d.get("previous") or ""), str(d["reason"]))
+        reason = str(d["reason"])
+        reason = reason if len(reason) <= room else reason[: room - 1] + "…"
+        decisions.add_row(str(d["action"]), str(d["version"]), str(d.get("previous") or ""), reason)
     console.print(decisions)
-    console.print("retirements (standbys after probation, canary snapshots replaced, and such) are in the "
-                  "registry and on the model-events topic")  # fmt: skip
+    console.print("(retirements — standbys after probation, replaced canary snapshots — are left out here)")
 
 
 def _decision_line(decision: dict[str, object], width: int) -> str:
