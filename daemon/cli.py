@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -167,7 +168,8 @@ def registry_decisions(config: ConfigOption, group: GroupOption = None) -> None:
     with SqliteRegistry(settings.registry.path) as registry:
         for d in registry.decisions(group or settings.model.group):
             replaced = f" (was {d.previous})" if d.previous else ""
-            typer.echo(f"{d.ts_ms} {d.action:<8} {d.version}{replaced}: {d.reason}")
+            when = datetime.fromtimestamp(d.ts_ms / 1000, UTC).isoformat(timespec="milliseconds")
+            typer.echo(f"{when} {d.action:<8} {d.version}{replaced}: {d.reason}")
 
 
 if __name__ == "__main__":
