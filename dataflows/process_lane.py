@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import multiprocessing
+import os
 import pickle
 import threading
 import time
@@ -38,7 +39,9 @@ __all__ = ["ProcessLane"]
 _SPAWN = multiprocessing.get_context("spawn")  # a fork of a process with threads could deadlock
 
 
-def _child(conn: Connection, name: str) -> None:  # pragma: no cover - runs in the child process
+def _child(conn: Connection, name: str, nice: int) -> None:  # pragma: no cover - runs in the child process
+    if nice:
+        os.nice(nice)  # serving first: the learner takes the CPU that serving leaves
     learner: Any = None
     version, learns = "", False
     while True:
@@ -62,7 +65,14 @@ class ProcessLane:
     """A `dataflows.lanes.Lane` with its model in a child process (same methods and meaning)."""
 
     def __init__(
-        self, name: str, state: LaneState, *, max_backlog: int, max_age_s: float = float("inf"), threaded: bool = True
+        self,
+        name: str,
+        state: LaneState,
+        *,
+        max_backlog: int,
+        max_age_s: float = float("inf"),
+        threaded: bool = True,
+        nice: int = 10,
     ) -> None:
         self.name = name
         self.max_backlog = max(1, max_backlog)
@@ -82,7 +92,9 @@ class ProcessLane:
         self._answers: collections.deque[bytes] = collections.deque()
         self._cond = threading.Condition()
         self._conn, child = _SPAWN.Pipe()
-        self._process = _SPAWN.Process(target=_child, args=(child, name), name=f"headwater-lane-{name}", daemon=True)
+        self._process = _SPAWN.Process(
+            target=_child, args=(child, name, nice), name=f"headwater-lane-{name}", daemon=True
+        )
         self._process.start()
         child.close()
         self._send(
