@@ -279,6 +279,9 @@ def test_candidates_and_promotion_settings(tmp_path: Path) -> None:
         ("model", {"candidates": [{"name": "x", "params": {"lr": 1}}]}, "model.candidates.0"),
         ("promotion", {"canary_steps": [0.5, 0.25]}, "promotion"),
         ("promotion", {"alpha": 0.9}, "promotion.alpha"),
+        ("promotion", {"min_samples": 500, "probation_samples": 400}, "promotion"),
+        ("promotion", {"max_samples": 400, "canary_min_samples": 200}, "promotion"),
+        ("model", {"candidates": [{"name": "a", "gate": "canary"}, {"name": "b", "gate": "canary"}]}, "model"),
     ],
 )
 def test_candidate_and_promotion_errors_name_the_field(
