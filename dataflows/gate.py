@@ -95,9 +95,9 @@ def canary_part(paired: Paired, routes: np.ndarray) -> Paired:
 def next_actions(trials: dict[str, Trial]) -> list[Action]:
     """From the trials' verdicts to actions: at most one promotion or rollback at a time.
 
-    A failing champion on probation is rolled back before anything else; a candidate that
-    passed is promoted (the first in slot order, if several passed at once); a failed candidate
-    is refused; an inconclusive trial starts over.
+    A failing champion on probation is rolled back before anything else; a failed candidate is
+    refused; an inconclusive trial starts over; and then a candidate that passed is promoted (the
+    first in slot order, if several passed at once).
     """
     actions: list[Action] = []
     standby = trials.get(STANDBY_SLOT)
@@ -106,19 +106,20 @@ def next_actions(trials: dict[str, Trial]) -> list[Action]:
             return [Action("rollback", STANDBY_SLOT, standby.verdict)]
         if standby.verdict.phase is Phase.PASSED:
             actions.append(Action("retire_standby", STANDBY_SLOT, standby.verdict))
-    promoted = False
+    promotion: Action | None = None
     for slot, trial in trials.items():
         if slot == STANDBY_SLOT or trial.verdict is None:
             continue
         phase = trial.verdict.phase
-        if phase is Phase.PASSED and not promoted:
-            actions.append(Action("promote", slot, trial.verdict))
-            promoted = True
+        if phase is Phase.PASSED and promotion is None:
+            promotion = Action("promote", slot, trial.verdict)
         elif phase in (Phase.FAILED, Phase.ERROR):
             actions.append(Action("refuse", slot, trial.verdict))
         elif phase is Phase.INCONCLUSIVE:
             actions.append(Action("new_trial", slot, trial.verdict))
-    return actions
+    # The promotion last: it starts every other trial over, and a candidate that failed its own
+    # trial is refused whatever else happens at the same moment.
+    return actions + ([promotion] if promotion is not None else [])
 
 
 def canary_share(trial: Trial) -> float:

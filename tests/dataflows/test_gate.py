@@ -127,10 +127,10 @@ def test_only_the_first_candidate_that_passed_is_promoted_and_the_others_are_jud
     actions = next_actions(trials)
     assert [(a.kind, a.slot) for a in actions] == [
         ("retire_standby", STANDBY_SLOT),
-        ("promote", "a"),
         ("refuse", "c"),
         ("refuse", "d"),
         ("new_trial", "e"),
+        ("promote", "a"),  # last: it starts every other trial over
     ]
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
+from confluent_kafka import Message
 
 from daemon.config import Settings
 from daemon.kafka_client import make_producer, produce_all, read_all, read_until
@@ -22,14 +23,32 @@ pytestmark = pytest.mark.kafka
 RATE = 4000  # messages/s: a live stream (a replay at full speed is served before anyone learns it)
 
 
-def _run_live(settings: Settings, workload: Workload) -> dict[str, list[dict[str, Any]]]:
-    """Stream the workload through a tailing daemon; return every output once all events are predicted."""
+def _promoted(msgs: list[Message]) -> bool:
+    """A candidate was promoted (not just the first champion installed)."""
+    bodies = (orjson.loads(m.value() or b"{}") for m in msgs)
+    return any(b.get("type") == "decision" and b.get("action") == "promote" and b.get("previous") for b in bodies)
+
+
+def _run_live(
+    settings: Settings, workload: Workload, *, promotion_by: int | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Stream the workload through a tailing daemon; return every output once all events are
+    predicted. With ``promotion_by``, the stream pauses after that many events until a candidate
+    has been promoted (bounded), so that the rest is served by it."""
     k = settings.kafka
     topic = {"events": k.events_topic, "labels": k.labels_topic or k.events_topic}
     daemon = BackgroundDaemon(settings).start()
     try:
         items = list(workload.items())
-        produce_all(make_producer(k.bootstrap_servers), ((topic[i.kind], i.key, i.value) for i in items), RATE)
+        cut = len(items)
+        if promotion_by is not None:
+            cut = next(i for i, item in enumerate(items) if item.event_index == promotion_by)
+        producer = make_producer(k.bootstrap_servers)
+        produce_all(producer, ((topic[i.kind], i.key, i.value) for i in items[:cut]), RATE)
+        if promotion_by is not None:
+            seen = read_until(k.bootstrap_servers, [k.model_events_topic], _promoted, timeout_s=120)
+            assert _promoted(seen), f"no candidate was promoted within 120 s of the first {promotion_by} events"
+            produce_all(producer, ((topic[i.kind], i.key, i.value) for i in items[cut:]), RATE)
         n = workload.spec.n_events
         read_until(k.bootstrap_servers, [k.predictions_topic], lambda msgs: len(msgs) >= n, timeout_s=120)
     finally:
@@ -51,15 +70,19 @@ def _accuracy(workload: Workload, predictions: dict[str, int], start: int, stop:
     return sum(predictions[i] == workload.truth[i] for i in ids) / len(ids)
 
 
-def test_a_better_candidate_is_promoted_and_a_worse_one_refused(fresh_settings: SettingsFactory) -> None:
+@pytest.mark.parametrize("lanes", ["thread", "process"])
+def test_a_better_candidate_is_promoted_and_a_worse_one_refused(fresh_settings: SettingsFactory, lanes: str) -> None:
     candidates = [
         {"name": "good", "learner": "river-logreg"},
         {"name": "bad", "learner": "tests.learners.factories:inverted_logreg"},
     ]
-    settings = fresh_settings(model={"candidates": candidates}, runtime={"tail": True, "workers": 2})
+    runtime = {"tail": True, "workers": 2, "lanes": lanes}
+    settings = fresh_settings(model={"candidates": candidates}, runtime=runtime)
     k = settings.kafka
     workload = Workload(WorkloadSpec(n_events=8000, drift_at=8000, malformed_every=0, unmatched_labels=0))
-    out = _run_live(settings, workload)
+    # A lane's process takes seconds to start, and learns at a lower priority than serving: the
+    # stream waits for the first promotion after 4,000 events, so the promoted model serves the rest.
+    out = _run_live(settings, workload, promotion_by=4000)
 
     events = out["model_events"]
     promoted = _decisions(events, "promote")
