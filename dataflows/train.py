@@ -327,6 +327,12 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         gate = self.ctx.config.gate
         if gate.processes and gate.threaded and state.learns:
             return ProcessLane(name, state, max_backlog=gate.max_lag_batches, max_age_s=gate.max_lag_s)
+        if not state.learns:
+            # The champion's (and standby's) scores are the other half of every candidate's
+            # evidence: a skipped job would leave every candidate without a pair for it. Scoring is
+            # what serving does already, so these lanes keep up; their bound is only a backstop.
+            backlog = 16 * gate.max_lag_batches
+            return Lane(name, state, max_backlog=backlog, max_age_s=float("inf"), threaded=gate.threaded)
         return Lane(name, state, max_backlog=gate.max_lag_batches, max_age_s=gate.max_lag_s, threaded=gate.threaded)
 
     def _store(self, name: str) -> StoredLane:
