@@ -27,7 +27,7 @@ import numpy.typing as npt
 from dataflows.ports import CheckpointRef, OffsetRange
 from learners import Learner
 
-__all__ = ["Job", "Lane", "LaneResult", "LaneState", "StoredLane", "run_job"]
+__all__ = ["Job", "Lane", "LaneResult", "LaneState", "StoredLane", "drop_stale", "run_job", "skipped_result"]
 
 
 @dataclass(frozen=True)
@@ -144,18 +144,9 @@ class Lane:
             return
         now = time.monotonic()
         with self._cond:
-            while self._jobs:
-                waited = now - self._queued_at[0]
-                if len(self._jobs) >= self.max_backlog:
-                    why = f"{self.max_backlog} batches behind"
-                elif waited > self.max_age_s:
-                    why = f"its oldest batch waited {waited:.1f} s (more than {self.max_age_s:g} s)"
-                else:
-                    break
-                oldest = self._jobs.popleft()
-                self._queued_at.popleft()
-                self.skipped_total += 1
-                self._results.append(self._skipped(oldest, why))
+            skipped = drop_stale(self._jobs, self._queued_at, self.max_backlog, self.max_age_s, now)
+            self.skipped_total += len(skipped)
+            self._results.extend(skipped_result(self.name, self._version, j, why) for j, why in skipped)
             self._jobs.append(job)
             self._queued_at.append(now)
             self._cond.notify_all()
@@ -281,13 +272,6 @@ class Lane:
     def _process(self, job: Job) -> LaneResult:
         return run_job(self.name, self._version, self._learner, self._learns, job)
 
-    def _skipped(self, job: Job, why: str) -> LaneResult:
-        empty = np.zeros(0)
-        return LaneResult(
-            self.name, self._version, job.seq, empty, empty, np.zeros(0, dtype=np.int8), skipped=True,
-            error=f"{why}: skipped batch {job.seq} ({len(job)} examples)",
-        )  # fmt: skip
-
 
 def run_job(name: str, version: str, learner: Learner, learns: bool, job: Job) -> LaneResult:
     """Score the job's examples with the model as it is, then (if it learns) learn them."""
@@ -318,3 +302,31 @@ def run_job(name: str, version: str, learner: Learner, learns: bool, job: Job) -
     # The stretch of input this model trained through: none if it does not learn or failed to.
     ranges = job.ranges if learns and not learn_failed else ()
     return LaneResult(name, version, job.seq, correct, proba_true, job.routes, learned, learn_ms, error, ranges=ranges)
+
+
+def drop_stale(
+    jobs: collections.deque[Job], queued_at: collections.deque[float], max_backlog: int, max_age_s: float, now: float
+) -> list[tuple[Job, str]]:
+    """Take the oldest queued jobs off while the queue is full or its oldest job waited too long;
+    return them with why (the caller holds the lane's lock)."""
+    dropped: list[tuple[Job, str]] = []
+    while jobs:
+        waited = now - queued_at[0]
+        if len(jobs) >= max_backlog:
+            why = f"{max_backlog} batches behind"
+        elif waited > max_age_s:
+            why = f"its oldest batch waited {waited:.1f} s (more than {max_age_s:g} s)"
+        else:
+            break
+        dropped.append((jobs.popleft(), why))
+        queued_at.popleft()
+    return dropped
+
+
+def skipped_result(name: str, version: str, job: Job, why: str) -> LaneResult:
+    """What a lane reports for a job it skipped: nothing scored, nothing learned, and why."""
+    empty = np.zeros(0)
+    return LaneResult(
+        name, version, job.seq, empty, empty, np.zeros(0, dtype=np.int8), skipped=True,
+        error=f"{why}: skipped batch {job.seq} ({len(job)} examples)",
+    )  # fmt: skip

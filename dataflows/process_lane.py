@@ -28,9 +28,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-import numpy as np
-
-from dataflows.lanes import Job, LaneResult, LaneState, StoredLane, run_job
+from dataflows.lanes import Job, LaneResult, LaneState, StoredLane, drop_stale, run_job, skipped_result
 from dataflows.ports import CheckpointRef
 from learners import Learner
 
@@ -131,18 +129,9 @@ class ProcessLane:
     def submit(self, job: Job) -> None:
         now = time.monotonic()
         with self._cond:
-            while self._jobs:
-                waited = now - self._queued_at[0]
-                if len(self._jobs) >= self.max_backlog:
-                    why = f"{self.max_backlog} batches behind"
-                elif waited > self.max_age_s:
-                    why = f"its oldest batch waited {waited:.1f} s (more than {self.max_age_s:g} s)"
-                else:
-                    break
-                oldest = self._jobs.popleft()
-                self._queued_at.popleft()
-                self.skipped_total += 1
-                self._results.append(_skipped(self.name, self._version, oldest, why))
+            skipped = drop_stale(self._jobs, self._queued_at, self.max_backlog, self.max_age_s, now)
+            self.skipped_total += len(skipped)
+            self._results.extend(skipped_result(self.name, self._version, j, why) for j, why in skipped)
             self._jobs.append(job)
             self._queued_at.append(now)
             self._dispatch()
@@ -252,11 +241,3 @@ class ProcessLane:
                 else:
                     self._answers.append(payload)
                 self._cond.notify_all()
-
-
-def _skipped(name: str, version: str, job: Job, why: str) -> LaneResult:
-    empty = np.zeros(0)
-    return LaneResult(
-        name, version, job.seq, empty, empty, np.zeros(0, dtype=np.int8), skipped=True,
-        error=f"{why}: skipped batch {job.seq} ({len(job)} examples)",
-    )  # fmt: skip
