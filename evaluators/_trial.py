@@ -7,10 +7,10 @@ import math
 
 import numpy as np
 
-from evaluators.base import Paired
+from evaluators.base import Paired, Verdict
 from evaluators.stats import SequentialDifference
 
-__all__ = ["FAIL_FLOOR", "PairedTrial", "check_alpha", "check_at_least", "fail_floor", "fmt"]
+__all__ = ["FAIL_FLOOR", "PairedTrial", "SequentialEvaluator", "check_alpha", "check_at_least", "fail_floor", "fmt"]
 
 # The interval is asymptotic: below a few dozen examples its coverage is rough, so nobody acts on it
 # before this many, not even to fail. A big regression still fails within the first batches.
@@ -110,3 +110,36 @@ class PairedTrial:
             f"{subject}'s mean score is {direction} by {fmt(abs(diff))} than {other}'s "
             f"({level} always-valid interval {fmt(lower)} to {fmt(upper)}) over {n} paired examples"
         )
+
+
+class SequentialEvaluator:
+    """The life of a sequential trial (shadow, canary, probation): paired evidence goes into one
+    `PairedTrial`; the first conclusion (`_conclusion`) is kept until ``reset`` and later updates are
+    ignored, so the promoter acts on what the trial decided; before that, `_open` says where it is."""
+
+    def __init__(self, alpha: float, n_star: int) -> None:
+        self._trial = PairedTrial(alpha, n_star)
+        self._final: Verdict | None = None
+
+    def reset(self) -> None:
+        self._trial.reset()
+        self._final = None
+
+    def update(self, outcomes: Paired) -> None:
+        if self._final is not None:
+            return
+        self._trial.update(outcomes)  # refuses non-finite scores before anything changes
+        self._observed(outcomes)
+        self._final = self._conclusion()
+
+    def verdict(self) -> Verdict:
+        return self._final if self._final is not None else self._open()
+
+    def _observed(self, outcomes: Paired) -> None:
+        """What a subclass counts besides the trial (a canary: its step's examples)."""
+
+    def _conclusion(self) -> Verdict | None:
+        raise NotImplementedError
+
+    def _open(self) -> Verdict:
+        raise NotImplementedError

@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Sequence
 from itertools import pairwise
 
-from evaluators._trial import PairedTrial, check_alpha, check_at_least, fail_floor, fmt
+from evaluators._trial import SequentialEvaluator, check_alpha, check_at_least, fail_floor, fmt
 from evaluators.base import Paired, Phase, Verdict
 
 __all__ = ["CanaryEvaluator", "canary_bucket"]
@@ -37,7 +37,7 @@ def canary_bucket(key: str, seed: int) -> float:
     return (int.from_bytes(digest, "big") >> 11) / 2.0**53
 
 
-class CanaryEvaluator:
+class CanaryEvaluator(SequentialEvaluator):
     """Stepped canary with an always-valid paired test over all its examples.
 
     A concluded verdict is kept until ``reset``; later updates are ignored.
@@ -76,10 +76,9 @@ class CanaryEvaluator:
         self.min_improvement = min_improvement
         self.max_samples = max_samples
         self.n_star = n_star
-        self._trial = PairedTrial(alpha, n_star)
+        super().__init__(alpha, n_star)
         self._step = 0
         self._step_samples = 0  # canary examples seen at the current step
-        self._final: Verdict | None = None
 
     @property
     def step(self) -> int:
@@ -92,26 +91,21 @@ class CanaryEvaluator:
         return self.steps[self._step]
 
     def reset(self) -> None:
-        self._trial.reset()
+        super().reset()
         self._step = 0
         self._step_samples = 0
-        self._final = None
 
     def update(self, outcomes: Paired) -> None:
         if self._final is not None:
             return
-        self._trial.update(outcomes)
-        self._step_samples += len(outcomes)
-        self._final = self._conclusion()
+        super().update(outcomes)
         if self._final is None and self._step_done() and self._step + 1 < len(self.steps):
             # Examples past the step's minimum were served at the old share: they do not count
             # towards the next step.
             self._step += 1
             self._step_samples = 0
 
-    def verdict(self) -> Verdict:
-        if self._final is not None:
-            return self._final
+    def _open(self) -> Verdict:
         if self._step == 0 and not self._step_done():
             reason = (
                 f"{self._step_samples} of {self.min_samples_per_step} canary examples "
@@ -123,6 +117,9 @@ class CanaryEvaluator:
             f"{self._step_samples} of {self.min_samples_per_step} examples"
         )
         return self._verdict(Phase.RUNNING, f"{where}; {self._trial.summary()}")
+
+    def _observed(self, outcomes: Paired) -> None:
+        self._step_samples += len(outcomes)
 
     def _step_done(self) -> bool:
         return self._step_samples >= self.min_samples_per_step

@@ -11,18 +11,19 @@ may pass, and its predecessor must still be there when it does.
 
 from __future__ import annotations
 
-from evaluators._trial import PairedTrial, check_alpha, check_at_least, fail_floor, fmt
-from evaluators.base import Paired, Phase, Verdict
+from evaluators._trial import SequentialEvaluator, check_alpha, check_at_least, fail_floor, fmt
+from evaluators.base import Phase, Verdict
 
 __all__ = ["ProbationEvaluator"]
 
 
-class ProbationEvaluator:
+class ProbationEvaluator(SequentialEvaluator):
     """``Paired.candidate`` is the new champion, ``Paired.champion`` its predecessor.
 
     A concluded verdict is kept until ``reset``; later updates are ignored.
 
     >>> import numpy as np
+    >>> from evaluators import Paired
     >>> ev = ProbationEvaluator(min_samples=100, samples=200)
     >>> ev.update(Paired(candidate=np.zeros(100), champion=np.ones(100)))
     >>> ev.verdict().phase
@@ -47,22 +48,9 @@ class ProbationEvaluator:
         self.min_samples = min_samples
         self.samples = samples
         self.n_star = n_star
-        self._trial = PairedTrial(alpha, n_star)
-        self._final: Verdict | None = None
+        super().__init__(alpha, n_star)
 
-    def reset(self) -> None:
-        self._trial.reset()
-        self._final = None
-
-    def update(self, outcomes: Paired) -> None:
-        if self._final is not None:
-            return
-        self._trial.update(outcomes)
-        self._final = self._conclusion()
-
-    def verdict(self) -> Verdict:
-        if self._final is not None:
-            return self._final
+    def _open(self) -> Verdict:
         t = self._trial
         if t.n < self.min_samples:
             reason = f"{t.n} of {self.min_samples} examples since the promotion; no verdict before {self.min_samples}"

@@ -8,19 +8,20 @@ improvement is out of reach or the sample budget is spent.
 
 from __future__ import annotations
 
-from evaluators._trial import PairedTrial, check_alpha, check_at_least, fail_floor, fmt
-from evaluators.base import Paired, Phase, Verdict
+from evaluators._trial import SequentialEvaluator, check_alpha, check_at_least, fail_floor, fmt
+from evaluators.base import Phase, Verdict
 
 __all__ = ["ShadowEvaluator"]
 
 
-class ShadowEvaluator:
+class ShadowEvaluator(SequentialEvaluator):
     """Sequential paired test of a shadow candidate against the champion.
 
     A verdict that concludes (passed, failed, inconclusive) is kept: later updates are ignored until
     ``reset``, so what the promoter read is what the trial decided.
 
     >>> import numpy as np
+    >>> from evaluators import Paired
     >>> ev = ShadowEvaluator(min_samples=200)
     >>> ev.verdict().phase
     <Phase.PENDING: 'pending'>
@@ -47,22 +48,9 @@ class ShadowEvaluator:
         self.min_improvement = min_improvement
         self.max_samples = max_samples
         self.n_star = n_star
-        self._trial = PairedTrial(alpha, n_star)
-        self._final: Verdict | None = None
+        super().__init__(alpha, n_star)
 
-    def reset(self) -> None:
-        self._trial.reset()
-        self._final = None
-
-    def update(self, outcomes: Paired) -> None:
-        if self._final is not None:
-            return
-        self._trial.update(outcomes)
-        self._final = self._conclusion()
-
-    def verdict(self) -> Verdict:
-        if self._final is not None:
-            return self._final
+    def _open(self) -> Verdict:
         t = self._trial
         if t.n < self.min_samples:
             reason = (
