@@ -27,7 +27,17 @@ import numpy.typing as npt
 from dataflows.ports import CheckpointRef, OffsetRange
 from learners import Learner
 
-__all__ = ["Job", "Lane", "LaneResult", "LaneState", "StoredLane", "drop_stale", "run_job", "skipped_result"]
+__all__ = [
+    "Job",
+    "Lane",
+    "LaneQueue",
+    "LaneResult",
+    "LaneState",
+    "StoredLane",
+    "drop_stale",
+    "run_job",
+    "skipped_result",
+]
 
 
 @dataclass(frozen=True)
@@ -86,30 +96,73 @@ class StoredLane:
     skipped_total: int = 0
 
 
-class Lane:
-    """One model and the thread that scores and teaches it."""
+class LaneQueue:
+    """What every lane keeps, whichever runs its model: the jobs waiting (with when they came),
+    the results not yet collected, and the skipping rule. Callers hold ``_cond`` around changes."""
 
-    def __init__(
-        self, name: str, state: LaneState, *, max_backlog: int, threaded: bool, max_age_s: float = float("inf")
-    ) -> None:
+    def __init__(self, name: str, state: LaneState, *, max_backlog: int, max_age_s: float) -> None:
         self.name = name
         self.max_backlog = max(1, max_backlog)
         self.max_age_s = max_age_s
-        self.threaded = threaded
         self._version = state.version
-        self._learner = state.learner
         self._learns = state.learns
         self._jobs: collections.deque[Job] = collections.deque(state.jobs)
         self._queued_at: collections.deque[float] = collections.deque(time.monotonic() for _ in state.jobs)
         self._results: list[LaneResult] = list(state.results)
         self.skipped_total = state.skipped_total
         self._cond = threading.Condition()
+        self._through = 0  # the last job this lane's model ran
+        self.frozen_through = 0  # what the last frozen copy had run: a job at or below it is in it
+
+    @property
+    def version(self) -> str:
+        return self._version
+
+    @property
+    def learns(self) -> bool:
+        return self._learns
+
+    @property
+    def has_results(self) -> bool:
+        with self._cond:
+            return bool(self._results)
+
+    def drain(self) -> list[LaneResult]:
+        """The results made since the last call, in the order they were made (a skipped job's
+        result may come before the result of the job running when it was skipped)."""
+        with self._cond:
+            out, self._results = self._results, []
+        return out
+
+    def _enqueue(self, job: Job) -> None:
+        """Queue ``job``, first skipping what is too far behind (the caller holds ``_cond``)."""
+        now = time.monotonic()
+        skipped = drop_stale(self._jobs, self._queued_at, self.max_backlog, self.max_age_s, now)
+        self.skipped_total += len(skipped)
+        self._results.extend(skipped_result(self.name, self._version, j, why) for j, why in skipped)
+        self._jobs.append(job)
+        self._queued_at.append(now)
+
+    def _drop_through(self, through: int) -> None:
+        """Forget queued jobs at or below ``through`` (the caller holds ``_cond``)."""
+        kept = [(j, t) for j, t in zip(self._jobs, self._queued_at, strict=True) if j.seq > through]
+        self._jobs = collections.deque(j for j, _ in kept)
+        self._queued_at = collections.deque(t for _, t in kept)
+
+
+class Lane(LaneQueue):
+    """One model and the thread that scores and teaches it."""
+
+    def __init__(
+        self, name: str, state: LaneState, *, max_backlog: int, threaded: bool, max_age_s: float = float("inf")
+    ) -> None:
+        super().__init__(name, state, max_backlog=max_backlog, max_age_s=max_age_s)
+        self.threaded = threaded
+        self._learner = state.learner
         self._model = threading.Lock()  # held while a job runs: swaps and copies wait for it
         self._busy = False
         self._closed = False
         self._waiting = 0  # control calls waiting for the model lock: they go before the next job
-        self._through = 0  # the last job this lane's model ran
-        self.frozen_through = 0  # what the last frozen copy had run: a job at or below it is in it
         self._thread: threading.Thread | None = None
         if threaded:
             self._thread = threading.Thread(target=self._run, name=f"headwater-lane-{name}", daemon=True)
@@ -119,17 +172,9 @@ class Lane:
                 self._results.append(self._process(self._jobs.popleft()))
 
     @property
-    def version(self) -> str:
-        return self._version
-
-    @property
     def learner(self) -> Learner:
         """The model itself: read it only in a lane whose model never learns (champion, standby)."""
         return self._learner
-
-    @property
-    def learns(self) -> bool:
-        return self._learns
 
     @property
     def backlog(self) -> int:
@@ -142,21 +187,9 @@ class Lane:
                 self._results.append(self._process(job))
                 self._through = job.seq
             return
-        now = time.monotonic()
         with self._cond:
-            skipped = drop_stale(self._jobs, self._queued_at, self.max_backlog, self.max_age_s, now)
-            self.skipped_total += len(skipped)
-            self._results.extend(skipped_result(self.name, self._version, j, why) for j, why in skipped)
-            self._jobs.append(job)
-            self._queued_at.append(now)
+            self._enqueue(job)
             self._cond.notify_all()
-
-    def drain(self) -> list[LaneResult]:
-        """The results made since the last call, in the order they were made (a skipped job's
-        result may come before the result of the job running when it was skipped)."""
-        with self._cond:
-            out, self._results = self._results, []
-        return out
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Wait until every submitted job is done; False if ``timeout_s`` passed first."""
@@ -183,11 +216,6 @@ class Lane:
             self.frozen_through = self._through
             return copy
 
-    @property
-    def has_results(self) -> bool:
-        with self._cond:
-            return bool(self._results)
-
     def replace(self, version: str, learner: Learner, *, learns: bool, through: int = 0) -> None:
         """Put another model in this lane (a promotion, a rollback, a new fork). Jobs already
         queued are run by the new model, but those at or below ``through``, which the new model
@@ -196,9 +224,7 @@ class Lane:
         with self._control():
             self._version, self._learner, self._learns = version, learner, learns
             with self._cond:
-                kept = [(j, t) for j, t in zip(self._jobs, self._queued_at, strict=True) if j.seq > through]
-                self._jobs = collections.deque(j for j, _ in kept)
-                self._queued_at = collections.deque(t for _, t in kept)
+                self._drop_through(through)
 
     def rename(self, version: str) -> None:
         """The same model goes on as a new version (its parent was just promoted)."""

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from dataflows.lanes import Job, LaneResult, LaneState, StoredLane, drop_stale, run_job, skipped_result
+from dataflows.lanes import Job, LaneQueue, LaneResult, LaneState, StoredLane, run_job
 from dataflows.ports import CheckpointRef
 from learners import Learner
 
@@ -59,7 +59,7 @@ def _child(conn: Connection, name: str, nice: int) -> None:  # pragma: no cover 
             return
 
 
-class ProcessLane:
+class ProcessLane(LaneQueue):
     """A `dataflows.lanes.Lane` with its model in a child process (same methods and meaning)."""
 
     def __init__(
@@ -72,23 +72,12 @@ class ProcessLane:
         threaded: bool = True,
         nice: int = 10,
     ) -> None:
-        self.name = name
-        self.max_backlog = max(1, max_backlog)
-        self.max_age_s = max_age_s
+        super().__init__(name, state, max_backlog=max_backlog, max_age_s=max_age_s)
         self.threaded = True
-        self._version = state.version
-        self._learns = state.learns
         self._learner_class_of = state.learner  # for its class only: the live model is in the child
-        self._jobs: collections.deque[Job] = collections.deque(state.jobs)
-        self._queued_at: collections.deque[float] = collections.deque(time.monotonic() for _ in state.jobs)
-        self._results: list[LaneResult] = list(state.results)
-        self.skipped_total = state.skipped_total
         self._in_flight: Job | None = None
-        self._through = 0  # the last job the child ran
-        self.frozen_through = 0
         self._holding = 0  # answers awaited from the child: no job is sent meanwhile
         self._answers: collections.deque[bytes] = collections.deque()
-        self._cond = threading.Condition()
         self._conn, child = _SPAWN.Pipe()
         self._process = _SPAWN.Process(
             target=_child, args=(child, name, nice), name=f"headwater-lane-{name}", daemon=True
@@ -104,42 +93,19 @@ class ProcessLane:
             self._dispatch()
 
     @property
-    def version(self) -> str:
-        return self._version
-
-    @property
     def learner(self) -> Learner:
         """The model as it was handed in (for its class): the live one learns in the child process."""
         return self._learner_class_of
-
-    @property
-    def learns(self) -> bool:
-        return self._learns
 
     @property
     def backlog(self) -> int:
         with self._cond:
             return len(self._jobs) + (1 if self._in_flight is not None else 0)
 
-    @property
-    def has_results(self) -> bool:
-        with self._cond:
-            return bool(self._results)
-
     def submit(self, job: Job) -> None:
-        now = time.monotonic()
         with self._cond:
-            skipped = drop_stale(self._jobs, self._queued_at, self.max_backlog, self.max_age_s, now)
-            self.skipped_total += len(skipped)
-            self._results.extend(skipped_result(self.name, self._version, j, why) for j, why in skipped)
-            self._jobs.append(job)
-            self._queued_at.append(now)
+            self._enqueue(job)
             self._dispatch()
-
-    def drain(self) -> list[LaneResult]:
-        with self._cond:
-            out, self._results = self._results, []
-        return out
 
     def wait_idle(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -162,9 +128,7 @@ class ProcessLane:
     def replace(self, version: str, learner: Learner, *, learns: bool, through: int = 0) -> None:
         with self._cond:
             self._version, self._learns, self._learner_class_of = version, learns, learner
-            kept = [(j, t) for j, t in zip(self._jobs, self._queued_at, strict=True) if j.seq > through]
-            self._jobs = collections.deque(j for j, _ in kept)
-            self._queued_at = collections.deque(t for _, t in kept)
+            self._drop_through(through)
             self._send(("model", version, pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL), learns))
 
     def rename(self, version: str) -> None:
