@@ -199,9 +199,6 @@ class RuntimeSettings(_Section):
     lanes: Literal["thread", "process"] = Field(
         "thread", description="process: each candidate learns in a process of its own, off the serving GIL"
     )
-    gil_switch_interval_ms: float = Field(
-        5.0, gt=0, le=100, description="Python's thread switch interval (sys.setswitchinterval): serving vs learning"
-    )
     recovery_dir: Path | None = Field(None, description="Bytewax recovery store; unset: no recovery")
     recovery_partitions: int = Field(8, ge=1, description="at least the most workers you will ever run")
     snapshot_interval_s: float = Field(10.0, gt=0)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import signal
-import sys
 import threading
 from datetime import timedelta
 from types import FrameType
@@ -38,8 +37,6 @@ def run_daemon(settings: Settings, stop: threading.Event | None = None, *, creat
     import torch
 
     torch.set_num_threads(settings.runtime.torch_threads)
-    # Models learn on threads of this process: how long one may hold the GIL while serving waits.
-    sys.setswitchinterval(settings.runtime.gil_switch_interval_ms / 1000)
     stop = stop if stop is not None else threading.Event()
     config: FlowConfig = settings.flow_config(stop=stop)
     check_learner(settings)

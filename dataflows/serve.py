@@ -84,16 +84,14 @@ class ServingBoard:
 class ServedBatch(msgspec.Struct, frozen=True):
     """A micro-batch after serving, on its way to training.
 
-    ``routes``, ``versions`` and ``predicted`` are per event: which route served it, which version,
-    and the class index it was given (-1 when the event could not be served).
+    ``routes`` and ``predicted`` are per event: which route served it, and the class index it was
+    given (-1 when the event could not be served).
     """
 
     events: list[Event]
     labels: list[Label]
     routes: list[int]
-    versions: list[str]
     predicted: list[int]
-    served_at: float
 
 
 class ServeOut(NamedTuple):
@@ -108,7 +106,7 @@ def serve_batch(table: ServingTable, batch: list[Event | Label], classes: list[i
     events = [item for item in batch if isinstance(item, Event)]
     labels = [item for item in batch if isinstance(item, Label)]
     if not events:
-        return ServeOut([], [], ServedBatch([], labels, [], [], [], now), [])
+        return ServeOut([], [], ServedBatch([], labels, [], []), [])
     x = np.asarray([e.x for e in events], dtype=np.float64)
     routes = table.routes([e.id for e in events])
     proba = np.zeros((len(events), len(classes)))
@@ -149,7 +147,7 @@ def serve_batch(table: ServingTable, batch: list[Event | Label], classes: list[i
                 e.source.ts_ms, now_ms, e.source,
             )
         )  # fmt: skip
-    served = ServedBatch(events, labels, route_list, versions, predicted_list, now)
+    served = ServedBatch(events, labels, route_list, predicted_list)
     return ServeOut(predictions, dead, served, errors)
 
 

@@ -59,9 +59,7 @@ def test_predictions_name_the_champions_version_and_the_champion_route(tmp_path:
     assert [e.id for e in out.batch.events] == ["a", "b"]
     assert [lab.id for lab in out.batch.labels] == ["late"]
     assert out.batch.routes == [CHAMPION, CHAMPION]
-    assert out.batch.versions == ["default/1", "default/1"]
     assert out.batch.predicted == [0, 0]
-    assert out.batch.served_at == 1_000.0
 
 
 def test_a_batch_of_labels_only_serves_nothing_and_passes_the_labels_on() -> None:
