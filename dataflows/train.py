@@ -434,7 +434,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         state, ctx = self.state, self.ctx
         n = len(result.correct)
         if n:
-            slot.score.update(np.ones(n, dtype=np.int64), result.correct.astype(np.int64), proba_true=result.proba_true)
+            slot.score.update_hits(result.correct > 0.5, proba_true=result.proba_true)
         if result.ranges or result.learned:
             ranges, samples = self._lineage.get(result.version, ((), 0))
             self._lineage[result.version] = (ranges + result.ranges, samples + result.learned)

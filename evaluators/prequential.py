@@ -120,13 +120,19 @@ class PrequentialScore:
         if len(y_true) != len(y_pred):
             msg = f"{len(y_true)} labels but {len(y_pred)} predictions"
             raise ValueError(msg)
+        self.update_hits(np.asarray(y_true) == np.asarray(y_pred), proba_true)
+
+    def update_hits(
+        self, hits: Sequence[bool] | np.ndarray, proba_true: Sequence[float] | np.ndarray | None = None
+    ) -> None:
+        """Score a batch already judged: ``hits`` says, per example, whether the prediction was right."""
+        hits = np.asarray(hits, dtype=np.bool_)
         losses = None
         if proba_true is not None:
-            if len(proba_true) != len(y_true):
-                msg = f"{len(y_true)} labels but {len(proba_true)} probabilities"
+            if len(proba_true) != len(hits):
+                msg = f"{len(hits)} labels but {len(proba_true)} probabilities"
                 raise ValueError(msg)
             losses = log_loss(proba_true)
-        hits = np.asarray(y_true) == np.asarray(y_pred)
         if hits.size == 0:
             return
         self._correct += int(hits.sum())
