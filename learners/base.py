@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Self, runtime_checkable
@@ -56,6 +57,23 @@ class Learner(Protocol):
     def load(cls, artifact: Artifact) -> Self:
         """Read back what ``save`` wrote, refusing a file whose digest differs."""
         ...
+
+
+def import_path(path: str) -> object:
+    """The object named ``"package.module:Qual.Name"``. Raises ValueError for a name of another
+    shape, ImportError or AttributeError when there is no such object.
+
+    >>> import_path("learners.base:Artifact").__name__
+    'Artifact'
+    """
+    module_name, sep, qualname = path.partition(":")
+    if not sep or not module_name or not qualname:
+        msg = f"{path!r} is not 'package.module:name'"
+        raise ValueError(msg)
+    target: object = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    return target
 
 
 def sha256_of(path: Path) -> str:

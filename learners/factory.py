@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from river import base as river_base
 
-from learners.base import Learner, LearnerError
+from learners.base import Learner, LearnerError, import_path
 from learners.river_learner import RiverLearner, hoeffding_tree, logistic_regression
 from learners.torch_learner import TorchMLP
 
@@ -57,15 +56,12 @@ def build_learner(spec: LearnerSpec, *, n_features: int, n_classes: int, feature
 def _resolve(name: str) -> Callable[..., Any]:
     if name in LEARNERS:
         return LEARNERS[name]
-    module_name, sep, attr = name.partition(":")
-    if not sep or not module_name or not attr:
+    try:
+        target: Any = import_path(name)
+    except ValueError:
         known = ", ".join(sorted(LEARNERS))
         msg = f"unknown learner {name!r}: use one of {known} or 'package.module:callable'"
-        raise LearnerError(msg)
-    try:
-        target: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            target = getattr(target, part)
+        raise LearnerError(msg) from None
     except (ImportError, AttributeError) as exc:
         msg = f"learner factory {name!r} cannot be imported: {exc}"
         raise LearnerError(msg) from exc

@@ -8,7 +8,6 @@ River's pickles are read only after that check.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import os
 import shutil
@@ -18,7 +17,7 @@ from typing import cast
 
 from daemon.registry.errors import RegistryError
 from learners import Artifact, Learner, LearnerError
-from learners.base import sha256_of
+from learners.base import import_path, sha256_of
 
 __all__ = ["CheckpointStore", "learner_class_of"]
 
@@ -92,14 +91,11 @@ class CheckpointStore:
 
 
 def _import_learner_class(name: str) -> type[Learner]:
-    module_name, sep, qualname = name.partition(":")
-    if not sep or not module_name or not qualname:
-        msg = f"learner class {name!r} is not 'package.module:QualName'"
-        raise RegistryError(msg)
     try:
-        target: object = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            target = getattr(target, part)
+        target = import_path(name)
+    except ValueError:
+        msg = f"learner class {name!r} is not 'package.module:QualName'"
+        raise RegistryError(msg) from None
     except (ImportError, AttributeError) as exc:
         msg = f"learner class {name!r} cannot be imported ({exc}); install the package that defines it"
         raise RegistryError(msg) from exc
