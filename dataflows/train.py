@@ -541,10 +541,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         version = lane.version
         # The candidate's state is frozen and, at the same instant, what the lane learns from now on
         # belongs to its successor: the promoted version's lineage ends with its checkpoint.
-        successor = ctx.registry.create_version(
-            group, name=name, parent=version, learner=lane.learner, config={"continues": version}, ts_ms=now_ms
-        )
-        frozen = lane.freeze_as(successor.id)
+        frozen = lane.freeze_as(self._successor(name, now_ms))
         through = lane.frozen_through
         out: list[TrainOutput] = []
         golden = None if golden_set is None else self._golden_check(frozen, *golden_set)
@@ -604,22 +601,13 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         version = lane.version if version is None else version
         decision = ctx.promoter.refuse(group, version=version, reason=reason, evidence=evidence, ts_ms=now_ms)
         ctx.metrics.decided(group, "refuse")
-        champion = self.lanes[CHAMPION_SLOT]
         if slot.spec is not None and slot.spec.fork:  # start again from the champion
             if succeeded:  # the successor it was handed to never learned anything of its own
                 orphan = lane.version
                 ctx.promoter.retire(group, version=orphan, reason=f"{version} was refused", evidence={}, ts_ms=now_ms)
-            learner = champion.learner.clone(include_state=True)
-            info = ctx.registry.create_version(
-                group, name=name, parent=champion.version, learner=learner, config={"fork_of": champion.version},
-                ts_ms=now_ms,
-            )  # fmt: skip
-            lane.replace(info.id, learner, learns=True, through=state.champion_through)
+            self._fork_from_champion(name, now_ms)
         elif not succeeded:  # another configuration: it learns on, as a new version
-            info = ctx.registry.create_version(
-                group, name=name, parent=version, learner=lane.learner, config={"continues": version}, ts_ms=now_ms
-            )
-            lane.rename(info.id)
+            lane.rename(self._successor(name, now_ms))
         if slot.spec is not None:
             slot.refusals += 1
             slot.trial = _trial(ctx.config, slot.spec)
@@ -671,6 +659,26 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
                 slot.trial = _trial(self.ctx.config, slot.spec)
                 slot.trial.wait = wait  # a refused candidate still waits its turn
 
+    def _successor(self, name: str, now_ms: int) -> str:
+        """Register the version a slot's model goes on learning as (its current one was decided)."""
+        lane = self.lanes[name]
+        info = self.ctx.registry.create_version(
+            self.state.name, name=name, parent=lane.version, learner=lane.learner,
+            config={"continues": lane.version}, ts_ms=now_ms,
+        )  # fmt: skip
+        return info.id
+
+    def _fork_from_champion(self, name: str, now_ms: int) -> str:
+        """Put a fresh copy of the champion in a fork's lane, as a new version; return its id."""
+        champion = self.lanes[CHAMPION_SLOT]
+        learner = champion.learner.clone(include_state=True)
+        info = self.ctx.registry.create_version(
+            self.state.name, name=name, parent=champion.version, learner=learner,
+            config={"fork_of": champion.version}, ts_ms=now_ms,
+        )  # fmt: skip
+        self.lanes[name].replace(info.id, learner, learns=True, through=self.state.champion_through)
+        return info.id
+
     def _refork(self, now_ms: int, *, keep: str | None = None) -> list[TrainOutput]:
         """Every fork but ``keep`` (the one just promoted, which learns on) starts again from the
         new champion, as a new version; the version it leaves is retired."""
@@ -680,15 +688,9 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         for name, slot in state.slots.items():
             if slot.spec is None or not slot.spec.fork or name == keep:
                 continue
-            lane = self.lanes[name]
-            old = lane.version
-            learner = champion.learner.clone(include_state=True)
-            info = ctx.registry.create_version(
-                group, name=name, parent=champion.version, learner=learner, config={"fork_of": champion.version},
-                ts_ms=now_ms,
-            )  # fmt: skip
-            lane.replace(info.id, learner, learns=True, through=state.champion_through)
-            reason = f"forked again from the new champion {champion.version} as {info.id}"
+            old = self.lanes[name].version
+            fork = self._fork_from_champion(name, now_ms)
+            reason = f"forked again from the new champion {champion.version} as {fork}"
             out.append(
                 decision_record(ctx.promoter.retire(group, version=old, reason=reason, evidence={}, ts_ms=now_ms))
             )
@@ -812,11 +814,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             lane = self.lanes[name]
             if slot.spec is None or ctx.registry.version(lane.version).status == "candidate":
                 continue
-            info = ctx.registry.create_version(
-                state.name, name=name, parent=lane.version, learner=lane.learner,
-                config={"continues": lane.version}, ts_ms=now_ms,
-            )  # fmt: skip
-            lane.rename(info.id)
+            lane.rename(self._successor(name, now_ms))
             if slot.spec is not None:
                 slot.trial = _trial(ctx.config, slot.spec)
 
