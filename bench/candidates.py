@@ -8,12 +8,13 @@ measures both, in one run, through the real broker, with `bench.e2e_kafka`'s lat
 (`bench.common.measure_latency`):
 
 1. the same events at ``--rate`` for ``--duration`` s (after a warm-up) with 0, 2 and 4 candidates
-   behind a river-logreg champion (`CANDIDATE_SETS`); each run's p50/p99 as a ratio to the
-   0-candidate run of its round (``--rounds``, interleaved 0, 2, 4, 0, 2, 4);
-2. the slow case: an adaptive random forest candidate (`arf`, a user factory) on ``--slow-events``
-   offered at ``--slow-rate``, against a 0-candidate run at the same rate: predictions served /
+   behind a river-logreg champion (`CANDIDATE_SETS`), the candidates in thread lanes and in process
+   lanes (``--lanes``); each run's p50/p99 as a ratio to the 0-candidate run of its round
+   (``--rounds``, interleaved: 0, 2 and 4 in threads, 2 and 4 in processes, then again);
+2. the slow case: an adaptive random forest candidate (`arf`, a user factory), in each kind of
+   lane, on ``--slow-events`` offered at ``--slow-rate``, against a 0-candidate run at the same rate: predictions served /
    events offered (must be all), latency, and the forest's lag and skipped batches; then the same
-   again with no Bytewax epoch end inside the run (``--no-long-epoch-run`` skips it), which tells
+   again with no Bytewax epoch end inside the run (with ``--long-epoch-run``), which tells
    what the per-epoch snapshots of the models cost serving.
 
 Each run gets fresh topics and a fresh registry; what each model did (labelled examples scored and
@@ -114,6 +115,7 @@ class Params:
     slow_reference_s: float
     slow_trees: int
     long_epoch_run: bool
+    lanes: tuple[str, ...]
     workers: int
     partitions: int
     batch_max_size: int
@@ -143,8 +145,13 @@ def parse_args(argv: list[str] | None = None) -> Params:
     add(
         "--long-epoch-run",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=False,
         help="repeat the slow case with no Bytewax epoch end (snapshot) inside the run",
+    )
+    add(
+        "--lanes",
+        default="thread,process",
+        help="runtime.lanes to measure, comma-separated (thread, process): each candidate set runs with each",
     )
     add("--workers", type=int, default=1, help="Bytewax worker threads")
     add("--partitions", type=int, default=4, help="partitions of every fresh topic")
@@ -171,6 +178,9 @@ def parse_args(argv: list[str] | None = None) -> Params:
     for name in (*positive, "max_wait_ms", "timeout"):
         if getattr(a, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
+    lanes = tuple(x.strip() for x in a.lanes.split(",") if x.strip())
+    if not lanes or set(lanes) - {"thread", "process"}:
+        parser.error("--lanes takes thread, process or both, comma-separated")
     if a.slow_events < 0 or (a.max_lag_batches is not None and a.max_lag_batches < 1):
         parser.error("--slow-events must be >= 0 and --max-lag-batches >= 1")
     return Params(
@@ -183,6 +193,7 @@ def parse_args(argv: list[str] | None = None) -> Params:
         slow_reference_s=a.slow_reference,
         slow_trees=a.slow_trees,
         long_epoch_run=a.long_epoch_run,
+        lanes=lanes,
         workers=a.workers,
         partitions=a.partitions,
         batch_max_size=a.batch_size,
@@ -492,8 +503,9 @@ def notes(report: dict[str, Any]) -> list[str]:
         )
     )
     out.append(
-        "- One process: the daemon, its lanes, the producer and the reader share the GIL and this machine's "
-        "cores with the broker. Numbers from one run, not averaged; p99 and max move between runs far more "
+        "- One process: the daemon, its thread lanes, the producer and the reader share the GIL and this "
+        "machine's cores with the broker; process lanes run in "
+        "processes of their own at SCHED_IDLE. Numbers from one run, not averaged; p99 and max move between runs far more "
         "than p50."
     )
     return out
@@ -527,22 +539,30 @@ def main(argv: list[str] | None = None) -> int:
     events = make_events(max(n_fast, p.slow_events, n_ref))
     runs: dict[str, dict[str, Any]] = {}
     slow = dataclasses.replace(p, rate=p.slow_rate, duration_s=p.slow_events / p.slow_rate)
-    reference = dataclasses.replace(p, rate=p.slow_rate, duration_s=p.slow_reference_s)
+    slow_reference = dataclasses.replace(p, rate=p.slow_rate, duration_s=p.slow_reference_s)
     try:
         for r in range(1, p.rounds + 1):  # interleaved: a burst of load elsewhere hits one round, not one set
-            names = [f"{name}, round {r}" if p.rounds > 1 else name for name in CANDIDATE_SETS]
-            for name, candidates in zip(names, CANDIDATE_SETS.values(), strict=True):
-                runs[name] = run_one(p, name, candidates, events[:n_fast])
-            fill_ratios(runs, names[0], names)
+            suffix = f", round {r}" if p.rounds > 1 else ""
+            reference = f"0 candidates{suffix}"
+            runs[reference] = run_one(p, reference, [], events[:n_fast])
+            names = []
+            for lanes in p.lanes:
+                for name, candidates in list(CANDIDATE_SETS.items())[1:]:
+                    names.append(f"{name}, {lanes} lanes{suffix}")
+                    runs[names[-1]] = run_one(p, names[-1], candidates, events[:n_fast], {"lanes": lanes})
+            fill_ratios(runs, reference, names)
         if p.slow_events:
             ref_name = f"0 candidates @ {p.slow_rate:g}/s"
-            runs[ref_name] = run_one(reference, ref_name, [], events[:n_ref])
-            names = [ref_name, f"ARF candidate @ {p.slow_rate:g}/s"]
-            runs[names[-1]] = run_one(slow, names[-1], slow_candidates(p), events[: p.slow_events])
-            if p.long_epoch_run:
-                names.append(f"ARF candidate @ {p.slow_rate:g}/s, no epoch end")
-                long_epoch = {"snapshot_interval_s": LONG_EPOCH_S}
-                runs[names[-1]] = run_one(slow, names[-1], slow_candidates(p), events[: p.slow_events], long_epoch)
+            runs[ref_name] = run_one(slow_reference, ref_name, [], events[:n_ref])
+            names = []
+            for lanes in p.lanes:
+                names.append(f"ARF candidate @ {p.slow_rate:g}/s, {lanes} lanes")
+                arf_events = events[: p.slow_events]
+                runs[names[-1]] = run_one(slow, names[-1], slow_candidates(p), arf_events, {"lanes": lanes})
+                if p.long_epoch_run:
+                    names.append(f"ARF candidate @ {p.slow_rate:g}/s, {lanes} lanes, no epoch end")
+                    long_epoch = {"snapshot_interval_s": LONG_EPOCH_S, "lanes": lanes}
+                    runs[names[-1]] = run_one(slow, names[-1], slow_candidates(p), arf_events, long_epoch)
             fill_ratios(runs, ref_name, names)
     finally:
         if not p.keep_topics:

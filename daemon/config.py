@@ -8,6 +8,7 @@ field. The resulting object is frozen and passed down — there is no module-lev
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import warnings
 from datetime import timedelta
@@ -196,9 +197,22 @@ class RuntimeSettings(_Section):
     tail: bool = Field(True, description="keep waiting for new events; false: stop at the end of the topics")
     torch_threads: int = Field(1, ge=1)
     train_threads: bool = Field(True, description="each model learns on its own thread (false: inline)")
-    lanes: Literal["thread", "process"] = Field(
-        "thread", description="process: each candidate learns in a process of its own, off the serving GIL"
+    lanes: Literal["auto", "thread", "process"] = Field(
+        "auto",
+        description=(
+            "process: each candidate learns in a process of its own, off the serving GIL and below serving "
+            "on the CPU (SCHED_IDLE), so serving latency stays flat but candidates learn only on spare CPU; "
+            "thread: in threads of the serving process, sharing its GIL fairly; auto: process when the "
+            "machine has a CPU for serving, one for the rest and one per candidate, else thread"
+        ),
     )
+
+    def lane_processes(self, candidates: int) -> bool:
+        """Whether candidates learn in processes (`lanes`, with ``auto`` resolved on this machine)."""
+        if self.lanes != "auto":
+            return self.lanes == "process"
+        return candidates > 0 and len(os.sched_getaffinity(0)) >= 2 + candidates
+
     recovery_dir: Path | None = Field(None, description="Bytewax recovery store; unset: no recovery")
     recovery_partitions: int = Field(8, ge=1, description="at least the most workers you will ever run")
     snapshot_interval_s: float = Field(10.0, gt=0)
@@ -251,7 +265,8 @@ with warnings.catch_warnings():
                 group=self.model.group,
                 candidates=tuple(c.spec() for c in self.model.candidates),
                 gate=self.promotion.gate(
-                    threaded=self.runtime.train_threads, processes=self.runtime.lanes == "process"
+                    threaded=self.runtime.train_threads,
+                    processes=self.runtime.lane_processes(len(self.model.candidates)),
                 ),
                 batch_max_size=self.batching.max_size,
                 batch_max_wait=timedelta(milliseconds=self.batching.max_wait_ms),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import signal
+import sys
 import threading
 from datetime import timedelta
 from types import FrameType
@@ -23,7 +24,8 @@ from daemon.recovery import prepare_recovery
 from daemon.topics import ensure_topics
 from daemon.wiring import kafka_sink, kafka_source, local_deps
 from dataflows import FlowConfig, build_flow
-from learners import build_learner
+from dataflows.process_lane import start_lane_server
+from learners import Learner, build_learner
 
 __all__ = ["check_learner", "run_daemon"]
 
@@ -34,12 +36,17 @@ Handler = Any  # what signal.signal returns: a callable, SIG_DFL/SIG_IGN or None
 
 def run_daemon(settings: Settings, stop: threading.Event | None = None, *, create_topics: bool = True) -> None:
     """Run until the input ends (``runtime.tail: false``) or a stop is requested."""
-    import torch
-
-    torch.set_num_threads(settings.runtime.torch_threads)
     stop = stop if stop is not None else threading.Event()
     config: FlowConfig = settings.flow_config(stop=stop)
-    check_learner(settings)
+    learners = check_learner(settings)
+    if "torch" in sys.modules:  # a torch learner is configured
+        import torch
+
+        torch.set_num_threads(settings.runtime.torch_threads)
+    if config.gate.processes and config.candidates:  # the candidates' lanes start without waiting for imports
+        start_lane_server(
+            (type(learner).__module__ for learner in learners), torch_threads=settings.runtime.torch_threads
+        )
     if settings.promotion.golden_path is not None:
         config = dataclasses.replace(config, golden=load_golden(settings.promotion.golden_path, config.schema))
     runtime = settings.runtime
@@ -66,17 +73,19 @@ def run_daemon(settings: Settings, stop: threading.Event | None = None, *, creat
         deps.registry.close()
 
 
-def check_learner(settings: Settings) -> None:
+def check_learner(settings: Settings) -> list[Learner]:
     """Build the configured learners once (the champion's and every configured candidate's), so
     that a bad name or parameter fails at start-up with a clear message instead of inside a
-    worker when the first event arrives."""
+    worker when the first event arrives; return them."""
     config = settings.flow_config()
     schema = config.schema
     specs = [config.learner] + [c.learner for c in config.candidates if c.learner is not None]
-    for spec in specs:
+    return [
         build_learner(
             spec, n_features=len(schema.features), n_classes=len(schema.classes), feature_names=schema.features
         )
+        for spec in specs
+    ]
 
 
 def _install_stop_handlers(stop: threading.Event) -> dict[signal.Signals, Handler]:

@@ -10,14 +10,21 @@ from river import base as river_base
 
 from learners.base import Learner, LearnerError, import_path
 from learners.river_learner import RiverLearner, hoeffding_tree, logistic_regression
-from learners.torch_learner import TorchMLP
 
 __all__ = ["LEARNERS", "LearnerSpec", "build_learner"]
+
+
+def torch_mlp(**params: Any) -> Learner:
+    """`learners.torch_learner.TorchMLP`, with PyTorch imported only now."""
+    from learners.torch_learner import TorchMLP
+
+    return TorchMLP(**params)
+
 
 LEARNERS: Mapping[str, Callable[..., Learner]] = {
     "river-logreg": logistic_regression,
     "river-hoeffding": hoeffding_tree,
-    "torch-mlp": TorchMLP,
+    "torch-mlp": torch_mlp,
 }
 
 

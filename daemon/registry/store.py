@@ -23,20 +23,20 @@ from daemon.registry.errors import RegistryError, UnknownVersionError
 from daemon.registry.lineage import merge_ranges
 from daemon.registry.schema import STATUSES, connect
 from dataflows.ports import CheckpointRef, Decision, OffsetRange, VersionInfo
-from learners import Learner, RiverLearner, TorchMLP
+from learners import Learner
 
 __all__ = ["ACTIONS", "SqliteRegistry", "framework_of"]
 
 ACTIONS = ("promote", "refuse", "rollback", "retire")
 
 
+_FRAMEWORKS = {"learners.river_learner": "river", "learners.torch_learner": "torch"}
+
+
 def framework_of(learner: Learner) -> str:
     """``river``, ``torch``, or the top-level package of a user's learner class."""
-    if isinstance(learner, RiverLearner):
-        return "river"
-    if isinstance(learner, TorchMLP):
-        return "torch"
-    return type(learner).__module__.partition(".")[0]
+    module = type(learner).__module__
+    return _FRAMEWORKS.get(module, module.partition(".")[0])
 
 
 class SqliteRegistry:

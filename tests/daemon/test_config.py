@@ -305,3 +305,20 @@ def test_yaml_boolean_classes_are_refused(tmp_path: Path, classes: str) -> None:
     # (the decoder refuses JSON true/false as a class for the same reason).
     path = _write(tmp_path, f"schema: {{features: [a], classes: {classes}}}\n")
     assert "schema.classes" in _error(path)
+
+
+def test_lanes_auto_puts_candidates_in_processes_only_with_cpus_to_spare(monkeypatch: pytest.MonkeyPatch) -> None:
+    two_candidates = {"candidates": [{"name": "fork"}, {"name": "lr", "learner": "river-logreg"}]}
+    settings = load_settings(None, schema=MINIMAL_SCHEMA, model=two_candidates)
+    assert settings.runtime.lanes == "auto"
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(2)))
+    assert not settings.flow_config().gate.processes  # 2 CPUs: serving, the rest, and none for candidates
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(4)))
+    assert settings.flow_config().gate.processes
+    assert not load_settings(None, schema=MINIMAL_SCHEMA, model={"candidates": []}).runtime.lane_processes(0)
+    forced = load_settings(None, schema=MINIMAL_SCHEMA, model=two_candidates, runtime={"lanes": "process"})
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(2)))
+    assert forced.flow_config().gate.processes
+    assert not load_settings(
+        None, schema=MINIMAL_SCHEMA, model=two_candidates, runtime={"lanes": "thread"}
+    ).runtime.lane_processes(2)

@@ -163,7 +163,9 @@ def test_a_champion_that_degrades_after_promotion_is_rolled_back(fresh_settings:
 
     events = out["model_events"]
     rollbacks = _decisions(events, "rollback")
-    assert rollbacks, f"no rollback; decisions: {[(d['action'], d['version']) for d in _decisions(events)]}"
+    assert rollbacks, (
+        f"no rollback; decisions: {[(d['action'], d['version'], d['reason']) for d in _decisions(events)]}"
+    )
     rollback = rollbacks[0]
     assert rollback["previous"] != rollback["version"]
     assert "fell behind its predecessor" in rollback["reason"]
