@@ -12,10 +12,10 @@ measures both, in one run, through the real broker, with `bench.e2e_kafka`'s lat
    lanes (``--lanes``); each run's p50/p99 as a ratio to the 0-candidate run of its round
    (``--rounds``, interleaved: 0, 2 and 4 in threads, 2 and 4 in processes, then again);
 2. the slow case: an adaptive random forest candidate (`arf`, a user factory), in each kind of
-   lane, on ``--slow-events`` offered at ``--slow-rate``, against a 0-candidate run at the same rate: predictions served /
-   events offered (must be all), latency, and the forest's lag and skipped batches; then the same
-   again with no Bytewax epoch end inside the run (with ``--long-epoch-run``), which tells
-   what the per-epoch snapshots of the models cost serving.
+   lane, on ``--slow-events`` offered at ``--slow-rate``, against a 0-candidate run at the same
+   rate: predictions served / events offered (must be all), latency, and the forest's lag and
+   skipped batches; then the same again with no Bytewax epoch end inside the run (with
+   ``--long-epoch-run``), which tells what the per-epoch snapshots of the models cost serving.
 
 Each run gets fresh topics and a fresh registry; what each model did (labelled examples scored and
 learned, lag, skipped batches) is read back from the model-events topic. By default no candidate
@@ -75,6 +75,7 @@ from bench.common import (
 from daemon.config import Settings, load_settings
 from daemon.runner import run_daemon
 from daemon.workload import FEATURES
+from dataflows.process_lane import start_lane_server
 
 log = logging.getLogger("bench.candidates")
 
@@ -504,9 +505,9 @@ def notes(report: dict[str, Any]) -> list[str]:
     )
     out.append(
         "- One process: the daemon, its thread lanes, the producer and the reader share the GIL and this "
-        "machine's cores with the broker; process lanes run in "
-        "processes of their own at SCHED_IDLE. Numbers from one run, not averaged; p99 and max move between runs far more "
-        "than p50."
+        "machine's cores with the broker; process lanes run in processes of their own at SCHED_IDLE, forked "
+        "from one server started at the beginning, as a daemon with these learners starts it. Numbers from one "
+        "run, not averaged; p99 and max move between runs far more than p50."
     )
     return out
 
@@ -537,6 +538,8 @@ def main(argv: list[str] | None = None) -> int:
     n_ref = round(p.slow_rate * p.slow_reference_s)
     log.info("generating %d events", max(n_fast, p.slow_events, n_ref))
     events = make_events(max(n_fast, p.slow_events, n_ref))
+    if "process" in p.lanes:  # what a daemon does at start-up, once for all the runs of this process
+        start_lane_server(["learners.river_learner", "learners.torch_learner", "bench.candidates"])
     runs: dict[str, dict[str, Any]] = {}
     slow = dataclasses.replace(p, rate=p.slow_rate, duration_s=p.slow_events / p.slow_rate)
     slow_reference = dataclasses.replace(p, rate=p.slow_rate, duration_s=p.slow_reference_s)

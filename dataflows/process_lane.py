@@ -10,7 +10,14 @@ it over a pipe; it has the same interface and the same guarantees as a threaded 
 * `frozen`, `freeze_as` and `store` see the model between two jobs, with the queued jobs and
   uncollected results of that same instant (the parent sends no new job until the answer is in);
 * models travel between the two processes pickled: both are Headwater's own (never data from
-  outside), and a stored state goes through the registry's digest-checked store as always.
+  outside), and a stored state goes through the registry's digest-checked store as always;
+* the caller never waits on the child: one thread per lane writes the pipe, another reads it, and
+  the process starts in the background (jobs queue meanwhile, as for any slow lane).
+
+Every lane's process forks from one server (`start_lane_server`) that has imported Headwater and
+the learners' modules once, and runs at SCHED_IDLE: it learns on CPU time that serving leaves, so
+serving latency does not grow with the number of candidates; on a machine whose CPUs are busy
+serving, candidates fall behind instead (their lag and skipped batches are reported).
 
 Only lanes whose model learns (candidates) go to processes: the champion and the standby only
 score, cheaply, and serving reads their learners in place.
@@ -22,7 +29,7 @@ import collections
 import logging
 import multiprocessing
 import os
-import pickle
+import queue
 import sys
 import threading
 import time
@@ -95,17 +102,16 @@ def _child(conn: Connection, name: str, torch_threads: int) -> None:  # pragma: 
     learner: Any = None
     version, learns = "", False
     while True:
-        message = conn.recv()
+        message = conn.recv()  # the parent's own messages, over its own pipe
         kind = message[0]
         if kind == "model":
-            _, version, blob, learns = message
-            learner = pickle.loads(blob)  # noqa: S301, TID251  # the parent's own model, over its own pipe
+            _, version, learner, learns = message
         elif kind == "rename":
             version = message[1]
         elif kind == "job":
             conn.send(("result", run_job(name, version, learner, learns, message[1])))
         elif kind == "get":
-            conn.send(("model", pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL)))
+            conn.send(("model", learner))
         elif kind == "close":
             conn.close()
             return
@@ -130,24 +136,25 @@ class ProcessLane(LaneQueue):
         self._closed = self._stopping = False
         self._in_flight: Job | None = None
         self._holding = 0  # answers awaited from the child: no job is sent meanwhile
-        self._answers: collections.deque[bytes] = collections.deque()
-        self._started = False  # until then, messages wait in `_pending` and the parent's model is current
+        self._answers: collections.deque[Learner] = collections.deque()  # models the child sent back
+        self._started = False  # until then, the model handed in (`_held`) is the lane's model
         self._start_error: str | None = None
-        self._pending: list[tuple[Any, ...]] = []
+        # Every message to the child goes through this queue to one thread that writes the pipe:
+        # no caller (the worker that serves) ever waits on a pipe whose reader is busy, or starting.
+        self._outbox: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self._conn, child = _CONTEXT.Pipe()
         self._process = _CONTEXT.Process(
             target=_child, args=(child, name, _TORCH_THREADS), name=f"headwater-lane-{name}", daemon=True
         )
-        self._send(
-            ("model", state.version, pickle.dumps(state.learner, protocol=pickle.HIGHEST_PROTOCOL), state.learns)
-        )
-        # The process starts in the background: the caller (the worker that serves) never waits for
-        # it. Until it runs, jobs queue (and are skipped past the bound) as for any slow lane.
-        self._starter = threading.Thread(target=self._start, args=(child,), name=f"headwater-lane-{name}-start")
-        self._starter.daemon = True
-        self._starter.start()
+        self._send(("model", state.version, state.learner, state.learns))
+        # The process starts in the background: until it runs, jobs queue (and are skipped past
+        # the bound) as for any slow lane.
+        self._pump = threading.Thread(target=self._run_pump, args=(child,), name=f"headwater-lane-{name}-tx")
+        self._pump.daemon = True
+        self._pump.start()
 
-    def _start(self, child: Connection) -> None:
+    def _run_pump(self, child: Connection) -> None:
+        """Start the process, then write the outbox to the pipe, in order, until told to stop."""
         try:
             start_lane_server(torch_threads=_TORCH_THREADS)
             self._process.start()
@@ -159,15 +166,16 @@ class ProcessLane(LaneQueue):
             return
         finally:
             child.close()
-        self._receiver = threading.Thread(target=self._receive, name=f"headwater-lane-{self.name}-rx", daemon=True)
-        self._receiver.start()
+        threading.Thread(target=self._receive, name=f"headwater-lane-{self.name}-rx", daemon=True).start()
         with self._cond:
-            for message in self._pending:
-                self._conn.send(message)
-            self._pending.clear()
             self._started = True
             self._dispatch()
             self._cond.notify_all()
+        while (message := self._outbox.get()) is not None:
+            try:
+                self._conn.send(message)
+            except OSError:  # the process died: `_receive` sees it too
+                return
 
     @property
     def learner(self) -> Learner:
@@ -206,7 +214,7 @@ class ProcessLane(LaneQueue):
         with self._cond:
             self._version, self._learns, self._held = version, learns, learner
             self._drop_through(through)
-            self._send(("model", version, pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL), learns))
+            self._send(("model", version, learner, learns))
 
     def rename(self, version: str) -> None:
         with self._cond:
@@ -223,18 +231,23 @@ class ProcessLane(LaneQueue):
 
     def close(self) -> None:
         """End the child process, keeping its model: a snapshot after the input ends still reads it."""
-        self._starter.join(timeout=60)
         with self._cond:
             self._stopping = True  # no job is sent from now on: the queued ones stay in the snapshot
+        deadline = time.monotonic() + 60
+        with self._cond:
+            while not self._started and self._start_error is None and time.monotonic() < deadline:
+                self._cond.wait(0.1)
         if self._started and not self._closed and self._process.is_alive():
             try:
                 self._held = self.frozen()
             except (OSError, RuntimeError) as exc:
                 log.error("lane %s: its model could not be taken back from its process: %s", self.name, exc)
         with self._cond:
-            if self._started and not self._closed and self._process.is_alive():
+            if self._started and not self._closed:
                 self._send(("close",))
             self._closed = True
+            self._outbox.put(None)
+        self._pump.join(timeout=5)
         if self._started:
             self._process.join(timeout=5)
             if self._process.is_alive():
@@ -249,13 +262,12 @@ class ProcessLane(LaneQueue):
         learns from then on is credited to that version."""
         with self._cond:
             if not self._started or self._closed:  # the model is here: not yet handed to the child, or back
-                blob = pickle.dumps(self._held, protocol=pickle.HIGHEST_PROTOCOL)
                 if successor is not None:
                     self._version = successor
                     self._send(("rename", successor))
                 self.frozen_through = self._through
                 kept = (list(self._jobs), list(self._results)) if keep else ([], [])
-                return pickle.loads(blob), kept  # noqa: S301, TID251  # our own model, a copy
+                return self._held.clone(include_state=True), kept
             self._holding += 1
             self._send(("get",))
             if successor is not None:
@@ -266,21 +278,16 @@ class ProcessLane(LaneQueue):
                     msg = f"lane {self.name}: its process died (exit code {self._process.exitcode})"
                     raise RuntimeError(msg)
                 self._cond.wait(1.0)
-            blob = self._answers.popleft()
+            learner = self._answers.popleft()
             self.frozen_through = self._through
             kept = (list(self._jobs), list(self._results)) if keep else ([], [])
             self._holding -= 1
             self._dispatch()
-        learner: Learner = pickle.loads(blob)  # noqa: S301, TID251  # our own child's model, over our own pipe
         return learner, kept
 
     def _send(self, message: tuple[Any, ...]) -> None:
-        if self._closed:
-            return
-        if self._started:
-            self._conn.send(message)
-        else:
-            self._pending.append(message)
+        if not self._closed:
+            self._outbox.put(message)
 
     def _dispatch(self) -> None:
         """Send the next job if none is in flight and no answer is awaited (caller holds the lock)."""
