@@ -539,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("generating %d events", max(n_fast, p.slow_events, n_ref))
     events = make_events(max(n_fast, p.slow_events, n_ref))
     if "process" in p.lanes:  # what a daemon does at start-up, once for all the runs of this process
-        start_lane_server(["learners.river_learner", "learners.torch_learner", "bench.candidates"])
+        start_lane_server(["learners.river_learner", "learners.torch_learner", "river.forest"])
     runs: dict[str, dict[str, Any]] = {}
     slow = dataclasses.replace(p, rate=p.slow_rate, duration_s=p.slow_events / p.slow_rate)
     slow_reference = dataclasses.replace(p, rate=p.slow_rate, duration_s=p.slow_reference_s)
