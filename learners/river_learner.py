@@ -1,8 +1,13 @@
 """River classifiers behind the `Learner` interface.
 
-River learns one event at a time; where every step of a model supports River's mini-batch methods
-(``learn_many``/``predict_proba_many``, e.g. ``StandardScaler | LogisticRegression``) a micro-batch
-goes through them in one call, otherwise the batch is replayed event by event.
+River learns one event at a time, and so does a `RiverLearner`: a micro-batch is learned event by
+event, in order, so the model behind Headwater makes exactly the updates it makes alone (issue 13:
+one ``learn_many`` step per micro-batch made a few hundred times fewer SGD updates and recovered
+from a drift 2.3x slower). It is also faster: 11.9 µs an event for ``StandardScaler |
+LogisticRegression`` against 15.3 µs through ``learn_many`` on batches of 100 (pandas frames).
+Predictions do not change the model, so a large batch goes through ``predict_proba_many`` where
+every step has it (faster from a few hundred events: 1.5 µs an event at 500 against 3.8) and a
+small one event by event (3.8 µs against 6.7 at 100, 72 at 10).
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from river import compose, linear_model, optim, preprocessing, tree
 
 from learners.base import Artifact, FloatArray, IntArray, LearnerError, sha256_of, verified_bytes
 
-__all__ = ["RiverLearner", "hoeffding_tree", "logistic_regression"]
+__all__ = ["PREDICT_MANY_FROM", "RiverLearner", "hoeffding_tree", "logistic_regression"]
+
+PREDICT_MANY_FROM = 256  # events in a batch from which River's mini-batch prediction is the faster
 
 
 class RiverLearner:
@@ -53,7 +60,7 @@ class RiverLearner:
         out = np.zeros((len(x), self.n_classes))
         if len(x) == 0:
             return out
-        if self._batched:
+        if self._batched and len(x) >= PREDICT_MANY_FROM:
             frame = self.model.predict_proba_many(self._frame(x))
             for col in frame.columns:
                 idx = int(col)
@@ -72,11 +79,7 @@ class RiverLearner:
         return out
 
     def learn(self, x: FloatArray, y: IntArray) -> None:
-        if len(x) == 0:
-            return
-        if self._batched:
-            self.model.learn_many(self._frame(x), pd.Series(y.astype(int)))
-            return
+        """One event at a time, in order: the updates River makes alone (see the module's doc)."""
         for features, label in zip(self._dicts(x), y.tolist(), strict=True):
             self.model.learn_one(features, int(label))
 
@@ -108,21 +111,26 @@ class RiverLearner:
 
 
 def _supports_many(model: river_base.Classifier) -> bool:
+    """Whether every step predicts a frame at once (a pipeline's transformers through ``transform_many``)."""
     steps = list(model.steps.values()) if isinstance(model, compose.Pipeline) else [model]
-    needs = ("learn_many",)
-    last_needs = ("learn_many", "predict_proba_many")
-    return all(all(hasattr(s, n) for n in needs) for s in steps[:-1]) and all(hasattr(steps[-1], n) for n in last_needs)
+    return all(hasattr(s, "transform_many") for s in steps[:-1]) and hasattr(steps[-1], "predict_proba_many")
 
 
 def logistic_regression(
     n_features: int,
     n_classes: int,
     feature_names: Sequence[str] | None = None,
-    lr: float = 0.5,
+    lr: float = 0.05,
     l2: float = 0.0,
     seed: int = 0,
 ) -> RiverLearner:
-    """Standard-scaled logistic regression (binary), learning with mini-batch SGD."""
+    """Standard-scaled logistic regression (binary), learning with SGD one event at a time.
+
+    ``lr`` 0.05: on River's drifting generators (20,000 events each, progressive accuracy) it
+    scored 0.922 / 0.729 / 0.931 on Hyperplane / RandomRBFDrift / SEA, against 0.862 / 0.675 / 0.892
+    with 0.5 (the mini-batch default before) and 0.933 / 0.712 / 0.940 with River's 0.01, which is
+    slower to follow a drift.
+    """
     if n_classes != 2:
         msg = f"river-logreg is a binary classifier; the schema declares {n_classes} classes"
         raise LearnerError(msg)

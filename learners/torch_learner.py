@@ -32,7 +32,15 @@ def pick_device(device: str = "auto") -> torch.device:
 
 
 class TorchMLP:
-    """Multi-layer perceptron with Adam, ``steps_per_batch`` gradient steps per micro-batch.
+    """Multi-layer perceptron with Adam, learning a micro-batch in event order, ``minibatch``
+    events per gradient step (``steps_per_minibatch`` steps on each).
+
+    One step on a whole micro-batch of ~100 events learns far less than the same model fed one
+    event at a time; steps on small slices, in order, learn as well (issue 13, on a stream with an
+    abrupt change, mean accuracy along the stream, batches of 100: 4 steps per micro-batch 0.923,
+    one event at a time with 4 steps each 0.957, slices of 8 with a step each 0.954) at a cost that
+    still grows with the batch, not the event (61 µs an event on one CPU thread, against 1,900
+    one event at a time).
 
     >>> import numpy as np
     >>> mlp = TorchMLP(n_features=2, n_classes=2, hidden=(8,), device="cpu")
@@ -48,19 +56,24 @@ class TorchMLP:
         feature_names: Sequence[str] | None = None,
         hidden: Sequence[int] = (64, 64),
         lr: float = 5e-3,
-        steps_per_batch: int = 4,
+        minibatch: int = 8,
+        steps_per_minibatch: int = 1,
         seed: int = 0,
         device: str = "auto",
     ) -> None:
         if n_features < 1 or n_classes < 2:
             msg = f"TorchMLP needs n_features >= 1 and n_classes >= 2, got {n_features}, {n_classes}"
             raise LearnerError(msg)
+        if minibatch < 1 or steps_per_minibatch < 1:
+            msg = f"TorchMLP needs minibatch >= 1 and steps_per_minibatch >= 1, got {minibatch}, {steps_per_minibatch}"
+            raise LearnerError(msg)
         self.n_features = n_features
         self.n_classes = n_classes
         self.feature_names = list(feature_names or [f"x{i}" for i in range(n_features)])
         self.hidden = tuple(int(h) for h in hidden)
         self.lr = lr
-        self.steps_per_batch = steps_per_batch
+        self.minibatch = minibatch
+        self.steps_per_minibatch = steps_per_minibatch
         self.seed = seed
         self.device = device
         self._device = pick_device(device)
@@ -87,11 +100,13 @@ class TorchMLP:
         inputs = self._standardise(xt)
         target = torch.as_tensor(y, dtype=torch.long, device=self._device)
         self._net.train()
-        for _ in range(self.steps_per_batch):
-            self._opt.zero_grad(set_to_none=True)
-            loss = nn.functional.cross_entropy(self._net(inputs), target)
-            loss.backward()
-            self._opt.step()
+        for start in range(0, len(x), self.minibatch):  # in event order, as the events came
+            chunk, chunk_target = inputs[start : start + self.minibatch], target[start : start + self.minibatch]
+            for _ in range(self.steps_per_minibatch):
+                self._opt.zero_grad(set_to_none=True)
+                loss = nn.functional.cross_entropy(self._net(chunk), chunk_target)
+                loss.backward()
+                self._opt.step()
         self._net.eval()
 
     def clone(self, *, include_state: bool = False) -> Self:
@@ -99,7 +114,7 @@ class TorchMLP:
             return copy.deepcopy(self)
         return type(self)(
             self.n_features, self.n_classes, self.feature_names, self.hidden, self.lr,
-            self.steps_per_batch, self.seed, self.device,
+            self.minibatch, self.steps_per_minibatch, self.seed, self.device,
         )  # fmt: skip
 
     def save(self, directory: Path) -> Artifact:
@@ -111,7 +126,8 @@ class TorchMLP:
         tensors |= _optimizer_tensors(self._opt)
         config = {"n_features": self.n_features, "n_classes": self.n_classes,
                   "feature_names": self.feature_names, "hidden": list(self.hidden), "lr": self.lr,
-                  "steps_per_batch": self.steps_per_batch, "seed": self.seed, "device": self.device}  # fmt: skip
+                  "minibatch": self.minibatch, "steps_per_minibatch": self.steps_per_minibatch, "seed": self.seed,
+                  "device": self.device}  # fmt: skip
         save_file(tensors, str(path), metadata={"headwater.config": json.dumps(config)})
         return Artifact(path=path, sha256=sha256_of(path))
 
@@ -123,6 +139,8 @@ class TorchMLP:
             msg = f"{artifact.path} has no headwater.config metadata: not written by TorchMLP.save"
             raise LearnerError(msg)
         config = json.loads(metadata["headwater.config"])
+        # Saved before learning went by minibatches: its steps per micro-batch no longer apply.
+        config.pop("steps_per_batch", None)
         learner = cls(**config)
         stored = load(data)
         tensors = {k: v.to(learner._device) for k, v in stored.items() if not k.startswith("opt.")}

@@ -228,6 +228,46 @@ def test_learns_a_separable_problem(spec: LearnerSpec) -> None:
     assert accuracy > 0.9
 
 
+def _concept_stream(seed: int, n: int, switch: int) -> tuple[FloatArray, IntArray]:
+    """A linear concept on features of different scales that turns abruptly at ``switch``."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, (n, 3)) * np.array([1.0, 10.0, 0.1])
+    y = np.where(np.arange(n) < switch, x @ _CONCEPT_A > 0, x @ _CONCEPT_B > 0).astype(np.int64)
+    return x, y
+
+
+_CONCEPT_A, _CONCEPT_B = np.array([1.0, 0.1, 5.0]), np.array([-1.0, 0.1, 5.0])
+
+
+def _learning_curve(spec: LearnerSpec, batch: int, n: int = 3000, switch: int = 1500, every: int = 100) -> float:
+    """Mean accuracy, on a probe of the concept of the moment, taken every ``every`` events of a
+    stream learned ``batch`` events at a time: how well and how fast it learns, and relearns."""
+    learner = _build(spec)
+    x, y = _concept_stream(0, n, switch)
+    probe = _concept_stream(7, 400, 0)[0]
+    scores = []
+    for start in range(0, n, every):
+        for b in range(start, start + every, batch):
+            learner.learn(x[b : b + batch], y[b : b + batch])
+        truth = (probe @ (_CONCEPT_A if start + every <= switch else _CONCEPT_B) > 0).astype(np.int64)
+        scores.append(float((learner.predict_proba(probe).argmax(axis=1) == truth).mean()))
+    return float(np.mean(scores))
+
+
+PARITY_TOLERANCE = 0.01  # one point of mean accuracy along the stream
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_learns_as_well_from_micro_batches_as_one_event_at_a_time(spec: LearnerSpec) -> None:
+    """Behind Headwater a learner sees micro-batches; alone, users feed it events one by one. On
+    the same stream (with an abrupt change half-way) the batched learner must learn as well,
+    within `PARITY_TOLERANCE` (issue 13). River learners learn a batch event by event: equal."""
+    batched, one_by_one = _learning_curve(spec, batch=100), _learning_curve(spec, batch=1)
+    assert batched >= one_by_one - PARITY_TOLERANCE, f"batches of 100: {batched:.4f}, one by one: {one_by_one:.4f}"
+    if spec.name.startswith("river-"):
+        assert batched == one_by_one
+
+
 # -- the factory ---------------------------------------------------------------------------------
 
 

@@ -399,7 +399,7 @@ def test_a_refused_alternative_of_another_framework_can_still_be_promoted_later(
     random weights), it learns on as a new version, and when the concept flips it wins. The new
     version is registered as a PyTorch model, so its checkpoint can be saved when it is promoted."""
     torch_alt = CandidateSpec(
-        "alt", LearnerSpec("torch-mlp", {"hidden": [8], "lr": 0.03, "steps_per_batch": 2, "device": "cpu"})
+        "alt", LearnerSpec("torch-mlp", {"hidden": [8], "lr": 0.03, "steps_per_minibatch": 2, "device": "cpu"})
     )
     group = make_group(config(candidates=(torch_alt,), retry_after=0), tmp_path, champion=trained_learner())
     stream = Stream(1)

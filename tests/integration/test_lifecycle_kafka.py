@@ -153,7 +153,10 @@ def test_a_champion_that_degrades_after_promotion_is_rolled_back(fresh_settings:
     """A recurring concept: A, then B (classes swapped), then A again. The fork adapts to B and
     is promoted; the champion it replaced waits on standby; when A returns before the probation
     ends, the new champion falls behind its predecessor and is rolled back."""
-    settings = fresh_settings(runtime={"tail": True, "workers": 1}, promotion={"probation_samples": 6000})
+    # A fork needs more evidence than the probation: else one that relearns A quickly replaces the
+    # champion before its probation can fail it (which is fine, but not what this test is about).
+    promotion = {"probation_samples": 6000, "min_samples": 1500}
+    settings = fresh_settings(runtime={"tail": True, "workers": 1}, promotion=promotion)
     spec = WorkloadSpec(
         n_events=15_000, drift_at=6000, swap_until=9000, flip_after_drift=True, before_variant=3, after_variant=3,
         malformed_every=0, unmatched_labels=0,
