@@ -90,8 +90,12 @@ class CandidateSettings(_Section):
     learner: str | None = Field(None, description="null: a fork of the champion (clone with its state)")
     params: dict[str, Any] = Field(default_factory=dict)
     seed: int = 0
-    gate: Literal["shadow", "canary"] = Field(
-        "shadow", description="shadow: scored, never served; canary: serves a share"
+    gate: Literal["shadow", "canary", "refresh"] = Field(
+        "shadow",
+        description=(
+            "shadow: scored, never served, promoted when significantly better; canary: serves a share; "
+            "refresh (forks only): replaces the champion as soon as it is not worse"
+        ),
     )
 
     @model_validator(mode="after")
@@ -101,6 +105,9 @@ class CandidateSettings(_Section):
             raise ValueError(msg)
         if self.learner is None and (self.params or self.seed):
             msg = "a fork (learner: null) takes the champion's learner: params and seed do not apply"
+            raise ValueError(msg)
+        if self.gate == "refresh" and self.learner is not None:
+            msg = "gate: refresh is for forks (learner: null), the champion's own model learning on"
             raise ValueError(msg)
         return self
 
@@ -153,6 +160,8 @@ class PromotionSettings(_Section):
     golden_path: Path | None = Field(None, description="JSON lines of labelled events: the golden set")
     golden_reservoir: int = Field(0, ge=0, description=">0: a reservoir of trusted history as the golden set")
     golden_tolerance: float = Field(0.02, ge=0, lt=1, description="regression allowed on the golden set")
+    refresh_samples: int = Field(1000, ge=10, description="paired labelled examples before a refresh")
+    refresh_margin: float = Field(0.005, ge=0, lt=1, description="how much worse than the champion a refresh may be")
     max_lag_batches: int = Field(64, ge=1, description="a model further behind skips its oldest batches")
     max_lag_s: float = Field(10.0, gt=0, description="so does a model whose oldest waiting batch is older than this")
 
@@ -183,7 +192,8 @@ class PromotionSettings(_Section):
             max_samples=self.max_samples, retry_after=self.retry_after, canary_steps=tuple(self.canary_steps),
             canary_min_samples=self.canary_min_samples, probation_samples=self.probation_samples,
             rollback_margin=self.rollback_margin, golden_tolerance=self.golden_tolerance,
-            golden_reservoir=self.golden_reservoir, max_lag_batches=self.max_lag_batches, max_lag_s=self.max_lag_s,
+            golden_reservoir=self.golden_reservoir, refresh_samples=self.refresh_samples,
+            refresh_margin=self.refresh_margin, max_lag_batches=self.max_lag_batches, max_lag_s=self.max_lag_s,
             threaded=threaded, processes=processes,
         )  # fmt: skip
 

@@ -39,7 +39,9 @@ class CandidateSpec:
     ``learner`` None means a *fork*: a clone of the champion with its state, forked again from
     each new champion. Otherwise it is a configured alternative (another learning rate,
     architecture or framework). ``gate`` is how it earns promotion: ``shadow`` (scored on all
-    traffic, never served) or ``canary`` (serves a sticky share of keys, raised in steps).
+    traffic, never served, promoted when significantly better), ``canary`` (serves a sticky share
+    of keys, raised in steps) or, for a fork only, ``refresh`` (replaces the champion as soon as it
+    is not worse: `evaluators.RefreshEvaluator`).
     """
 
     name: str
@@ -47,8 +49,11 @@ class CandidateSpec:
     gate: str = "shadow"
 
     def __post_init__(self) -> None:
-        if self.gate not in ("shadow", "canary"):
-            msg = f"candidate {self.name!r}: gate must be 'shadow' or 'canary', not {self.gate!r}"
+        if self.gate not in ("shadow", "canary", "refresh"):
+            msg = f"candidate {self.name!r}: gate must be 'shadow', 'canary' or 'refresh', not {self.gate!r}"
+            raise ValueError(msg)
+        if self.gate == "refresh" and self.learner is not None:
+            msg = f"candidate {self.name!r}: gate 'refresh' is for forks, the champion's own model learning on"
             raise ValueError(msg)
         if self.name in ("champion", "standby"):
             msg = f"candidate name {self.name!r} is reserved"
@@ -74,6 +79,8 @@ class GateSpec:
     rollback_margin: float = 0.02  # how much worse than its predecessor a new champion may be
     golden_tolerance: float = 0.02
     golden_reservoir: int = 0  # >0: a reservoir of trusted history, frozen at each promotion
+    refresh_samples: int = 1000  # paired labelled examples before a refresh fork may replace the champion
+    refresh_margin: float = 0.005  # how much worse than the champion it may be
     max_lag_batches: int = 64  # a model further behind than this skips its oldest batches
     max_lag_s: float = 10.0  # ... and so does a model whose oldest waiting batch is older than this
     threaded: bool = True  # models learn on their own threads (False: inline, for tests)

@@ -58,10 +58,12 @@ from evaluators import (
     Phase,
     PrequentialScore,
     ProbationEvaluator,
+    RefreshEvaluator,
     Reservoir,
     ShadowEvaluator,
     Verdict,
 )
+from evaluators._trial import FAIL_FLOOR
 from learners import Learner, build_learner
 
 __all__ = [
@@ -80,7 +82,7 @@ log = logging.getLogger("headwater")
 TrainOutput = DeadLetter | ModelReport | VerdictRecord | DecisionRecord
 AnyLane = Lane | ProcessLane
 STATE_FORMAT = 2  # bump when GroupState's shape changes (format 1: one model that served and learned)
-WAKE = timedelta(milliseconds=50)  # how soon to look again for results while lanes are busy
+WAKE = timedelta(milliseconds=10)  # how soon to look again for results while lanes are busy (50: parity -0.5 pt)
 GOLDEN_MIN_SIZE = 50  # a golden set smaller than this checks nothing: promotions wait
 KEEP_SNAPSHOTS = 20  # recovery snapshots whose stored model states are kept (Bytewax resumes from a recent one)
 
@@ -149,11 +151,12 @@ def new_group_state(ctx: TrainContext) -> GroupState:
     window = config.rolling_window
     slots = {CHAMPION_SLOT: Slot(CHAMPION_SLOT, "champion", LaneState(champion_version, champion, False),
                                  PrequentialScore(window))}  # fmt: skip
+    untrained = bool(registry.version(champion_version).config.get("untrained"))
     for spec in config.candidates:
         version, learner = _new_candidate(ctx, spec, champion_version, champion, now_ms)
         slots[spec.name] = Slot(
             spec.name, "candidate", LaneState(version, learner, True), PrequentialScore(window), spec,
-            _trial(config, spec),
+            _trial(config, spec, untrained_champion=untrained),
         )  # fmt: skip
     gate = config.gate
     reservoir = Reservoir(gate.golden_reservoir, len(config.schema.features), seed=0) if gate.golden_reservoir else None
@@ -190,7 +193,10 @@ def _new_candidate(
     return info.id, learner
 
 
-def _trial(config: FlowConfig, spec: CandidateSpec) -> Trial:
+def _trial(config: FlowConfig, spec: CandidateSpec, *, untrained_champion: bool = False) -> Trial:
+    """A candidate's trial. Against an untrained first champion, which serves nothing worth keeping, a
+    refresh fork needs only the evidence any verdict needs (`FAIL_FLOOR` examples), not
+    ``refresh_samples``: the cold start is as short as the label delay allows."""
     g = config.gate
     evaluator: Evaluator
     if spec.gate == "canary":
@@ -198,6 +204,9 @@ def _trial(config: FlowConfig, spec: CandidateSpec) -> Trial:
             steps=g.canary_steps, min_samples_per_step=g.canary_min_samples, alpha=g.alpha,
             min_improvement=g.min_improvement, max_samples=g.max_samples,
         )  # fmt: skip
+    elif spec.gate == "refresh":
+        samples = min(g.refresh_samples, FAIL_FLOOR) if untrained_champion else g.refresh_samples
+        evaluator = RefreshEvaluator(alpha=g.alpha, min_samples=samples, margin=g.refresh_margin)
     else:
         evaluator = ShadowEvaluator(
             alpha=g.alpha, min_samples=g.min_samples, min_improvement=g.min_improvement, max_samples=g.max_samples

@@ -1,13 +1,14 @@
 """Evaluators: pure decision logic over live evidence — no Kafka, no files, no clocks of their own.
 
 They answer one question for the promoter: should this candidate replace the champion (shadow,
-canary, golden set), and should a freshly promoted champion stay (probation)? Each takes per-example
-paired scores (``Paired``), and returns a ``Verdict``: a phase, a reason a person can read, and the
-numbers behind it. The sequential ones test with an always-valid confidence sequence
-(``SequentialDifference``), so they may be read after every micro-batch without inflating the
-false-promotion rate. A change detector (``ChangeDetector``, River's ADWIN) watches the champion's
-errors: evidence from before a change in the data says nothing about the candidates after it.
-Evaluators observe and report; only the promoter acts. No data is never success.
+canary, golden set; a fork as soon as it is not worse: refresh), and should a freshly promoted
+champion stay (probation)? Each takes per-example paired scores (``Paired``), and returns a
+``Verdict``: a phase, a reason a person can read, and the numbers behind it. The sequential ones
+test with an always-valid confidence sequence (``SequentialDifference``), so they may be read after
+every micro-batch without inflating the false-promotion rate. A change detector (``ChangeDetector``,
+River's ADWIN) watches the champion's errors: evidence from before a change in the data says nothing
+about the candidates after it. Evaluators observe and report; only the promoter acts. No data is
+never success.
 """
 
 from evaluators.base import Evaluator, Paired, Phase, Verdict
@@ -16,6 +17,7 @@ from evaluators.drift import Change, ChangeDetector
 from evaluators.golden import GoldenEvaluator, Reservoir
 from evaluators.prequential import PrequentialScore, PrequentialSnapshot, correctness, log_loss, paired_correctness
 from evaluators.probation import ProbationEvaluator
+from evaluators.refresh import RefreshEvaluator
 from evaluators.shadow import ShadowEvaluator
 from evaluators.stats import SequentialDifference
 
@@ -30,6 +32,7 @@ __all__ = [
     "PrequentialScore",
     "PrequentialSnapshot",
     "ProbationEvaluator",
+    "RefreshEvaluator",
     "Reservoir",
     "SequentialDifference",
     "ShadowEvaluator",

@@ -17,9 +17,11 @@ from evaluators import (
     Paired,
     Phase,
     ProbationEvaluator,
+    RefreshEvaluator,
     ShadowEvaluator,
     Verdict,
 )
+from evaluators._trial import FAIL_FLOOR
 from tests.evaluators.simulate import bernoulli_pair
 
 
@@ -34,6 +36,8 @@ CASES = [
     pytest.param(Case(lambda: CanaryEvaluator(min_samples_per_step=100, max_samples=2000), 100), id="canary"),
     pytest.param(Case(lambda: GoldenEvaluator(tolerance=0.02, min_size=40), 40), id="golden"),
     pytest.param(Case(lambda: ProbationEvaluator(min_samples=100, samples=600), 100), id="probation"),
+    # A clearly better fork passes from the fail floor on, before min_samples.
+    pytest.param(Case(lambda: RefreshEvaluator(min_samples=100, margin=0.01), FAIL_FLOOR), id="refresh"),
 ]
 SHARED_EVIDENCE = {"n", "candidate_mean", "champion_mean", "diff"}
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from dataflows.config import CandidateSpec, GoldenSet
 from dataflows.gate import (
@@ -513,3 +514,37 @@ def test_a_promotion_with_threaded_lanes(tmp_path: Path) -> None:
     assert group.logic.lanes["alt"].version == "default/3"
     assert group.deps.registry.version("default/3").parent == "default/2"
     group.logic.on_eof()
+
+
+def test_a_refresh_fork_replaces_a_trained_champion_as_soon_as_it_is_not_worse(tmp_path: Path) -> None:
+    """On a stationary stream a trained champion and its fork score alike: a shadow fork is never
+    significantly better, so serving never gets what it learns; a refresh fork replaces the
+    champion after `refresh_samples` paired examples, and again from each new champion."""
+    refresh = (CandidateSpec("fork", gate="refresh"),)
+    group = make_group(config(candidates=refresh, refresh_samples=200), tmp_path, champion=trained_learner())
+    _, promote = _run_until(group, Stream(5), "promote", batches=6)
+    assert (promote.version, promote.previous) == ("default/2", "default/1")
+    assert "passed its refresh trial" in promote.reason and "not worse than the champion" in promote.reason
+    assert _number(promote.evidence["n"]) >= 200
+    assert group.deps.board.current(GROUP).champion.version == "default/2"
+    _, again = _run_until(group, Stream(6), "promote", batches=6)
+    assert again.previous == "default/2"
+
+    shadow = make_group(config(refresh_samples=200), tmp_path / "shadow", champion=trained_learner())
+    assert not [d for d in decisions(shadow.run(Stream(5), 8)) if d.action == "promote"]
+
+
+def test_a_refresh_fork_that_is_clearly_worse_is_refused(tmp_path: Path) -> None:
+    """A fork that learns something else (labels inverted) falls behind the champion it continues."""
+    refresh = (CandidateSpec("fork", gate="refresh"),)
+    group = make_group(config(candidates=refresh, refresh_samples=200), tmp_path, champion=trained_learner())
+    fork = group.logic.lanes["fork"]
+    fork.replace(fork.version, trained_learner(concept=lambda x: 1 - concept_a(x)), learns=True)
+    _, refuse = _run_until(group, Stream(5), "refuse", batches=6)
+    assert "significantly worse" in refuse.reason
+    assert group.deps.board.current(GROUP).champion.version == "default/1"
+
+
+def test_refresh_is_for_forks_only() -> None:
+    with pytest.raises(ValueError, match="for forks"):
+        CandidateSpec("alt", LearnerSpec("river-logreg"), gate="refresh")

@@ -1,0 +1,66 @@
+"""Refresh: the champion's own continuation replaces it as soon as it is not worse.
+
+A shadow trial promotes a fork only when it is *significantly better* than the frozen champion. On
+a stream that drifts slowly, that takes thousands of examples each time, and between two promotions
+serving does not get what the fork learned: behind Headwater a learner served 2 to 3 points below
+the same learner alone (`bench/results/parity.md`). A fork is the champion's model learning on:
+what it needs to replace the champion is evidence that learning has not made it worse, not that it
+made it better. A refresh trial passes once it has ``min_samples`` paired examples on which the
+fork's mean score is no more than ``margin`` below the champion's, or earlier if it is already
+significantly better (an untrained first champion, the first batches after an abrupt change), and
+fails as soon as the fork is significantly worse than that (the always-valid interval lies below
+``-margin``). The guards of every promotion still apply: the golden set, the probation against the
+last good version with its rollback, and the change detector, which starts every trial over when
+the data changes (a label-flip burst included).
+
+>>> import numpy as np
+>>> from evaluators import Paired
+>>> ev = RefreshEvaluator(min_samples=100, margin=0.01)
+>>> ev.update(Paired(candidate=np.ones(100), champion=np.ones(100)))
+>>> ev.verdict().phase
+<Phase.PASSED: 'passed'>
+"""
+
+from __future__ import annotations
+
+from evaluators._trial import SequentialEvaluator, check_alpha, check_at_least, fail_floor, fmt
+from evaluators.base import Phase, Verdict
+
+__all__ = ["RefreshEvaluator"]
+
+
+class RefreshEvaluator(SequentialEvaluator):
+    """Non-inferiority of a fork against the champion it continues (see the module's doc)."""
+
+    def __init__(self, alpha: float = 0.05, min_samples: int = 300, margin: float = 0.0, n_star: int = 500) -> None:
+        check_alpha(alpha)
+        check_at_least("min_samples", min_samples, 1)
+        check_at_least("margin", margin, 0.0)
+        check_at_least("n_star", n_star, 1)
+        self.min_samples = min_samples
+        self.margin = margin
+        super().__init__(alpha, n_star)
+
+    def _open(self) -> Verdict:
+        t = self._trial
+        if t.n < self.min_samples:
+            reason = (
+                f"{t.n} of {self.min_samples} labelled examples so far; the fork is refreshed from {self.min_samples}"
+            )
+            return self._verdict(Phase.PENDING, reason)
+        return self._verdict(Phase.RUNNING, f"measuring: {t.summary()}")
+
+    def _conclusion(self) -> Verdict | None:
+        t = self._trial
+        margin = fmt(self.margin)
+        if t.n >= fail_floor(self.min_samples) and t.upper < -self.margin:
+            return self._verdict(Phase.FAILED, f"the fork is significantly worse, beyond {margin}: {t.summary()}")
+        if t.n >= self.min_samples and t.diff >= -self.margin:
+            return self._verdict(Phase.PASSED, f"not worse than the champion by more than {margin}: {t.summary()}")
+        if t.n >= fail_floor(self.min_samples) and t.lower > 0:  # no need to wait: it is clearly better
+            return self._verdict(Phase.PASSED, f"significantly better than the champion: {t.summary()}")
+        return None
+
+    def _verdict(self, phase: Phase, reason: str) -> Verdict:
+        evidence = self._trial.evidence() | {"min_samples": self.min_samples, "margin": self.margin}
+        return Verdict(phase, reason, evidence)
