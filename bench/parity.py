@@ -318,6 +318,7 @@ class Params:
     keep_topics: bool
     out_dir: Path
     gate: str = "refresh"
+    max_wait_ms: float = 20.0
     refresh_samples: int = 100
     quick: bool = field(default=False)
 
@@ -343,6 +344,7 @@ def settings_for(p: Params, spec: LearnerSpec, s: Stream, topics: HeadwaterTopic
         },
         promotion=served_config(p)["promotion"],
         runtime=served_config(p)["runtime"],
+        batching={"max_wait_ms": p.max_wait_ms},
         registry={"path": str(registry)},
     )
 
@@ -517,16 +519,17 @@ def rows(results: list[dict[str, Any]]) -> list[list[str]]:
     return out
 
 
-def verdicts(results: list[dict[str, Any]]) -> list[str]:
+def verdicts(results: list[dict[str, Any]], gate: str = "shadow") -> list[str]:
     """What the numbers say, from the numbers: issue 13's bar (0.5 point overall, 3 in the worst window)."""
     out = []
     built_in = [r for r in results if r["learner"] in BUILT_IN]
     fails = [
-        r for r in built_in if abs(r["gap_served_overall_pts"] or 0) > 0.5 or abs(r["gap_served_worst_pts"] or 0) > 3
-    ]
+        r for r in built_in if (r["gap_served_overall_pts"] or 0) < -0.5 or (r["gap_served_worst_pts"] or 0) < -3
+    ]  # "at least as well": better than alone is no gap
     lane_fails = [r for r in built_in if r["gap_lane_at_label_pts"] is None or abs(r["gap_lane_at_label_pts"]) > 0.5]
     out.append(
-        f"- Issue 13's bar for the served predictions (within 0.5 point overall and 3 points in the worst window, "
+        f"- Issue 13's bar for the served predictions (at most 0.5 point below alone overall and 3 points in the "
+        f"worst window, "
         f"built-in learners): {len(built_in) - len(fails)} of {len(built_in)} (learner, stream) pairs meet it"
         + ("; " + ", ".join(f"{r['learner']} on {r['stream']} ({f_pts(r['gap_served_overall_pts'])} overall, "
                             f"{f_pts(r['gap_served_worst_pts'])} worst)" for r in fails) + " do not." if fails else ".")
@@ -544,10 +547,20 @@ def verdicts(results: list[dict[str, Any]]) -> list[str]:
     served_behind = [r for r in results if (r["gap_served_overall_pts"] or 0) < (r["gap_lane_at_label_pts"] or 0) - 0.5]
     if served_behind:
         out.append(
-            "- Where the served gap is larger than the lane's, the difference is promotion: the served model is a "
-            "frozen snapshot "
-            "that is replaced only when the fork is significantly better on paired evidence (each promotion "
-            "counted in the table), so between promotions serving does not get the fork's recent learning: "
+            (
+                "- Where the served gap is larger than the lane's, the served model is older than the learner: a "
+                "frozen snapshot of the fork, replaced each time the fork has been not worse over "
+                "`refresh_samples` paired examples (each promotion counted in the table), so it predicts with "
+                "what the fork knew one refresh, plus the time a label takes through the pipeline (a micro-batch, "
+                "the join, the lane, the train step's next look at its results, the board), before. Overall "
+                "accuracy counts from event 0: the untrained first champion serves until the first refresh, "
+                "some 300 events after the first label; alone learns from the first label on: "
+                if gate == "refresh"
+                else "- Where the served gap is larger than the lane's, the difference is promotion: the served "
+                "model is a frozen snapshot that is replaced only when the fork is significantly better on paired "
+                "evidence (each promotion counted in the table), so between promotions serving does not get the "
+                "fork's recent learning: "
+            )
             + ", ".join(f"{r['learner']} on {r['stream']} ({f_pts(r['gap_served_overall_pts'])} served vs "
                         f"{f_pts(r['gap_lane_at_label_pts'])} lane)" for r in served_behind) + "."
         )  # fmt: skip
@@ -590,7 +603,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "events after each abrupt change until a 1,000-event window is within 2 points of the level the "
         "accuracy settles at (module docstring); promotions: fork promotions after the first champion."
     )
-    md += ["", "## What the numbers say", "", *verdicts(results), ""]
+    md += ["", "## What the numbers say", "", *verdicts(results, p.get("gate", "shadow")), ""]
     md += ["## Headwater's configuration for the served side", ""]
     served = p["served_config"]
     md.append(
@@ -648,6 +661,7 @@ def parse_args(argv: list[str] | None = None) -> Params:
     add("--timeout", type=float, default=120.0, help="bound on every wait of a run, seconds")
     add("--gate", choices=("refresh", "shadow"), default="refresh", help="the fork's gate on the served side")
     add("--refresh-samples", type=int, default=100, help="promotion.refresh_samples with --gate refresh")
+    add("--max-wait-ms", type=float, default=20.0, help="batching.max_wait_ms of the daemon")
     add("--quick", action="store_true", help="a smoke run: 12,000 events, warm-up 3,000")
     add("--keep-topics", action="store_true", help="do not delete the benchmark's topics")
     add("--out-dir", type=Path, default=RESULTS, help="where the JSON and Markdown go")
@@ -665,7 +679,7 @@ def parse_args(argv: list[str] | None = None) -> Params:
         bootstrap=a.bootstrap, events=events, rate=a.rate, delay=a.delay, window=a.window, warmup=warmup,
         learners=learners, streams=streams, partitions=a.partitions, seed=a.seed, timeout_s=a.timeout,
         keep_topics=a.keep_topics, out_dir=a.out_dir, gate=a.gate, refresh_samples=a.refresh_samples,
-        quick=a.quick,
+        max_wait_ms=a.max_wait_ms, quick=a.quick,
     )  # fmt: skip
 
 
