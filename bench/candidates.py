@@ -34,7 +34,6 @@ import dataclasses
 import json
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -49,7 +48,6 @@ import orjson
 
 from bench.common import (
     CREATED,
-    REPO,
     BenchError,
     Deadline,
     HeadwaterTopics,
@@ -59,7 +57,6 @@ from bench.common import (
     check_settings,
     create_topics,
     delete_topics,
-    dist_version,
     machine_info,
     make_events,
     measure_latency,
@@ -512,28 +509,12 @@ def notes(report: dict[str, Any]) -> list[str]:
     return out
 
 
-def working_tree_dirty() -> bool | None:
-    """Whether the measured code differs from ``headwater_commit`` (None if git cannot tell)."""
-    try:
-        out = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return bool(out.stdout.strip())
-
-
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
     p = parse_args(argv)
     started = time.perf_counter()
-    machine = machine_info(p) | {"torch": dist_version("torch"), "headwater_dirty": working_tree_dirty()}
+    machine = machine_info(p)
     n_fast = round(p.rate * p.duration_s)
     n_ref = round(p.slow_rate * p.slow_reference_s)
     log.info("generating %d events", max(n_fast, p.slow_events, n_ref))

@@ -508,18 +508,19 @@ def summarize_latency(run: LatencyRun, input_ts: Callable[[Received], tuple[str,
 # -- report ---------------------------------------------------------------------------------------
 
 
-def machine_info(p: KafkaKnobs) -> dict[str, Any]:
+def _git(*args: str) -> str | None:
+    """``git args...`` in the repository: its output, or None if git cannot tell."""
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
+        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10, check=True)
     except (OSError, subprocess.SubprocessError):
-        commit = None
+        return None
+    return done.stdout.strip()
+
+
+def machine_info(p: KafkaKnobs) -> dict[str, Any]:
+    """The machine, the versions and the commit a report was measured on (``headwater_dirty``: the
+    measured code differs from that commit)."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
     return {
         "cpu_count": os.cpu_count(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
@@ -532,7 +533,9 @@ def machine_info(p: KafkaKnobs) -> dict[str, Any]:
         "librdkafka": confluent_kafka.libversion()[0],
         "bytewax": dist_version("bytewax"),
         "river": dist_version("river"),
-        "headwater_commit": commit,
+        "torch": dist_version("torch"),
+        "headwater_commit": _git("rev-parse", "--short", "HEAD"),
+        "headwater_dirty": None if status is None else bool(status),
         "headwater_env": sorted(k for k in os.environ if k.startswith("HEADWATER_")),
     }
 

@@ -77,7 +77,6 @@ from numpy.typing import NDArray
 from river import evaluate, metrics, stream
 from river.datasets import synth
 
-from bench.candidates import working_tree_dirty
 from bench.common import (
     CREATED,
     BenchError,
@@ -87,7 +86,6 @@ from bench.common import (
     check_settings,
     create_topics,
     delete_topics,
-    dist_version,
     machine_info,
     read_topic,
     render_markdown_table,
@@ -324,6 +322,7 @@ class Params:
 
 
 def settings_for(p: Params, spec: LearnerSpec, s: Stream, topics: HeadwaterTopics, registry: Path) -> Settings:
+    served = served_config(p)
     return load_settings(
         None,
         kafka={
@@ -340,10 +339,10 @@ def settings_for(p: Params, spec: LearnerSpec, s: Stream, topics: HeadwaterTopic
             "learner": spec.name,
             "params": dict(spec.params),
             "seed": spec.seed,
-            "candidates": served_config(p)["candidates"],
+            "candidates": served["candidates"],
         },
-        promotion=served_config(p)["promotion"],
-        runtime=served_config(p)["runtime"],
+        promotion=served["promotion"],
+        runtime=served["runtime"],
         batching={"max_wait_ms": p.max_wait_ms},
         registry={"path": str(registry)},
     )
@@ -689,7 +688,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     p = parse_args(args)
     started = time.perf_counter()
-    machine = machine_info(p) | {"torch": dist_version("torch"), "headwater_dirty": working_tree_dirty()}
+    machine = machine_info(p)
     if "torch-mlp" in p.learners:
         import torch
 
