@@ -63,12 +63,12 @@ def start_lane_server(modules: Iterable[str] = (), *, torch_threads: int = 1) ->
     A daemon calls this at start-up, before it serves anything: its first candidates then start
     in milliseconds instead of importing for seconds behind serving (they run below it). Once the
     server runs, later calls change nothing (a lane imports what the server lacks itself).
-    ``torch_threads``: PyTorch's intra-op threads in each lane's process.
+    ``torch_threads``: PyTorch's intra-op threads in each lane's process, fixed with the server.
     """
     global _SERVER_STARTED, _TORCH_THREADS
     with _SERVER_LOCK:
-        _TORCH_THREADS = torch_threads
         if not _SERVER_STARTED:
+            _TORCH_THREADS = torch_threads
             preload = ["dataflows.process_lane", *sorted(set(modules))]
             if "learners.torch_learner" in preload:
                 preload.append("torch._dynamo")  # imported on building the first optimizer: seconds
@@ -127,10 +127,8 @@ class ProcessLane(LaneQueue):
         *,
         max_backlog: int,
         max_age_s: float = float("inf"),
-        threaded: bool = True,
     ) -> None:
         super().__init__(name, state, max_backlog=max_backlog, max_age_s=max_age_s)
-        self.threaded = True
         # The model last handed in, or taken back at close: the live one learns in the child meanwhile.
         self._held = state.learner
         self._closed = self._stopping = False
@@ -143,9 +141,7 @@ class ProcessLane(LaneQueue):
         # no caller (the worker that serves) ever waits on a pipe whose reader is busy, or starting.
         self._outbox: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self._conn, child = _CONTEXT.Pipe()
-        self._process = _CONTEXT.Process(
-            target=_child, args=(child, name, _TORCH_THREADS), name=f"headwater-lane-{name}", daemon=True
-        )
+        self._process: multiprocessing.process.BaseProcess | None = None  # made once the server runs
         self._send(("model", state.version, state.learner, state.learns))
         # The process starts in the background: until it runs, jobs queue (and are skipped past
         # the bound) as for any slow lane.
@@ -156,7 +152,10 @@ class ProcessLane(LaneQueue):
     def _run_pump(self, child: Connection) -> None:
         """Start the process, then write the outbox to the pipe, in order, until told to stop."""
         try:
-            start_lane_server(torch_threads=_TORCH_THREADS)
+            start_lane_server()
+            self._process = _CONTEXT.Process(
+                target=_child, args=(child, self.name, _TORCH_THREADS), name=f"headwater-lane-{self.name}", daemon=True
+            )
             self._process.start()
         except Exception as exc:
             log.error("lane %s: its process could not start: %s", self.name, exc)
@@ -197,7 +196,7 @@ class ProcessLane(LaneQueue):
         with self._cond:
             while self._jobs or self._in_flight is not None:
                 left = deadline - time.monotonic()
-                if left <= 0 or self._start_error is not None or (self._started and not self._process.is_alive()):
+                if left <= 0 or self._start_error is not None or (self._started and not self._alive()):
                     return False
                 self._cond.wait(left)
         return True
@@ -237,7 +236,7 @@ class ProcessLane(LaneQueue):
         with self._cond:
             while not self._started and self._start_error is None and time.monotonic() < deadline:
                 self._cond.wait(0.1)
-        if self._started and not self._closed and self._process.is_alive():
+        if self._started and not self._closed and self._alive():
             try:
                 self._held = self.frozen()
             except (OSError, RuntimeError) as exc:
@@ -248,13 +247,16 @@ class ProcessLane(LaneQueue):
             self._closed = True
             self._outbox.put(None)
         self._pump.join(timeout=5)
-        if self._started:
+        if self._process is not None and self._process.pid is not None:
             self._process.join(timeout=5)
             if self._process.is_alive():
                 self._process.kill()
         self._conn.close()
 
     # -- the pipe -------------------------------------------------------------------------------
+
+    def _alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
 
     def _ask(self, successor: str | None, *, keep: bool = False) -> tuple[Learner, tuple[list[Job], list[LaneResult]]]:
         """The child's model after the job in flight (if any), and — with ``keep`` — the queued
@@ -274,8 +276,9 @@ class ProcessLane(LaneQueue):
                 self._version = successor
                 self._send(("rename", successor))
             while not self._answers:
-                if not self._process.is_alive():
-                    msg = f"lane {self.name}: its process died (exit code {self._process.exitcode})"
+                if not self._alive():
+                    exitcode = None if self._process is None else self._process.exitcode
+                    msg = f"lane {self.name}: its process died (exit code {exitcode})"
                     raise RuntimeError(msg)
                 self._cond.wait(1.0)
             learner = self._answers.popleft()

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from dataflows import process_lane
 from dataflows.lanes import Job, LaneState
 from dataflows.ports import CheckpointRef, OffsetRange
 from dataflows.process_lane import ProcessLane
@@ -66,18 +67,14 @@ def test_freeze_as_hands_later_learning_to_the_successor(lane: ProcessLane) -> N
 
 
 def test_before_its_process_runs_the_lane_holds_the_model_handed_in_and_queues_the_jobs() -> None:
-    one = ProcessLane("fork", LaneState("default/2", _learner(), True), max_backlog=100)
+    with process_lane._SERVER_LOCK:  # the lane's process cannot start while the server is held
+        one = ProcessLane("fork", LaneState("default/2", _learner(), True), max_backlog=100)
+        one.submit(_job(1))
+        stored = one.snapshot()
+        assert [j.seq for j in stored.jobs] == [1] and stored.results == []
+        probe = _job(0, seed=3).x
+        np.testing.assert_allclose(stored.learner.predict_proba(probe), _learner().predict_proba(probe))
     try:
-        with one._cond:  # as if the process were still starting: the starter cannot hand it anything
-            started = one._started
-            if not started:
-                one.submit(_job(1))
-                stored = one.snapshot()
-                assert [j.seq for j in stored.jobs] == [1] and stored.results == []
-                probe = _job(0, seed=3).x
-                np.testing.assert_allclose(stored.learner.predict_proba(probe), _learner().predict_proba(probe))
-        if started:
-            one.submit(_job(1))
         assert one.wait_idle(timeout_s=60), "the queued job never reached the process"
         assert [r.seq for r in one.drain()] == [1]
     finally:
