@@ -50,6 +50,7 @@ from dataflows.process_lane import ProcessLane
 from dataflows.records import DeadLetter, DeadLetterReason, DecisionRecord, Label, ModelReport, SourceRef, VerdictRecord
 from dataflows.serve import ServedBatch
 from evaluators import (
+    FAIL_FLOOR,
     CanaryEvaluator,
     ChangeDetector,
     Evaluator,
@@ -63,7 +64,6 @@ from evaluators import (
     ShadowEvaluator,
     Verdict,
 )
-from evaluators._trial import FAIL_FLOOR
 from learners import Learner, build_learner
 
 __all__ = [

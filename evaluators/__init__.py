@@ -11,6 +11,7 @@ about the candidates after it. Evaluators observe and report; only the promoter 
 never success.
 """
 
+from evaluators._trial import FAIL_FLOOR
 from evaluators.base import Evaluator, Paired, Phase, Verdict
 from evaluators.canary import CanaryEvaluator, canary_bucket
 from evaluators.drift import Change, ChangeDetector
@@ -22,6 +23,7 @@ from evaluators.shadow import ShadowEvaluator
 from evaluators.stats import SequentialDifference
 
 __all__ = [
+    "FAIL_FLOOR",
     "CanaryEvaluator",
     "Change",
     "ChangeDetector",

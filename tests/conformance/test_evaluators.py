@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from evaluators import (
+    FAIL_FLOOR,
     CanaryEvaluator,
     Evaluator,
     GoldenEvaluator,
@@ -21,7 +22,6 @@ from evaluators import (
     ShadowEvaluator,
     Verdict,
 )
-from evaluators._trial import FAIL_FLOOR
 from tests.evaluators.simulate import bernoulli_pair
 
 
