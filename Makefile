@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-12s %s\n", $$1, $$2}'
 
-install: ## create .venv and install headwater with its dev tools
+install: ## create .venv and install headwater with its dev tools and the moa extra
 	scripts/bootstrap
 
 kafka-up: ## start the local Kafka broker (idempotent)

@@ -8,6 +8,7 @@ from typing import Any
 
 from river import base as river_base
 
+from learners import moa
 from learners.base import Learner, LearnerError, import_path
 from learners.river_learner import RiverLearner, hoeffding_tree, logistic_regression
 
@@ -25,6 +26,11 @@ LEARNERS: Mapping[str, Callable[..., Learner]] = {
     "river-logreg": logistic_regression,
     "river-hoeffding": hoeffding_tree,
     "torch-mlp": torch_mlp,
+    "moa-arf": moa.adaptive_random_forest,
+    "moa-srp": moa.streaming_random_patches,
+    "moa-levbag": moa.leveraging_bagging,
+    "moa-hat": moa.hoeffding_adaptive_tree,
+    "moa-efdt": moa.efdt,
 }
 
 
@@ -34,7 +40,9 @@ class LearnerSpec:
 
     ``name`` is a built-in (see `LEARNERS`) or ``"package.module:callable"``. A user callable is
     called with ``n_features``, ``n_classes``, ``feature_names``, ``seed`` and the ``params``, and
-    returns a `Learner` or a River classifier (wrapped in `RiverLearner`).
+    returns a `Learner`, a River classifier (wrapped in `RiverLearner`) or a CapyMOA classifier built
+    on a schema (wrapped in `learners.moa.MoaLearner`). The ``moa-*`` built-ins need the ``moa``
+    extra and a Java runtime; the JVM starts when the first one is built.
     """
 
     name: str
@@ -54,6 +62,8 @@ def build_learner(spec: LearnerSpec, *, n_features: int, n_classes: int, feature
         raise LearnerError(msg) from exc
     if isinstance(made, river_base.Classifier):
         return RiverLearner(made, n_features, n_classes, feature_names)
+    if moa.is_capymoa_classifier(made):
+        return moa.MoaLearner(made.moa_learner, n_features, n_classes, feature_names)
     if not isinstance(made, Learner):
         msg = f"learner factory {spec.name!r} returned {type(made).__name__}, which is not a Learner"
         raise LearnerError(msg)

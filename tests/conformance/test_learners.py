@@ -21,6 +21,12 @@ SPECS = [
     pytest.param(LearnerSpec("river-hoeffding", {"grace_period": 50}), id="river-hoeffding"),
     pytest.param(LearnerSpec("torch-mlp", {"device": "cpu", "hidden": [16, 16], "lr": 1e-2}), id="torch-mlp"),
     pytest.param(LearnerSpec("tests.learners.factories:gaussian_nb"), id="user-factory"),
+    pytest.param(LearnerSpec("moa-arf", {"ensemble_size": 3}), id="moa-arf"),
+    pytest.param(LearnerSpec("moa-srp", {"ensemble_size": 3}), id="moa-srp"),
+    pytest.param(LearnerSpec("moa-levbag", {"ensemble_size": 3}), id="moa-levbag"),
+    pytest.param(LearnerSpec("moa-hat", {"grace_period": 50}), id="moa-hat"),
+    pytest.param(LearnerSpec("moa-efdt", {"grace_period": 50}), id="moa-efdt"),
+    pytest.param(LearnerSpec("tests.learners.factories:capymoa_hoeffding_tree"), id="user-capymoa"),
 ]
 
 
@@ -264,7 +270,7 @@ def test_learns_as_well_from_micro_batches_as_one_event_at_a_time(spec: LearnerS
     within `PARITY_TOLERANCE` (issue 13). River learners learn a batch event by event: equal."""
     batched, one_by_one = _learning_curve(spec, batch=100), _learning_curve(spec, batch=1)
     assert batched >= one_by_one - PARITY_TOLERANCE, f"batches of 100: {batched:.4f}, one by one: {one_by_one:.4f}"
-    if spec.name.startswith("river-"):
+    if spec.name.startswith(("river-", "moa-")):  # they learn a batch event by event
         assert batched == one_by_one
 
 
@@ -294,6 +300,12 @@ def test_user_factory_returning_a_river_classifier_is_wrapped() -> None:
             id="bad-user-params",
         ),
         pytest.param(LearnerSpec("river-logreg", {"no_such_param": 1}), "rejected", id="bad-builtin-params"),
+        pytest.param(LearnerSpec("moa-arf", {"no_such_param": 1}), "rejected", id="bad-moa-params"),
+        pytest.param(
+            LearnerSpec("moa-arf", {"drift_detection_method": {"name": "NoSuch"}}),
+            "drift detector",
+            id="bad-moa-detector",
+        ),
     ],
 )
 def test_factory_errors_are_learner_errors(spec: LearnerSpec, message: str) -> None:
@@ -312,6 +324,7 @@ def test_logreg_refuses_more_than_two_classes() -> None:
         pytest.param(LearnerSpec("river-hoeffding"), id="river-hoeffding"),
         pytest.param(LearnerSpec("torch-mlp", {"device": "cpu", "hidden": [8]}), id="torch-mlp"),
         pytest.param(LearnerSpec("tests.learners.factories:gaussian_nb"), id="user-factory"),
+        pytest.param(LearnerSpec("moa-arf", {"ensemble_size": 3}), id="moa-arf"),
     ],
 )
 def test_multiclass_probabilities(spec: LearnerSpec) -> None:

@@ -76,6 +76,7 @@ def _accuracy(workload: Workload, predictions: dict[str, int], start: int, stop:
         ("river-logreg", 1, False, 0.05),  # SEA's threshold moves: a band of the space changes class
         ("river-logreg", 2, True, 0.15),  # the classes swap: learners with slower steps still show it clearly
         ("torch-mlp", 2, True, 0.15),
+        ("moa-arf", 2, True, 0.15),  # MOA's forest of 10 trees, in the JVM
     ],
 )
 def test_every_event_is_predicted_or_dead_lettered_and_accuracy_recovers_after_drift(
@@ -87,7 +88,8 @@ def test_every_event_is_predicted_or_dead_lettered_and_accuracy_recovers_after_d
     spec = WorkloadSpec(n_events=16_000, drift_at=8_000, malformed_every=300, label_delay=200, flip_after_drift=flip)
     workload = Workload(spec)
     daemon = BackgroundDaemon(settings).start()
-    # torch-mlp learns more slowly than River on these 2 cores: a slower stream keeps its lanes live.
+    # torch-mlp and MOA's forest learn more slowly than River on these 2 cores: a slower stream keeps
+    # their lanes live.
     malformed = _produce(settings, workload, rate=4000 if learner.startswith("river") else 2000)
     n_event_messages = spec.n_events + workload.n_malformed_events
     _outputs(settings, spec.n_events, sum(malformed.values()) - spec.unmatched_labels)

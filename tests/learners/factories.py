@@ -19,6 +19,18 @@ def gaussian_nb(
     return model
 
 
+def capymoa_hoeffding_tree(n_features: int, n_classes: int, feature_names: Sequence[str], seed: int) -> Any:
+    """Returns a bare CapyMOA classifier on its own schema: `build_learner` wraps it in a `MoaLearner`."""
+    from capymoa.classifier import HoeffdingTree
+    from capymoa.stream import Schema
+
+    target = "label"
+    schema = Schema.from_custom(
+        [*feature_names, target], target=target, categories={target: [str(i) for i in range(n_classes)]}
+    )
+    return HoeffdingTree(schema=schema, random_seed=seed, grace_period=50)
+
+
 def not_a_learner(n_features: int, n_classes: int, feature_names: Sequence[str], seed: int) -> dict[str, int]:
     return {"n_features": n_features}
 
