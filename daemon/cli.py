@@ -78,18 +78,21 @@ def demo(
     bootstrap_servers: Annotated[str | None, typer.Option(help="use this Kafka; unset: start the local broker")] = None,
     events: Annotated[int, typer.Option(help="events to stream")] = 40_000,
     rate: Annotated[float, typer.Option(help="events per second")] = 4000.0,
-    learner: Annotated[str, typer.Option(help="river-logreg, river-hoeffding, torch-mlp or pkg.mod:factory")] = (
-        "river-logreg"
-    ),
+    learner: Annotated[
+        str, typer.Option(help="a built-in (river-logreg, torch-mlp, moa-arf, ...) or pkg.mod:factory")
+    ] = ("river-logreg"),
     workers: Annotated[int, typer.Option(help="Bytewax workers in the daemon")] = 2,
     timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 600.0,
+    moa: Annotated[
+        bool, typer.Option(help="add MOA's Adaptive Random Forest (moa-arf) as a candidate: the moa extra and a JDK")
+    ] = False,
 ) -> None:
     """Stream a drifting synthetic workload with malformed records through a live daemon."""
     from daemon.demo import DemoOptions, run_demo
 
     options = DemoOptions(
         bootstrap_servers=bootstrap_servers, events=events, rate=rate, learner=learner, workers=workers,
-        timeout_s=timeout,
+        timeout_s=timeout, moa=moa,
     )  # fmt: skip
     sys.exit(run_demo(options))
 

@@ -6,7 +6,8 @@
    inline or delayed on the labels topic, malformed records and labels for unknown events;
 4. watch the output topics live: events/s, the champion that serves and its accuracy, the
    candidates' trials (a fork of the champion, a Hoeffding tree on canary traffic, and a
-   deliberately slow learner that should be refused), every promotion, refusal and rollback as it
+   deliberately slow learner that should be refused; with ``--moa``, MOA's Adaptive Random Forest
+   in shadow too), every promotion, refusal and rollback as it
    happens, and dead letters by reason;
 5. when every event is accounted for, stop the daemon with SIGTERM (graceful), and print a
    summary: events in, predictions out, dead letters, served accuracy before/just after the
@@ -53,6 +54,7 @@ class DemoOptions:
     learner: str = "river-logreg"
     workers: int = 2
     timeout_s: float = 600.0
+    moa: bool = False  # MOA's Adaptive Random Forest as one more candidate (the moa extra and a JDK)
 
 
 @dataclass
@@ -123,6 +125,7 @@ def run_demo(options: DemoOptions) -> int:
                 {"name": "fork"},  # the champion, learning on: promoted when it is better
                 {"name": "tree", "learner": "river-hoeffding", "gate": "canary"},  # serves a share of keys
                 {"name": "slow", "learner": "river-logreg", "params": {"lr": 0.0005}},  # should be refused
+                *([{"name": "arf", "learner": "moa-arf"}] if options.moa else []),  # MOA's forest, in shadow
             ],
         },
         "promotion": {"canary_min_samples": 100},
@@ -134,7 +137,8 @@ def run_demo(options: DemoOptions) -> int:
     config_path.write_text(yaml.safe_dump(config))
     log_path = workdir / "daemon.log"
     console.print(f"[bold]Headwater demo[/] run {run_id}: {options.events} events at {options.rate:.0f}/s, "
-                  f"drift at event {spec.drift_at}, learner {options.learner}, {options.workers} workers")  # fmt: skip
+                  f"drift at event {spec.drift_at}, learner {options.learner}, {options.workers} workers"
+                  + (", MOA's forest (moa-arf) as a candidate" if options.moa else ""))  # fmt: skip
     console.print(f"config {config_path}, daemon log {log_path}")
 
     with log_path.open("wb") as log:
@@ -270,6 +274,8 @@ def _summary(console: Console, report: DemoReport, workload: Workload, spec: Wor
     table.add_row(f"accuracy at the end (events {n - PHASE}..{n})", _pct(report.accuracy(workload, n - PHASE, n)))
     table.add_row("champions' prequential accuracy (all labelled)", _pct(report.last_model_event.get("accuracy")))
     table.add_row("served by route", ", ".join(f"{r}: {n}" for r, n in sorted(report.routes.items())) or "-")
+    for name, verdict in sorted(report.trials.items()):
+        table.add_row(f"last trial of {name}", f"{verdict['version']} {verdict['evaluator']} {verdict['phase']}")
     elapsed = time.monotonic() - report.started
     table.add_row("wall time", f"{elapsed:.1f} s")
     console.print(table)

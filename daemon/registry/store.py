@@ -30,11 +30,11 @@ __all__ = ["ACTIONS", "SqliteRegistry", "framework_of"]
 ACTIONS = ("promote", "refuse", "rollback", "retire")
 
 
-_FRAMEWORKS = {"learners.river_learner": "river", "learners.torch_learner": "torch"}
+_FRAMEWORKS = {"learners.river_learner": "river", "learners.torch_learner": "torch", "learners.moa": "moa"}
 
 
 def framework_of(learner: Learner) -> str:
-    """``river``, ``torch``, or the top-level package of a user's learner class."""
+    """``river``, ``torch``, ``moa``, or the top-level package of a user's learner class."""
     module = type(learner).__module__
     return _FRAMEWORKS.get(module, module.partition(".")[0])
 

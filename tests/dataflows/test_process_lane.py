@@ -134,3 +134,28 @@ def test_after_close_the_lane_still_holds_what_it_learned() -> None:
     np.testing.assert_allclose(stored.learner.predict_proba(probe), here.predict_proba(probe))
     assert [r.seq for r in stored.results] == [1]
     one.close()  # twice: nothing to do
+
+
+def test_a_moa_model_learns_in_a_jvm_of_its_own_and_comes_back() -> None:
+    """The lane's process starts its own JVM (a JVM does not survive a fork, so the lane server
+    never starts one); the MOA model travels both ways as Java serialisation and learns there as
+    it would here, event for event."""
+    spec = LearnerSpec("moa-arf", {"ensemble_size": 3}, seed=5)
+    model = build_learner(spec, n_features=2, n_classes=2, feature_names=["a", "b"])
+    here = model.clone(include_state=True)
+    lane = ProcessLane("fork", LaneState("default/2", model, True), max_backlog=100)
+    try:
+        for seq in range(1, 7):
+            lane.submit(_job(seq))
+        assert lane.wait_idle(timeout_s=90), "the lane's process did not finish 6 jobs in 90 s"
+        results = lane.drain()
+        for seq, result in zip(range(1, 7), results, strict=True):
+            job = _job(seq)
+            expected = (here.predict_proba(job.x).argmax(axis=1) == job.y).astype(np.float64)
+            np.testing.assert_array_equal(result.correct, expected)
+            here.learn(job.x, job.y)
+        probe = _job(0, seed=77).x
+        np.testing.assert_array_equal(lane.frozen().predict_proba(probe), here.predict_proba(probe))
+    finally:
+        lane.close()
+    np.testing.assert_array_equal(lane.frozen().predict_proba(probe), here.predict_proba(probe))

@@ -28,3 +28,17 @@ def test_demo_accounts_for_every_event_and_prints_the_summary(kafka_bootstrap: s
     before, just_after, end = accuracies
     assert just_after < before
     assert end > just_after
+
+
+def test_demo_with_a_moa_candidate_runs_it_beside_the_others(kafka_bootstrap: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "daemon.cli", "demo", "--bootstrap-servers", kafka_bootstrap, "--moa",
+         "--events", "12000", "--rate", "3000", "--workers", "2", "--timeout", "150"],
+        capture_output=True, text=True, timeout=240, check=False, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    out = done.stdout
+    assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
+    assert "moa-arf" in out
+    assert re.search(r"predictions out\s+│\s+12000\b", out), out[-3000:]
+    # MOA's forest was built in the daemon's JVM, learned, and went through a trial against the champion.
+    assert re.search(r"last trial of arf\s+│\s+default/\d+ shadow", out), out[-3000:]
