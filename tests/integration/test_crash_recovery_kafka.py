@@ -24,7 +24,7 @@ import yaml
 
 from daemon.kafka_client import make_producer, produce_all, read_all
 from daemon.registry import SqliteRegistry
-from daemon.workload import Workload, WorkloadSpec
+from daemon.workload import WorkItem, Workload, WorkloadSpec
 from tests.integration.conftest import SettingsFactory
 
 pytestmark = pytest.mark.kafka
@@ -68,6 +68,10 @@ def test_kill_9_mid_stream_with_a_moa_champion_loses_no_event(fresh_settings: Se
     items = list(workload.items())
     half = next(i for i, item in enumerate(items) if item.event_index == 6_000)
     producer = make_producer(k.bootstrap_servers)
+    by_kind = {"events": k.events_topic, "labels": str(k.labels_topic)}
+
+    def messages(part: list[WorkItem]) -> list[tuple[str, bytes | None, bytes | None]]:
+        return [(by_kind[i.kind], i.key, i.value) for i in part]
 
     def outputs() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         msgs = read_all(k.bootstrap_servers, [k.predictions_topic, k.model_events_topic])
@@ -77,30 +81,21 @@ def test_kill_9_mid_stream_with_a_moa_champion_loses_no_event(fresh_settings: Se
     log = tmp_path / "daemon.log"
     daemon = _start(config, log)
     try:
-        produce_all(producer, ((k.events_topic if i.kind == "events" else k.labels_topic, i.key, i.value)
-                               for i in items[:half]), RATE)  # fmt: skip
+        produce_all(producer, messages(items[:half]), RATE)
 
         def trained_champion() -> bool:
             return any(e["type"] == "decision" and e["action"] == "promote" and e["previous"] for e in outputs()[1])
 
         _wait(trained_champion, 120, "a trained fork to replace the untrained first champion")
-        promoted_before_kill = {
-            e["version"] for e in outputs()[1] if e["type"] == "decision" and e["action"] == "promote"
-        }
         time.sleep(3 * SNAPSHOT_S)  # bounded: a few snapshot intervals, so the store holds the trained champion
 
-        rest = threading.Thread(
-            target=produce_all,
-            args=(
-                producer,
-                ((k.events_topic if i.kind == "events" else k.labels_topic, i.key, i.value) for i in items[half:]),
-                RATE,
-            ),
-        )
+        rest = threading.Thread(target=produce_all, args=(producer, messages(items[half:]), RATE))
         rest.start()
         time.sleep(1.0)  # bounded: the second half is on its way when the daemon dies
         daemon.send_signal(signal.SIGKILL)
         assert daemon.wait(30) == -signal.SIGKILL
+        events = outputs()[1]
+        promoted_before_kill = {e["version"] for e in events if e["type"] == "decision" and e["action"] == "promote"}
         restarted_ms = time.time() * 1000
         daemon = _start(config, log)
         rest.join(120)
