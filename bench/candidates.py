@@ -11,10 +11,11 @@ measures both, in one run, through the real broker, with `bench.e2e_kafka`'s lat
    behind a river-logreg champion (`CANDIDATE_SETS`), the candidates in thread lanes and in process
    lanes (``--lanes``); each run's p50/p99 as a ratio to the 0-candidate run of its round
    (``--rounds``, interleaved: 0, 2 and 4 in threads, 2 and 4 in processes, then again);
-2. the slow case: an adaptive random forest candidate (`arf`, a user factory), in each kind of
-   lane, on ``--slow-events`` offered at ``--slow-rate``, against a 0-candidate run at the same
-   rate: predictions served / events offered (must be all), latency, and the forest's lag and
-   skipped batches; then the same again with no Bytewax epoch end inside the run (with
+2. the slow case: an adaptive random forest candidate (``--slow-learner``: River's, `arf`, a user
+   factory; or MOA's, ``moa-arf``, learning in a JVM outside the GIL), in each kind of lane, on
+   ``--slow-events`` offered at ``--slow-rate``, against a 0-candidate run at the same rate:
+   predictions served / events offered (must be all), latency, and the forest's lag and skipped
+   batches; then the same again with no Bytewax epoch end inside the run (with
    ``--long-epoch-run``), which tells what the per-epoch snapshots of the models cost serving.
 
 Each run gets fresh topics and a fresh registry; what each model did (labelled examples scored and
@@ -25,6 +26,7 @@ run and only the candidates differ; ``--promote`` keeps the stock gate.
 Run from the repository root with the broker up (``python3 -m daemon.kafka_local up``)::
 
     .venv/bin/python -m bench.candidates          # writes bench/results/candidates.{json,md}
+    .venv/bin/python -m bench.candidates --rounds 0 --slow-learner moa-arf --stem candidates-moa
 """
 
 from __future__ import annotations
@@ -112,6 +114,7 @@ class Params:
     slow_rate: float
     slow_reference_s: float
     slow_trees: int
+    slow_learner: str
     long_epoch_run: bool
     lanes: tuple[str, ...]
     workers: int
@@ -124,6 +127,7 @@ class Params:
     timeout_s: float
     keep_topics: bool
     out_dir: Path
+    stem: str
 
 
 def parse_args(argv: list[str] | None = None) -> Params:
@@ -135,11 +139,17 @@ def parse_args(argv: list[str] | None = None) -> Params:
     add("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap servers")
     add("--rate", type=float, default=2000.0, help="events/s sent in the 0/2/4-candidate runs")
     add("--duration", type=float, default=10.0, help="seconds of sending in the 0/2/4-candidate runs")
-    add("--rounds", type=int, default=2, help="rounds of the 0/2/4-candidate runs, interleaved")
+    add("--rounds", type=int, default=2, help="rounds of the 0/2/4-candidate runs, interleaved (0: skip them)")
     add("--slow-events", type=int, default=60_000, help="events offered in the slow-candidate run (0: skip it)")
     add("--slow-rate", type=float, default=1000.0, help="events/s in the slow-candidate run and its reference")
     add("--slow-reference", type=float, default=20.0, help="seconds of the 0-candidate run at --slow-rate")
     add("--slow-trees", type=int, default=10, help="trees (n_models) of the slow forest candidate")
+    add(
+        "--slow-learner",
+        choices=["river-arf", "moa-arf"],
+        default="river-arf",
+        help="the slow forest: River's or MOA's",
+    )
     add(
         "--long-epoch-run",
         action=argparse.BooleanOptionalAction,
@@ -161,11 +171,11 @@ def parse_args(argv: list[str] | None = None) -> Params:
     add("--timeout", type=float, default=60.0, help="bound on every wait of a run, seconds")
     add("--keep-topics", action="store_true", help="do not delete the benchmark's topics")
     add("--out-dir", type=Path, default=RESULTS, help="where the JSON and Markdown go")
+    add("--stem", default="candidates", help="file names of the results: <stem>.json and <stem>.md")
     a = parser.parse_args(argv)
     positive = (
         "rate",
         "duration",
-        "rounds",
         "slow_rate",
         "slow_reference",
         "slow_trees",
@@ -179,8 +189,8 @@ def parse_args(argv: list[str] | None = None) -> Params:
     lanes = tuple(x.strip() for x in a.lanes.split(",") if x.strip())
     if not lanes or set(lanes) - {"thread", "process"}:
         parser.error("--lanes takes thread, process or both, comma-separated")
-    if a.slow_events < 0 or (a.max_lag_batches is not None and a.max_lag_batches < 1):
-        parser.error("--slow-events must be >= 0 and --max-lag-batches >= 1")
+    if a.slow_events < 0 or a.rounds < 0 or (a.max_lag_batches is not None and a.max_lag_batches < 1):
+        parser.error("--slow-events and --rounds must be >= 0 and --max-lag-batches >= 1")
     return Params(
         bootstrap=a.bootstrap,
         rate=a.rate,
@@ -190,6 +200,7 @@ def parse_args(argv: list[str] | None = None) -> Params:
         slow_rate=a.slow_rate,
         slow_reference_s=a.slow_reference,
         slow_trees=a.slow_trees,
+        slow_learner=a.slow_learner,
         long_epoch_run=a.long_epoch_run,
         lanes=lanes,
         workers=a.workers,
@@ -202,10 +213,13 @@ def parse_args(argv: list[str] | None = None) -> Params:
         timeout_s=a.timeout,
         keep_topics=a.keep_topics,
         out_dir=a.out_dir,
+        stem=a.stem,
     )
 
 
 def slow_candidates(p: Params) -> list[dict[str, Any]]:
+    if p.slow_learner == "moa-arf":
+        return [{"name": "arf", "learner": "moa-arf", "params": {"ensemble_size": p.slow_trees}, "seed": 1}]
     return [{"name": "arf", "learner": "bench.candidates:arf", "params": {"n_models": p.slow_trees}, "seed": 1}]
 
 
@@ -520,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("generating %d events", max(n_fast, p.slow_events, n_ref))
     events = make_events(max(n_fast, p.slow_events, n_ref))
     if "process" in p.lanes:  # what a daemon does at start-up, once for all the runs of this process
-        start_lane_server(["learners.river_learner", "learners.torch_learner", "river.forest"])
+        start_lane_server(["learners.river_learner", "learners.torch_learner", "learners.moa", "river.forest"])
     runs: dict[str, dict[str, Any]] = {}
     slow = dataclasses.replace(p, rate=p.slow_rate, duration_s=p.slow_events / p.slow_rate)
     slow_reference = dataclasses.replace(p, rate=p.slow_rate, duration_s=p.slow_reference_s)
@@ -540,11 +554,11 @@ def main(argv: list[str] | None = None) -> int:
             runs[ref_name] = run_one(slow_reference, ref_name, [], events[:n_ref])
             names = []
             for lanes in p.lanes:
-                names.append(f"ARF candidate @ {p.slow_rate:g}/s, {lanes} lanes")
+                names.append(f"{p.slow_learner} candidate @ {p.slow_rate:g}/s, {lanes} lanes")
                 arf_events = events[: p.slow_events]
                 runs[names[-1]] = run_one(slow, names[-1], slow_candidates(p), arf_events, {"lanes": lanes})
                 if p.long_epoch_run:
-                    names.append(f"ARF candidate @ {p.slow_rate:g}/s, {lanes} lanes, no epoch end")
+                    names.append(f"{p.slow_learner} candidate @ {p.slow_rate:g}/s, {lanes} lanes, no epoch end")
                     long_epoch = {"snapshot_interval_s": LONG_EPOCH_S, "lanes": lanes}
                     runs[names[-1]] = run_one(slow, names[-1], slow_candidates(p), arf_events, long_epoch)
             fill_ratios(runs, ref_name, names)
@@ -558,9 +572,9 @@ def main(argv: list[str] | None = None) -> int:
     report = {"params": params, "machine": machine, "runs": runs, "total_s": round(time.perf_counter() - started, 1)}
     print(render_text(latency_rows(runs)), render_text(lane_rows(runs)), sep="\n\n")
     p.out_dir.mkdir(parents=True, exist_ok=True)
-    (p.out_dir / "candidates.json").write_text(json.dumps(report, indent=2) + "\n")
-    (p.out_dir / "candidates.md").write_text(render_markdown(report))
-    print(f"\nwrote {p.out_dir / 'candidates.json'} and {p.out_dir / 'candidates.md'} in {report['total_s']:.0f} s")
+    (p.out_dir / f"{p.stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (p.out_dir / f"{p.stem}.md").write_text(render_markdown(report))
+    print(f"\nwrote {p.out_dir / p.stem}.json and .md in {report['total_s']:.0f} s")
     failed = [n for n, r in runs.items() if r["missing"] or not r["stopped_within_bound"]]
     if failed:
         print(f"not every event was served, or the daemon did not stop in time: {failed}", file=sys.stderr)
