@@ -25,6 +25,7 @@ import json
 import shutil
 import struct
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
@@ -178,6 +179,7 @@ class _Jvm:
     """The Java classes a `MoaLearner` needs, looked up once (and the JVM started) on first use."""
 
     _instance: _Jvm | None = None
+    _lock = threading.Lock()
 
     def __init__(self) -> None:
         moa_module("capymoa")
@@ -191,9 +193,10 @@ class _Jvm:
 
     @classmethod
     def get(cls) -> _Jvm:
-        if cls._instance is None:
-            cls._instance = cls()
-        return cls._instance
+        with cls._lock:  # lanes on several threads may build their first MOA model at once
+            if cls._instance is None:
+                cls._instance = cls()
+            return cls._instance
 
     def header(self, feature_names: Sequence[str], n_classes: int) -> Any:
         key = (tuple(feature_names), n_classes)
