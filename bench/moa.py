@@ -47,8 +47,8 @@ Three parts (``--parts``), one after the other, on the same seeded stream (a `be
 
 Run from the repository root with the broker up (``scripts/kafka-local up``)::
 
-    .venv/bin/python -m bench.moa               # writes bench/results/moa.{json,md}, ~7 min on 2 cores
-    .venv/bin/python -m bench.moa --quick       # a smoke run, ~2 min
+    .venv/bin/python -m bench.moa               # writes bench/results/moa.{json,md}, ~6 min on 2 cores
+    .venv/bin/python -m bench.moa --quick       # a smoke run, ~1 min
     .venv/bin/python -m bench.moa --parts calls,startup
 """
 

@@ -60,11 +60,10 @@ call) stays, as a check of the wrapper. Bar: served within 0.5 point of CapyMOA 
 points in the worst window; the lane against CapyMOA scored at label. Before a MOA learner's first
 Headwater side, a JIT warm-up (`jit_warmup`). Results of a run with a MOA learner go to
 ``parity-moa.{json,md}`` (``--stem``), so that a MOA run does not overwrite the River/torch results.
-A 10-member forest learns ~2,000-5,000 events/s on one core, so the MOA run sends 1,000 events/s (at
-3,000 the fork falls ever further behind: it never skips here), and refreshes every 300 paired
-examples: at 100, promotions of a forest (each waits for the fork's batch in progress, then copies
-the forest, ~150 ms for ARF, on the thread that serves) come so often that serving stalls and
-batches grow.
+A 10-member forest learns a few thousand events/s on one core, so the MOA run sends 1,000 events/s
+(at 3,000 the fork falls ever further behind: it never skips here), and refreshes every 300 paired
+examples: at 100 it served worse in quick runs (each promotion waits for the fork's job in progress,
+then copies the forest, ~150 ms for ARF, on the thread that serves; `bench/results/HISTORY.md`).
 
 Run from the repository root with the broker up (``scripts/kafka-local up``)::
 
@@ -502,15 +501,19 @@ def headwater(p: Params, spec: LearnerSpec, s: Stream) -> dict[str, Any]:
     lanes: dict[str, dict[str, Any]] = {}
     for r in reports:
         lane = lanes.setdefault(
-            str(r["model"]), {"labelled": 0, "correct": 0, "learned": 0, "skipped": 0, "lag_max": 0}
+            str(r["model"]),
+            {"labelled": 0, "correct": 0, "learned": 0, "skipped": 0, "lag_max": 0, "batches": 0, "batch_max": 0},
         )
         lane["labelled"] += int(r.get("n_labelled", 0))
+        lane["batches"] += int(r.get("n_labelled", 0)) > 0  # labelled examples per job: scored together
+        lane["batch_max"] = max(lane["batch_max"], int(r.get("n_labelled", 0)))
         lane["correct"] += int(r.get("n_correct", 0))
         lane["learned"] += int(r.get("n_learned", 0))
         lane["skipped"] = max(lane["skipped"], int(r.get("skipped_batches_total", 0)))
         lane["lag_max"] = max(lane["lag_max"], int(r.get("lag_batches", 0)))
     for lane in lanes.values():
         lane["accuracy"] = lane["correct"] / lane["labelled"] if lane["labelled"] else None
+        lane["batch_mean"] = round(lane["labelled"] / lane["batches"], 1) if lane["batches"] else None
     versions = Counter(v for _, v in served.values())
     first_served: dict[str, int] = {}
     for i in sorted(served):
@@ -712,8 +715,8 @@ def verdicts(results: list[dict[str, Any]], gate: str = "shadow") -> list[str]:
         lagging = [r for r in moa if r["headwater"]["lanes"].get("fork", {}).get("lag_max", 0) > 2]
         if lagging:
             out.append(
-                "- The fork's lane fell behind the input (it never skips here, so its backlog grows; the served "
-                "model is then older still): "
+                "- The fork's lane was at times more than 2 batches behind the input (it never skips here; the "
+                "served model is then older by as much): "
                 + ", ".join(f"{r['learner']} on {r['stream']} (backlog up to "
                             f"{r['headwater']['lanes']['fork']['lag_max']} batches)" for r in lagging) + "."
             )  # fmt: skip
@@ -830,7 +833,13 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"({hw['duplicates']} duplicates, {hw['dead_letters']} dead letters), sent at {hw['achieved_rate']:,.0f} "
             f"events/s; {hw['versions_served']} versions served; decisions {hw['decisions']}; drift verdicts "
             f"{hw['drift_verdicts']}; fork: {fork.get('labelled', 0):,} labelled scored, {fork.get('learned', 0):,} "
-            f"learned, {fork.get('skipped', 0)} batches skipped, lag at most {fork.get('lag_max', 0)}; alone took "
+            f"learned, {fork.get('skipped', 0)} batches skipped, lag at most {fork.get('lag_max', 0)}"
+            + (
+                f", {fork['batch_mean']} labelled examples per job (at most {fork['batch_max']})"
+                if fork.get("batch_mean")
+                else ""
+            )
+            + "; alone took "
             f"{r['alone']['seconds']} s"
             + (f", CapyMOA alone {r['capymoa_alone']['seconds']} s." if r.get("capymoa_alone") else ".")
         )
