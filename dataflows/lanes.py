@@ -163,9 +163,6 @@ class Lane(LaneQueue):
         self._busy = False
         self._closed = False
         self._waiting = 0  # control calls waiting for the model lock: they go before the next job
-        # The model is shared with another lane (handed out frozen, or handed in): the lane's thread
-        # makes itself a copy before it next learns, so the train step never waits for a copy.
-        self._shared = False
         self._thread: threading.Thread | None = None
         if threaded:
             self._thread = threading.Thread(target=self._run, name=f"headwater-lane-{name}", daemon=True)
@@ -211,31 +208,21 @@ class Lane(LaneQueue):
             return self._learner.clone(include_state=True)
 
     def freeze_as(self, successor: str) -> Learner:
-        """The model as it is now, never to be taught again, and from this instant on the lane's
-        work is credited to ``successor``: nothing learned after this instant is ever credited to
-        the frozen version. A threaded lane hands out its model itself and copies it on its own
-        thread before it next learns (a large model's copy takes the serving thread's time
-        otherwise: 0.1-0.2 s for MOA's 10-tree forest)."""
+        """A frozen copy of the model, and from this instant on the lane's work is credited to
+        ``successor``: nothing learned after the copy is ever credited to the copied version."""
         with self._control():
-            if self.threaded:
-                frozen, self._shared = self._learner, True
-            else:
-                frozen = self._learner.clone(include_state=True)
+            copy = self._learner.clone(include_state=True)
             self._version = successor
             self.frozen_through = self._through
-            return frozen
+            return copy
 
-    def replace(self, version: str, learner: Learner, *, learns: bool, through: int = 0, copy: bool = False) -> None:
+    def replace(self, version: str, learner: Learner, *, learns: bool, through: int = 0) -> None:
         """Put another model in this lane (a promotion, a rollback, a new fork). Jobs already
         queued are run by the new model, but those at or below ``through``, which the new model
         has run already (it is a copy of one that did): it must not learn them twice, nor be
-        scored on what it learned. Results already made keep the version that made them.
-        ``copy``: the lane learns on a copy of ``learner``, made on its own thread."""
+        scored on what it learned. Results already made keep the version that made them."""
         with self._control():
-            if copy and not self.threaded:
-                learner = learner.clone(include_state=True)
             self._version, self._learner, self._learns = version, learner, learns
-            self._shared = copy and self.threaded
             with self._cond:
                 self._drop_through(through)
 
@@ -309,8 +296,6 @@ class Lane(LaneQueue):
                     self._cond.notify_all()
 
     def _process(self, job: Job) -> LaneResult:
-        if self._shared and self._learns:
-            self._learner, self._shared = self._learner.clone(include_state=True), False
         return run_job(self.name, self._version, self._learner, self._learns, job)
 
 

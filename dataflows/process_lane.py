@@ -209,9 +209,7 @@ class ProcessLane(LaneQueue):
         learner, _ = self._ask(successor)
         return learner
 
-    def replace(self, version: str, learner: Learner, *, learns: bool, through: int = 0, copy: bool = False) -> None:
-        # ``copy`` is implied: the model crosses the pipe pickled, and the lane never teaches the
-        # one it holds here.
+    def replace(self, version: str, learner: Learner, *, learns: bool, through: int = 0) -> None:
         with self._cond:
             self._version, self._learns, self._held = version, learns, learner
             self._drop_through(through)

@@ -678,14 +678,14 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         return info.id
 
     def _fork_from_champion(self, name: str, now_ms: int) -> str:
-        """Put a fresh copy of the champion in a fork's lane, as a new version; return its id. The
-        lane makes the copy, on its own thread."""
+        """Put a fresh copy of the champion in a fork's lane, as a new version; return its id."""
         champion = self.lanes[CHAMPION_SLOT]
+        learner = champion.learner.clone(include_state=True)
         info = self.ctx.registry.create_version(
-            self.state.name, name=name, parent=champion.version, learner=champion.learner,
+            self.state.name, name=name, parent=champion.version, learner=learner,
             config={"fork_of": champion.version}, ts_ms=now_ms,
         )  # fmt: skip
-        self.lanes[name].replace(info.id, champion.learner, learns=True, through=self.state.champion_through, copy=True)
+        self.lanes[name].replace(info.id, learner, learns=True, through=self.state.champion_through)
         return info.id
 
     def _refork(self, now_ms: int, *, keep: str | None = None) -> list[TrainOutput]:

@@ -3,7 +3,6 @@ behind than its backlog allows, and can be snapshotted and rebuilt without losin
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 
@@ -211,33 +210,6 @@ def test_a_frozen_copy_is_independent_of_later_learning() -> None:
         one.submit(Job(seq, x, np.tile([0, 1], 50).astype(np.int64), np.zeros(100, dtype=np.int8)))
     np.testing.assert_array_equal(frozen.predict_proba(PROBE), before)
     assert not np.allclose(one.learner.predict_proba(PROBE), before)
-
-
-@pytest.mark.parametrize("threaded", [False, True])
-def test_a_model_frozen_or_handed_in_is_never_taught_by_the_lane(threaded: bool) -> None:
-    """A threaded lane hands out its model at a freeze, and takes a model handed in with ``copy``
-    as it is: it copies it on its own thread before it next learns, so the train step never waits
-    for a copy, and the model out there (the champion) is never taught."""
-    one = lane(trained_learner(n=200), threaded=threaded)
-    frozen = one.freeze_as("default/3")
-    assert (frozen is one.learner) == threaded
-    before = frozen.predict_proba(PROBE)
-    x = np.array([[3.0, 3.0], [-3.0, -3.0]] * 50)
-    teach = Job(1, x, np.tile([0, 1], 50).astype(np.int64), np.zeros(100, dtype=np.int8))
-    one.submit(teach)
-    idle(one)
-    np.testing.assert_array_equal(frozen.predict_proba(PROBE), before)
-    assert one.learner is not frozen
-    assert not np.allclose(one.learner.predict_proba(PROBE), before)
-
-    champion = trained_learner(n=200)
-    before = champion.predict_proba(PROBE)
-    one.replace("default/4", champion, learns=True, copy=True)
-    one.submit(dataclasses.replace(teach, seq=2))
-    idle(one)
-    np.testing.assert_array_equal(champion.predict_proba(PROBE), before)
-    assert not np.allclose(one.learner.predict_proba(PROBE), before)
-    assert [r.version for r in one.drain()] == ["default/3", "default/4"]
 
 
 def test_results_keep_the_version_that_made_them_across_rename_and_replace() -> None:
