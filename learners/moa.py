@@ -94,6 +94,11 @@ class MoaLearner:
         self._header = self._jvm.header(self.feature_names, n_classes)
         self._model: Any = model
         self._model.setModelContext(self._header)
+        # One call into the model at a time: serving and the champion's lane predict with the same
+        # model at once, and some MOA learners write to buffers of their own while they predict
+        # (Streaming Random Patches builds each member's feature subspace in place). Java calls
+        # release the GIL, so without this lock they would run at the same time.
+        self._calls = threading.Lock()
 
     @property
     def model(self) -> Any:
@@ -105,7 +110,9 @@ class MoaLearner:
         out = np.zeros((rows, k))
         if rows:
             jvm = self._jvm
-            flat = jvm.bridge.votes(self._model, self._header, jvm.doubles(_flat(x)), rows, self.n_features, k)
+            features = jvm.doubles(_flat(x))
+            with self._calls:
+                flat = jvm.bridge.votes(self._model, self._header, features, rows, self.n_features, k)
             out = np.array(flat, dtype=float).reshape(rows, k)  # a copy: the view of a Java array is read-only
         out[~np.isfinite(out).all(axis=1)] = 0.0
         out[out < 0] = 0.0
@@ -119,13 +126,15 @@ class MoaLearner:
         """One event at a time, in order, as MOA learns alone (in one call to the bridge)."""
         if len(y):
             jvm = self._jvm
-            labels = jvm.ints(np.ascontiguousarray(y, dtype=np.int32))
-            jvm.bridge.train(self._model, self._header, jvm.doubles(_flat(x)), self.n_features, labels)
+            labels, features = jvm.ints(np.ascontiguousarray(y, dtype=np.int32)), jvm.doubles(_flat(x))
+            with self._calls:
+                jvm.bridge.train(self._model, self._header, features, self.n_features, labels)
 
     def clone(self, *, include_state: bool = False) -> Self:
         """An independent deep copy of the MOA object; without state, a new one with its options."""
         bridge = self._jvm.bridge
-        model = bridge.copy(self._model, CLASS_FILTER) if include_state else bridge.fresh(self._model, self._header)
+        with self._calls:
+            model = bridge.copy(self._model, CLASS_FILTER) if include_state else bridge.fresh(self._model, self._header)
         return type(self)(model, self.n_features, self.n_classes, self.feature_names)
 
     def save(self, directory: Path) -> Artifact:
@@ -151,7 +160,8 @@ class MoaLearner:
     def _dumps(self) -> bytes:
         meta = json.dumps({"n_features": self.n_features, "n_classes": self.n_classes,
                            "feature_names": self.feature_names}).encode()  # fmt: skip
-        model = bytes(self._jvm.bridge.serialize(self._model))
+        with self._calls:
+            model = bytes(self._jvm.bridge.serialize(self._model))
         return _MAGIC + struct.pack(">I", len(meta)) + meta + model
 
     @classmethod

@@ -79,3 +79,36 @@ def test_drift_detectors_are_named_in_the_config(params: dict[str, object]) -> N
                             feature_names=["a", "b"])  # fmt: skip
     cli = str(learner.model.getCLICreationString(learner.model.getClass()))  # type: ignore[attr-defined]
     assert ("ADWIN" if params["drift_detection_method"] == "ADWIN" else "DDM") in cli
+
+
+def test_predictions_from_several_threads_at_once_are_those_of_one_thread() -> None:
+    """Serving and the champion's lane predict with the same model at once. Some MOA learners
+    write to buffers of their own while they predict (Streaming Random Patches builds each member's
+    feature subspace in place), so a MoaLearner lets one call into its model at a time."""
+    import threading
+
+    import numpy as np
+
+    from learners import LearnerSpec, build_learner
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 5))
+    y = (x[:, 0] + x[:, 1] > 0).astype(np.int64)
+    learner = build_learner(LearnerSpec("moa-srp", {"ensemble_size": 5}), n_features=5, n_classes=2,
+                            feature_names=list("abcde"))  # fmt: skip
+    learner.learn(x, y)
+    expected = learner.predict_proba(x)
+    got: list[np.ndarray] = []
+
+    def predict() -> None:
+        for _ in range(4):
+            got.append(learner.predict_proba(x))
+
+    threads = [threading.Thread(target=predict) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 12
+    for p in got:
+        np.testing.assert_array_equal(p, expected)
