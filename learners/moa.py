@@ -194,6 +194,11 @@ class _Jvm:
     def __init__(self) -> None:
         moa_module("capymoa")
         jpype = moa_module("jpype")
+        # At exit, do not wait for the JVM's non-daemon threads: a thread that called into Java and
+        # ended without detaching (Bytewax's workers are native threads) counts as one, and Python's
+        # exit then hung for minutes in JPype's shutdown. Headwater keeps no state in the JVM that
+        # its shutdown would save.
+        moa_module("jpype.config").destroy_jvm = False
         self.schema = moa_module("capymoa.stream").Schema
         self.doubles = jpype.JArray(jpype.JDouble)
         self.ints = jpype.JArray(jpype.JInt)
