@@ -112,3 +112,31 @@ def test_predictions_from_several_threads_at_once_are_those_of_one_thread() -> N
     assert len(got) == 12
     for p in got:
         np.testing.assert_array_equal(p, expected)
+
+
+def test_a_copy_saves_what_it_learned_after_it_was_made(tmp_path: Path) -> None:
+    """A copy keeps the object stream it was made from, to be saved without writing it again, only
+    until it learns: after that, a save or a snapshot holds what it learned."""
+    import pickle
+
+    import numpy as np
+
+    from learners import LearnerSpec, build_learner
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2000, 3))
+    y = (x[:, 0] > 0).astype(np.int64)
+    learner = build_learner(LearnerSpec("moa-arf", {"ensemble_size": 3}), n_features=3, n_classes=2,
+                            feature_names=list("abc"))  # fmt: skip
+    learner.learn(x[:1000], y[:1000])
+    copy = learner.clone(include_state=True)
+    probe = x[:200]
+    before = copy.predict_proba(probe)
+    copy.learn(x[1000:], 1 - y[1000:])  # the opposite concept: predictions move
+    after = copy.predict_proba(probe)
+    assert not np.allclose(after, before)
+    loaded = type(copy).load(copy.save(tmp_path / "copy"))
+    np.testing.assert_array_equal(loaded.predict_proba(probe), after)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(copy)).predict_proba(probe), after)
+    # and the original, which learned nothing since, still saves what it knew
+    np.testing.assert_array_equal(type(learner).load(learner.save(tmp_path / "original")).predict_proba(probe), before)
