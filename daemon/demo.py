@@ -71,6 +71,7 @@ class DemoReport:
     rolling_history: list[float] = field(default_factory=list)  # champion's rolling accuracy, one per report
     decisions: list[dict[str, object]] = field(default_factory=list)
     trials: dict[str, dict[str, object]] = field(default_factory=dict)  # candidate -> its latest verdict
+    learned: collections.Counter[str] = field(default_factory=collections.Counter)  # model -> examples learned
     routes: collections.Counter[str] = field(default_factory=collections.Counter)
     serving: str = "-"
 
@@ -224,6 +225,8 @@ def _consume(consumer: Consumer, topics: dict[str, str], report: DemoReport) -> 
                 report.serving = body["version"]
         elif topic == topics["dead-letters"]:
             report.dead_letters[body["reason"]] += 1
+        elif body.get("type") == "report" and body.get("model") != "champion":
+            report.learned[str(body["model"])] += int(body.get("n_learned") or 0)
         elif body.get("type") == "report" and body.get("model") == "champion":
             report.last_model_event = body
             if isinstance(body.get("rolling_accuracy"), float):
@@ -276,6 +279,8 @@ def _summary(console: Console, report: DemoReport, workload: Workload, spec: Wor
     table.add_row("served by route", ", ".join(f"{r}: {n}" for r, n in sorted(report.routes.items())) or "-")
     for name, verdict in sorted(report.trials.items()):
         table.add_row(f"last trial of {name}", f"{verdict['version']} {verdict['evaluator']} {verdict['phase']}")
+    learned = ", ".join(f"{name}: {n}" for name, n in sorted(report.learned.items()) if name != "standby")
+    table.add_row("labelled examples learned", learned or "-")
     elapsed = time.monotonic() - report.started
     table.add_row("wall time", f"{elapsed:.1f} s")
     console.print(table)
