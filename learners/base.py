@@ -76,6 +76,20 @@ def import_path(path: str) -> object:
     return target
 
 
+def normalized(scores: FloatArray) -> FloatArray:
+    """Rows of non-negative class scores as probabilities, in place; a row with no opinion yet (all
+    zero) becomes uniform.
+
+    >>> normalized(np.array([[2.0, 6.0], [0.0, 0.0]])).tolist()
+    [[0.25, 0.75], [0.5, 0.5]]
+    """
+    totals = scores.sum(axis=1, keepdims=True)
+    unseen = totals[:, 0] <= 0
+    scores[unseen] = 1.0 / scores.shape[1]
+    scores[~unseen] /= totals[~unseen]
+    return scores
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:

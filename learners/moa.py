@@ -32,7 +32,7 @@ from typing import Any, Self
 
 import numpy as np
 
-from learners.base import Artifact, FloatArray, IntArray, LearnerError, sha256_of, verified_bytes
+from learners.base import Artifact, FloatArray, IntArray, LearnerError, normalized, sha256_of, verified_bytes
 
 __all__ = [
     "MOA_EXTRA",
@@ -120,11 +120,7 @@ class MoaLearner:
             out = np.array(flat, dtype=float).reshape(rows, k)  # a copy: the view of a Java array is read-only
         out[~np.isfinite(out).all(axis=1)] = 0.0
         out[out < 0] = 0.0
-        totals = out.sum(axis=1, keepdims=True)
-        unseen = totals[:, 0] <= 0
-        out[unseen] = 1.0 / k  # no opinion yet: uniform
-        out[~unseen] /= totals[~unseen]
-        return out
+        return normalized(out)
 
     def learn(self, x: FloatArray, y: IntArray) -> None:
         """One event at a time, in order, as MOA learns alone (in one call to the bridge)."""
@@ -162,7 +158,7 @@ class MoaLearner:
         return cls._loads(verified_bytes(artifact))
 
     # A snapshot (Bytewax recovery, a process lane's pipe) pickles the learner: the MOA object
-    # travels as CapyMOA's bytes and a new JVM, if any, starts where it is read.
+    # travels as the bridge's object stream, and a new JVM, if any, starts where it is read.
     def __getstate__(self) -> dict[str, Any]:
         return {"moa": self._dumps()}
 

@@ -23,7 +23,7 @@ import pandas as pd
 from river import base as river_base
 from river import compose, linear_model, optim, preprocessing, tree
 
-from learners.base import Artifact, FloatArray, IntArray, LearnerError, sha256_of, verified_bytes
+from learners.base import Artifact, FloatArray, IntArray, LearnerError, normalized, sha256_of, verified_bytes
 
 __all__ = ["PREDICT_MANY_FROM", "RiverLearner", "hoeffding_tree", "logistic_regression"]
 
@@ -72,11 +72,7 @@ class RiverLearner:
                     idx = int(label)
                     if 0 <= idx < self.n_classes:
                         out[row, idx] = p
-        totals = out.sum(axis=1, keepdims=True)
-        unseen = totals[:, 0] <= 0
-        out[unseen] = 1.0 / self.n_classes  # no opinion yet: uniform
-        out[~unseen] /= totals[~unseen]
-        return out
+        return normalized(out)
 
     def learn(self, x: FloatArray, y: IntArray) -> None:
         """One event at a time, in order: the updates River makes alone (see the module's doc)."""
