@@ -95,11 +95,6 @@ public final class MoaBridge {
     }
   }
 
-  /** An independent deep copy. */
-  public static Object copy(Object object, String filter) throws IOException, ClassNotFoundException {
-    return deserialize(serialize(object), filter);
-  }
-
   /** The fields of an object whose class is not Serializable. */
   static final class Fields implements Serializable {
     private static final long serialVersionUID = 1L;
