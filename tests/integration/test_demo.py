@@ -11,14 +11,19 @@ import pytest
 pytestmark = pytest.mark.kafka
 
 
-def test_demo_accounts_for_every_event_and_prints_the_summary(kafka_bootstrap: str) -> None:
+def _demo(kafka_bootstrap: str, *args: str) -> str:
+    """What ``headwater demo`` printed, as a new user runs it (2 workers); it must exit 0."""
     done = subprocess.run(
-        [sys.executable, "-m", "daemon.cli", "demo", "--bootstrap-servers", kafka_bootstrap,
-         "--events", "8000", "--rate", "4000", "--workers", "2", "--timeout", "150"],
+        [sys.executable, "-m", "daemon.cli", "demo", "--bootstrap-servers", kafka_bootstrap, "--workers", "2",
+         "--timeout", "150", *args],
         capture_output=True, text=True, timeout=240, check=False, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
-    out = done.stdout
-    assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def test_demo_accounts_for_every_event_and_prints_the_summary(kafka_bootstrap: str) -> None:
+    out = _demo(kafka_bootstrap, "--events", "8000", "--rate", "4000")
     assert "Headwater demo: summary" in out
     assert re.search(r"predictions out\s+│\s+8000\b", out), out[-3000:]
     expected = re.search(r"dead letters\s+│\s+(\d+) \(expected (\d+)\)", out)
@@ -31,13 +36,7 @@ def test_demo_accounts_for_every_event_and_prints_the_summary(kafka_bootstrap: s
 
 
 def test_demo_with_a_moa_candidate_runs_it_beside_the_others(kafka_bootstrap: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "daemon.cli", "demo", "--bootstrap-servers", kafka_bootstrap, "--moa",
-         "--events", "12000", "--rate", "3000", "--workers", "2", "--timeout", "150"],
-        capture_output=True, text=True, timeout=240, check=False, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
-    out = done.stdout
-    assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
+    out = _demo(kafka_bootstrap, "--moa", "--events", "12000", "--rate", "3000")
     assert "moa-arf" in out
     assert re.search(r"predictions out\s+│\s+12000\b", out), out[-3000:]
     # MOA's forest was built in the daemon's JVM and learned beside the others (on 2 cores, with
