@@ -28,12 +28,11 @@ import confluent_kafka
 import numpy as np
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from daemon.config import Settings
 from daemon.kafka_client import make_producer, produce_all
 from daemon.kafka_local import KAFKA_VERSION
-from daemon.topics import ensure_topics
+from daemon.topics import delete_topics, ensure_topics
 from daemon.workload import Workload, WorkloadSpec
 
 __all__ = [
@@ -202,17 +201,6 @@ def create_topics(p: KafkaKnobs, names: list[str]) -> None:
     """Create fresh topics (``p.partitions`` each) and remember them for the clean-up."""
     ensure_topics(p.bootstrap, names, p.partitions)
     CREATED.extend(n for n in names if n not in CREATED)
-
-
-def delete_topics(bootstrap: str, topics: list[str], timeout_s: float = 30.0) -> None:
-    if not topics:
-        return
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for name, future in admin.delete_topics(topics, operation_timeout=timeout_s).items():
-        try:
-            future.result(timeout=timeout_s)
-        except Exception as exc:  # cleanup only: say so, never fail the run
-            log.warning("could not delete topic %s: %s", name, exc)
 
 
 def percentiles(values: list[float]) -> dict[str, float]:

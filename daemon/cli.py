@@ -86,13 +86,16 @@ def demo(
     moa: Annotated[
         bool, typer.Option(help="add MOA's Adaptive Random Forest (moa-arf) as a candidate: the moa extra and a JDK")
     ] = False,
+    keep_topics: Annotated[
+        bool, typer.Option(help="keep the run's topics for inspection (default: deleted when the demo ends)")
+    ] = False,
 ) -> None:
     """Stream a drifting synthetic workload with malformed records through a live daemon."""
     from daemon.demo import DemoOptions, run_demo
 
     options = DemoOptions(
         bootstrap_servers=bootstrap_servers, events=events, rate=rate, learner=learner, workers=workers,
-        timeout_s=timeout, moa=moa,
+        timeout_s=timeout, moa=moa, keep_topics=keep_topics,
     )  # fmt: skip
     sys.exit(run_demo(options))
 

@@ -37,7 +37,7 @@ from rich.table import Table
 
 from daemon.kafka_client import make_producer, produce_all
 from daemon.kafka_local import KafkaLocal
-from daemon.topics import ensure_topics
+from daemon.topics import delete_topics, ensure_topics
 from daemon.workload import CLASSES, FEATURES, Workload, WorkloadSpec
 from dataflows.records import DeadLetterReason
 
@@ -55,6 +55,7 @@ class DemoOptions:
     workers: int = 2
     timeout_s: float = 600.0
     moa: bool = False  # MOA's Adaptive Random Forest as one more candidate (the moa extra and a JDK)
+    keep_topics: bool = False  # the run's topics are throwaway: deleted at the end unless kept
 
 
 @dataclass
@@ -199,6 +200,10 @@ def run_demo(options: DemoOptions) -> int:
                 daemon.wait(30)
             except subprocess.TimeoutExpired:
                 daemon.kill()
+        if options.keep_topics:
+            console.print(f"topics kept: {', '.join(topics.values())}")
+        else:
+            delete_topics(bootstrap, topics.values())
     _summary(console, report, workload, spec, n_events, expected_dead)
     console.print(f"every decision with its full reason: headwater registry decisions --config {config_path}")
     complete = len(report.predictions) == spec.n_events and sum(report.dead_letters.values()) == expected_dead

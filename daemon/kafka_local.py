@@ -62,6 +62,9 @@ _LOG4J2 = """Configuration:
 """
 
 
+_MANY_PARTITIONS = 2000  # above this, a start takes long enough to say why
+
+
 class KafkaLocalError(RuntimeError):
     """The local broker could not be set up; the message says what to install or check."""
 
@@ -147,8 +150,17 @@ class KafkaLocal:
             s.settimeout(0.5)
             return s.connect_ex((self.host, self.port)) == 0
 
-    def up(self, timeout: float = 90.0) -> None:
-        """Start the broker unless it already runs, and wait until it accepts connections."""
+    def partitions_on_disk(self) -> int:
+        """How many partition directories the broker will load when it starts."""
+        data = self.home / "data"
+        return sum(1 for p in data.iterdir() if p.is_dir() and "-" in p.name) if data.is_dir() else 0
+
+    def up(self, timeout: float = 300.0) -> None:
+        """Start the broker unless it already runs, and wait until it accepts connections.
+
+        The broker loads every partition on disk before it listens: a few seconds when fresh,
+        minutes with tens of thousands of partitions left by earlier runs (``reset`` wipes them).
+        """
         if self.pid() is not None and self.is_serving():
             print(f"Kafka already running on {self.bootstrap} (pid {self.pid()})")
             return
@@ -180,6 +192,10 @@ class KafkaLocal:
                 start_new_session=True,
             )  # fmt: skip
         self._pid_file.write_text(str(proc.pid))
+        partitions = self.partitions_on_disk()
+        if partitions > _MANY_PARTITIONS:
+            print(f"starting Kafka with {partitions} partitions on disk: this takes a while "
+                  "('headwater kafka reset' wipes the local broker's topics)")  # fmt: skip
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -191,7 +207,8 @@ class KafkaLocal:
                 return
             time.sleep(0.25)
         self.down()
-        msg = f"Kafka did not accept connections within {timeout:.0f}s; see {self.log_file}"
+        msg = (f"Kafka did not accept connections within {timeout:.0f}s with {partitions} partitions on disk; "
+               f"see {self.log_file}")  # fmt: skip
         raise KafkaLocalError(msg)
 
     def down(self, timeout: float = 30.0) -> None:

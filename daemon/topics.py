@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-__all__ = ["TopicError", "ensure_topics"]
+__all__ = ["TopicError", "delete_topics", "ensure_topics"]
+
+
+log = logging.getLogger(__name__)
 
 
 class TopicError(RuntimeError):
@@ -40,3 +44,23 @@ def ensure_topics(
             msg = f"cannot create topic {name!r}: {exc}"
             raise TopicError(msg) from exc
     return created
+
+
+def delete_topics(bootstrap: str, names: Iterable[str], timeout_s: float = 30.0) -> list[str]:
+    """Delete topics made for one run (tests, the demo, benchmarks); return the names deleted.
+
+    A broker loads every partition on disk when it starts, so throwaway topics left behind make
+    each later start slower. Deleting is clean-up: a failure is logged, never raised.
+    """
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        return []
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deleted = []
+    for name, future in admin.delete_topics(wanted, operation_timeout=timeout_s).items():
+        try:
+            future.result(timeout=timeout_s)
+            deleted.append(name)
+        except Exception as exc:  # clean-up only: say so, never fail the caller
+            log.warning("could not delete topic %s: %s", name, exc)
+    return deleted

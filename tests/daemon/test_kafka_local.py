@@ -50,3 +50,14 @@ def test_config_binds_everything_to_loopback(tmp_path: Path) -> None:
     assert props["process.roles"] == "broker,controller"
     assert props["controller.quorum.bootstrap.servers"] == "127.0.0.1:19093"
     assert props["offsets.topic.replication.factor"] == "1"
+
+
+def test_partitions_on_disk_counts_the_directories_a_start_loads(tmp_path: Path) -> None:
+    kafka = KafkaLocal(cache=tmp_path, port=19092, controller_port=19093)
+    assert kafka.partitions_on_disk() == 0  # never started: no data directory
+    data = kafka.home / "data"
+    for name in ("it-1.events-0", "it-1.events-1", "__consumer_offsets-0", "__cluster_metadata-0"):
+        (data / name).mkdir(parents=True)
+    (data / "meta.properties").write_text("")
+    (data / "recovery-point-offset-checkpoint").write_text("")
+    assert kafka.partitions_on_disk() == 4

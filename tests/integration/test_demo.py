@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
 pytestmark = pytest.mark.kafka
 
@@ -33,6 +34,12 @@ def test_demo_accounts_for_every_event_and_prints_the_summary(kafka_bootstrap: s
     before, just_after, end = accuracies
     assert just_after < before
     assert end > just_after
+    # The run's topics are throwaway: a broker loads every partition left on disk when it starts.
+    run = re.search(r"Headwater demo run ([0-9a-f]+):", out)
+    assert run is not None, out[:500]
+    left = [t for t in AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=10).topics
+            if t.startswith(f"headwater-demo-{run.group(1)}.")]  # fmt: skip
+    assert left == []
 
 
 def test_demo_with_a_moa_candidate_runs_it_beside_the_others(kafka_bootstrap: str) -> None:
