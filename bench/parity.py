@@ -158,6 +158,8 @@ def served_config(p: Params) -> dict[str, Any]:
     if p.gate == "shadow":
         return {"candidates": [{"name": "fork"}], "promotion": PERMISSIVE_GATE, "runtime": RUNTIME}
     promotion = {"refresh_samples": p.refresh_samples, "max_lag_batches": 1_000_000, "max_lag_s": 3600.0}
+    if p.gate == "live":
+        promotion["live_refresh"] = True
     return {"candidates": [{"name": "fork", "gate": "refresh"}], "promotion": promotion, "runtime": RUNTIME}
 
 
@@ -732,6 +734,12 @@ def verdicts(results: list[dict[str, Any]], gate: str = "shadow") -> list[str]:
                 "accuracy counts from event 0: the untrained first champion serves until the first refresh, "
                 "some 300 events after the first label; alone learns from the first label on: "
                 if gate == "refresh"
+                else "- Where the served gap is larger than the lane's, the served model is older than the learner: "
+                "the fork's state as of the last copy the lane handed to serving (a copy after every batch it "
+                "learns, as its copy budget allows), plus the time a label takes through the pipeline (a "
+                "micro-batch, the join, the lane); after each promotion, and after a change in the data, the "
+                "champion serves until the fork's new trial has 30 paired examples: "
+                if gate == "live"
                 else "- Where the served gap is larger than the lane's, the difference is promotion: the served "
                 "model is a frozen snapshot that is replaced only when the fork is significantly better on paired "
                 "evidence (each promotion counted in the table), so between promotions serving does not get the "
@@ -817,6 +825,11 @@ def render_markdown(report: dict[str, Any]) -> str:
             "`refresh_samples` paired examples (`evaluators.RefreshEvaluator`), so the served model is at most "
             "about that many labelled examples behind the learner."
             if p.get("gate", "shadow") == "refresh"
+            else "With live refresh (`gate: refresh`, `promotion.live_refresh: true`) the fork's lane also hands a "
+            "copy of its model to serving after the batches it learns, which serves in place of the champion "
+            "while the fork's refresh trial shows it not worse (`RefreshEvaluator.may_serve`); promotions go on "
+            "as with `gate: refresh`, every `refresh_samples` paired examples."
+            if p.get("gate", "shadow") == "live"
             else "With the shadow gate, even at its most permissive, a promotion needs the fork to be "
             "*significantly* better than the frozen champion (the confidence sequence's lower bound above 0), so "
             "in a stable stretch the champion falls behind the fork until the difference is large enough to show."
@@ -871,7 +884,10 @@ def parse_args(argv: list[str] | None = None) -> Params:
     add("--partitions", type=int, default=1, help="partitions of every fresh topic (1 keeps the stream's order)")
     add("--seed", type=int, default=42, help="seed of the generators")
     add("--timeout", type=float, default=120.0, help="bound on every wait of a run, seconds")
-    add("--gate", choices=("refresh", "shadow"), default="refresh", help="the fork's gate on the served side")
+    add(
+        "--gate", choices=("refresh", "live", "shadow"), default="refresh",
+        help="the fork's gate on the served side (live: refresh with promotion.live_refresh)",
+    )  # fmt: skip
     add("--refresh-samples", type=int, default=100, help="promotion.refresh_samples with --gate refresh")
     add("--max-wait-ms", type=float, default=20.0, help="batching.max_wait_ms of the daemon")
     add("--quick", action="store_true", help="a smoke run: 12,000 events, warm-up 3,000")

@@ -162,6 +162,14 @@ class PromotionSettings(_Section):
     golden_tolerance: float = Field(0.02, ge=0, lt=1, description="regression allowed on the golden set")
     refresh_samples: int = Field(1000, ge=10, description="paired labelled examples before a refresh")
     refresh_margin: float = Field(0.005, ge=0, lt=1, description="how much worse than the champion a refresh may be")
+    live_refresh: bool = Field(
+        False,
+        description="a refresh fork's latest state serves between its promotions while its trial shows it not "
+        "worse (thread lanes; see docs/architecture.md)",
+    )
+    live_refresh_budget: float = Field(
+        0.2, gt=0, le=1, description="share of the fork's lane time that copying its model for serving may take"
+    )
     max_lag_batches: int = Field(64, ge=1, description="a model further behind skips its oldest batches")
     max_lag_s: float = Field(10.0, gt=0, description="so does a model whose oldest waiting batch is older than this")
 
@@ -193,8 +201,9 @@ class PromotionSettings(_Section):
             canary_min_samples=self.canary_min_samples, probation_samples=self.probation_samples,
             rollback_margin=self.rollback_margin, golden_tolerance=self.golden_tolerance,
             golden_reservoir=self.golden_reservoir, refresh_samples=self.refresh_samples,
-            refresh_margin=self.refresh_margin, max_lag_batches=self.max_lag_batches, max_lag_s=self.max_lag_s,
-            threaded=threaded, processes=processes,
+            refresh_margin=self.refresh_margin, live_refresh=self.live_refresh,
+            live_refresh_budget=self.live_refresh_budget, max_lag_batches=self.max_lag_batches,
+            max_lag_s=self.max_lag_s, threaded=threaded, processes=processes,
         )  # fmt: skip
 
 

@@ -9,6 +9,7 @@ for the model-events topic.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Mapping
@@ -68,9 +69,16 @@ class BoardPromoter:
             canary = None if version is None or learner is None or share <= 0 else Served(version, learner)
             if canary is not None:  # what serves can always be loaded again
                 self.registry.save_checkpoint(canary.version, canary.learner)
-            self.board.publish(ServingTable(group, table.champion, canary, share if canary else 0.0, self.seed))
+            self.board.publish(dataclasses.replace(table, canary=canary, canary_share=share if canary else 0.0))
         if canary is not None:
             log.info("group %s: canary %s serves %.0f%% of keys", group, version, 100 * share)
+
+    def serve_fresh(self, group: str, *, champion: str, version: str | None, learner: Learner | None) -> bool:
+        # Called from a lane's thread after each batch: the board's own lock suffices (the
+        # compare-and-set on the champion's version orders it with promotions and rollbacks).
+        if version is None or learner is None:
+            return self.board.drop_fresh(group)
+        return self.board.refresh(group, champion, Served(version, learner))
 
     def serving(self, group: str) -> tuple[str, Learner] | None:
         try:

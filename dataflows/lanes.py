@@ -9,6 +9,9 @@ A lane that falls more than ``max_backlog`` jobs behind, or whose oldest waiting
 bound: it learns a sample of the stream. (Counting jobs alone is not enough: when serving slows
 down, micro-batches grow, and a backlog of a few large jobs can be many seconds of work.)
 
+With live refresh, a refresh fork's lane also copies its model after the batches it learns and
+hands the copy to serving (`LiveRefresh`), within a budget of the lane's time.
+
 ``threaded=False`` runs each job at once on the caller's thread: deterministic, for unit tests.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,8 +28,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from dataflows.ports import CheckpointRef, OffsetRange
+from dataflows.ports import CheckpointRef, OffsetRange, Promoter
 from learners import Learner
+
+log = logging.getLogger("headwater")
 
 __all__ = [
     "Job",
@@ -33,6 +39,7 @@ __all__ = [
     "LaneQueue",
     "LaneResult",
     "LaneState",
+    "LiveRefresh",
     "StoredLane",
     "drop_stale",
     "run_job",
@@ -94,6 +101,33 @@ class StoredLane:
     jobs: list[Job] = field(default_factory=list)
     results: list[LaneResult] = field(default_factory=list)
     skipped_total: int = 0
+
+
+@dataclass(eq=False)
+class LiveRefresh:
+    """A refresh fork's lane serving what it learns: after a batch it learned, the lane copies its
+    model and hands the copy to the promoter to serve in place of ``champion``, the version the
+    fork continues (`Promoter.serve_fresh`), as long as the lane still holds ``fork``. Copies take
+    at most ``budget`` of the lane's time: a model that is slow to copy is published less often."""
+
+    promoter: Promoter
+    group: str
+    champion: str
+    fork: str
+    budget: float = 0.2
+    copy_s: float = 0.0  # what a copy took lately (moving average)
+    next_at: float = 0.0  # monotonic time before which no copy is made
+    copies: int = 0
+    published: int = 0
+    error: str | None = None  # a copy that failed stops the publishing (the champion serves)
+
+    def due(self, version: str, now: float) -> bool:
+        return self.error is None and version == self.fork and now >= self.next_at
+
+    def copied(self, took_s: float, now: float) -> None:
+        self.copy_s = took_s if self.copies == 0 else 0.7 * self.copy_s + 0.3 * took_s
+        self.copies += 1
+        self.next_at = now + self.copy_s * (1 - self.budget) / self.budget
 
 
 class LaneQueue:
@@ -163,6 +197,8 @@ class Lane(LaneQueue):
         self._busy = False
         self._closed = False
         self._waiting = 0  # control calls waiting for the model lock: they go before the next job
+        self.live: LiveRefresh | None = None  # set by the train step (`set_live`)
+        self._live_lock = threading.Lock()  # orders a publish with `set_live`
         self._thread: threading.Thread | None = None
         if threaded:
             self._thread = threading.Thread(target=self._run, name=f"headwater-lane-{name}", daemon=True)
@@ -295,8 +331,35 @@ class Lane(LaneQueue):
                     self._busy = False
                     self._cond.notify_all()
 
+    def set_live(self, live: LiveRefresh | None) -> None:
+        """Start or stop publishing this lane's model after the batches it learns; once this returns,
+        nothing from a previous `LiveRefresh` is published any more."""
+        with self._live_lock:
+            self.live = live
+
     def _process(self, job: Job) -> LaneResult:
-        return run_job(self.name, self._version, self._learner, self._learns, job)
+        result = run_job(self.name, self._version, self._learner, self._learns, job)
+        if result.learned and self.live is not None:
+            self._publish_live(self.live)
+        return result
+
+    def _publish_live(self, live: LiveRefresh) -> None:
+        """Copy the model (the caller holds the model lock) and hand the copy to serving."""
+        if not live.due(self._version, time.monotonic()):
+            return
+        started = time.perf_counter()
+        try:
+            copy = self._learner.clone(include_state=True)
+        except Exception as exc:  # a user's learner may fail to copy: the champion serves on
+            live.error = f"{type(exc).__name__}: {exc}"
+            log.warning("lane %s: live refresh stops, the model could not be copied: %s", self.name, live.error)
+            return
+        live.copied(time.perf_counter() - started, time.monotonic())
+        with self._live_lock:
+            if self.live is live and live.promoter.serve_fresh(
+                live.group, champion=live.champion, version=live.fork, learner=copy
+            ):
+                live.published += 1
 
 
 def run_job(name: str, version: str, learner: Learner, learns: bool, job: Job) -> LaneResult:

@@ -192,6 +192,13 @@ class Promoter(Protocol):
         """The champion that serves now (version, learner), if the group has one."""
         ...
 
+    def serve_fresh(self, group: str, *, champion: str, version: str | None, learner: Learner | None) -> bool:
+        """Live refresh: let ``learner``, the latest state of a fork ``version`` of ``champion``,
+        serve the champion's route while ``champion`` is the group's champion (None: the champion
+        itself serves again). Nothing is decided or saved: the fork's version and lineage are in
+        the registry already, and the next promotion checks what it learned. False if not done."""
+        ...
+
 
 @runtime_checkable
 class Metrics(Protocol):

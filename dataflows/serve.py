@@ -7,6 +7,11 @@ table; the serve step reads whichever table is current when a batch arrives and 
 training. Learners on the board are never taught again (a new snapshot is a new object), so
 reading them from several workers at once is safe.
 
+With live refresh (`promotion.live_refresh`), a refresh fork's lane also puts its model's latest
+state on the board after the batches it learns (`ServingBoard.refresh`): it serves on the
+champion's route in place of the champion it continues, until the next promotion or until the
+train step takes it off (`ServingBoard.drop_fresh`).
+
 The board is in-process: every worker thread of this process sees a publish at once. Serving in
 other processes would subscribe to the model-events topic's decisions and load the named version
 from the registry (the same checkpoint, digest-checked) into its own board.
@@ -14,6 +19,7 @@ from the registry (the same checkpoint, digest-checked) into its own board.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -45,7 +51,8 @@ class ServingTable:
     """Who serves a group: the champion, and a canary on ``canary_share`` of the keys.
 
     An event goes to the canary iff ``canary_bucket(event.id, seed) < canary_share``: sticky, and
-    raising the share keeps every key already in the canary.
+    raising the share keeps every key already in the canary. ``fresh``, when set, is the champion's
+    refresh fork as it last learned (live refresh): it serves the champion's route instead.
     """
 
     group: str
@@ -53,6 +60,12 @@ class ServingTable:
     canary: Served | None = None
     canary_share: float = 0.0
     seed: int = 0
+    fresh: Served | None = None
+
+    @property
+    def serving(self) -> Served:
+        """What serves the champion's route."""
+        return self.champion if self.fresh is None else self.fresh
 
     def routes(self, ids: list[str]) -> np.ndarray:
         out = np.zeros(len(ids), dtype=np.int8)
@@ -72,6 +85,25 @@ class ServingBoard:
     def publish(self, table: ServingTable) -> None:
         with self._lock:
             self._tables[table.group] = table
+
+    def refresh(self, group: str, champion: str, fresh: Served) -> bool:
+        """Serve ``fresh`` on the champion's route, if ``champion`` is still the group's champion
+        (a fork's state is never served in place of a champion it does not continue)."""
+        with self._lock:
+            table = self._tables.get(group)
+            if table is None or table.champion.version != champion:
+                return False
+            self._tables[group] = dataclasses.replace(table, fresh=fresh)
+            return True
+
+    def drop_fresh(self, group: str) -> bool:
+        """The champion itself serves its route again; True if a fresh state was taken off."""
+        with self._lock:
+            table = self._tables.get(group)
+            if table is None or table.fresh is None:
+                return False
+            self._tables[group] = dataclasses.replace(table, fresh=None)
+            return True
 
     def current(self, group: str) -> ServingTable:
         table = self._tables.get(group)
@@ -111,7 +143,8 @@ def serve_batch(table: ServingTable, batch: list[Event | Label], classes: list[i
     routes = table.routes([e.id for e in events])
     proba = np.zeros((len(events), len(classes)))
     ok = np.zeros(len(events), dtype=np.bool_)
-    versions = [table.champion.version] * len(events)
+    champion = table.serving
+    versions = [champion.version] * len(events)
     errors: list[tuple[str, str, str]] = []
     canary = table.canary
     canary_rows = np.flatnonzero(routes == CANARY) if canary is not None else np.zeros(0, dtype=np.intp)
@@ -127,10 +160,10 @@ def serve_batch(table: ServingTable, batch: list[Event | Label], classes: list[i
     champion_rows = np.flatnonzero(routes == CHAMPION)
     if len(champion_rows):
         try:
-            proba[champion_rows] = _predict(table.champion.learner, x[champion_rows], len(classes))
+            proba[champion_rows] = _predict(champion.learner, x[champion_rows], len(classes))
             ok[champion_rows] = True
         except Exception as exc:
-            errors.append(("champion", table.champion.version, f"{type(exc).__name__}: {exc}"))
+            errors.append(("champion", champion.version, f"{type(exc).__name__}: {exc}"))
     predicted = np.where(ok, proba.argmax(axis=1), NO_PREDICTION)
     now_ms = int(now * 1000)
     predictions: list[Prediction] = []

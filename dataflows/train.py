@@ -44,7 +44,7 @@ from dataflows.gate import (
     next_actions,
 )
 from dataflows.labels import LabelJoin, Pending
-from dataflows.lanes import Job, Lane, LaneResult, LaneState, StoredLane
+from dataflows.lanes import Job, Lane, LaneResult, LaneState, LiveRefresh, StoredLane
 from dataflows.ports import CheckpointRef, Clock, Decision, Metrics, OffsetRange, Promoter, Registry
 from dataflows.process_lane import ProcessLane
 from dataflows.records import DeadLetter, DeadLetterReason, DecisionRecord, Label, ModelReport, SourceRef, VerdictRecord
@@ -239,11 +239,13 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         # transaction per batch and model cost the serving thread milliseconds).
         self._lineage: dict[str, tuple[tuple[OffsetRange, ...], int]] = {}
         self._flushed_at = time.monotonic()
+        self._uncopyable: set[str] = set()  # fork versions whose copy for live refresh failed
         state.canary = None  # a board starts without a canary: the trial's snapshot is published anew
         self._reconcile_champion()
         self._reconcile_standby()
         self._reconcile_candidates()
         self._retire_orphans()
+        self._sync_live()
 
     # -- Bytewax hooks ------------------------------------------------------------------------
 
@@ -437,7 +439,35 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             if self.lanes[CHAMPION_SLOT].version != serving:
                 break  # every other trial starts over against the new champion
         out.extend(self._publish_canary(now_ms))
+        self._sync_live()
         return out
+
+    def _sync_live(self) -> None:
+        """Live refresh: the first refresh fork's lane serves what it learns while its trial shows
+        it not worse than the champion (`RefreshEvaluator.may_serve`), and not while it waits for a
+        new trial after a refusal; otherwise the champion itself serves. Process lanes keep their
+        model in another process: they never serve live."""
+        gate = self.ctx.config.gate
+        if not gate.live_refresh:
+            return
+        group, champion = self.state.name, self.lanes[CHAMPION_SLOT].version
+        forks = [n for n, s in self.state.slots.items() if s.spec is not None and s.spec.gate == "refresh"]
+        lane = self.lanes[forks[0]] if forks else None
+        if not isinstance(lane, Lane):
+            return
+        trial, live = self.state.slots[lane.name].trial, lane.live
+        if live is not None and live.error is not None:
+            self._uncopyable.add(live.fork)
+        may = (
+            trial is not None and trial.wait == 0 and lane.version not in self._uncopyable
+            and isinstance(trial.evaluator, RefreshEvaluator) and trial.evaluator.may_serve()
+        )  # fmt: skip
+        if may:
+            if live is None or live.champion != champion or live.fork != lane.version:
+                lane.set_live(LiveRefresh(self.ctx.promoter, group, champion, lane.version, gate.live_refresh_budget))
+        elif live is not None:
+            lane.set_live(None)
+            self.ctx.promoter.serve_fresh(group, champion=champion, version=None, learner=None)
 
     def _record(self, slot: Slot, lane: AnyLane, result: LaneResult, now_ms: int) -> list[TrainOutput]:
         state, ctx = self.state, self.ctx

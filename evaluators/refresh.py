@@ -41,6 +41,28 @@ class RefreshEvaluator(SequentialEvaluator):
         self.margin = margin
         super().__init__(alpha, n_star)
 
+    def may_serve(self) -> bool:
+        """Live refresh: whether the fork's latest state may serve now: once the trial has
+        ``fail_floor`` paired examples, while the fork's mean score is no more than ``margin`` below
+        the champion's on them, and never once the trial failed.
+
+        >>> import numpy as np
+        >>> from evaluators import Paired
+        >>> ev = RefreshEvaluator(min_samples=100, margin=0.01)
+        >>> ev.may_serve()  # no evidence yet
+        False
+        >>> ev.update(Paired(candidate=np.ones(40), champion=np.ones(40)))
+        >>> ev.may_serve()
+        True
+        >>> ev.update(Paired(candidate=np.zeros(10), champion=np.ones(10)))
+        >>> ev.may_serve()  # 0.2 below the champion on the 50 examples so far
+        False
+        """
+        t = self._trial
+        if self._final is not None and self._final.phase is Phase.FAILED:
+            return False
+        return t.n >= fail_floor(self.min_samples) and t.diff >= -self.margin
+
     def _open(self) -> Verdict:
         t = self._trial
         if t.n < self.min_samples:

@@ -1,0 +1,154 @@
+"""Live refresh: a refresh fork's latest state serves the champion's route between its promotions,
+while its trial shows it not worse than the champion it continues. Real learners, a SQLite
+registry, the board's promoter, inline lanes."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+import pytest
+
+from dataflows.config import CandidateSpec
+from dataflows.lanes import Lane, LiveRefresh
+from dataflows.serve import Served, ServingBoard, ServingTable
+from tests.dataflows.helpers import (
+    GROUP,
+    Group,
+    Stream,
+    Wrapped,
+    concept_poisoned,
+    config,
+    decisions,
+    make_group,
+    reports,
+    trained_learner,
+)
+
+REFRESH = (CandidateSpec("fork", gate="refresh"),)
+
+
+def live_group(tmp_path: Path, **gate: Any) -> Group:
+    """A trained champion and a refresh fork; live refresh copies after every batch (budget 1)."""
+    settings = {"refresh_samples": 400, "refresh_margin": 0.05, "live_refresh": True, "live_refresh_budget": 1.0}
+    return make_group(config(candidates=REFRESH, **(settings | gate)), tmp_path, champion=trained_learner())
+
+
+def fork_lane(group: Group) -> Lane:
+    lane = group.logic.lanes["fork"]
+    assert isinstance(lane, Lane)
+    return lane
+
+
+def served_versions(group: Group, stream: Stream) -> set[str]:
+    return {p.version for p in group.serve(stream.batch(20, labelled=False)).predictions}
+
+
+def test_without_live_refresh_the_frozen_champion_serves_between_promotions(tmp_path: Path) -> None:
+    group = live_group(tmp_path, live_refresh=False)
+    stream = Stream(5)
+    group.run(stream, 4)
+    assert group.table.fresh is None
+    assert served_versions(group, stream) == {f"{GROUP}/1"}
+
+
+def test_the_forks_state_serves_once_its_trial_shows_it_not_worse(tmp_path: Path) -> None:
+    group = live_group(tmp_path)
+    stream = Stream(5)
+    fork = fork_lane(group)
+    out = group.run(stream, 1)  # the fork's first batch: scored (50 paired examples), learned, not yet allowed
+    assert group.table.fresh is None
+    out += group.run(stream, 1)  # allowed now: what it learns from here on serves
+    fresh = group.table.fresh
+    assert fresh is not None
+    assert fresh.version == fork.version != group.table.champion.version == f"{GROUP}/1"
+    assert fresh.learner is not fork.learner  # a copy: nothing teaches what serves
+    assert served_versions(group, stream) == {fork.version}
+    probe = Stream(77).arrays(30)[0]
+    before = fresh.learner.predict_proba(probe).copy()
+    out += group.run(stream, 1)
+    assert group.table.fresh is not fresh  # the next batch's state replaced it...
+    np.testing.assert_array_equal(fresh.learner.predict_proba(probe), before)  # ...and the old copy never changed
+    assert decisions(out) == []  # all of it before any promotion
+
+
+def test_a_promotion_serves_the_new_champion_until_its_fork_has_evidence(tmp_path: Path) -> None:
+    group = live_group(tmp_path, refresh_samples=200)
+    stream = Stream(6)
+    for _ in range(12):
+        out = group.run(stream, 1)
+        if [d for d in decisions(out) if d.action == "promote"]:
+            break
+    else:
+        pytest.fail("the refresh fork was not promoted within 12 batches")
+    champion = group.table.champion.version
+    assert champion != f"{GROUP}/1"
+    assert group.table.fresh is None  # the promoted state serves as the champion itself
+    group.run(stream, 2)
+    fresh = group.table.fresh
+    assert fresh is not None
+    assert fresh.version == fork_lane(group).version != champion
+
+
+def test_a_fork_that_falls_behind_stops_serving_at_once(tmp_path: Path) -> None:
+    group = live_group(tmp_path)
+    stream = Stream(7)
+    group.run(stream, 2)
+    assert group.table.fresh is not None
+    fork = fork_lane(group)
+    # It now gets a quarter of the plane wrong: below the champion by more than the margin on the
+    # trial's examples so far, though not yet significantly (the trial has not failed).
+    fork.replace(fork.version, trained_learner(concept=concept_poisoned), learns=True)
+    out = group.run(stream, 1)
+    assert decisions(out) == []
+    assert group.table.fresh is None
+    assert served_versions(group, stream) == {f"{GROUP}/1"}
+    for _ in range(10):  # refused in time; the new fork waits for its next trial and does not serve
+        group.run(stream, 1)
+        assert group.table.fresh is None
+
+
+class Uncopyable(Wrapped):
+    def clone(self, *, include_state: bool = False) -> Self:
+        msg = "this learner cannot be copied"
+        raise RuntimeError(msg)
+
+
+def test_a_fork_that_cannot_be_copied_never_serves_and_its_lane_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    group = live_group(tmp_path)
+    stream = Stream(8)
+    fork = fork_lane(group)
+    fork.replace(fork.version, Uncopyable(trained_learner()), learns=True)
+    with caplog.at_level(logging.WARNING, logger="headwater"):
+        out = group.run(stream, 5)
+    assert group.table.fresh is None
+    assert fork.live is None  # not armed again
+    assert "live refresh stops" in caplog.text and "cannot be copied" in caplog.text
+    assert sum(r.n_learned for r in reports(out, "fork")) == 250  # the lane learned every batch
+
+
+def test_copies_keep_within_their_share_of_the_lanes_time() -> None:
+    live = LiveRefresh(promoter=None, group=GROUP, champion="g/1", fork="g/2", budget=0.2)  # type: ignore[arg-type]
+    assert live.due("g/2", 0.0)
+    live.copied(0.05, now=10.0)  # a copy took 50 ms: the next one waits 200 ms (4 x 50 ms)
+    assert not live.due("g/2", 10.19)
+    assert live.due("g/2", 10.21)
+    assert not live.due("g/3", 11.0)  # the lane moved on to another version: never its state
+
+
+def test_the_board_serves_a_fresh_state_only_in_place_of_the_champion_it_continues() -> None:
+    board = ServingBoard()
+    champion, fork = Served("g/1", trained_learner()), Served("g/2", trained_learner())
+    board.publish(ServingTable("g", champion))
+    assert not board.refresh("g", "g/0", fork)  # continues another champion: refused
+    assert board.current("g").serving is champion
+    assert board.refresh("g", "g/1", fork)
+    assert board.current("g").serving is fork
+    assert board.current("g").champion is champion
+    assert board.drop_fresh("g")
+    assert board.current("g").serving is champion
+    assert not board.drop_fresh("g")
