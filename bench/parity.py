@@ -489,6 +489,7 @@ def headwater(p: Params, spec: LearnerSpec, s: Stream) -> dict[str, Any]:
     ]
     served: dict[int, tuple[int, str]] = {}
     duplicates = 0
+    routes: Counter[str] = Counter()
     for m in preds:
         body = orjson.loads(m.value() or b"{}")
         i = int(str(body["id"])[1:])
@@ -496,6 +497,7 @@ def headwater(p: Params, spec: LearnerSpec, s: Stream) -> dict[str, Any]:
             duplicates += 1
             continue
         served[i] = (int(body["prediction"]), str(body["version"]))
+        routes[str(body["route"])] += 1
     correct = np.zeros(n, dtype=bool)
     for i, (pred, _) in served.items():
         correct[i] = pred == s.y[i]
@@ -531,6 +533,7 @@ def headwater(p: Params, spec: LearnerSpec, s: Stream) -> dict[str, Any]:
         "achieved_rate": round(n / send_s, 1),
         "lanes": lanes,
         "versions_served": len(versions),
+        "routes": dict(routes),  # champion, or live: a refresh fork's copy (--gate live)
         "decisions": dict(Counter(str(e.get("action")) for e in events if e.get("type") == "decision")),
         "drift_verdicts": sum(1 for e in events if e.get("type") == "verdict" and e.get("evaluator") == "drift"),
     }
@@ -737,8 +740,8 @@ def verdicts(results: list[dict[str, Any]], gate: str = "shadow") -> list[str]:
                 else "- Where the served gap is larger than the lane's, the served model is older than the learner: "
                 "the fork's state as of the last copy the lane handed to serving (a copy after every batch it "
                 "learns, as its copy budget allows), plus the time a label takes through the pipeline (a "
-                "micro-batch, the join, the lane); after each promotion, and after a change in the data, the "
-                "champion serves until the fork's new trial has 30 paired examples: "
+                "micro-batch, the join, the lane); the champion serves whenever the fork's running trial "
+                "shows it more than `refresh_margin` below the champion (the routes in Runs): "
                 if gate == "live"
                 else "- Where the served gap is larger than the lane's, the difference is promotion: the served "
                 "model is a frozen snapshot that is replaced only when the fork is significantly better on paired "
@@ -844,7 +847,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         md.append(
             f"- {r['learner']} on {r['stream']}: {hw['served']:,} of {hw['offered']:,} events served "
             f"({hw['duplicates']} duplicates, {hw['dead_letters']} dead letters), sent at {hw['achieved_rate']:,.0f} "
-            f"events/s; {hw['versions_served']} versions served; decisions {hw['decisions']}; drift verdicts "
+            f"events/s; {hw['versions_served']} versions served"
+            + (f" (by route: {hw['routes']})" if "live" in hw.get("routes", {}) else "")
+            + f"; decisions {hw['decisions']}; drift verdicts "
             f"{hw['drift_verdicts']}; fork: {fork.get('labelled', 0):,} labelled scored, {fork.get('learned', 0):,} "
             f"learned, {fork.get('skipped', 0)} batches skipped, lag at most {fork.get('lag_max', 0)}"
             + (

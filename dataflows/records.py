@@ -96,7 +96,7 @@ class Prediction(msgspec.Struct, frozen=True, gc=False):
     id: str
     group: str
     version: str  # registry id, e.g. "default/7"
-    route: str  # "champion" or "canary"
+    route: str  # "champion", "canary", or "live" (the refresh fork's copy on the champion's route)
     prediction: int | str
     proba: list[float]
     event_ts_ms: int | None

@@ -169,6 +169,7 @@ def serve_batch(table: ServingTable, batch: list[Event | Label], classes: list[i
     predictions: list[Prediction] = []
     dead: list[DeadLetter] = []
     route_list, predicted_list, proba_list = routes.tolist(), predicted.tolist(), proba.tolist()
+    names = ("live" if table.fresh is not None else ROUTES[CHAMPION], ROUTES[CANARY])  # as the predictions say
     for i, e in enumerate(events):
         c = predicted_list[i]
         if c == NO_PREDICTION:
@@ -176,7 +177,7 @@ def serve_batch(table: ServingTable, batch: list[Event | Label], classes: list[i
             continue
         predictions.append(
             Prediction(
-                e.id, table.group, versions[i], ROUTES[route_list[i]], classes[c], proba_list[i],
+                e.id, table.group, versions[i], names[route_list[i]], classes[c], proba_list[i],
                 e.source.ts_ms, now_ms, e.source,
             )
         )  # fmt: skip

@@ -75,6 +75,12 @@ class PairedTrial:
         return self._test.mean
 
     @property
+    def standard_error(self) -> float:
+        """Of the mean difference (a fixed-sample figure, not always-valid); inf below two samples."""
+        n, variance = self._test.n, self._test.variance
+        return math.sqrt(max(variance, 0.0) / n) if n > 1 else math.inf
+
+    @property
     def lower(self) -> float:
         return self._test.interval()[0]
 

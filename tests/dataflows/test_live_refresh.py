@@ -54,13 +54,11 @@ def test_without_live_refresh_the_frozen_champion_serves_between_promotions(tmp_
     assert served_versions(group, stream) == {f"{GROUP}/1"}
 
 
-def test_the_forks_state_serves_once_its_trial_shows_it_not_worse(tmp_path: Path) -> None:
+def test_the_forks_state_serves_while_its_trial_shows_it_not_worse(tmp_path: Path) -> None:
     group = live_group(tmp_path)
     stream = Stream(5)
     fork = fork_lane(group)
-    out = group.run(stream, 1)  # the fork's first batch: scored (50 paired examples), learned, not yet allowed
-    assert group.table.fresh is None
-    out += group.run(stream, 1)  # allowed now: what it learns from here on serves
+    out = group.run(stream, 1)  # the fork's first batch: scored, learned, and its copy serves
     fresh = group.table.fresh
     assert fresh is not None
     assert fresh.version == fork.version != group.table.champion.version == f"{GROUP}/1"
@@ -74,7 +72,7 @@ def test_the_forks_state_serves_once_its_trial_shows_it_not_worse(tmp_path: Path
     assert decisions(out) == []  # all of it before any promotion
 
 
-def test_a_promotion_serves_the_new_champion_until_its_fork_has_evidence(tmp_path: Path) -> None:
+def test_after_a_promotion_the_forks_continuation_serves_what_it_learns_next(tmp_path: Path) -> None:
     group = live_group(tmp_path, refresh_samples=200)
     stream = Stream(6)
     for _ in range(12):
@@ -85,9 +83,9 @@ def test_a_promotion_serves_the_new_champion_until_its_fork_has_evidence(tmp_pat
         pytest.fail("the refresh fork was not promoted within 12 batches")
     champion = group.table.champion.version
     assert champion != f"{GROUP}/1"
-    assert group.table.fresh is None  # the promoted state serves as the champion itself
-    group.run(stream, 2)
-    fresh = group.table.fresh
+    assert group.table.fresh is None  # the promoted state serves as the champion itself...
+    group.run(stream, 1)
+    fresh = group.table.fresh  # ...until its continuation has learned a batch
     assert fresh is not None
     assert fresh.version == fork_lane(group).version != champion
 
