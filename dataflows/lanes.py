@@ -9,8 +9,8 @@ A lane that falls more than ``max_backlog`` jobs behind, or whose oldest waiting
 bound: it learns a sample of the stream. (Counting jobs alone is not enough: when serving slows
 down, micro-batches grow, and a backlog of a few large jobs can be many seconds of work.)
 
-With live refresh, a refresh fork's lane also copies its model after the batches it learns and
-hands the copy to serving (`LiveRefresh`), within a budget of the lane's time.
+With live refresh, a refresh fork's lane also hands its model's state to serving after the batches
+it learns, within a budget of its time (`dataflows.live`: a copy, or replicas that catch up).
 
 ``threaded=False`` runs each job at once on the caller's thread: deterministic, for unit tests.
 """
@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from dataflows.ports import CheckpointRef, OffsetRange, Promoter
+from dataflows.live import LiveRefresh, Replicas
+from dataflows.ports import CheckpointRef, OffsetRange
 from learners import Learner
 
 log = logging.getLogger("headwater")
@@ -39,7 +40,6 @@ __all__ = [
     "LaneQueue",
     "LaneResult",
     "LaneState",
-    "LiveRefresh",
     "StoredLane",
     "drop_stale",
     "run_job",
@@ -101,33 +101,6 @@ class StoredLane:
     jobs: list[Job] = field(default_factory=list)
     results: list[LaneResult] = field(default_factory=list)
     skipped_total: int = 0
-
-
-@dataclass(eq=False)
-class LiveRefresh:
-    """A refresh fork's lane serving what it learns: after a batch it learned, the lane copies its
-    model and hands the copy to the promoter to serve in place of ``champion``, the version the
-    fork continues (`Promoter.serve_fresh`), as long as the lane still holds ``fork``. Copies take
-    at most ``budget`` of the lane's time: a model that is slow to copy is published less often."""
-
-    promoter: Promoter
-    group: str
-    champion: str
-    fork: str
-    budget: float = 0.2
-    copy_s: float = 0.0  # what a copy took lately (moving average)
-    next_at: float = 0.0  # monotonic time before which no copy is made
-    copies: int = 0
-    published: int = 0
-    error: str | None = None  # a copy that failed stops the publishing (the champion serves)
-
-    def due(self, version: str, now: float) -> bool:
-        return self.error is None and version == self.fork and now >= self.next_at
-
-    def copied(self, took_s: float, now: float) -> None:
-        self.copy_s = took_s if self.copies == 0 else 0.7 * self.copy_s + 0.3 * took_s
-        self.copies += 1
-        self.next_at = now + self.copy_s * (1 - self.budget) / self.budget
 
 
 class LaneQueue:
@@ -199,6 +172,9 @@ class Lane(LaneQueue):
         self._waiting = 0  # control calls waiting for the model lock: they go before the next job
         self.live: LiveRefresh | None = None  # set by the train step (`set_live`)
         self._live_lock = threading.Lock()  # orders a publish with `set_live`
+        self._replicas: Replicas | None = None  # live refresh by replay (`dataflows.live`)
+        self._replay = False  # switched on when a copy costs more than learning two batches
+        self._learn_s = 0.0  # what learning a job took lately (moving average)
         self._thread: threading.Thread | None = None
         if threaded:
             self._thread = threading.Thread(target=self._run, name=f"headwater-lane-{name}", daemon=True)
@@ -259,6 +235,7 @@ class Lane(LaneQueue):
         scored on what it learned. Results already made keep the version that made them."""
         with self._control():
             self._version, self._learner, self._learns = version, learner, learns
+            self._replicas, self._replay = None, False  # another model: its costs are measured anew
             with self._cond:
                 self._drop_through(through)
 
@@ -339,27 +316,44 @@ class Lane(LaneQueue):
 
     def _process(self, job: Job) -> LaneResult:
         result = run_job(self.name, self._version, self._learner, self._learns, job)
-        if result.learned and self.live is not None:
-            self._publish_live(self.live)
+        if result.learned:
+            learn_s = result.learn_ms / 1000
+            self._learn_s = learn_s if self._learn_s == 0 else 0.8 * self._learn_s + 0.2 * learn_s
+            if self._replicas is not None and not self._replicas.learned(job):
+                self._replicas = None  # too far behind to catch up: made again when next needed
+        elif result.error is not None and result.error.startswith("learn"):
+            self._replicas = None  # the model may have learned part of the batch: replicas would differ
+        live = self.live
+        if result.learned and live is not None and live.due(self._version, time.monotonic()):
+            self._hand_over(live, job)
         return result
 
-    def _publish_live(self, live: LiveRefresh) -> None:
-        """Copy the model (the caller holds the model lock) and hand the copy to serving."""
-        if not live.due(self._version, time.monotonic()):
-            return
+    def _hand_over(self, live: LiveRefresh, job: Job) -> None:
+        """Hand serving the model's state as of ``job`` (the caller holds the model lock): a copy,
+        or the replica off the board caught up (`dataflows.live`)."""
         started = time.perf_counter()
         try:
-            copy = self._learner.clone(include_state=True)
-        except Exception as exc:  # a user's learner may fail to copy: the champion serves on
+            if self._replay:
+                if self._replicas is None:
+                    self._replicas = Replicas(self._learner, job.seq)
+                state: Learner = self._replicas.turn()
+            else:
+                state = self._learner.clone(include_state=True)
+        except Exception as exc:  # a user's learner may fail to copy or learn: the champion serves on
             live.error = f"{type(exc).__name__}: {exc}"
-            log.warning("lane %s: live refresh stops, the model could not be copied: %s", self.name, live.error)
+            self._replicas = None
+            how = "its replicas could not catch up" if self._replay else "the model could not be copied"
+            log.warning("lane %s: live refresh stops, %s: %s", self.name, how, live.error)
             return
-        live.copied(time.perf_counter() - started, time.monotonic())
+        took = time.perf_counter() - started
+        live.spent(took, time.monotonic())
+        if not self._replay and took > 2 * self._learn_s > 0:
+            self._replay = True
+            log.info("lane %s: live refresh by replay (a copy took %.1f ms, a batch learned in %.1f ms)",
+                     self.name, 1000 * took, 1000 * self._learn_s)  # fmt: skip
         with self._live_lock:
-            if self.live is live and live.promoter.serve_fresh(
-                live.group, champion=live.champion, version=live.fork, learner=copy
-            ):
-                live.published += 1
+            if self.live is live:
+                live.publish(state)
 
 
 def run_job(name: str, version: str, learner: Learner, learns: bool, job: Job) -> LaneResult:

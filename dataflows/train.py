@@ -44,7 +44,8 @@ from dataflows.gate import (
     next_actions,
 )
 from dataflows.labels import LabelJoin, Pending
-from dataflows.lanes import Job, Lane, LaneResult, LaneState, LiveRefresh, StoredLane
+from dataflows.lanes import Job, Lane, LaneResult, LaneState, StoredLane
+from dataflows.live import LiveRefresh
 from dataflows.ports import CheckpointRef, Clock, Decision, Metrics, OffsetRange, Promoter, Registry
 from dataflows.process_lane import ProcessLane
 from dataflows.records import DeadLetter, DeadLetterReason, DecisionRecord, Label, ModelReport, SourceRef, VerdictRecord

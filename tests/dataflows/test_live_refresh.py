@@ -5,6 +5,7 @@ registry, the board's promoter, inline lanes."""
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any, Self
 
@@ -12,7 +13,8 @@ import numpy as np
 import pytest
 
 from dataflows.config import CandidateSpec
-from dataflows.lanes import Lane, LiveRefresh
+from dataflows.lanes import Job, Lane
+from dataflows.live import Guarded, LiveRefresh, Replicas
 from dataflows.serve import Served, ServingBoard, ServingTable
 from tests.dataflows.helpers import (
     GROUP,
@@ -132,7 +134,7 @@ def test_a_fork_that_cannot_be_copied_never_serves_and_its_lane_goes_on(
 def test_copies_keep_within_their_share_of_the_lanes_time() -> None:
     live = LiveRefresh(promoter=None, group=GROUP, champion="g/1", fork="g/2", budget=0.2)  # type: ignore[arg-type]
     assert live.due("g/2", 0.0)
-    live.copied(0.05, now=10.0)  # a copy took 50 ms: the next one waits 200 ms (4 x 50 ms)
+    live.spent(0.05, now=10.0)  # a copy took 50 ms: the next one waits 200 ms (4 x 50 ms)
     assert not live.due("g/2", 10.19)
     assert live.due("g/2", 10.21)
     assert not live.due("g/3", 11.0)  # the lane moved on to another version: never its state
@@ -150,3 +152,46 @@ def test_the_board_serves_a_fresh_state_only_in_place_of_the_champion_it_continu
     assert board.drop_fresh("g")
     assert board.current("g").serving is champion
     assert not board.drop_fresh("g")
+
+
+class SlowToCopy(Wrapped):
+    """Copies take 30 ms; learning a batch of 50 events takes well under a millisecond."""
+
+    def clone(self, *, include_state: bool = False) -> Self:
+        time.sleep(0.03)
+        return super().clone(include_state=include_state)
+
+
+def test_a_model_slow_to_copy_is_handed_over_by_replicas_that_catch_up(tmp_path: Path) -> None:
+    group = live_group(tmp_path)
+    stream = Stream(9)
+    fork = fork_lane(group)
+    fork.replace(fork.version, SlowToCopy(trained_learner()), learns=True)
+    probe = Stream(78).arrays(40)[0]
+    seen: list[object] = []
+    for _ in range(6):
+        group.run(stream, 1)
+        fresh = group.table.fresh
+        assert fresh is not None and fresh.version == fork.version
+        # What serves is the lane's model as of the batch it just learned, exactly.
+        np.testing.assert_array_equal(fresh.learner.predict_proba(probe), fork.learner.predict_proba(probe))
+        seen.append(fresh.learner)
+    assert isinstance(seen[-1], Guarded)  # replay: after the first copy showed it slower than learning
+    assert seen[-1] is seen[-3] and seen[-2] is seen[-4] and seen[-1] is not seen[-2]  # two replicas take turns
+
+
+def test_replicas_catch_up_on_exactly_what_the_lane_learned() -> None:
+    learner = trained_learner()
+    replicas = Replicas(learner, through=0)
+    stream = Stream(10)
+    for seq in range(1, 6):
+        x, y = stream.arrays(30)
+        job = Job(seq, x, y, np.zeros(len(y), dtype=np.int8))
+        learner.learn(x, y)
+        assert replicas.learned(job)
+        if seq % 2:  # a turn every other batch
+            state = replicas.turn()
+            assert state.through == seq
+            probe = Stream(seq).arrays(20)[0]
+            np.testing.assert_array_equal(state.predict_proba(probe), learner.predict_proba(probe))
+    assert [j.seq for j in replicas.jobs] == [4, 5]  # what the replica off the board has yet to learn

@@ -187,3 +187,34 @@ def test_a_champion_that_degrades_after_promotion_is_rolled_back(fresh_settings:
     served = {i: p["prediction"] for i, p in predictions.items()}
     end = _accuracy(workload, served, spec.n_events - 2000, spec.n_events)
     assert end > 0.9, f"served accuracy at the end {end:.3f}"
+
+
+def test_live_refresh_serves_the_forks_copies_through_a_drift_and_loses_nothing(
+    fresh_settings: SettingsFactory,
+) -> None:
+    """A refresh fork with live refresh: between its (rare) promotions its lane's copies serve the
+    champion's route, named by the fork's version and the route `live`; every event is served once,
+    and after a drift the served accuracy comes back."""
+    settings = fresh_settings(
+        model={"candidates": [{"name": "fork", "gate": "refresh"}]},
+        promotion={"refresh_samples": 5000, "live_refresh": True},
+        runtime={"tail": True, "workers": 1},
+    )
+    spec = WorkloadSpec(n_events=8000, drift_at=4000, malformed_every=0, unmatched_labels=0)
+    workload = Workload(spec)
+    out = _run_live(settings, workload)
+
+    predictions = out["predictions"]
+    assert len(predictions) == len({p["id"] for p in predictions}) == spec.n_events
+    routes = collections.Counter(p["route"] for p in predictions)
+    live = [p for p in predictions if p["route"] == "live"]
+    assert live, f"no prediction came from the fork's copies: {dict(routes)}"
+    refused = {d["version"] for d in _decisions(out["model_events"], "refuse")}
+    with SqliteRegistry(settings.registry.path) as registry:
+        for version in {p["version"] for p in live}:
+            info = registry.version(version)
+            assert info.name == "fork" and info.samples > 0, info  # a fork's version, which learned
+            assert version not in refused
+    served = {p["id"]: p["prediction"] for p in predictions}
+    end = _accuracy(workload, served, spec.n_events - 2000, spec.n_events)
+    assert end > 0.9, f"served accuracy over the last 2,000 events {end:.3f}; routes {dict(routes)}"
