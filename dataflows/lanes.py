@@ -324,7 +324,8 @@ class Lane(LaneQueue):
         elif result.error is not None and result.error.startswith("learn"):
             self._replicas = None  # the model may have learned part of the batch: replicas would differ
         live = self.live
-        if result.learned and live is not None and live.due(self._version, time.monotonic()):
+        # A lane with batches waiting learns them first: serving gets its state once it caught up.
+        if result.learned and live is not None and not self._jobs and live.due(self._version, time.monotonic()):
             self._hand_over(live, job)
         return result
 
@@ -346,7 +347,7 @@ class Lane(LaneQueue):
             log.warning("lane %s: live refresh stops, %s: %s", self.name, how, live.error)
             return
         took = time.perf_counter() - started
-        live.spent(took, time.monotonic())
+        live.spent(took, time.monotonic(), replay=self._replay)
         if not self._replay and took > 2 * self._learn_s > 0:
             self._replay = True
             log.info("lane %s: live refresh by replay (a copy took %.1f ms, a batch learned in %.1f ms)",

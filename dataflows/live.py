@@ -13,8 +13,10 @@ A lane hands its state over in one of two ways, chosen by what they cost it, mea
   learning two batches.
 
 A replica learns exactly what the lane's model learned, in the same order, so a deterministic
-learner ends in the same state. Either way the lane spends at most ``budget`` of its time on it: a
-state that is slow to hand over is handed over less often.
+learner ends in the same state. Copies take at most ``budget`` of the lane's time: a state that is
+slow to copy is handed over less often. Replay costs twice the learning whatever the interval, so
+it goes on after every batch; either way a lane with batches waiting learns them first and hands
+nothing over until it has caught up.
 """
 
 from __future__ import annotations
@@ -60,10 +62,14 @@ class LiveRefresh:
     def due(self, version: str, now: float) -> bool:
         return self.error is None and version == self.fork and now >= self.next_at
 
-    def spent(self, took_s: float, now: float) -> None:
+    def spent(self, took_s: float, now: float, *, replay: bool = False) -> None:
+        """A handover took ``took_s``. A copy costs the same however long ago the last one was, so
+        the next waits until copies are within ``budget`` of the lane's time. A replay costs twice
+        the learning since the replica's last turn whenever it comes: waiting would only make the
+        next one longer, so there is no wait (the lane skips turns while it has a backlog)."""
         self.cost_s = took_s if self.handovers == 0 else 0.7 * self.cost_s + 0.3 * took_s
         self.handovers += 1
-        self.next_at = now + self.cost_s * (1 - self.budget) / self.budget
+        self.next_at = now if replay else now + self.cost_s * (1 - self.budget) / self.budget
 
     def publish(self, learner: Learner) -> bool:
         ok = self.promoter.serve_fresh(self.group, champion=self.champion, version=self.fork, learner=learner)
