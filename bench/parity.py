@@ -738,8 +738,8 @@ def verdicts(results: list[dict[str, Any]], gate: str = "shadow") -> list[str]:
                 "some 300 events after the first label; alone learns from the first label on: "
                 if gate == "refresh"
                 else "- Where the served gap is larger than the lane's, the served model is older than the learner: "
-                "the fork's state as of the last copy the lane handed to serving (a copy after every batch it "
-                "learns, as its copy budget allows), plus the time a label takes through the pipeline (a "
+                "the fork's state as of the last batch the lane handed to serving (after every batch it learns, "
+                "as its copy budget allows), plus the time a label takes through the pipeline (a "
                 "micro-batch, the join, the lane); the champion serves whenever the fork's running trial "
                 "shows it more than `refresh_margin` below the champion (the routes in Runs): "
                 if gate == "live"
@@ -759,8 +759,15 @@ def verdicts(results: list[dict[str, Any]], gate: str = "shadow") -> list[str]:
             "step per `minibatch` events of it, in order, where alone it takes one per event; River and MOA "
             "learners learn event by event within the batch, as alone), it is re-forked "
             "from the champion after a refused trial (losing what it learned since: `refuse` in the decisions "
-            "below), or it skipped batches (none here: `skipped` in the JSON): "
-            + ", ".join(f"{r['learner']} on {r['stream']} ({f_pts(ref_gaps(r)[2])})" for r in lane_apart)
+            "below), or it skipped batches (none here: `skipped` in the JSON). And a lane scores a whole job "
+            "before it learns any of it: the larger the jobs, the older the model that scores their last examples. "
+            "Jobs grow when the serving thread has more to do than the 20 ms a micro-batch waits allow (the GIL is "
+            "shared by serving, the champion's lane and the fork's): labelled examples per job in brackets: "
+            + ", ".join(
+                f"{r['learner']} on {r['stream']} ({f_pts(ref_gaps(r)[2])}; "
+                f"{r['headwater']['lanes'].get('fork', {}).get('batch_mean')})"
+                for r in lane_apart
+            )
             + "."
         )
     return out
@@ -828,8 +835,9 @@ def render_markdown(report: dict[str, Any]) -> str:
             "`refresh_samples` paired examples (`evaluators.RefreshEvaluator`), so the served model is at most "
             "about that many labelled examples behind the learner."
             if p.get("gate", "shadow") == "refresh"
-            else "With live refresh (`gate: refresh`, `promotion.live_refresh: true`) the fork's lane also hands a "
-            "copy of its model to serving after the batches it learns, which serves in place of the champion "
+            else "With live refresh (`gate: refresh`, `promotion.live_refresh: true`) the fork's lane also hands its "
+            "model's state to serving after the batches it learns (a copy, or for a model slower to copy than to "
+            "teach two replicas that catch up in turn: `dataflows/live.py`), which serves in place of the champion "
             "while the fork's refresh trial shows it not worse (`RefreshEvaluator.may_serve`); promotions go on "
             "as with `gate: refresh`, every `refresh_samples` paired examples."
             if p.get("gate", "shadow") == "live"
