@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from dataflows.config import CandidateSpec
-from dataflows.lanes import Job, Lane
+from dataflows.lanes import REPLAY_AFTER_COPIES, Job, Lane
 from dataflows.live import Guarded, LiveRefresh, Replicas
 from dataflows.serve import Served, ServingBoard, ServingTable
 from tests.dataflows.helpers import (
@@ -163,20 +163,21 @@ class SlowToCopy(Wrapped):
 
 
 def test_a_model_slow_to_copy_is_handed_over_by_replicas_that_catch_up(tmp_path: Path) -> None:
-    group = live_group(tmp_path)
+    group = live_group(tmp_path, refresh_samples=5000)  # no promotion meanwhile
     stream = Stream(9)
     fork = fork_lane(group)
     fork.replace(fork.version, SlowToCopy(trained_learner()), learns=True)
     probe = Stream(78).arrays(40)[0]
     seen: list[object] = []
-    for _ in range(6):
+    for _ in range(REPLAY_AFTER_COPIES + 4):
         group.run(stream, 1)
         fresh = group.table.fresh
         assert fresh is not None and fresh.version == fork.version
         # What serves is the lane's model as of the batch it just learned, exactly.
         np.testing.assert_array_equal(fresh.learner.predict_proba(probe), fork.learner.predict_proba(probe))
         seen.append(fresh.learner)
-    assert isinstance(seen[-1], Guarded)  # replay: after the first copy showed it slower than learning
+    assert not isinstance(seen[0], Guarded)  # copies first, measured...
+    assert isinstance(seen[-1], Guarded)  # ...then replay: copies were slower than learning two batches
     assert seen[-1] is seen[-3] and seen[-2] is seen[-4] and seen[-1] is not seen[-2]  # two replicas take turns
 
 
