@@ -269,6 +269,19 @@ with warnings.catch_warnings():
             # The environment overrides the file (which arrives as init kwargs).
             return env_settings, init_settings, file_secret_settings
 
+        @model_validator(mode="after")
+        def _live_refresh_in_threads(self) -> Self:
+            # Live refresh hands serving the fork's model in this process: a process lane keeps it elsewhere.
+            if self.promotion.live_refresh and self.runtime.lanes == "process":
+                msg = ("promotion.live_refresh serves the refresh fork from a thread lane: set runtime.lanes to "
+                       "thread or auto (auto keeps candidates in threads when live refresh is on)")  # fmt: skip
+                raise ValueError(msg)
+            return self
+
+        def lane_processes(self) -> bool:
+            """Whether candidates learn in processes: never with live refresh (see `_live_refresh_in_threads`)."""
+            return not self.promotion.live_refresh and self.runtime.lane_processes(len(self.model.candidates))
+
         def topics(self) -> Topics:
             k = self.kafka
             return Topics(
@@ -285,7 +298,7 @@ with warnings.catch_warnings():
                 candidates=tuple(c.spec() for c in self.model.candidates),
                 gate=self.promotion.gate(
                     threaded=self.runtime.train_threads,
-                    processes=self.runtime.lane_processes(len(self.model.candidates)),
+                    processes=self.lane_processes(),
                 ),
                 batch_max_size=self.batching.max_size,
                 batch_max_wait=timedelta(milliseconds=self.batching.max_wait_ms),
