@@ -63,6 +63,9 @@ class SchemaSettings(_Section):
     # Capped so that a dead letter (base64 of the original, ~4/3 of it) stays under Kafka's 1 MB default.
     max_event_bytes: int = Field(64 * 1024, ge=16, le=512 * 1024)
     max_abs_feature: float = Field(1e9, gt=0, description="larger feature magnitudes are dead-lettered")
+    categories: dict[str, list[StrictInt | StrictStr]] = Field(
+        default_factory=dict, description="categorical features and their values; every other feature is a number"
+    )
 
     @model_validator(mode="after")
     def _valid_schema(self) -> Self:
@@ -70,7 +73,9 @@ class SchemaSettings(_Section):
         return self
 
     def feature_schema(self) -> FeatureSchema:
-        return FeatureSchema(self.features, self.classes, self.max_event_bytes, self.max_abs_feature)
+        return FeatureSchema(
+            self.features, self.classes, self.max_event_bytes, self.max_abs_feature, dict(self.categories)
+        )
 
 
 class BatchingSettings(_Section):

@@ -7,7 +7,7 @@ so every problem becomes a dead letter that names the reason and keeps the origi
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -24,14 +24,19 @@ class FeatureSchema:
 
     ``features`` are the names, in the order the model sees them; an event gives them as a JSON
     object with exactly these keys, or as an array of this length. ``classes`` are the labels
-    the model may be taught, as they appear on the wire.
+    the model may be taught, as they appear on the wire. ``categories`` names the categorical
+    features and their values, as they appear on the wire (strings or integers); an event carries
+    one of them, and the model sees its position in the list (a learner that knows the feature is
+    categorical, from `categories`, treats it so). Every other feature is a number.
     """
 
     features: Sequence[str]
     classes: Sequence[int | str]
     max_event_bytes: int = 64 * 1024
     max_abs_feature: float = 1e9  # larger finite values overflow some learners (River's Gaussian, Adam)
+    categories: Mapping[str, Sequence[int | str]] = field(default_factory=dict, hash=False)
     _class_index: dict[int | str, int] = field(init=False, repr=False, compare=False)
+    _category_index: dict[int, dict[int | float | str, int]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.features:
@@ -44,6 +49,24 @@ class FeatureSchema:
             msg = f"a classifier needs at least two distinct classes, got {list(self.classes)}"
             raise ValueError(msg)
         object.__setattr__(self, "_class_index", {c: i for i, c in enumerate(self.classes)})
+        index: dict[int, dict[int | float | str, int]] = {}
+        for name, values in self.categories.items():
+            if name not in self.features:
+                msg = f"categorical feature {name!r} is not one of the features {list(self.features)}"
+                raise ValueError(msg)
+            if not values or len(set(values)) != len(values) or any(isinstance(v, bool) for v in values):
+                msg = f"categorical feature {name!r} needs distinct string or integer values, got {list(values)}"
+                raise ValueError(msg)
+            # A JSON integer may arrive as a float where numbers are allowed too: 3 and 3.0 are one value.
+            codes: dict[int | float | str, int] = {v: i for i, v in enumerate(values)}
+            codes |= {float(v): i for i, v in enumerate(values) if isinstance(v, int)}
+            index[list(self.features).index(name)] = codes
+        object.__setattr__(self, "_category_index", index)
+
+    @property
+    def category_positions(self) -> dict[int, dict[int | float | str, int]]:
+        """Position of each categorical feature in ``features``, with its values' codes."""
+        return self._category_index
 
     def class_index(self, label: int | str) -> int | None:
         # bool is an int in Python; JSON true must not pass for class 1.
@@ -76,6 +99,15 @@ class _EventWire(msgspec.Struct, forbid_unknown_fields=True):
     ts_ms: TimestampMs | None = None
 
 
+class _MixedEventWire(msgspec.Struct, forbid_unknown_fields=True):
+    """An event of a schema with categorical features: a value may be a number or a string."""
+
+    id: EventId
+    features: dict[str, float | str] | list[float | str]
+    label: int | str | None = None
+    ts_ms: TimestampMs | None = None
+
+
 class _LabelWire(msgspec.Struct, forbid_unknown_fields=True):
     id: EventId
     label: int | str
@@ -98,7 +130,10 @@ class Decoder:
         self.labels_topic = labels_topic
         self._names = list(schema.features)
         self._name_set = frozenset(schema.features)
-        self._events = msgspec.json.Decoder(_EventWire)
+        self._categorical = schema.category_positions
+        self._events: msgspec.json.Decoder[_EventWire] | msgspec.json.Decoder[_MixedEventWire] = (
+            msgspec.json.Decoder(_MixedEventWire) if self._categorical else msgspec.json.Decoder(_EventWire)
+        )
         self._labels = msgspec.json.Decoder(_LabelWire)
         self._max_abs = schema.max_abs_feature
 
@@ -121,17 +156,26 @@ class Decoder:
             return self._label(wire, value, source, msg)
         return self._event(wire, source, msg)
 
-    def _event(self, wire: _EventWire, source: SourceRef, msg: RawMessage) -> Event | DeadLetter:
+    def _event(self, wire: _EventWire | _MixedEventWire, source: SourceRef, msg: RawMessage) -> Event | DeadLetter:
         features = wire.features
+        given: Sequence[float | str]
         if isinstance(features, dict):
             if features.keys() != self._name_set:
                 return self._feature_keys_problem(features.keys(), source, msg)
-            x = [features[name] for name in self._names]
+            given = [features[name] for name in self._names]
         else:
             if len(features) != len(self._names):
                 detail = f"features has {len(features)} values, the schema has {len(self._names)}"
                 return self._dead(DeadLetterReason.WRONG_DIMENSION, detail, source, msg)
-            x = features
+            given = features
+        x: list[float]
+        if self._categorical:
+            coded = self._coded(given, source, msg)
+            if isinstance(coded, DeadLetter):
+                return coded
+            x = coded
+        else:
+            x = given  # type: ignore[assignment]  # _EventWire: numbers only
         # NaN and infinities never get here: JSON has no literal for them and msgspec rejects
         # numbers beyond float64. Huge finite values would still overflow a learner.
         if x and max(map(abs, x)) > self._max_abs:
@@ -145,6 +189,27 @@ class Decoder:
         if wire.ts_ms is not None:
             source = SourceRef(source.topic, source.partition, source.offset, wire.ts_ms)
         return Event(wire.id, x, label, source)
+
+    def _coded(self, given: Sequence[float | str], source: SourceRef, msg: RawMessage) -> list[float] | DeadLetter:
+        """Categorical values as their codes; a string where a number belongs, or a value not in its
+        feature's list, is a dead letter."""
+        x: list[float] = []
+        for i, v in enumerate(given):
+            codes = self._categorical.get(i)
+            if codes is None:
+                if isinstance(v, str):
+                    detail = f"feature {self._names[i]!r} is a number, got the string {v[:64]!r}"
+                    return self._dead(DeadLetterReason.WRONG_TYPE, detail, source, msg)
+                x.append(v)
+                continue
+            code = codes.get(v)
+            if code is None:
+                values = list(self.schema.categories[self._names[i]])
+                shown = v[:64] if isinstance(v, str) else v
+                detail = f"feature {self._names[i]!r}: {shown!r} is not one of its categories {values[:20]}"
+                return self._dead(DeadLetterReason.UNKNOWN_CATEGORY, detail, source, msg)
+            x.append(float(code))
+        return x
 
     def _label(self, wire: _LabelWire, value: bytes, source: SourceRef, msg: RawMessage) -> Label | DeadLetter:
         label = self.schema.class_index(wire.label)

@@ -74,7 +74,7 @@ def install_champion(config: FlowConfig, deps: FlowDeps) -> Decision | None:
         schema = config.schema
         learner = build_learner(
             config.learner, n_features=len(schema.features), n_classes=len(schema.classes),
-            feature_names=schema.features,
+            feature_names=schema.features, categories=schema.categories,
         )  # fmt: skip
         spec = {"learner": config.learner.name, "params": dict(config.learner.params), "seed": config.learner.seed,
                 "untrained": True}  # fmt: skip

@@ -76,6 +76,7 @@ class DeadLetterReason(enum.StrEnum):
     WRONG_DIMENSION = "wrong_dimension"
     NON_FINITE = "non_finite"
     UNKNOWN_CLASS = "unknown_class"
+    UNKNOWN_CATEGORY = "unknown_category"
     BAD_VALUE = "bad_value"
     OUT_OF_RANGE = "out_of_range"
     LABEL_UNMATCHED = "label_unmatched"

@@ -183,8 +183,9 @@ def _new_candidate(
     else:
         schema = config.schema
         learner = build_learner(
-            spec.learner, n_features=len(schema.features), n_classes=len(schema.classes), feature_names=schema.features
-        )
+            spec.learner, n_features=len(schema.features), n_classes=len(schema.classes),
+            feature_names=schema.features, categories=schema.categories,
+        )  # fmt: skip
         parent = None
         described = {"learner": spec.learner.name, "params": dict(spec.learner.params), "seed": spec.learner.seed}
     info = ctx.registry.create_version(

@@ -9,7 +9,7 @@ from typing import Any
 from river import base as river_base
 
 from learners import moa
-from learners.base import Learner, LearnerError, import_path
+from learners.base import Categories, Learner, LearnerError, import_path
 from learners.river_learner import RiverLearner, hoeffding_tree, logistic_regression
 
 __all__ = ["LEARNERS", "LearnerSpec", "build_learner"]
@@ -50,20 +50,33 @@ class LearnerSpec:
     seed: int = 0
 
 
-def build_learner(spec: LearnerSpec, *, n_features: int, n_classes: int, feature_names: Sequence[str]) -> Learner:
+def build_learner(
+    spec: LearnerSpec,
+    *,
+    n_features: int,
+    n_classes: int,
+    feature_names: Sequence[str],
+    categories: Categories | None = None,
+) -> Learner:
+    """The learner ``spec`` names, for these features and classes. ``categories`` (the schema's
+    categorical features and their values; the rows carry each one's position in its list) reaches
+    the built-ins always, and a user's factory only when there are some, as a ``categories``
+    keyword argument."""
     factory = _resolve(spec.name)
+    cats = {name: list(values) for name, values in (categories or {}).items()}
+    extra: dict[str, Any] = {"categories": cats} if cats or spec.name in LEARNERS else {}
     try:
         made = factory(
             n_features=n_features, n_classes=n_classes, feature_names=list(feature_names), seed=spec.seed,
-            **dict(spec.params),
+            **extra, **dict(spec.params),
         )  # fmt: skip
     except TypeError as exc:
         msg = f"learner {spec.name!r} rejected its parameters {dict(spec.params)}: {exc}"
         raise LearnerError(msg) from exc
     if isinstance(made, river_base.Classifier):
-        return RiverLearner(made, n_features, n_classes, feature_names)
+        return RiverLearner(made, n_features, n_classes, feature_names, cats)
     if moa.is_capymoa_classifier(made):
-        return moa.MoaLearner(made.moa_learner, n_features, n_classes, feature_names)
+        return moa.MoaLearner(made.moa_learner, n_features, n_classes, feature_names, cats)
     if not isinstance(made, Learner):
         msg = f"learner factory {spec.name!r} returned {type(made).__name__}, which is not a Learner"
         raise LearnerError(msg)

@@ -32,7 +32,16 @@ from typing import Any, Self
 
 import numpy as np
 
-from learners.base import Artifact, FloatArray, IntArray, LearnerError, normalized, sha256_of, verified_bytes
+from learners.base import (
+    Artifact,
+    Categories,
+    FloatArray,
+    IntArray,
+    LearnerError,
+    normalized,
+    sha256_of,
+    verified_bytes,
+)
 
 __all__ = [
     "MOA_EXTRA",
@@ -84,15 +93,25 @@ class MoaLearner:
     e.g. a CapyMOA classifier's ``moa_learner``. Build one with the factories below.
     """
 
-    def __init__(self, model: Any, n_features: int, n_classes: int, feature_names: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        n_features: int,
+        n_classes: int,
+        feature_names: Sequence[str] | None = None,
+        categories: Categories | None = None,
+    ) -> None:
         self.n_features = n_features
         self.n_classes = n_classes
         self.feature_names = list(feature_names or [f"x{i}" for i in range(n_features)])
         if len(self.feature_names) != n_features:
             msg = f"{len(self.feature_names)} feature names for {n_features} features"
             raise LearnerError(msg)
+        # Categorical features are MOA nominal attributes: a row carries the value's index, which is
+        # how MOA stores a nominal value.
+        self.categories = {name: list(values) for name, values in (categories or {}).items()}
         self._jvm = _Jvm.get()
-        self._header = self._jvm.header(self.feature_names, n_classes)
+        self._header = self._jvm.header(self.feature_names, n_classes, self.categories)
         self._model: Any = model
         self._model.setModelContext(self._header)
         # One call into the model at a time: serving and the champion's lane predict with the same
@@ -138,19 +157,19 @@ class MoaLearner:
         if not include_state:
             with self._calls:
                 model = bridge.fresh(self._model, self._header)
-            return type(self)(model, self.n_features, self.n_classes, self.feature_names)
+            return type(self)(model, self.n_features, self.n_classes, self.feature_names, self.categories)
         if type(self._model).__name__ not in _SERIAL_COPIES:
             with self._calls:
                 model = bridge.copy(self._model)  # field by field: 5-10x faster than a serialisation round trip
             if model is not None:
-                copy = type(self)(model, self.n_features, self.n_classes, self.feature_names)
+                copy = type(self)(model, self.n_features, self.n_classes, self.feature_names, self.categories)
                 copy._stream = self._stream  # the same state: a save of the copy may reuse its bytes
                 return copy
             _SERIAL_COPIES.add(type(self._model).__name__)  # its graph holds an object the copier leaves alone
         stream = self._object_stream()
         copy = type(self)(
             bridge.deserialize(self._jvm.bytes_(stream), CLASS_FILTER), self.n_features, self.n_classes,
-            self.feature_names,
+            self.feature_names, self.categories,
         )  # fmt: skip
         copy._stream = stream
         return copy
@@ -177,7 +196,7 @@ class MoaLearner:
 
     def _dumps(self) -> bytes:
         meta = json.dumps({"n_features": self.n_features, "n_classes": self.n_classes,
-                           "feature_names": self.feature_names}).encode()  # fmt: skip
+                           "feature_names": self.feature_names, "categories": self.categories}).encode()  # fmt: skip
         return _MAGIC + struct.pack(">I", len(meta)) + meta + self._object_stream()
 
     def _object_stream(self) -> bytes:
@@ -201,7 +220,7 @@ class MoaLearner:
         except Exception as exc:  # a JException: the filter refused a class, or the bytes are not a model
             msg = f"cannot read the MOA model: {exc}"
             raise LearnerError(msg) from exc
-        learner = cls(model, meta["n_features"], meta["n_classes"], meta["feature_names"])
+        learner = cls(model, meta["n_features"], meta["n_classes"], meta["feature_names"], meta.get("categories"))
         learner._stream = stream
         return learner
 
@@ -233,7 +252,7 @@ class _Jvm:
         self.ints = jpype.JArray(jpype.JInt)
         self.bytes_ = jpype.JArray(jpype.JByte)
         self.bridge = _compile_bridge(jpype)
-        self._headers: dict[tuple[tuple[str, ...], int], Any] = {}
+        self._headers: dict[tuple[Any, ...], Any] = {}
 
     @classmethod
     def get(cls) -> _Jvm:
@@ -242,20 +261,23 @@ class _Jvm:
                 cls._instance = cls()
         return cls._instance
 
-    def header(self, feature_names: Sequence[str], n_classes: int) -> Any:
-        key = (tuple(feature_names), n_classes)
+    def header(self, feature_names: Sequence[str], n_classes: int, categories: Categories | None = None) -> Any:
+        cats = categories or {}
+        key = (tuple(feature_names), n_classes, tuple((k, tuple(map(str, v))) for k, v in sorted(cats.items())))
         if key not in self._headers:
-            self._headers[key] = self.capymoa_schema(feature_names, n_classes).get_moa_header()
+            self._headers[key] = self.capymoa_schema(feature_names, n_classes, cats).get_moa_header()
         return self._headers[key]
 
-    def capymoa_schema(self, feature_names: Sequence[str], n_classes: int) -> Any:
-        """Numeric features, then the class: a nominal attribute whose values are the class indices."""
+    def capymoa_schema(self, feature_names: Sequence[str], n_classes: int, categories: Categories | None = None) -> Any:
+        """The features, numeric or (``categories``) nominal with their values in order, then the class:
+        a nominal attribute whose values are the class indices."""
         target = _TARGET
         while target in feature_names:
             target += "_"
+        nominal = {name: [str(v) for v in values] for name, values in (categories or {}).items()}
         return self.schema.from_custom(
-            [*feature_names, target], target=target, categories={target: [str(i) for i in range(n_classes)]},
-            name="headwater",
+            [*feature_names, target], target=target,
+            categories={**nominal, target: [str(i) for i in range(n_classes)]}, name="headwater",
         )  # fmt: skip
 
 
@@ -289,17 +311,17 @@ def _compile_bridge(jpype: Any) -> Any:
 
 
 def _built(cls_name: str, n_features: int, n_classes: int, feature_names: Sequence[str] | None,
-           seed: int, params: Mapping[str, Any]) -> MoaLearner:  # fmt: skip
+           seed: int, params: Mapping[str, Any], categories: Categories | None = None) -> MoaLearner:  # fmt: skip
     names = list(feature_names or [f"x{i}" for i in range(n_features)])
     jvm = _Jvm.get()
     cls = getattr(moa_module("capymoa.classifier"), cls_name)
     kwargs = {key: _detector(value) if key.endswith("detection_method") else value for key, value in params.items()}
     try:
-        made = cls(schema=jvm.capymoa_schema(names, n_classes), random_seed=seed, **kwargs)
+        made = cls(schema=jvm.capymoa_schema(names, n_classes, categories), random_seed=seed, **kwargs)
     except TypeError as exc:
         msg = f"{cls_name} rejected its parameters {dict(params)}: {exc}"
         raise LearnerError(msg) from exc
-    return MoaLearner(made.moa_learner, n_features, n_classes, names)
+    return MoaLearner(made.moa_learner, n_features, n_classes, names, categories)
 
 
 def _detector(value: Any) -> Any:
@@ -320,42 +342,44 @@ def _detector(value: Any) -> Any:
 
 def adaptive_random_forest(
     n_features: int, n_classes: int, feature_names: Sequence[str] | None = None, seed: int = 0,
-    ensemble_size: int = 10, **params: Any,
+    ensemble_size: int = 10, categories: Categories | None = None, **params: Any,
 ) -> MoaLearner:  # fmt: skip
     """MOA's Adaptive Random Forest (``moa-arf``): Hoeffding trees on resampled data and random
     feature subsets, each with drift detection and a background tree. 10 members by default (CapyMOA
     says 100: ten times slower, and on 2 cores it could not follow a few thousand events/s)."""
     return _built("AdaptiveRandomForestClassifier", n_features, n_classes, feature_names, seed,
-                  {"ensemble_size": ensemble_size, **params})  # fmt: skip
+                  {"ensemble_size": ensemble_size, **params}, categories)  # fmt: skip
 
 
 def streaming_random_patches(
     n_features: int, n_classes: int, feature_names: Sequence[str] | None = None, seed: int = 0,
-    ensemble_size: int = 10, **params: Any,
+    ensemble_size: int = 10, categories: Categories | None = None, **params: Any,
 ) -> MoaLearner:  # fmt: skip
     """MOA's Streaming Random Patches (``moa-srp``): bagging over random feature subsets; 10 members."""
     return _built("StreamingRandomPatches", n_features, n_classes, feature_names, seed,
-                  {"ensemble_size": ensemble_size, **params})  # fmt: skip
+                  {"ensemble_size": ensemble_size, **params}, categories)  # fmt: skip
 
 
 def leveraging_bagging(
     n_features: int, n_classes: int, feature_names: Sequence[str] | None = None, seed: int = 0,
-    ensemble_size: int = 10, **params: Any,
+    ensemble_size: int = 10, categories: Categories | None = None, **params: Any,
 ) -> MoaLearner:  # fmt: skip
     """MOA's Leveraging Bagging (``moa-levbag``): heavier resampling and ADWIN per member; 10 members."""
     return _built("LeveragingBagging", n_features, n_classes, feature_names, seed,
-                  {"ensemble_size": ensemble_size, **params})  # fmt: skip
+                  {"ensemble_size": ensemble_size, **params}, categories)  # fmt: skip
 
 
 def hoeffding_adaptive_tree(
-    n_features: int, n_classes: int, feature_names: Sequence[str] | None = None, seed: int = 0, **params: Any
-) -> MoaLearner:
+    n_features: int, n_classes: int, feature_names: Sequence[str] | None = None, seed: int = 0,
+    categories: Categories | None = None, **params: Any,
+) -> MoaLearner:  # fmt: skip
     """MOA's Hoeffding Adaptive Tree (``moa-hat``): replaces branches that stop working after a drift."""
-    return _built("HoeffdingAdaptiveTree", n_features, n_classes, feature_names, seed, params)
+    return _built("HoeffdingAdaptiveTree", n_features, n_classes, feature_names, seed, params, categories)
 
 
 def efdt(
-    n_features: int, n_classes: int, feature_names: Sequence[str] | None = None, seed: int = 0, **params: Any
-) -> MoaLearner:
+    n_features: int, n_classes: int, feature_names: Sequence[str] | None = None, seed: int = 0,
+    categories: Categories | None = None, **params: Any,
+) -> MoaLearner:  # fmt: skip
     """MOA's Extremely Fast Decision Tree (``moa-efdt``): splits early and revisits its splits."""
-    return _built("EFDT", n_features, n_classes, feature_names, seed, params)
+    return _built("EFDT", n_features, n_classes, feature_names, seed, params, categories)

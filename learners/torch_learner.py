@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load, save_file
 from torch import nn
 
-from learners.base import Artifact, FloatArray, IntArray, LearnerError, sha256_of, verified_bytes
+from learners.base import Artifact, Categories, FloatArray, IntArray, LearnerError, sha256_of, verified_bytes
 
 __all__ = ["TorchMLP", "pick_device"]
 
@@ -60,6 +60,7 @@ class TorchMLP:
         steps_per_minibatch: int = 1,
         seed: int = 0,
         device: str = "auto",
+        categories: Categories | None = None,
     ) -> None:
         if n_features < 1 or n_classes < 2:
             msg = f"TorchMLP needs n_features >= 1 and n_classes >= 2, got {n_features}, {n_classes}"
@@ -76,14 +77,21 @@ class TorchMLP:
         self.steps_per_minibatch = steps_per_minibatch
         self.seed = seed
         self.device = device
+        # A categorical feature enters the network one-hot: a column per value (a row carries the
+        # value's index); numbers enter as they are. Both are then standardised.
+        self.categories = {name: list(values) for name, values in (categories or {}).items()}
+        onehot = {self.feature_names.index(name): len(values) for name, values in self.categories.items()}
+        self._numeric = [i for i in range(n_features) if i not in onehot]
+        self._onehot = sorted(onehot.items())
+        width = len(self._numeric) + sum(onehot.values())
         self._device = pick_device(device)
         with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
             torch.manual_seed(seed)
-            self._net = _mlp(n_features, self.hidden, n_classes).to(self._device)
+            self._net = _mlp(width, self.hidden, n_classes).to(self._device)
         self._opt = torch.optim.Adam(self._net.parameters(), lr=lr)
         self._count = torch.zeros((), dtype=torch.float64, device=self._device)
-        self._mean = torch.zeros(n_features, dtype=torch.float64, device=self._device)
-        self._m2 = torch.zeros(n_features, dtype=torch.float64, device=self._device)
+        self._mean = torch.zeros(width, dtype=torch.float64, device=self._device)
+        self._m2 = torch.zeros(width, dtype=torch.float64, device=self._device)
 
     def predict_proba(self, x: FloatArray) -> FloatArray:
         if len(x) == 0:
@@ -114,7 +122,7 @@ class TorchMLP:
             return copy.deepcopy(self)
         return type(self)(
             self.n_features, self.n_classes, self.feature_names, self.hidden, self.lr,
-            self.minibatch, self.steps_per_minibatch, self.seed, self.device,
+            self.minibatch, self.steps_per_minibatch, self.seed, self.device, self.categories,
         )  # fmt: skip
 
     def save(self, directory: Path) -> Artifact:
@@ -127,7 +135,7 @@ class TorchMLP:
         config = {"n_features": self.n_features, "n_classes": self.n_classes,
                   "feature_names": self.feature_names, "hidden": list(self.hidden), "lr": self.lr,
                   "minibatch": self.minibatch, "steps_per_minibatch": self.steps_per_minibatch, "seed": self.seed,
-                  "device": self.device}  # fmt: skip
+                  "device": self.device, "categories": self.categories}  # fmt: skip
         save_file(tensors, str(path), metadata={"headwater.config": json.dumps(config)})
         return Artifact(path=path, sha256=sha256_of(path))
 
@@ -155,6 +163,12 @@ class TorchMLP:
         return learner
 
     def _tensor(self, x: FloatArray) -> torch.Tensor:
+        if self._onehot:
+            parts = [np.asarray(x)[:, self._numeric]]
+            for position, k in self._onehot:
+                codes = np.clip(np.asarray(x)[:, position].astype(np.int64), 0, k - 1)
+                parts.append(np.eye(k)[codes])
+            x = np.concatenate(parts, axis=1)
         return torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float64, device=self._device)
 
     def _update_scaler(self, x: torch.Tensor) -> None:

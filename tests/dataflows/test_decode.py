@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from dataflows.decode import Decoder, FeatureSchema, RawMessage
@@ -12,7 +14,7 @@ LABELS = "t.labels"
 R = DeadLetterReason
 
 
-def _schema(**kwargs: int) -> FeatureSchema:
+def _schema(**kwargs: Any) -> FeatureSchema:
     return FeatureSchema(features=["a", "b", "c"], classes=[0, 1], **kwargs)
 
 
@@ -133,7 +135,7 @@ def test_dead_letter_keeps_original_bytes_key_and_source(
 
 def test_every_decoder_reason_is_covered() -> None:
     # LABEL_UNMATCHED comes from the join and MODEL_ERROR from the group step, not from decoding.
-    covered = {reason for *_, reason in BAD_INPUTS} | {R.OVERSIZED}
+    covered = {reason for *_, reason in BAD_INPUTS} | {R.OVERSIZED} | {c[2] for c in BAD_CATEGORICAL}
     assert covered == set(R) - {R.LABEL_UNMATCHED, R.MODEL_ERROR}
 
 
@@ -280,3 +282,65 @@ def test_without_labels_topic_everything_is_an_event() -> None:
 def test_feature_schema_rejects_bad_definitions(features: list[str], classes: list[int | str]) -> None:
     with pytest.raises(ValueError):
         FeatureSchema(features, classes)
+
+
+# -- categorical features ------------------------------------------------------------------------
+
+COLOURS = ["red", "green", "blue"]
+
+
+def _categorical() -> Decoder:
+    return Decoder(
+        FeatureSchema(["a", "colour", "zip"], [0, 1], categories={"colour": COLOURS, "zip": [10, 20, 30]}),
+        EVENTS, LABELS,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("value", "x"),
+    [
+        (b'{"id": "e1", "features": {"a": 1.5, "colour": "blue", "zip": 20}}', [1.5, 2.0, 1.0]),
+        (b'{"id": "e1", "features": [-2, "red", 30]}', [-2.0, 0.0, 2.0]),
+        (b'{"id": "e1", "features": [0.25, "green", 10.0]}', [0.25, 1.0, 0.0]),  # 10.0 is the integer 10
+    ],
+)
+def test_categorical_values_become_their_codes(value: bytes, x: list[float]) -> None:
+    out = _categorical()(_msg(value))
+    assert isinstance(out, Event)
+    assert out.x == x
+
+
+BAD_CATEGORICAL: list[tuple[str, bytes, DeadLetterReason, str]] = [
+    ("unknown string", b'{"id": "e1", "features": [1, "purple", 10]}', R.UNKNOWN_CATEGORY, "'purple' is not one of"),
+    ("unknown integer", b'{"id": "e1", "features": [1, "red", 40]}', R.UNKNOWN_CATEGORY, "'zip': 40.0 is not one of"),
+    ("a number for a string category", b'{"id": "e1", "features": [1, 3, 10]}', R.UNKNOWN_CATEGORY, "colour"),
+    ("a string for a number", b'{"id": "e1", "features": ["1", "red", 10]}', R.WRONG_TYPE, "feature 'a' is a number"),
+    ("a list for a value", b'{"id": "e1", "features": [1, ["red"], 10]}', R.WRONG_TYPE, "features"),
+]
+
+
+@pytest.mark.parametrize(
+    ("value", "reason", "detail"), [c[1:] for c in BAD_CATEGORICAL], ids=[c[0] for c in BAD_CATEGORICAL]
+)
+def test_a_bad_categorical_value_is_a_dead_letter_that_says_which(
+    value: bytes, reason: DeadLetterReason, detail: str
+) -> None:
+    out = _categorical()(_msg(value))
+    assert isinstance(out, DeadLetter)
+    assert out.reason is reason
+    assert detail in out.detail
+    assert out.original == value
+
+
+@pytest.mark.parametrize(
+    ("categories", "problem"),
+    [
+        ({"d": ["x"]}, "is not one of the features"),
+        ({"a": []}, "needs distinct string or integer values"),
+        ({"a": ["x", "x"]}, "needs distinct"),
+        ({"a": [True, False]}, "needs distinct"),
+    ],
+)
+def test_feature_schema_rejects_bad_categories(categories: dict[str, list[object]], problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        FeatureSchema(["a", "b"], [0, 1], categories=categories)  # type: ignore[arg-type]

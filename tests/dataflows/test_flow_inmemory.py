@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 from pathlib import Path
 
+import numpy as np
 import orjson
 from bytewax.testing import TestingSink, TestingSource, run_main
 
@@ -74,3 +75,34 @@ def test_the_whole_flow_in_memory(tmp_path: Path) -> None:
     learned = sum(1 for i in workload.items() if i.labelled)
     assert sum(r["n_learned"] for r in reports if r["model"] == "fork") == learned
     assert sum(r["n_learned"] for r in reports if r["model"] in ("champion", "standby")) == 0
+
+
+def test_categorical_features_through_the_flow(tmp_path: Path) -> None:
+    """A schema with a categorical feature: events give its value as a string, the models know it
+    is categorical (the fork, a linear model, one-hot encodes it and learns a label that no
+    threshold on its code separates, and once promoted serves it), and a value outside its list
+    is a dead letter that names it."""
+    colours = ["red", "green", "blue", "cyan"]
+    schema = FeatureSchema(["x", "colour"], [0, 1], categories={"colour": colours})
+    rng = np.random.default_rng(5)
+    messages, truth = [], {}
+    for i in range(4000):
+        colour = colours[int(rng.integers(0, 4))]
+        label = int(colour in ("red", "blue"))
+        features = {"x": float(rng.normal()), "colour": colour if i != 1500 else "purple"}
+        body = {"id": f"e{i}", "features": features, "label": label}
+        messages.append(RawMessage(f"e{i}".encode(), orjson.dumps(body), TOPICS.events, 0, i))
+        truth[f"e{i}"] = label
+    config = FlowConfig(
+        "unused:9092", TOPICS, schema, LearnerSpec("river-logreg", {"lr": 0.1}),
+        gate=GateSpec(threaded=False), batch_max_size=100,
+    )  # fmt: skip
+    out: list[KafkaOut] = []
+    run_main(build_flow(config, local_deps(TestingSource(messages, batch_size=100), TestingSink(out), tmp_path)))
+    dead = [orjson.loads(m.value) for m in out if m.topic == TOPICS.dead_letters]
+    assert [(d["reason"], "'purple' is not one of" in d["detail"]) for d in dead] == [("unknown_category", True)]
+    predictions = {p["id"]: p for p in (orjson.loads(m.value) for m in out if m.topic == TOPICS.predictions)}
+    assert len(predictions) == 3999
+    late = [predictions[f"e{i}"] for i in range(3000, 4000)]
+    assert {p["version"] for p in late} != {"default/1"}  # the fork was promoted and serves
+    assert sum(p["prediction"] == truth[p["id"]] for p in late) / len(late) >= 0.95
