@@ -65,11 +65,12 @@ class BoardPromoter:
 
     def set_canary(self, group: str, *, version: str | None, learner: Learner | None, share: float) -> None:
         with self._lock:
-            table = self.board.current(group)
             canary = None if version is None or learner is None or share <= 0 else Served(version, learner)
             if canary is not None:  # what serves can always be loaded again
                 self.registry.save_checkpoint(canary.version, canary.learner)
-            self.board.publish(dataclasses.replace(table, canary=canary, canary_share=share if canary else 0.0))
+            self.board.update(
+                group, lambda table: dataclasses.replace(table, canary=canary, canary_share=share if canary else 0.0)
+            )
         if canary is not None:
             log.info("group %s: canary %s serves %.0f%% of keys", group, version, 100 * share)
 

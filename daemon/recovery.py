@@ -42,6 +42,8 @@ def manifest_for(config: FlowConfig) -> dict[str, Any]:
         "classes": list(config.schema.classes),
         "learner": {"name": config.learner.name, "params": dict(config.learner.params), "seed": config.learner.seed},
     }
+    if config.schema.categories:  # absent when there are none: stores made before categories still fit
+        manifest["categories"] = {name: list(values) for name, values in config.schema.categories.items()}
     result: dict[str, Any] = json.loads(json.dumps(manifest, default=str))
     return result
 
@@ -91,6 +93,10 @@ def _check(directory: Path, recorded: dict[str, Any], wanted: dict[str, Any]) ->
         for key in CHECKED
         if recorded.get(key) != wanted[key]
     ]
+    # A category's code is its position in the list: the models learned codes of the recorded lists.
+    if recorded.get("categories", {}) != wanted.get("categories", {}):
+        changed.append(f"categories: the store has {recorded.get('categories', {})!r}, "
+                       f"the config says {wanted.get('categories', {})!r}")  # fmt: skip
     if changed:
         msg = (
             f"runtime.recovery_dir: {directory} holds state that does not fit this config "

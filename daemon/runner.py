@@ -82,9 +82,12 @@ def check_learner(settings: Settings) -> list[Learner]:
     specs = [config.learner] + [c.learner for c in config.candidates if c.learner is not None]
     return [
         build_learner(
-            spec, n_features=len(schema.features), n_classes=len(schema.classes), feature_names=schema.features,
+            spec,
+            n_features=len(schema.features),
+            n_classes=len(schema.classes),
+            feature_names=schema.features,
             categories=schema.categories,
-        )  # fmt: skip
+        )
         for spec in specs
     ]
 

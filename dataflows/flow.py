@@ -69,6 +69,14 @@ def install_champion(config: FlowConfig, deps: FlowDeps) -> Decision | None:
     info = deps.registry.champion(config.group)
     if info is not None:
         learner = deps.registry.load_checkpoint(info.id)
+        saved = getattr(learner, "categories", None)  # the built-ins keep theirs; a user's learner may not
+        wanted = {name: list(values) for name, values in config.schema.categories.items()}
+        if saved is not None and dict(saved) != wanted:
+            # A category's code is its position in the list: this model learned the codes of its own lists.
+            msg = (f"group {config.group!r}: the registry's champion {info.id} was trained with categories "
+                   f"{dict(saved)}, the config says {wanted}; restore them, or use a new registry to start "
+                   "from an untrained model")  # fmt: skip
+            raise ValueError(msg)
         reason = f"restarted: {info.id} is the registry's champion"
     else:
         schema = config.schema

@@ -324,8 +324,10 @@ class Lane(LaneQueue):
         if result.learned:
             learn_s = result.learn_ms / 1000
             self._learn_s = learn_s if self._learn_s == 0 else 0.8 * self._learn_s + 0.2 * learn_s
-            if self._replicas is not None and not self._replicas.learned(job):
-                self._replicas = None  # too far behind to catch up: made again when next needed
+            if self._replicas is not None and (self.live is None or not self._replicas.learned(job)):
+                # Off (they would pile up batches to replay in one long stall when it comes back), or
+                # too far behind: made again when next needed.
+                self._replicas = None
         elif result.error is not None and result.error.startswith("learn"):
             self._replicas = None  # the model may have learned part of the batch: replicas would differ
         live = self.live

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -96,6 +97,12 @@ class ServingBoard:
             self._tables[group] = dataclasses.replace(table, fresh=fresh)
             return True
 
+    def update(self, group: str, change: Callable[[ServingTable], ServingTable]) -> None:
+        """Publish ``change(current table)`` atomically with the lane's `refresh` (a read, then a
+        publish, could put back an older fresh state)."""
+        with self._lock:
+            self._tables[group] = change(self.current(group))
+
     def drop_fresh(self, group: str) -> bool:
         """The champion itself serves its route again; True if a fresh state was taken off."""
         with self._lock:
@@ -163,13 +170,22 @@ def serve_batch(table: ServingTable, batch: list[Event | Label], classes: list[i
             proba[champion_rows] = _predict(champion.learner, x[champion_rows], len(classes))
             ok[champion_rows] = True
         except Exception as exc:
-            errors.append(("champion", champion.version, f"{type(exc).__name__}: {exc}"))
+            errors.append(("live" if table.fresh else "champion", champion.version, f"{type(exc).__name__}: {exc}"))
+            if table.fresh is not None:  # the champion itself serves them instead
+                champion = table.champion
+                for i in champion_rows.tolist():
+                    versions[i] = champion.version
+                try:
+                    proba[champion_rows] = _predict(champion.learner, x[champion_rows], len(classes))
+                    ok[champion_rows] = True
+                except Exception as again:
+                    errors.append(("champion", champion.version, f"{type(again).__name__}: {again}"))
     predicted = np.where(ok, proba.argmax(axis=1), NO_PREDICTION)
     now_ms = int(now * 1000)
     predictions: list[Prediction] = []
     dead: list[DeadLetter] = []
     route_list, predicted_list, proba_list = routes.tolist(), predicted.tolist(), proba.tolist()
-    names = ("live" if table.fresh is not None else ROUTES[CHAMPION], ROUTES[CANARY])  # as the predictions say
+    names = ("live" if champion is table.fresh else ROUTES[CHAMPION], ROUTES[CANARY])  # as the predictions say
     for i, e in enumerate(events):
         c = predicted_list[i]
         if c == NO_PREDICTION:

@@ -464,12 +464,14 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             trial is not None and trial.wait == 0 and lane.version not in self._uncopyable
             and isinstance(trial.evaluator, RefreshEvaluator) and trial.evaluator.may_serve()
         )  # fmt: skip
-        if may:
-            if live is None or live.champion != champion or live.fork != lane.version:
-                lane.set_live(LiveRefresh(self.ctx.promoter, group, champion, lane.version, gate.live_refresh_budget))
-        elif live is not None:
+        current = live is not None and live.champion == champion and live.fork == lane.version
+        if live is not None and not (may and current):
+            # Off, or for another fork or champion (a refused fork's state must not serve until the
+            # new fork's first handover): nothing of it serves from now on.
             lane.set_live(None)
             self.ctx.promoter.serve_fresh(group, champion=champion, version=None, learner=None)
+        if may and not current:
+            lane.set_live(LiveRefresh(self.ctx.promoter, group, champion, lane.version, gate.live_refresh_budget))
 
     def _record(self, slot: Slot, lane: AnyLane, result: LaneResult, now_ms: int) -> list[TrainOutput]:
         state, ctx = self.state, self.ctx

@@ -21,7 +21,6 @@ import java.util.Collection;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.IdentityHashMap;
-import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.LinkedList;
 import java.util.List;
@@ -204,8 +203,8 @@ public final class MoaBridge {
   public static Object copy(Object root) {
     try {
       return new Copier().run(root);
-    } catch (UnsupportedOperationException | ReflectiveOperationException | IOException e) {
-      return null;
+    } catch (RuntimeException | ReflectiveOperationException | IOException e) {
+      return null; // anything unexpected: the caller copies by serialisation
     }
   }
 
@@ -214,6 +213,7 @@ public final class MoaBridge {
     private static final Map<Class<?>, Constructor<?>> MAKERS = new ConcurrentHashMap<>();
     private final IdentityHashMap<Object, Object> done = new IdentityHashMap<>();
     private final ArrayDeque<Object[]> todo = new ArrayDeque<>(); // {source, copy} still to fill
+    private final IdentityHashMap<Object, Boolean> viaApi = new IdentityHashMap<>(); // lists, sets, maps
 
     Object run(Object root) throws ReflectiveOperationException, IOException {
       Object out = shell(root);
@@ -262,6 +262,7 @@ public final class MoaBridge {
           Constructor<?> make = c.getDeclaredConstructor(); // a list, set or map: filled through its API
           make.setAccessible(true);
           made = make.newInstance();
+          viaApi.put(o, Boolean.TRUE);
         } else {
           throw new UnsupportedOperationException(c.getName());
         }
@@ -285,6 +286,9 @@ public final class MoaBridge {
       for (Field f : fields(c)) {
         Object value = f.get(from);
         f.set(to, f.getType().isPrimitive() ? value : shell(value));
+      }
+      if (!viaApi.containsKey(from)) {
+        return;
       }
       if (from instanceof Map) {
         Map<Object, Object> dst = (Map<Object, Object>) to;
@@ -360,9 +364,10 @@ public final class MoaBridge {
           || c == java.math.BigInteger.class || c == java.math.BigDecimal.class;
     }
 
+    // Not LinkedHashMap: whether it keeps access order is not readable, and a copy would lose it.
     private static final List<Class<?>> CONTAINERS = List.of(
-        ArrayList.class, LinkedList.class, ArrayDeque.class, HashMap.class, LinkedHashMap.class,
-        java.util.TreeMap.class, HashSet.class, LinkedHashSet.class);
+        ArrayList.class, LinkedList.class, ArrayDeque.class, HashMap.class, java.util.TreeMap.class,
+        HashSet.class, LinkedHashSet.class);
 
     private static boolean container(Class<?> c) {
       return CONTAINERS.contains(c);

@@ -15,11 +15,16 @@ from dataflows.train import STATE_FORMAT
 from learners import LearnerSpec
 
 
-def _config(features: list[str], classes: list[int | str] | None = None, group: str = "default") -> FlowConfig:
+def _config(
+    features: list[str],
+    classes: list[int | str] | None = None,
+    group: str = "default",
+    categories: dict[str, list[int | str]] | None = None,
+) -> FlowConfig:
     return FlowConfig(
         brokers="unused:9092",
         topics=Topics("events", "predictions", "dead-letters", "model-events"),
-        schema=FeatureSchema(features, classes or [0, 1]),
+        schema=FeatureSchema(features, classes or [0, 1], categories=categories or {}),
         learner=LearnerSpec("river-logreg"),
         group=group,
     )
@@ -50,6 +55,7 @@ def test_a_store_that_fits_is_reused_untouched(tmp_path: Path) -> None:
         (_config(["b", "a"]), "features: the store has ['a', 'b'], the config says ['b', 'a']"),
         (_config(["a", "b"], ["no", "yes"]), "classes: the store has [0, 1], the config says ['no', 'yes']"),
         (_config(["a", "b"], group="fraud"), "group: the store has 'default', the config says 'fraud'"),
+        (_config(["a", "b"], categories={"b": ["x", "y"]}), "categories: the store has {}, the config says {'b'"),
     ],
 )
 def test_a_store_for_another_schema_is_refused_with_what_changed(
@@ -118,3 +124,12 @@ def test_a_store_of_an_older_migratable_format_is_accepted_and_relabelled(tmp_pa
     (store / MANIFEST).write_text(json.dumps(manifest_for(_config(["a"])) | {"format": 1}))
     prepare_recovery(store, 1, _config(["a"]))
     assert json.loads((store / MANIFEST).read_text())["format"] == STATE_FORMAT
+
+
+def test_a_store_for_other_category_lists_is_refused(tmp_path: Path) -> None:
+    """A category's code is its position: reordered values would change what every code means."""
+    store = tmp_path / "recovery"
+    prepare_recovery(store, 2, _config(["a", "b"], categories={"b": ["x", "y"]}))
+    prepare_recovery(store, 2, _config(["a", "b"], categories={"b": ["x", "y"]}))  # the same lists fit
+    with pytest.raises(RecoveryMismatchError, match="categories: the store has"):
+        prepare_recovery(store, 2, _config(["a", "b"], categories={"b": ["y", "x"]}))

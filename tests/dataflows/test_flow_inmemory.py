@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+import pytest
 from bytewax.testing import TestingSink, TestingSource, run_main
 
 from daemon.registry import SqliteRegistry
@@ -106,3 +107,19 @@ def test_categorical_features_through_the_flow(tmp_path: Path) -> None:
     late = [predictions[f"e{i}"] for i in range(3000, 4000)]
     assert {p["version"] for p in late} != {"default/1"}  # the fork was promoted and serves
     assert sum(p["prediction"] == truth[p["id"]] for p in late) / len(late) >= 0.95
+
+
+def test_a_champion_trained_with_other_categories_is_refused_at_restart(tmp_path: Path) -> None:
+    """A category's code is its position in its list: a restart whose lists differ from those the
+    registry's champion learned would feed it codes that mean other values. It is refused, naming both."""
+    from dataflows.flow import install_champion
+
+    def config(colours: list[str]) -> FlowConfig:
+        schema = FeatureSchema(["x", "colour"], [0, 1], categories={"colour": colours})
+        return FlowConfig("unused:9092", TOPICS, schema, LearnerSpec("river-logreg"), gate=GateSpec(threaded=False))
+
+    first = config(["red", "green"])
+    install_champion(first, local_deps(TestingSource([]), TestingSink([]), tmp_path))
+    install_champion(first, local_deps(TestingSource([]), TestingSink([]), tmp_path))  # the same lists: fine
+    with pytest.raises(ValueError, match=r"trained with categories \{'colour': \['red', 'green'\]\}"):
+        install_champion(config(["green", "red"]), local_deps(TestingSource([]), TestingSink([]), tmp_path))

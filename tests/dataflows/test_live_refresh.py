@@ -15,12 +15,14 @@ import pytest
 from dataflows.config import CandidateSpec
 from dataflows.lanes import REPLAY_AFTER_COPIES, Job, Lane
 from dataflows.live import Guarded, LiveRefresh, Replicas
-from dataflows.serve import Served, ServingBoard, ServingTable
+from dataflows.serve import Served, ServingBoard, ServingTable, serve_batch
+from learners.base import FloatArray
 from tests.dataflows.helpers import (
     GROUP,
     Group,
     Stream,
     Wrapped,
+    concept_b,
     concept_poisoned,
     config,
     decisions,
@@ -196,3 +198,40 @@ def test_replicas_catch_up_on_exactly_what_the_lane_learned() -> None:
             probe = Stream(seq).arrays(20)[0]
             np.testing.assert_array_equal(state.predict_proba(probe), learner.predict_proba(probe))
     assert [j.seq for j in replicas.jobs] == [4, 5]  # what the replica off the board has yet to learn
+
+
+def test_a_refused_forks_state_stops_serving_in_the_step_that_refuses_it(tmp_path: Path) -> None:
+    """With no wait after a refusal (`retry_after` 0) the new fork may serve at once: the refused
+    one's state is taken off in the same step, before the new fork has handed over anything."""
+    group = live_group(tmp_path, retry_after=0)
+    stream = Stream(11)
+    group.run(stream, 2)
+    fork = fork_lane(group)
+    refused_version = fork.version
+    assert group.table.fresh is not None and group.table.fresh.version == refused_version
+    fork.replace(fork.version, trained_learner(concept=concept_b), learns=True)  # clearly worse: refused
+    for _ in range(10):
+        out = group.run(stream, 1)
+        if [d for d in decisions(out) if d.action == "refuse"]:
+            break
+    else:
+        pytest.fail("the inverted fork was not refused within 10 batches")
+    fresh = group.table.fresh
+    assert fresh is None or fresh.version != refused_version
+    group.run(stream, 1)
+    assert served_versions(group, stream) != {refused_version}
+
+
+class Unpredictable(Wrapped):
+    def predict_proba(self, x: FloatArray) -> FloatArray:
+        msg = "this copy cannot predict"
+        raise RuntimeError(msg)
+
+
+def test_a_live_state_that_cannot_predict_leaves_its_events_to_the_champion() -> None:
+    champion = Served("g/1", trained_learner())
+    table = ServingTable("g", champion, fresh=Served("g/2", Unpredictable(trained_learner())))
+    out = serve_batch(table, Stream(12).batch(10, labelled=False), ["neg", "pos"], 1000.0)
+    assert len(out.predictions) == 10 and not out.dead_letters
+    assert {(p.version, p.route) for p in out.predictions} == {("g/1", "champion")}
+    assert [(route, version) for route, version, _ in out.errors] == [("live", "g/2")]
