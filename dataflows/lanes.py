@@ -177,7 +177,7 @@ class Lane(LaneQueue):
         self._replicas: Replicas | None = None  # live refresh by replay (`dataflows.live`)
         self._replay = False  # switched on when copies cost more than learning two batches
         self._learn_s = 0.0  # what learning a job took lately (moving average)
-        self._copy_s = 0.0  # what a copy took lately (moving average, from the second copy on)
+        self._copy_s = 0.0  # what a copy takes (moving average, from the second copy on)
         self._copies = 0
         self._thread: threading.Thread | None = None
         if threaded:
@@ -354,13 +354,12 @@ class Lane(LaneQueue):
             log.warning("lane %s: live refresh stops, %s: %s", self.name, how, live.error)
             return
         took = time.perf_counter() - started
-        live.spent(took, time.monotonic(), replay=self._replay)
         if not self._replay:
-            # The first copies of a JVM model run before the JIT has compiled the copier (480 ms, then
-            # 26 ms for MOA's forest): judge by the average from the second copy on, after a few.
+            # The first copy of a JVM model runs before the JIT has compiled the copier (480 ms, then
+            # 26 ms for MOA's forest): the average starts again from the second.
             self._copies += 1
-            if self._copies > 1:
-                self._copy_s = took if self._copies == 2 else 0.7 * self._copy_s + 0.3 * took
+            self._copy_s = took if self._copies <= 2 else 0.7 * self._copy_s + 0.3 * took
+            live.rest(self._copy_s, time.monotonic())
             if self._copies >= REPLAY_AFTER_COPIES and self._copy_s > 2 * self._learn_s > 0:
                 self._replay = True
                 log.info("lane %s: live refresh by replay (a copy takes %.1f ms, learning a batch %.1f ms)",

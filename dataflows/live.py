@@ -53,28 +53,21 @@ class LiveRefresh:
     champion: str
     fork: str
     budget: float = 0.2
-    cost_s: float = 0.0  # what handing the state over took lately (moving average)
     next_at: float = 0.0  # monotonic time before which nothing is handed over
-    handovers: int = 0
-    published: int = 0
     error: str | None = None  # a copy or replay that failed stops the publishing (the champion serves)
 
     def due(self, version: str, now: float) -> bool:
         return self.error is None and version == self.fork and now >= self.next_at
 
-    def spent(self, took_s: float, now: float, *, replay: bool = False) -> None:
-        """A handover took ``took_s``. A copy costs the same however long ago the last one was, so
-        the next waits until copies are within ``budget`` of the lane's time. A replay costs twice
-        the learning since the replica's last turn whenever it comes: waiting would only make the
-        next one longer, so there is no wait (the lane skips turns while it has a backlog)."""
-        self.cost_s = took_s if self.handovers == 0 else 0.7 * self.cost_s + 0.3 * took_s
-        self.handovers += 1
-        self.next_at = now if replay else now + self.cost_s * (1 - self.budget) / self.budget
+    def rest(self, copy_s: float, now: float) -> None:
+        """After a copy that takes ``copy_s`` (the lane's average), the next one waits until copies
+        are within ``budget`` of the lane's time. A replay costs twice the learning since the
+        replica's last turn whenever it comes, so the lane does not rest after one: waiting would
+        only make the next longer (it skips turns while it has a backlog instead)."""
+        self.next_at = now + copy_s * (1 - self.budget) / self.budget
 
     def publish(self, learner: Learner) -> bool:
-        ok = self.promoter.serve_fresh(self.group, champion=self.champion, version=self.fork, learner=learner)
-        self.published += ok
-        return ok
+        return self.promoter.serve_fresh(self.group, champion=self.champion, version=self.fork, learner=learner)
 
 
 class Guarded:

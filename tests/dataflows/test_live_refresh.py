@@ -136,7 +136,7 @@ def test_a_fork_that_cannot_be_copied_never_serves_and_its_lane_goes_on(
 def test_copies_keep_within_their_share_of_the_lanes_time() -> None:
     live = LiveRefresh(promoter=None, group=GROUP, champion="g/1", fork="g/2", budget=0.2)  # type: ignore[arg-type]
     assert live.due("g/2", 0.0)
-    live.spent(0.05, now=10.0)  # a copy took 50 ms: the next one waits 200 ms (4 x 50 ms)
+    live.rest(0.05, now=10.0)  # copies take 50 ms: the next one waits 200 ms (4 x 50 ms)
     assert not live.due("g/2", 10.19)
     assert live.due("g/2", 10.21)
     assert not live.due("g/3", 11.0)  # the lane moved on to another version: never its state
