@@ -63,11 +63,6 @@ class ServingTable:
     seed: int = 0
     fresh: Served | None = None
 
-    @property
-    def serving(self) -> Served:
-        """What serves the champion's route."""
-        return self.champion if self.fresh is None else self.fresh
-
     def routes(self, ids: list[str]) -> np.ndarray:
         out = np.zeros(len(ids), dtype=np.int8)
         if self.canary is not None and self.canary_share > 0:
@@ -150,42 +145,37 @@ def serve_batch(table: ServingTable, batch: list[Event | Label], classes: list[i
     routes = table.routes([e.id for e in events])
     proba = np.zeros((len(events), len(classes)))
     ok = np.zeros(len(events), dtype=np.bool_)
-    champion = table.serving
-    versions = [champion.version] * len(events)
     errors: list[tuple[str, str, str]] = []
-    canary = table.canary
-    canary_rows = np.flatnonzero(routes == CANARY) if canary is not None else np.zeros(0, dtype=np.intp)
-    if canary is not None and len(canary_rows):
-        try:
-            proba[canary_rows] = _predict(canary.learner, x[canary_rows], len(classes))
-            ok[canary_rows] = True
-            for i in canary_rows.tolist():
-                versions[i] = canary.version
-        except Exception as exc:  # the champion serves them instead
-            errors.append(("canary", canary.version, f"{type(exc).__name__}: {exc}"))
-            routes[canary_rows] = CHAMPION
-    champion_rows = np.flatnonzero(routes == CHAMPION)
-    if len(champion_rows):
-        try:
-            proba[champion_rows] = _predict(champion.learner, x[champion_rows], len(classes))
-            ok[champion_rows] = True
-        except Exception as exc:
-            errors.append(("live" if table.fresh else "champion", champion.version, f"{type(exc).__name__}: {exc}"))
-            if table.fresh is not None:  # the champion itself serves them instead
-                champion = table.champion
-                for i in champion_rows.tolist():
-                    versions[i] = champion.version
-                try:
-                    proba[champion_rows] = _predict(champion.learner, x[champion_rows], len(classes))
-                    ok[champion_rows] = True
-                except Exception as again:
-                    errors.append(("champion", champion.version, f"{type(again).__name__}: {again}"))
+    # Who may serve a route's events, in order: a model that cannot predict leaves them to the next.
+    champion_chain = [(ROUTES[CHAMPION], table.champion)]
+    if table.fresh is not None:
+        champion_chain.insert(0, ("live", table.fresh))
+    usual_name, usual = champion_chain[0]  # what serves most events: set once, not per event
+    versions = [usual.version] * len(events)
+    names = [usual_name] * len(events)  # the route each prediction says served it
+    canary_chain = [(ROUTES[CANARY], table.canary)] if table.canary is not None else []
+    for code, chain in ((CANARY, canary_chain + champion_chain), (CHAMPION, champion_chain)):
+        rows = np.flatnonzero(routes == code)  # no canary: no row is routed to it
+        if not len(rows):
+            continue
+        for name, model in chain:
+            try:
+                proba[rows] = _predict(model.learner, x[rows], len(classes))
+            except Exception as exc:
+                errors.append((name, model.version, f"{type(exc).__name__}: {exc}"))
+                continue
+            ok[rows] = True
+            if model is not usual:
+                for i in rows.tolist():
+                    versions[i], names[i] = model.version, name
+            if name != ROUTES[CANARY]:
+                routes[rows] = CHAMPION  # canary evidence counts only what the canary served
+            break
     predicted = np.where(ok, proba.argmax(axis=1), NO_PREDICTION)
     now_ms = int(now * 1000)
     predictions: list[Prediction] = []
     dead: list[DeadLetter] = []
     route_list, predicted_list, proba_list = routes.tolist(), predicted.tolist(), proba.tolist()
-    names = ("live" if champion is table.fresh else ROUTES[CHAMPION], ROUTES[CANARY])  # as the predictions say
     for i, e in enumerate(events):
         c = predicted_list[i]
         if c == NO_PREDICTION:
@@ -193,7 +183,7 @@ def serve_batch(table: ServingTable, batch: list[Event | Label], classes: list[i
             continue
         predictions.append(
             Prediction(
-                e.id, table.group, versions[i], names[route_list[i]], classes[c], proba_list[i],
+                e.id, table.group, versions[i], names[i], classes[c], proba_list[i],
                 e.source.ts_ms, now_ms, e.source,
             )
         )  # fmt: skip

@@ -147,12 +147,12 @@ def test_the_board_serves_a_fresh_state_only_in_place_of_the_champion_it_continu
     champion, fork = Served("g/1", trained_learner()), Served("g/2", trained_learner())
     board.publish(ServingTable("g", champion))
     assert not board.refresh("g", "g/0", fork)  # continues another champion: refused
-    assert board.current("g").serving is champion
+    assert board.current("g").fresh is None
     assert board.refresh("g", "g/1", fork)
-    assert board.current("g").serving is fork
+    assert board.current("g").fresh is fork
     assert board.current("g").champion is champion
     assert board.drop_fresh("g")
-    assert board.current("g").serving is champion
+    assert board.current("g").fresh is None
     assert not board.drop_fresh("g")
 
 
