@@ -121,17 +121,52 @@ public final class MoaBridge {
     }
   }
 
-  private static List<Field> instanceFields(Class<?> type) {
-    List<Field> fields = new ArrayList<>();
-    for (Class<?> c = type; c != null && c != Object.class; c = c.getSuperclass()) {
-      for (Field f : c.getDeclaredFields()) {
-        if (!Modifier.isStatic(f.getModifiers())) {
-          f.setAccessible(true);
-          fields.add(f);
+  private static final Map<Class<?>, List<Field>> FIELDS = new ConcurrentHashMap<>();
+  private static final Map<Class<?>, Constructor<?>> MAKERS = new ConcurrentHashMap<>();
+
+  /** The instance fields of {@code c} and its ancestors below the first JDK class (readable, cached). */
+  private static List<Field> fields(Class<?> c) {
+    return FIELDS.computeIfAbsent(c, type -> {
+      List<Field> out = new ArrayList<>();
+      for (Class<?> k = type; k != null && !jdk(k); k = k.getSuperclass()) {
+        for (Field f : k.getDeclaredFields()) {
+          if (!Modifier.isStatic(f.getModifiers())) {
+            f.setAccessible(true);
+            out.add(f);
+          }
         }
       }
+      return out;
+    });
+  }
+
+  /** Makes an object of {@code c} without running its constructor, as Java serialisation does (cached). */
+  private static Constructor<?> maker(Class<?> c) {
+    return MAKERS.computeIfAbsent(c, type -> {
+      try {
+        Constructor<?> make = sun.reflect.ReflectionFactory.getReflectionFactory()
+            .newConstructorForSerialization(type, Object.class.getDeclaredConstructor());
+        make.setAccessible(true);
+        return make;
+      } catch (NoSuchMethodException e) {
+        throw new UnsupportedOperationException(type.getName(), e);
+      }
+    });
+  }
+
+  private static boolean jdk(Class<?> c) {
+    String n = c.getName();
+    return n.startsWith("java.") || n.startsWith("javax.") || n.startsWith("jdk.") || n.startsWith("sun.")
+        || n.startsWith("com.sun.");
+  }
+
+  /** The first JDK class in {@code c}'s ancestry ({@code c} itself if it is one): Object for MOA's own. */
+  private static Class<?> jdkBase(Class<?> c) {
+    Class<?> k = c;
+    while (!jdk(k)) {
+      k = k.getSuperclass();
     }
-    return fields;
+    return k;
   }
 
   private static final class Writer extends ObjectOutputStream {
@@ -145,9 +180,12 @@ public final class MoaBridge {
       if (object == null || object instanceof Serializable || object.getClass().isArray()) {
         return object;
       }
+      if (jdkBase(object.getClass()) != Object.class) { // the JDK part of its state is not readable
+        throw new IOException("cannot write " + object.getClass().getName() + ": not Serializable, and a JDK subclass");
+      }
       Fields fields = new Fields(object.getClass().getName());
       try {
-        for (Field f : instanceFields(object.getClass())) {
+        for (Field f : fields(object.getClass())) {
           fields.names.add(f.getDeclaringClass().getName() + "#" + f.getName());
           fields.values.add(f.get(object));
         }
@@ -177,17 +215,15 @@ public final class MoaBridge {
       Fields fields = (Fields) object;
       try {
         Class<?> type = Class.forName(fields.className, false, MoaBridge.class.getClassLoader());
-        Constructor<?> make = sun.reflect.ReflectionFactory.getReflectionFactory()
-            .newConstructorForSerialization(type, Object.class.getDeclaredConstructor());
-        Object rebuilt = make.newInstance();
-        for (Field f : instanceFields(type)) {
+        Object rebuilt = maker(type).newInstance();
+        for (Field f : fields(type)) {
           int at = fields.names.indexOf(f.getDeclaringClass().getName() + "#" + f.getName());
           if (at >= 0) {
             f.set(rebuilt, fields.values.get(at));
           }
         }
         return rebuilt;
-      } catch (ReflectiveOperationException e) {
+      } catch (ReflectiveOperationException | UnsupportedOperationException e) {
         throw new IOException("cannot rebuild " + fields.className, e);
       }
     }
@@ -209,8 +245,6 @@ public final class MoaBridge {
   }
 
   private static final class Copier {
-    private static final Map<Class<?>, List<Field>> FIELDS = new ConcurrentHashMap<>();
-    private static final Map<Class<?>, Constructor<?>> MAKERS = new ConcurrentHashMap<>();
     private final IdentityHashMap<Object, Object> done = new IdentityHashMap<>();
     private final ArrayDeque<Object[]> todo = new ArrayDeque<>(); // {source, copy} still to fill
     private final IdentityHashMap<Object, Boolean> viaApi = new IdentityHashMap<>(); // lists, sets, maps
@@ -310,35 +344,6 @@ public final class MoaBridge {
       }
     }
 
-    /** The fields below the first JDK class of {@code c}'s ancestry (a JDK container's own are rebuilt). */
-    private static List<Field> fields(Class<?> c) {
-      return FIELDS.computeIfAbsent(c, type -> {
-        List<Field> out = new ArrayList<>();
-        for (Class<?> k = type; k != null && !jdk(k); k = k.getSuperclass()) {
-          for (Field f : k.getDeclaredFields()) {
-            if (!Modifier.isStatic(f.getModifiers())) {
-              f.setAccessible(true);
-              out.add(f);
-            }
-          }
-        }
-        return out;
-      });
-    }
-
-    private static Constructor<?> maker(Class<?> c) {
-      return MAKERS.computeIfAbsent(c, type -> {
-        try {
-          Constructor<?> make = sun.reflect.ReflectionFactory.getReflectionFactory()
-              .newConstructorForSerialization(type, Object.class.getDeclaredConstructor());
-          make.setAccessible(true);
-          return make;
-        } catch (NoSuchMethodException e) {
-          throw new UnsupportedOperationException(type.getName(), e);
-        }
-      });
-    }
-
     private static Object serialCopy(Object o) throws IOException {
       ByteArrayOutputStream bytes = new ByteArrayOutputStream();
       try (ObjectOutputStream out = new ObjectOutputStream(bytes)) {
@@ -349,12 +354,6 @@ public final class MoaBridge {
       } catch (ClassNotFoundException e) {
         throw new IOException(e);
       }
-    }
-
-    private static boolean jdk(Class<?> c) {
-      String n = c.getName();
-      return n.startsWith("java.") || n.startsWith("javax.") || n.startsWith("jdk.") || n.startsWith("sun.")
-          || n.startsWith("com.sun.");
     }
 
     private static boolean immutable(Class<?> c) {
@@ -371,15 +370,6 @@ public final class MoaBridge {
 
     private static boolean container(Class<?> c) {
       return CONTAINERS.contains(c);
-    }
-
-    /** The first JDK class in {@code c}'s ancestry ({@code c} itself if it is one): Object for MOA's own. */
-    private static Class<?> jdkBase(Class<?> c) {
-      Class<?> k = c;
-      while (!jdk(k)) {
-        k = k.getSuperclass();
-      }
-      return k;
     }
   }
 }
