@@ -36,7 +36,10 @@ bench: ## end-to-end benchmark against a plain confluent-kafka loop
 bench-candidates: ## serving latency with 0, 2, 4 candidates and a slow one (~4 min)
 	$(BIN)/python -m bench.candidates
 
+bench-copies: ## copying a grown River model: pickle round trip vs deepcopy (~30 s)
+	$(BIN)/python -m bench.copies
+
 bench-moa: ## MOA: per-event vs batched calls, ARF champion at 5,000/s vs CapyMOA alone, start-up (~6 min)
 	$(BIN)/python -m bench.moa
 
-.PHONY: help install kafka-up kafka-down lint typecheck test check demo bench bench-candidates bench-moa
+.PHONY: help install kafka-up kafka-down lint typecheck test check demo bench bench-candidates bench-copies bench-moa

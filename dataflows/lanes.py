@@ -355,8 +355,8 @@ class Lane(LaneQueue):
             return
         took = time.perf_counter() - started
         if not self._replay:
-            # The first copy of a JVM model runs before the JIT has compiled the copier (480 ms, then
-            # 26 ms for MOA's forest): the average starts again from the second.
+            # The first copy of a JVM model runs before the JIT has compiled the serialisation code
+            # (480 ms against ~100 ms later for MOA's forest): the average starts again from the second.
             self._copies += 1
             self._copy_s = took if self._copies <= 2 else 0.7 * self._copy_s + 0.3 * took
             live.rest(self._copy_s, time.monotonic())

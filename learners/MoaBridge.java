@@ -15,17 +15,9 @@ import java.io.Serializable;
 import java.lang.reflect.Constructor;
 import java.lang.reflect.Field;
 import java.lang.reflect.Modifier;
-import java.util.ArrayDeque;
 import java.util.ArrayList;
-import java.util.Collection;
-import java.util.HashMap;
-import java.util.HashSet;
-import java.util.IdentityHashMap;
-import java.util.LinkedHashSet;
-import java.util.LinkedList;
 import java.util.List;
 import java.util.Map;
-import java.util.Random;
 import java.util.concurrent.ConcurrentHashMap;
 import moa.classifiers.AbstractClassifier;
 import moa.classifiers.Classifier;
@@ -39,10 +31,6 @@ import moa.classifiers.Classifier;
  * <p>State: Java serialisation, except that an object whose class is not Serializable (MOA's
  * Streaming Random Patches members are not) travels as its fields and is rebuilt, without running
  * a constructor, as Java serialisation rebuilds any object. Only classes the filter allows are read.
- *
- * <p>Copies: {@link #copy} copies a model in memory, field by field, several times faster than a
- * serialisation round trip; a graph holding an object it does not know how to copy gives null, and
- * the caller copies by serialisation instead.
  */
 public final class MoaBridge {
   private MoaBridge() {}
@@ -226,150 +214,6 @@ public final class MoaBridge {
       } catch (ReflectiveOperationException | UnsupportedOperationException e) {
         throw new IOException("cannot rebuild " + fields.className, e);
       }
-    }
-  }
-
-  /**
-   * A deep copy of {@code root}, or null if its graph holds an object this copier does not handle
-   * (then copy by serialisation). Objects of MOA and its libraries are rebuilt without running a
-   * constructor and their fields copied; shared references stay shared; immutable JDK values are
-   * shared; arrays, the JDK's lists, sets and maps (keys immutable), Random and the atomics are
-   * copied. Iterative, so a long linked structure (ADWIN's buckets) does not exhaust the stack.
-   */
-  public static Object copy(Object root) {
-    try {
-      return new Copier().run(root);
-    } catch (RuntimeException | ReflectiveOperationException | IOException e) {
-      return null; // anything unexpected: the caller copies by serialisation
-    }
-  }
-
-  private static final class Copier {
-    private final IdentityHashMap<Object, Object> done = new IdentityHashMap<>();
-    private final ArrayDeque<Object[]> todo = new ArrayDeque<>(); // {source, copy} still to fill
-    private final IdentityHashMap<Object, Boolean> viaApi = new IdentityHashMap<>(); // lists, sets, maps
-
-    Object run(Object root) throws ReflectiveOperationException, IOException {
-      Object out = shell(root);
-      while (!todo.isEmpty()) {
-        Object[] pair = todo.pop();
-        fill(pair[0], pair[1]);
-      }
-      return out;
-    }
-
-    /** The copy of {@code o}: shared, already made, or a new shell queued to be filled. */
-    private Object shell(Object o) throws ReflectiveOperationException, IOException {
-      if (o == null) {
-        return null;
-      }
-      Class<?> c = o.getClass();
-      if (immutable(c)) {
-        return o;
-      }
-      Object made = done.get(o);
-      if (made != null) {
-        return made;
-      }
-      if (c.isArray()) {
-        int n = java.lang.reflect.Array.getLength(o);
-        Object a = java.lang.reflect.Array.newInstance(c.getComponentType(), n);
-        done.put(o, a);
-        if (c.getComponentType().isPrimitive()) {
-          System.arraycopy(o, 0, a, 0, n);
-        } else {
-          todo.push(new Object[] {o, a});
-        }
-        return a;
-      }
-      if (o instanceof Random) {
-        made = serialCopy(o);
-      } else if (o instanceof java.util.concurrent.atomic.AtomicLong) {
-        made = new java.util.concurrent.atomic.AtomicLong(((java.util.concurrent.atomic.AtomicLong) o).get());
-      } else if (o instanceof java.util.concurrent.atomic.AtomicInteger) {
-        made = new java.util.concurrent.atomic.AtomicInteger(((java.util.concurrent.atomic.AtomicInteger) o).get());
-      } else {
-        Class<?> base = jdkBase(c);
-        if (base == Object.class) { // MOA's own: no constructor runs, every field is copied
-          made = maker(c).newInstance();
-        } else if (container(base) && !(o instanceof java.util.TreeMap && ((java.util.TreeMap<?, ?>) o).comparator() != null)) {
-          Constructor<?> make = c.getDeclaredConstructor(); // a list, set or map: filled through its API
-          make.setAccessible(true);
-          made = make.newInstance();
-          viaApi.put(o, Boolean.TRUE);
-        } else {
-          throw new UnsupportedOperationException(c.getName());
-        }
-        todo.push(new Object[] {o, made});
-      }
-      done.put(o, made);
-      return made;
-    }
-
-    @SuppressWarnings("unchecked")
-    private void fill(Object from, Object to) throws ReflectiveOperationException, IOException {
-      Class<?> c = from.getClass();
-      if (c.isArray()) {
-        Object[] src = (Object[]) from;
-        Object[] dst = (Object[]) to;
-        for (int i = 0; i < src.length; i++) {
-          dst[i] = shell(src[i]);
-        }
-        return;
-      }
-      for (Field f : fields(c)) {
-        Object value = f.get(from);
-        f.set(to, f.getType().isPrimitive() ? value : shell(value));
-      }
-      if (!viaApi.containsKey(from)) {
-        return;
-      }
-      if (from instanceof Map) {
-        Map<Object, Object> dst = (Map<Object, Object>) to;
-        for (Map.Entry<?, ?> e : ((Map<?, ?>) from).entrySet()) {
-          if (e.getKey() != null && !immutable(e.getKey().getClass())) {
-            throw new UnsupportedOperationException("a map keyed by " + e.getKey().getClass().getName());
-          }
-          dst.put(e.getKey(), shell(e.getValue()));
-        }
-      } else if (from instanceof Collection) {
-        Collection<Object> dst = (Collection<Object>) to;
-        boolean hashed = from instanceof java.util.Set;
-        for (Object e : (Collection<?>) from) {
-          if (hashed && e != null && !immutable(e.getClass())) {
-            throw new UnsupportedOperationException("a set of " + e.getClass().getName());
-          }
-          dst.add(shell(e));
-        }
-      }
-    }
-
-    private static Object serialCopy(Object o) throws IOException {
-      ByteArrayOutputStream bytes = new ByteArrayOutputStream();
-      try (ObjectOutputStream out = new ObjectOutputStream(bytes)) {
-        out.writeObject(o);
-      }
-      try (ObjectInputStream in = new ObjectInputStream(new ByteArrayInputStream(bytes.toByteArray()))) {
-        return in.readObject();
-      } catch (ClassNotFoundException e) {
-        throw new IOException(e);
-      }
-    }
-
-    private static boolean immutable(Class<?> c) {
-      return c == String.class || c == Integer.class || c == Long.class || c == Double.class || c == Float.class
-          || c == Short.class || c == Byte.class || c == Character.class || c == Boolean.class || c == Class.class
-          || c.isEnum() || (c.getSuperclass() != null && c.getSuperclass().isEnum())
-          || c == java.math.BigInteger.class || c == java.math.BigDecimal.class;
-    }
-
-    // Not LinkedHashMap: whether it keeps access order is not readable, and a copy would lose it.
-    private static final List<Class<?>> CONTAINERS = List.of(
-        ArrayList.class, LinkedList.class, ArrayDeque.class, HashMap.class, java.util.TreeMap.class,
-        HashSet.class, LinkedHashSet.class);
-
-    private static boolean container(Class<?> c) {
-      return CONTAINERS.contains(c);
     }
   }
 }

@@ -61,7 +61,6 @@ MOA_EXTRA = "pip install 'headwater[moa]'"
 CLASS_FILTER = "java.**;moa.**;com.yahoo.labs.samoa.**;com.github.javacliparser.**;headwater.**;!*"
 _TARGET = "class"
 _MAGIC = b"HWMOA1\n"
-_SERIAL_COPIES: set[str] = set()  # MOA classes whose copies go through serialisation (`MoaBridge.copy` gave up)
 _BRIDGE_SOURCE = Path(__file__).with_name("MoaBridge.java")
 
 
@@ -158,14 +157,6 @@ class MoaLearner:
             with self._calls:
                 model = bridge.fresh(self._model, self._header)
             return type(self)(model, self.n_features, self.n_classes, self.feature_names, self.categories)
-        if type(self._model).__name__ not in _SERIAL_COPIES:
-            with self._calls:
-                model = bridge.copy(self._model)  # field by field: 5-10x faster than a serialisation round trip
-            if model is not None:
-                copy = type(self)(model, self.n_features, self.n_classes, self.feature_names, self.categories)
-                copy._stream = self._stream  # the same state: a save of the copy may reuse its bytes
-                return copy
-            _SERIAL_COPIES.add(type(self._model).__name__)  # its graph holds an object the copier leaves alone
         stream = self._object_stream()
         copy = type(self)(
             bridge.deserialize(self._jvm.bytes_(stream), CLASS_FILTER), self.n_features, self.n_classes,
