@@ -9,8 +9,8 @@ A lane hands its state over in one of two ways, chosen by what they cost it, mea
   by learning, in order, the batches the lane learned since its last turn, and goes on. That costs
   twice the learning instead of a copy per turn, which pays for models slow to copy and quick to
   teach: a grown Hoeffding tree takes 13.7 ms to copy and 4.7 ms to learn 60 events; MOA's forest
-  of 10 trees about 100 ms against 13–22 ms. A lane switches to replay when its copies take longer than
-  learning two batches.
+  of 10 trees about 100 ms against 13 to 22 ms. A lane switches to replay when its copies take
+  longer than learning two batches.
 
 A replica learns exactly what the lane's model learned, in the same order, so a deterministic
 learner ends in the same state. Copies take at most ``budget`` of the lane's time: a state that is
