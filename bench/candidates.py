@@ -164,7 +164,7 @@ def parse_args(argv: list[str] | None = None) -> Params:
     add("--workers", type=int, default=1, help="Bytewax worker threads")
     add("--partitions", type=int, default=4, help="partitions of every fresh topic")
     add("--batch-size", type=int, default=512, help="micro-batch size")
-    add("--max-wait-ms", type=float, default=20.0, help="micro-batch wait")
+    add("--max-wait-ms", type=float, default=5.0, help="micro-batch wait")
     add("--max-lag-batches", type=int, default=None, help="promotion.max_lag_batches (default: the daemon's)")
     add("--promote", action="store_true", help="stock promotion gate (default: no candidate can be promoted)")
     add("--warmup", type=float, default=1.0, help="seconds of warm-up sending before each measurement")

@@ -114,7 +114,7 @@ def parse_args(argv: list[str] | None = None) -> Params:
     parser.add_argument("--workers", type=int, default=1, help="Bytewax worker threads for Headwater")
     parser.add_argument("--partitions", type=int, default=4, help="partitions of every fresh topic")
     parser.add_argument("--batch-size", type=int, default=512, help="micro-batch size (both systems)")
-    parser.add_argument("--max-wait-ms", type=float, default=20.0, help="micro-batch wait (both systems)")
+    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="micro-batch wait (both systems)")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up sending before latency")
     parser.add_argument("--timeout", type=float, default=120.0, help="bound on every wait of a phase, seconds")
     parser.add_argument("--keep-topics", action="store_true", help="do not delete the benchmark's topics")

@@ -160,6 +160,8 @@ def served_config(p: Params) -> dict[str, Any]:
     promotion = {"refresh_samples": p.refresh_samples, "max_lag_batches": 1_000_000, "max_lag_s": 3600.0}
     if p.gate == "live":
         promotion["live_refresh"] = True
+        if p.live_wait_ms is not None:
+            promotion["live_refresh_wait_ms"] = p.live_wait_ms
     return {"candidates": [{"name": "fork", "gate": "refresh"}], "promotion": promotion, "runtime": RUNTIME}
 
 
@@ -396,8 +398,9 @@ class Params:
     keep_topics: bool
     out_dir: Path
     gate: str = "refresh"
-    max_wait_ms: float = 20.0
+    max_wait_ms: float = 5.0
     refresh_samples: int = 100
+    live_wait_ms: float | None = None  # promotion.live_refresh_wait_ms with --gate live (None: the default)
     quick: bool = field(default=False)
     stem: str = "parity"
 
@@ -679,7 +682,7 @@ def ref_gaps(r: dict[str, Any]) -> tuple[float | None, float | None, float | Non
     return r[f"gap_served{via}_overall_pts"], r[f"gap_served{via}_worst_pts"], r[f"gap_lane{via}_at_label_pts"]
 
 
-def verdicts(results: list[dict[str, Any]], gate: str = "shadow") -> list[str]:
+def verdicts(results: list[dict[str, Any]], gate: str = "shadow", max_wait_ms: float = 5.0) -> list[str]:
     """What the numbers say, from the numbers: issue 13's bar (0.5 point overall, 3 in the worst window)
     against the learner alone, and issue 14's, the same against CapyMOA alone, for MOA learners."""
     out = []
@@ -761,7 +764,8 @@ def verdicts(results: list[dict[str, Any]], gate: str = "shadow") -> list[str]:
             "from the champion after a refused trial (losing what it learned since: `refuse` in the decisions "
             "below), or it skipped batches (none here: `skipped` in the JSON). And a lane scores a whole job "
             "before it learns any of it: the larger the jobs, the older the model that scores their last examples. "
-            "Jobs grow when the serving thread has more to do than the 20 ms a micro-batch waits allow (the GIL is "
+            f"Jobs grow when the serving thread has more to do than the {max_wait_ms:g} ms a micro-batch waits "
+            "allow (the GIL is "
             "shared by serving, the champion's lane and the fork's): labelled examples per job in brackets: "
             + ", ".join(
                 f"{r['learner']} on {r['stream']} ({f_pts(ref_gaps(r)[2])}; "
@@ -822,7 +826,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "events after each abrupt change until a 1,000-event window is within 2 points of the level the "
         "accuracy settles at (module docstring); promotions: fork promotions after the first champion."
     )
-    md += ["", "## What the numbers say", "", *verdicts(results, p.get("gate", "shadow")), ""]
+    says = verdicts(results, p.get("gate", "shadow"), p.get("max_wait_ms", 20.0))
+    md += ["", "## What the numbers say", "", *says, ""]
     md += ["## Headwater's configuration for the served side", ""]
     served = p["served_config"]
     md.append(
@@ -902,7 +907,11 @@ def parse_args(argv: list[str] | None = None) -> Params:
         help="the fork's gate on the served side (live: refresh with promotion.live_refresh)",
     )  # fmt: skip
     add("--refresh-samples", type=int, default=100, help="promotion.refresh_samples with --gate refresh")
-    add("--max-wait-ms", type=float, default=20.0, help="batching.max_wait_ms of the daemon")
+    add(
+        "--live-wait-ms", type=float, default=None,
+        help="promotion.live_refresh_wait_ms with --gate live (default: the daemon's)",
+    )  # fmt: skip
+    add("--max-wait-ms", type=float, default=5.0, help="batching.max_wait_ms of the daemon")
     add("--quick", action="store_true", help="a smoke run: 12,000 events, warm-up 3,000")
     add("--keep-topics", action="store_true", help="do not delete the benchmark's topics")
     add("--out-dir", type=Path, default=RESULTS, help="where the JSON and Markdown go")
@@ -922,7 +931,7 @@ def parse_args(argv: list[str] | None = None) -> Params:
         bootstrap=a.bootstrap, events=events, rate=a.rate, delay=a.delay, window=a.window, warmup=warmup,
         learners=learners, streams=streams, partitions=a.partitions, seed=a.seed, timeout_s=a.timeout,
         keep_topics=a.keep_topics, out_dir=a.out_dir, gate=a.gate, refresh_samples=a.refresh_samples,
-        max_wait_ms=a.max_wait_ms, quick=a.quick,
+        live_wait_ms=a.live_wait_ms, max_wait_ms=a.max_wait_ms, quick=a.quick,
         stem=a.stem or ("parity-moa" if set(learners) & set(MOA_CLASSES) else "parity"),
     )  # fmt: skip
 

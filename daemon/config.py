@@ -80,7 +80,7 @@ class SchemaSettings(_Section):
 
 class BatchingSettings(_Section):
     max_size: int = Field(512, ge=1, description="records (events and delayed labels) per micro-batch at most")
-    max_wait_ms: float = Field(20.0, gt=0, description="how long a micro-batch waits to fill")
+    max_wait_ms: float = Field(5.0, gt=0, description="how long a micro-batch waits to fill")
 
 
 class LabelSettings(_Section):
@@ -175,6 +175,12 @@ class PromotionSettings(_Section):
     live_refresh_budget: float = Field(
         0.2, gt=0, le=1, description="share of the fork's lane time that copying its model for serving may take"
     )
+    live_refresh_wait_ms: float = Field(
+        50.0, ge=0, le=10_000,
+        description="how long a micro-batch waits, after its labels are handed out, for the live fork to learn them "
+        "and hand its state to serving, so the next micro-batch is served by a model that learned every label "
+        "before it (0: never wait)",
+    )  # fmt: skip
     max_lag_batches: int = Field(64, ge=1, description="a model further behind skips its oldest batches")
     max_lag_s: float = Field(10.0, gt=0, description="so does a model whose oldest waiting batch is older than this")
 
@@ -207,7 +213,8 @@ class PromotionSettings(_Section):
             rollback_margin=self.rollback_margin, golden_tolerance=self.golden_tolerance,
             golden_reservoir=self.golden_reservoir, refresh_samples=self.refresh_samples,
             refresh_margin=self.refresh_margin, live_refresh=self.live_refresh,
-            live_refresh_budget=self.live_refresh_budget, max_lag_batches=self.max_lag_batches,
+            live_refresh_budget=self.live_refresh_budget, live_refresh_wait_ms=self.live_refresh_wait_ms,
+            max_lag_batches=self.max_lag_batches,
             max_lag_s=self.max_lag_s, threaded=threaded, processes=processes,
         )  # fmt: skip
 

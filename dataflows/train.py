@@ -261,6 +261,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             # they compete with this (serving) thread for the GIL.
             out.extend(self._collect(now))
             self._submit(job)
+            self._await_live(job)
         else:  # inline: the job is done as it is submitted, and collected at once
             self._submit(job)
             out.extend(self._collect(now))
@@ -270,6 +271,20 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         if job is not None:
             for lane in self.lanes.values():
                 lane.submit(job)
+
+    def _await_live(self, job: Job | None) -> None:
+        """With live refresh, wait (at most ``live_refresh_wait_ms``) for the live fork's lane to
+        learn ``job`` and hand its state to serving: the next micro-batch is then served by a model
+        that learned every label that came before it, as the learner alone would be. Without the
+        wait, serving runs a batch or two behind the labels (a micro-batch of staleness costs a
+        learner on an incrementally drifting stream about 0.3 point: `bench/results/parity-live.md`).
+        A slow lane holds serving back by the bound at most, and is then handed over to as before."""
+        wait_s = self.ctx.config.gate.live_refresh_wait_ms / 1000
+        if job is None or wait_s <= 0:
+            return
+        for lane in self.lanes.values():
+            if isinstance(lane, Lane) and lane.live is not None:
+                lane.wait_idle(wait_s)
 
     def on_notify(self) -> tuple[Iterable[TrainOutput], bool]:
         now = self.ctx.clock()
@@ -535,7 +550,11 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
     def _watch(self, result: LaneResult, now_ms: int) -> list[TrainOutput]:
         """The frozen champion's correctness on fresh labels: when its mean moves, the data changed
         (a drift, or a burst of wrong labels). Evidence gathered before the change says nothing
-        about the candidates after it: their trials start over (the probation goes on)."""
+        about the candidates after it: their trials start over (the probation goes on). When the
+        champion got worse, a candidate refused against it no longer waits out its refusal: that
+        evidence was gathered against a champion that is not what it was (on an abrupt change a
+        frozen champion can serve a stale concept for the whole wait). When it got better (a burst
+        of wrong labels ending), a refused candidate waits on: it may have learned the burst."""
         state = self.state
         if result.version != self.lanes[CHAMPION_SLOT].version:
             return []
@@ -547,8 +566,11 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             f"the champion's accuracy on fresh labels moved from {change.before:.3f} to {change.after:.3f} "
             f"(ADWIN, delta {state.change.delta}): the data changed, every candidate's trial starts over"
         )
+        dropped = change.after < change.before
+        if dropped:
+            reason += "; a refused candidate is judged again at once"
         log.warning("group %s: %s", state.name, reason)
-        self._new_trials()
+        self._new_trials(keep_waits=not dropped)
         verdict = Verdict(Phase.FAILED, reason, {"before": change.before, "after": change.after, "n": change.n})
         return [self._verdict_record(state.slots[CHAMPION_SLOT], "drift", verdict, now_ms)]
 
@@ -693,14 +715,17 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         )
         return [decision_record(decision)]
 
-    def _new_trials(self) -> None:
-        """Evidence against the old champion says nothing about the new one."""
+    def _new_trials(self, *, keep_waits: bool = True) -> None:
+        """Evidence against the old champion says nothing about the new one. A refused candidate
+        still waits its turn, unless ``keep_waits`` is False (then its refusals are forgotten)."""
         self.state.pairing.clear()
         for slot in self.state.slots.values():
             if slot.spec is not None:
-                wait = slot.trial.wait if slot.trial is not None else 0
+                wait = slot.trial.wait if slot.trial is not None and keep_waits else 0
                 slot.trial = _trial(self.ctx.config, slot.spec)
-                slot.trial.wait = wait  # a refused candidate still waits its turn
+                slot.trial.wait = wait
+                if not keep_waits:
+                    slot.refusals = 0
 
     def _successor(self, name: str, now_ms: int) -> str:
         """Register the version a slot's model goes on learning as (its current one was decided)."""

@@ -235,3 +235,58 @@ def test_a_live_state_that_cannot_predict_leaves_its_events_to_the_champion() ->
     assert len(out.predictions) == 10 and not out.dead_letters
     assert {(p.version, p.route) for p in out.predictions} == {("g/1", "champion")}
     assert [(route, version) for route, version, _ in out.errors] == [("live", "g/2")]
+
+
+# -- the train step waits for the live fork (threaded lanes) ---------------------------------------
+
+
+class SlowToLearn(Wrapped):
+    """Learning a batch takes ``seconds``."""
+
+    def __init__(self, inner: Any, seconds: float) -> None:
+        super().__init__(inner)
+        self.seconds = seconds
+
+    def learn(self, x: FloatArray, y: Any) -> None:
+        time.sleep(self.seconds)
+        super().learn(x, y)
+
+    def clone(self, *, include_state: bool = False) -> Self:
+        return type(self)(self.inner.clone(include_state=include_state), self.seconds)
+
+
+def test_the_next_batch_is_served_by_a_state_that_learned_every_label_before_it(tmp_path: Path) -> None:
+    # Threaded lanes: without the wait, the train step would return while the fork still learns.
+    group = live_group(tmp_path, threaded=True, refresh_samples=5000, live_refresh_wait_ms=10_000)
+    stream = Stream(10)
+    fork = fork_lane(group)
+    fork.replace(fork.version, SlowToLearn(trained_learner(), 0.05), learns=True)
+    probe = Stream(79).arrays(40)[0]
+    try:
+        for _ in range(4):
+            group.run(stream, 1)
+            fresh = group.table.fresh
+            assert fresh is not None and fresh.version == fork.version
+            assert fork.backlog == 0  # the step returned once the lane had learned its batch...
+            # ...and handed serving that state: what serves predicts as the lane's model does now.
+            np.testing.assert_array_equal(fresh.learner.predict_proba(probe), fork.learner.predict_proba(probe))
+    finally:
+        group.logic.close()
+
+
+def test_a_slow_fork_holds_a_batch_back_by_the_bound_at_most(tmp_path: Path) -> None:
+    group = live_group(tmp_path, threaded=True, refresh_samples=5000, live_refresh_wait_ms=20)
+    stream = Stream(11)
+    fork = fork_lane(group)
+    fork.replace(fork.version, SlowToLearn(trained_learner(), 1.0), learns=True)
+    try:
+        started = time.monotonic()
+        group.run(stream, 1)
+        took = time.monotonic() - started
+        assert took < 0.8  # the fork needs a second for this batch: the step did not wait for it
+        assert fork.backlog == 1
+        assert group.table.fresh is None  # nothing it learned serves yet: the champion does
+        assert fork.wait_idle(timeout_s=30)
+        assert group.table.fresh is not None  # once it has learned the batch, its state serves
+    finally:
+        group.logic.close()

@@ -726,6 +726,38 @@ def test_a_change_in_the_champions_accuracy_starts_every_trial_over(tmp_path: Pa
     group.logic.close()
 
 
+def test_when_the_champion_gets_worse_a_refused_candidate_is_judged_again_at_once(tmp_path: Path) -> None:
+    """A refusal is evidence against the champion as it was: after an abrupt change that made the
+    champion worse, a refused fork does not wait out its refusal (the stale champion would serve
+    all that while). When the champion gets better instead (a burst of wrong labels ending), a
+    refused fork waits on: it may have learned the burst."""
+    from tests.dataflows.helpers import concept_b, trained_learner, verdicts
+
+    group = make_group(config(min_samples=10_000, max_samples=100_000), tmp_path, champion=trained_learner())
+    group.run(Stream(23), 20, size=100)
+    slot = group.logic.state.slots["fork"]
+    assert slot.trial is not None
+    slot.trial.wait, slot.refusals = 100_000, 2  # as if refused twice not long ago
+    out = group.run(Stream(24, concept_b), 5, size=100)
+    (drift,) = [v for v in verdicts(out) if v.evaluator == "drift"]
+    assert float(drift.evidence["after"]) < float(drift.evidence["before"])  # type: ignore[arg-type]
+    assert "judged again at once" in drift.reason
+    assert slot.trial is not None and slot.trial.wait == 0 and slot.refusals == 0
+    group.logic.close()
+
+    group = make_group(config(min_samples=10_000, max_samples=100_000), tmp_path / "up", champion=trained_learner())
+    group.run(Stream(25, concept_b), 20, size=100)  # the champion is wrong on all of it, steadily
+    slot = group.logic.state.slots["fork"]
+    assert slot.trial is not None
+    slot.trial.wait, slot.refusals = 100_000, 2
+    out = group.run(Stream(26), 5, size=100)
+    (drift,) = [v for v in verdicts(out) if v.evaluator == "drift"]
+    assert float(drift.evidence["after"]) > float(drift.evidence["before"])  # type: ignore[arg-type]
+    assert "judged again" not in drift.reason
+    assert slot.trial is not None and slot.trial.wait > 0 and slot.refusals == 2
+    group.logic.close()
+
+
 def test_a_jobs_offsets_are_contiguous_runs_not_a_stretch_over_what_was_never_read() -> None:
     """A delayed label joins its event, read long before: the job learned offset 0 and 1000..1002,
     not everything in between, and the lineage must say so."""
