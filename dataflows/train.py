@@ -208,7 +208,10 @@ def _trial(config: FlowConfig, spec: CandidateSpec, *, untrained_champion: bool 
         )  # fmt: skip
     elif spec.gate == "refresh":
         samples = min(g.refresh_samples, FAIL_FLOOR) if untrained_champion else g.refresh_samples
-        evaluator = RefreshEvaluator(alpha=g.alpha, min_samples=samples, margin=g.refresh_margin)
+        # With live refresh the fork's state serves already: no early promotion (`RefreshEvaluator`).
+        evaluator = RefreshEvaluator(
+            alpha=g.alpha, min_samples=samples, margin=g.refresh_margin, early=not g.live_refresh or untrained_champion
+        )
     else:
         evaluator = ShadowEvaluator(
             alpha=g.alpha, min_samples=g.min_samples, min_improvement=g.min_improvement, max_samples=g.max_samples

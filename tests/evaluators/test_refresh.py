@@ -50,3 +50,11 @@ def test_a_clearly_better_fork_does_not_wait_for_min_samples(seed: int) -> None:
     verdict, fed = run_trial(RefreshEvaluator(min_samples=1000), seed, 0.9, 0.5)
     assert verdict.phase is Phase.PASSED and "significantly better" in verdict.reason, verdict
     assert fed < 1000
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_without_early_passes_a_clearly_better_fork_waits_for_min_samples(seed: int) -> None:
+    """Live refresh serves the fork's state already: its promotions come every ``min_samples``."""
+    verdict, fed = run_trial(RefreshEvaluator(min_samples=1000, early=False), seed, 0.9, 0.5)
+    assert verdict.phase is Phase.PASSED and "not worse" in verdict.reason, verdict
+    assert fed >= 1000
