@@ -219,12 +219,17 @@ def _trial(config: FlowConfig, spec: CandidateSpec, *, untrained_champion: bool 
     return Trial(evaluator, spec.gate)
 
 
-def _probation(config: FlowConfig) -> Trial:
+def _probation(config: FlowConfig, *, refresh: bool = False) -> Trial:
+    """A new champion's probation against the standby. After a refresh promotion it lasts at most
+    ``refresh_samples``: the next refresh comes after that many examples, and a champion replaced
+    before its probation ends never becomes the standby. With a longer probation the standby
+    would stay the version before the first promotion of the chain, older with every refresh, and
+    a rollback would restore it."""
     g = config.gate
+    samples = min(g.probation_samples, g.refresh_samples) if refresh else g.probation_samples
     evaluator = ProbationEvaluator(
-        margin=g.rollback_margin, alpha=g.alpha, min_samples=min(g.min_samples, g.probation_samples),
-        samples=g.probation_samples,
-    )  # fmt: skip
+        margin=g.rollback_margin, alpha=g.alpha, min_samples=min(g.min_samples, samples), samples=samples
+    )
     return Trial(evaluator, "probation")
 
 
@@ -639,7 +644,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             reason = f"replaced by {version} before its probation against {standby} ended"
             retired = ctx.promoter.retire(group, version=previous, reason=reason, evidence={}, ts_ms=now_ms)
             out.append(decision_record(retired))
-            state.slots[STANDBY_SLOT].trial = _probation(ctx.config)
+            state.slots[STANDBY_SLOT].trial = _probation(ctx.config, refresh=kind == "refresh")
         elif ctx.registry.version(previous).config.get("untrained"):
             # An untrained first champion was never good: there is nothing to roll back to.
             reason = f"replaced by {version}; never trained, so not kept for a rollback"
@@ -649,7 +654,8 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             window = ctx.config.rolling_window
             standby_lane = LaneState(previous, previous_learner, False)
             state.slots[STANDBY_SLOT] = Slot(
-                STANDBY_SLOT, "standby", standby_lane, PrequentialScore(window), trial=_probation(ctx.config)
+                STANDBY_SLOT, "standby", standby_lane, PrequentialScore(window),
+                trial=_probation(ctx.config, refresh=kind == "refresh"),
             )
             self.lanes[STANDBY_SLOT] = self._lane(STANDBY_SLOT, standby_lane)
         self._new_trials()

@@ -290,3 +290,20 @@ def test_a_slow_fork_holds_a_batch_back_by_the_bound_at_most(tmp_path: Path) -> 
         assert group.table.fresh is not None  # once it has learned the batch, its state serves
     finally:
         group.logic.close()
+
+
+def test_under_refresh_promotions_the_standby_is_a_recent_version_not_the_first(tmp_path: Path) -> None:
+    """A refresh promotion comes every `refresh_samples`; a probation of `probation_samples` (longer)
+    would never end, and the standby would stay the version before the first promotion, older with
+    every refresh: a rollback would restore it. Its probation lasts `refresh_samples` at most."""
+    cfg = config(candidates=REFRESH, refresh_samples=200, probation_samples=1000, refresh_margin=0.05)
+    group = make_group(cfg, tmp_path, champion=trained_learner())
+    out = group.run(Stream(12), 40)
+    promoted = [d.version for d in decisions(out) if d.action == "promote"]
+    assert len(promoted) >= 6
+    standby = group.logic.lanes["standby"].version
+    assert standby != f"{GROUP}/1"
+    assert standby in promoted[-3:]  # one of the last few champions
+    retired = {d.version for d in decisions(out) if d.action == "retire"}
+    assert f"{GROUP}/1" in retired
+    group.logic.close()
