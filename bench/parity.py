@@ -162,6 +162,8 @@ def served_config(p: Params) -> dict[str, Any]:
         promotion["live_refresh"] = True
         if p.live_wait_ms is not None:
             promotion["live_refresh_wait_ms"] = p.live_wait_ms
+    if p.restart_on_drift:
+        promotion["restart_on_drift"] = True
     return {"candidates": [{"name": "fork", "gate": "refresh"}], "promotion": promotion, "runtime": RUNTIME}
 
 
@@ -401,6 +403,7 @@ class Params:
     max_wait_ms: float = 5.0
     refresh_samples: int = 100
     live_wait_ms: float | None = None  # promotion.live_refresh_wait_ms with --gate live (None: the default)
+    restart_on_drift: bool = False  # promotion.restart_on_drift on the served side
     quick: bool = field(default=False)
     stem: str = "parity"
 
@@ -911,6 +914,7 @@ def parse_args(argv: list[str] | None = None) -> Params:
         "--live-wait-ms", type=float, default=None,
         help="promotion.live_refresh_wait_ms with --gate live (default: the daemon's)",
     )  # fmt: skip
+    add("--restart-on-drift", action="store_true", help="promotion.restart_on_drift on the served side")
     add("--max-wait-ms", type=float, default=5.0, help="batching.max_wait_ms of the daemon")
     add("--quick", action="store_true", help="a smoke run: 12,000 events, warm-up 3,000")
     add("--keep-topics", action="store_true", help="do not delete the benchmark's topics")
@@ -931,7 +935,7 @@ def parse_args(argv: list[str] | None = None) -> Params:
         bootstrap=a.bootstrap, events=events, rate=a.rate, delay=a.delay, window=a.window, warmup=warmup,
         learners=learners, streams=streams, partitions=a.partitions, seed=a.seed, timeout_s=a.timeout,
         keep_topics=a.keep_topics, out_dir=a.out_dir, gate=a.gate, refresh_samples=a.refresh_samples,
-        live_wait_ms=a.live_wait_ms, max_wait_ms=a.max_wait_ms, quick=a.quick,
+        live_wait_ms=a.live_wait_ms, restart_on_drift=a.restart_on_drift, max_wait_ms=a.max_wait_ms, quick=a.quick,
         stem=a.stem or ("parity-moa" if set(learners) & set(MOA_CLASSES) else "parity"),
     )  # fmt: skip
 

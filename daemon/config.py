@@ -105,7 +105,7 @@ class CandidateSettings(_Section):
 
     @model_validator(mode="after")
     def _not_reserved(self) -> Self:
-        if self.name in ("champion", "standby"):
+        if self.name in ("champion", "standby", "restart"):
             msg = f"candidate name {self.name!r} is reserved"
             raise ValueError(msg)
         if self.learner is None and (self.params or self.seed):
@@ -181,6 +181,11 @@ class PromotionSettings(_Section):
         "and hand its state to serving, so the next micro-batch is served by a model that learned every label "
         "before it (0: never wait)",
     )  # fmt: skip
+    restart_on_drift: bool = Field(
+        False,
+        description="when the champion's accuracy drops (a drift verdict), an untrained model of its configuration "
+        "starts learning from the change on, and replaces the champion once significantly better",
+    )
     max_lag_batches: int = Field(64, ge=1, description="a model further behind skips its oldest batches")
     max_lag_s: float = Field(10.0, gt=0, description="so does a model whose oldest waiting batch is older than this")
 
@@ -214,7 +219,7 @@ class PromotionSettings(_Section):
             golden_reservoir=self.golden_reservoir, refresh_samples=self.refresh_samples,
             refresh_margin=self.refresh_margin, live_refresh=self.live_refresh,
             live_refresh_budget=self.live_refresh_budget, live_refresh_wait_ms=self.live_refresh_wait_ms,
-            max_lag_batches=self.max_lag_batches,
+            restart_on_drift=self.restart_on_drift, max_lag_batches=self.max_lag_batches,
             max_lag_s=self.max_lag_s, threaded=threaded, processes=processes,
         )  # fmt: skip
 

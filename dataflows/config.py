@@ -84,6 +84,7 @@ class GateSpec:
     live_refresh: bool = False  # a refresh fork's latest state serves between its promotions (thread lanes)
     live_refresh_budget: float = 0.2  # share of the fork's lane time its copies for serving may take
     live_refresh_wait_ms: float = 50.0  # a batch waits this long at most for the live fork to learn it
+    restart_on_drift: bool = False  # an untrained model starts learning when the champion's accuracy drops
     max_lag_batches: int = 64  # a model further behind than this skips its oldest batches
     max_lag_s: float = 10.0  # ... and so does a model whose oldest waiting batch is older than this
     threaded: bool = True  # models learn on their own threads (False: inline, for tests)

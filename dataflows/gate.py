@@ -24,6 +24,7 @@ __all__ = ["Action", "PairingBuffer", "Trial", "next_actions"]
 
 CHAMPION_SLOT = "champion"
 STANDBY_SLOT = "standby"
+RESTART_SLOT = "restart"  # an untrained model started after a drop in the champion's accuracy
 
 
 @dataclass

@@ -35,6 +35,7 @@ from bytewax.operators import StatefulLogic
 from dataflows.config import CandidateSpec, FlowConfig, GoldenSet
 from dataflows.gate import (
     CHAMPION_SLOT,
+    RESTART_SLOT,
     STANDBY_SLOT,
     Action,
     PairingBuffer,
@@ -83,6 +84,7 @@ log = logging.getLogger("headwater")
 TrainOutput = DeadLetter | ModelReport | VerdictRecord | DecisionRecord
 AnyLane = Lane | ProcessLane
 STATE_FORMAT = 2  # bump when GroupState's shape changes (format 1: one model that served and learned)
+RESTART_MIN_SAMPLES = 100  # paired examples before a restart model may replace the champion
 WAKE = timedelta(milliseconds=10)  # how soon to look again for results while lanes are busy (50: parity -0.5 pt)
 GOLDEN_MIN_SIZE = 50  # a golden set smaller than this checks nothing: promotions wait
 KEEP_SNAPSHOTS = 20  # recovery snapshots whose stored model states are kept (Bytewax resumes from a recent one)
@@ -119,6 +121,7 @@ class GroupState:
     outbox: list[DecisionRecord] = field(default_factory=list)  # decided outside the step, not yet emitted
     change: ChangeDetector = field(default_factory=ChangeDetector)  # over the champion's correctness
     champion_through: int = 0  # the last job the champion's model had learned when it was frozen
+    restart_left: int = 0  # labelled examples the restart model may still learn before it must have won
     format: int = STATE_FORMAT
 
 
@@ -201,6 +204,13 @@ def _trial(config: FlowConfig, spec: CandidateSpec, *, untrained_champion: bool 
     ``refresh_samples``: the cold start is as short as the label delay allows."""
     g = config.gate
     evaluator: Evaluator
+    if spec.name == RESTART_SLOT:
+        # It must beat the champion; the always-valid interval may be read early (`_restart`).
+        evaluator = ShadowEvaluator(
+            alpha=g.alpha, min_samples=min(g.min_samples, RESTART_MIN_SAMPLES), min_improvement=g.min_improvement,
+            max_samples=g.max_samples,
+        )  # fmt: skip
+        return Trial(evaluator, "restart")
     if spec.gate == "canary":
         evaluator = CanaryEvaluator(
             steps=g.canary_steps, min_samples_per_step=g.canary_min_samples, alpha=g.alpha,
@@ -264,6 +274,8 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         out: list[TrainOutput] = [*self._take_outbox(), *(_unmatched(label) for label in self.state.join.expire(now))]
         job, evicted = self._job(value, now)
         out.extend(_unmatched(label) for label in evicted)
+        if job is not None and RESTART_SLOT in self.state.slots:
+            self.state.restart_left -= len(job)
         if self.ctx.config.gate.threaded:
             # Collect first, then hand the new job out: once the lanes' threads are busy with it,
             # they compete with this (serving) thread for the GIL.
@@ -436,7 +448,9 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         state, ctx = self.state, self.ctx
         now_ms = int(now * 1000)
         out: list[TrainOutput] = []
-        for name, lane in self.lanes.items():
+        for name, lane in list(self.lanes.items()):  # a drift may start or drop the restart lane (`_watch`)
+            if self.lanes.get(name) is not lane:
+                continue
             for result in lane.drain():
                 out.extend(self._record(state.slots[name], lane, result, now_ms))
                 state.pairing.add(result)
@@ -457,6 +471,9 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
                 paired = canary_part(paired, routes)
             if len(paired):
                 slot.trial.evaluator.update(paired)
+        if RESTART_SLOT in state.slots and state.restart_left <= 0:
+            why = f"not significantly better than the champion within {ctx.config.gate.max_samples} examples"
+            out.extend(self._drop_restart(why, now_ms))
         out.extend(self._verdicts(now_ms))
         for action in next_actions({n: s.trial for n, s in state.slots.items() if s.trial is not None}):
             serving = self.lanes[CHAMPION_SLOT].version
@@ -580,7 +597,51 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         log.warning("group %s: %s", state.name, reason)
         self._new_trials(keep_waits=not dropped)
         verdict = Verdict(Phase.FAILED, reason, {"before": change.before, "after": change.after, "n": change.n})
-        return [self._verdict_record(state.slots[CHAMPION_SLOT], "drift", verdict, now_ms)]
+        out: list[TrainOutput] = [self._verdict_record(state.slots[CHAMPION_SLOT], "drift", verdict, now_ms)]
+        if dropped and self.ctx.config.gate.restart_on_drift:
+            out.extend(self._restart(now_ms))
+        return out
+
+    def _restart(self, now_ms: int) -> list[TrainOutput]:
+        """`promotion.restart_on_drift`: after a drop in the champion's accuracy, an untrained model
+        of the champion's configuration learns from the change on, beside the candidates. A model
+        that learned the old concept may take thousands of examples to unlearn it (an adaptive tree
+        can stay stuck below what it learned from scratch, `bench/results/parity-live.md`); one that
+        never saw it starts clean. It replaces the champion once significantly better (golden set and
+        probation as for every promotion; the forks then go on from it), and is dropped when it is
+        refused, or has learned ``max_samples`` examples without winning. A newer drop starts
+        another in its place."""
+        ctx, state = self.ctx, self.state
+        out = self._drop_restart("a newer change in the data started another", now_ms)
+        champion = self.lanes[CHAMPION_SLOT]
+        learner = champion.learner.clone(include_state=False)
+        spec = CandidateSpec(RESTART_SLOT, learner=ctx.config.learner, gate="shadow")
+        info = ctx.registry.create_version(
+            state.name, name=RESTART_SLOT, parent=None, learner=learner,
+            config={"restart_after": champion.version, "gate": "restart"}, ts_ms=now_ms,
+        )  # fmt: skip
+        lane_state = LaneState(info.id, learner, True)
+        state.slots[RESTART_SLOT] = Slot(
+            RESTART_SLOT, "candidate", lane_state, PrequentialScore(ctx.config.rolling_window), spec,
+            _trial(ctx.config, spec),
+        )  # fmt: skip
+        self.lanes[RESTART_SLOT] = self._lane(RESTART_SLOT, lane_state)
+        state.restart_left = ctx.config.gate.max_samples
+        log.warning("group %s: %s starts untrained, learning from the change on", state.name, info.id)
+        return out
+
+    def _drop_restart(self, reason: str, now_ms: int, *, retire: bool = True) -> list[TrainOutput]:
+        """Take the restart model out (its version retired with ``reason``), if there is one."""
+        state = self.state
+        if RESTART_SLOT not in state.slots:
+            return []
+        lane = self.lanes.pop(RESTART_SLOT)
+        del state.slots[RESTART_SLOT]
+        lane.close()
+        if not retire:
+            return []
+        decision = self.ctx.promoter.retire(state.name, version=lane.version, reason=reason, evidence={}, ts_ms=now_ms)
+        return [decision_record(decision)]
 
     def _flush_lineage(self) -> None:
         lineage, self._lineage = self._lineage, {}
@@ -598,6 +659,8 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             return self._rollback(action.verdict, now_ms)
         if action.kind == "retire_standby":
             return self._retire_standby(action.verdict, now_ms)
+        if action.slot == RESTART_SLOT:  # new_trial: it had its chance
+            return self._drop_restart(f"not better than the champion: {action.verdict.reason}", now_ms)
         trial = self.state.slots[action.slot].trial
         if trial is not None:  # new_trial: the evidence so far is spent
             trial.evaluator.reset()
@@ -656,10 +719,12 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             state.slots[STANDBY_SLOT] = Slot(
                 STANDBY_SLOT, "standby", standby_lane, PrequentialScore(window),
                 trial=_probation(ctx.config, refresh=kind == "refresh"),
-            )
+            )  # fmt: skip
             self.lanes[STANDBY_SLOT] = self._lane(STANDBY_SLOT, standby_lane)
         self._new_trials()
         out.extend(self._refork(now_ms, keep=name))
+        if name == RESTART_SLOT:  # the forks go on from its state: a second learner of it would be waste
+            out.extend(self._drop_restart(f"its state {version} is the champion now; the forks go on from it", now_ms))
         if state.reservoir is not None:
             state.trusted = state.reservoir.arrays()
         out.extend(self._end_canary("the champion changed", now_ms))
@@ -671,6 +736,12 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         """Refuse the slot's version (or ``version``, already succeeded in its lane)."""
         state, ctx, group = self.state, self.ctx, self.state.name
         slot, lane = state.slots[name], self.lanes[name]
+        if name == RESTART_SLOT:  # no second chance: it is dropped (a newer change starts another)
+            refused = version or lane.version
+            decision = ctx.promoter.refuse(group, version=refused, reason=reason, evidence=evidence, ts_ms=now_ms)
+            # The successor made as it was frozen never learned anything of its own: retired.
+            dropped = self._drop_restart(f"{refused} was refused", now_ms, retire=version is not None)
+            return [decision_record(decision), *dropped]
         succeeded = version is not None
         version = lane.version if version is None else version
         decision = ctx.promoter.refuse(group, version=version, reason=reason, evidence=evidence, ts_ms=now_ms)
