@@ -138,6 +138,9 @@ class FlowConfig:
         if sum(c.gate == "canary" for c in self.candidates) > 1:
             msg = f"at most one canary candidate per group: {names}"
             raise ValueError(msg)
+        if "restart" in names:  # the slot of `promotion.restart_on_drift`'s model
+            msg = "candidate name 'restart' is reserved"
+            raise ValueError(msg)
         g = self.gate
         if g.max_samples < max(g.min_samples, g.canary_min_samples * len(g.canary_steps)):
             msg = f"gate sample sizes do not fit together: {g}"

@@ -300,10 +300,13 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         learner on an incrementally drifting stream about 0.3 point: `bench/results/parity-live.md`).
         A slow lane holds serving back by the bound at most, and is then handed over to as before."""
         wait_s = self.ctx.config.gate.live_refresh_wait_ms / 1000
-        if job is None or wait_s <= 0:
+        if job is None or not len(job) or wait_s <= 0:
             return
         for lane in self.lanes.values():
-            if isinstance(lane, Lane) and lane.live is not None:
+            live = lane.live if isinstance(lane, Lane) else None
+            # Not while its copies rest (nothing would be handed over), nor when it is further behind
+            # than the job in progress and this one (it would hold every batch by the whole bound).
+            if live is not None and lane.backlog <= 2 and live.due(lane.version, time.monotonic()):
                 lane.wait_idle(wait_s)
 
     def on_notify(self) -> tuple[Iterable[TrainOutput], bool]:
@@ -373,7 +376,9 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
 
     def _lane(self, name: str, state: LaneState) -> AnyLane:
         gate = self.ctx.config.gate
-        if gate.processes and gate.threaded and state.learns:
+        # The restart model comes and goes with the data: dropping a process lane would stop serving
+        # for the child's start-up and the copy of its model back.
+        if gate.processes and gate.threaded and state.learns and name != RESTART_SLOT:
             return ProcessLane(name, state, max_backlog=gate.max_lag_batches, max_age_s=gate.max_lag_s)
         if not state.learns:
             # The champion's (and standby's) scores are the other half of every candidate's
@@ -739,6 +744,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         if name == RESTART_SLOT:  # no second chance: it is dropped (a newer change starts another)
             refused = version or lane.version
             decision = ctx.promoter.refuse(group, version=refused, reason=reason, evidence=evidence, ts_ms=now_ms)
+            ctx.metrics.decided(group, "refuse")
             # The successor made as it was frozen never learned anything of its own: retired.
             dropped = self._drop_restart(f"{refused} was refused", now_ms, retire=version is not None)
             return [decision_record(decision), *dropped]
@@ -958,6 +964,10 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         decided version's lineage ended with the decision."""
         ctx, state = self.ctx, self.state
         now_ms = int(ctx.clock() * 1000)
+        restart = self.lanes.get(RESTART_SLOT)
+        if restart is not None and ctx.registry.version(restart.version).status != "candidate":
+            # Promoted (the forks go on from it) or refused after the snapshot: its turn is over.
+            self._drop_restart("decided after the snapshot", now_ms, retire=False)
         for name, slot in state.slots.items():
             lane = self.lanes[name]
             if slot.spec is None or ctx.registry.version(lane.version).status == "candidate":

@@ -32,6 +32,8 @@ __all__ = ["RefreshEvaluator"]
 class RefreshEvaluator(SequentialEvaluator):
     """Non-inferiority of a fork against the champion it continues (see the module's doc)."""
 
+    early: bool = True  # a snapshot pickled before the setting existed resumes with the old behaviour
+
     def __init__(
         self, alpha: float = 0.05, min_samples: int = 300, margin: float = 0.0, n_star: int = 500, *, early: bool = True
     ) -> None:

@@ -140,3 +140,75 @@ def test_the_restart_name_is_reserved() -> None:
 
     with pytest.raises(ValueError, match="reserved"):
         Settings.model_validate({"model": {"candidates": [{"name": "restart"}]}})
+
+
+def test_a_refresh_evaluator_pickled_before_early_existed_resumes_with_early_passes() -> None:
+    from evaluators import Paired, Phase, RefreshEvaluator
+
+    old = RefreshEvaluator(min_samples=1000)
+    del old.__dict__["early"]  # what unpickling a snapshot written before the setting existed gives
+    resumed = pickle.loads(pickle.dumps(old))
+    resumed.update(Paired(candidate=np.ones(200), champion=np.zeros(200)))
+    assert resumed.verdict().phase is Phase.PASSED  # significantly better: passes early, as it did
+
+
+def test_live_refresh_trials_never_pass_early(tmp_path: Path) -> None:
+    from evaluators import RefreshEvaluator
+
+    cfg = config(candidates=(CandidateSpec("fork", gate="refresh"),), live_refresh=True)
+    group = make_group(cfg, tmp_path, champion=trained_learner())
+    trial = group.logic.state.slots["fork"].trial
+    assert trial is not None and isinstance(trial.evaluator, RefreshEvaluator) and not trial.evaluator.early
+    group.logic.close()
+    cfg = config(candidates=(CandidateSpec("fork", gate="refresh"),))
+    group = make_group(cfg, tmp_path / "plain", champion=trained_learner())
+    trial = group.logic.state.slots["fork"].trial
+    assert trial is not None and isinstance(trial.evaluator, RefreshEvaluator) and trial.evaluator.early
+    group.logic.close()
+
+
+def test_a_restart_promoted_after_the_snapshot_is_not_resumed(tmp_path: Path) -> None:
+    group = restart_group(tmp_path)
+    group.run(Stream(52), 10, size=100)
+    stream = Stream(53, concept_b)
+    out: list[object] = []
+    snapshot = None
+    for _ in range(30):
+        out += group.run(stream, 1, size=100)
+        if snapshot is None and RESTART in group.logic.state.slots:
+            snapshot = pickle.dumps(group.logic.take_snapshot())  # the restart is learning
+        if [d for d in decisions(out) if d.action == "promote"]:
+            break
+    assert snapshot is not None and RESTART not in group.logic.state.slots  # it won after the snapshot
+    group.logic.close()
+    resumed = TrainLogic(pickle.loads(snapshot), context(group.config, group.deps))
+    assert RESTART not in resumed.state.slots and RESTART not in resumed.lanes
+    resumed.close()
+
+
+def test_a_flow_config_refuses_a_candidate_named_restart() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="reserved"):
+        config(candidates=(CandidateSpec(RESTART),))
+
+
+def test_a_restart_that_forgets_the_golden_set_is_refused_and_dropped(tmp_path: Path) -> None:
+    """A golden set says what must not be forgotten: a model that learned only what came after the
+    change wins its trial against the champion but regresses on it, and is refused (not kept)."""
+    from dataflows.config import GoldenSet
+
+    x, y = Stream(54).arrays(500)
+    cfg = config(candidates=(), restart_on_drift=True, max_samples=1000, golden=GoldenSet(x, y))
+    group = make_group(cfg, tmp_path, champion=trained_learner())
+    group.run(Stream(55), 10, size=100)
+    out = group.run(Stream(56, concept_b), 15, size=100)
+    (started, *_) = restart_versions(group)
+    (refused,) = [d for d in decisions(out) if d.action == "refuse"]
+    assert refused.version == started and "golden set" in refused.reason
+    assert [d for d in decisions(out) if d.action == "promote"] == []
+    assert group.table.champion.version == f"{GROUP}/1"
+    # The successor it was frozen into is retired with it, and no lane is left learning.
+    assert any(d.action == "retire" and f"{started} was refused" in d.reason for d in decisions(out))
+    assert all(v.status != "candidate" for v in group.deps.registry.versions(GROUP) if v.id != started)
+    group.logic.close()
