@@ -121,7 +121,6 @@ class GroupState:
     outbox: list[DecisionRecord] = field(default_factory=list)  # decided outside the step, not yet emitted
     change: ChangeDetector = field(default_factory=ChangeDetector)  # over the champion's correctness
     champion_through: int = 0  # the last job the champion's model had learned when it was frozen
-    restart_left: int = 0  # labelled examples the restart model may still learn before it must have won
     format: int = STATE_FORMAT
 
 
@@ -274,8 +273,6 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         out: list[TrainOutput] = [*self._take_outbox(), *(_unmatched(label) for label in self.state.join.expire(now))]
         job, evicted = self._job(value, now)
         out.extend(_unmatched(label) for label in evicted)
-        if job is not None and RESTART_SLOT in self.state.slots:
-            self.state.restart_left -= len(job)
         if self.ctx.config.gate.threaded:
             # Collect first, then hand the new job out: once the lanes' threads are busy with it,
             # they compete with this (serving) thread for the GIL.
@@ -476,7 +473,8 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
                 paired = canary_part(paired, routes)
             if len(paired):
                 slot.trial.evaluator.update(paired)
-        if RESTART_SLOT in state.slots and state.restart_left <= 0:
+        restart = state.slots.get(RESTART_SLOT)  # its score counts what it was scored on since it started
+        if restart is not None and restart.score.snapshot().n >= ctx.config.gate.max_samples:
             why = f"not significantly better than the champion within {ctx.config.gate.max_samples} examples"
             out.extend(self._drop_restart(why, now_ms))
         out.extend(self._verdicts(now_ms))
@@ -631,7 +629,6 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             _trial(ctx.config, spec),
         )  # fmt: skip
         self.lanes[RESTART_SLOT] = self._lane(RESTART_SLOT, lane_state)
-        state.restart_left = ctx.config.gate.max_samples
         log.warning("group %s: %s starts untrained, learning from the change on", state.name, info.id)
         return out
 
@@ -741,17 +738,14 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         """Refuse the slot's version (or ``version``, already succeeded in its lane)."""
         state, ctx, group = self.state, self.ctx, self.state.name
         slot, lane = state.slots[name], self.lanes[name]
-        if name == RESTART_SLOT:  # no second chance: it is dropped (a newer change starts another)
-            refused = version or lane.version
-            decision = ctx.promoter.refuse(group, version=refused, reason=reason, evidence=evidence, ts_ms=now_ms)
-            ctx.metrics.decided(group, "refuse")
-            # The successor made as it was frozen never learned anything of its own: retired.
-            dropped = self._drop_restart(f"{refused} was refused", now_ms, retire=version is not None)
-            return [decision_record(decision), *dropped]
         succeeded = version is not None
         version = lane.version if version is None else version
         decision = ctx.promoter.refuse(group, version=version, reason=reason, evidence=evidence, ts_ms=now_ms)
         ctx.metrics.decided(group, "refuse")
+        if name == RESTART_SLOT:  # no second chance: it is dropped (a newer change starts another)
+            # The successor made as it was frozen never learned anything of its own: retired.
+            dropped = self._drop_restart(f"{version} was refused", now_ms, retire=succeeded)
+            return [decision_record(decision), *dropped]
         if slot.spec is not None and slot.spec.fork:  # start again from the champion
             if succeeded:  # the successor it was handed to never learned anything of its own
                 orphan = lane.version
