@@ -468,7 +468,8 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
                 continue
             if slot.trial.wait > 0:  # refused not long ago: it learns on before it is judged again
                 slot.trial.wait = max(0, slot.trial.wait - len(paired))
-                continue
+                if not self._serves_in_wait(slot):
+                    continue
             if slot.trial.kind == "canary":
                 paired = canary_part(paired, routes)
             if len(paired):
@@ -487,11 +488,20 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         self._sync_live()
         return out
 
+    def _serves_in_wait(self, slot: Slot) -> bool:
+        """Live refresh: a refresh fork refused not long ago (forked again from the champion) is not
+        judged before its wait is over, but its new trial gathers evidence from the refusal on, and
+        that evidence decides whether it may serve meanwhile (`_sync_live`). Otherwise the frozen
+        champion would serve through the whole wait: thousands of examples, on an abrupt change
+        the old concept (`bench/results/parity-live.md`)."""
+        return self.ctx.config.gate.live_refresh and slot.spec is not None and slot.spec.gate == "refresh"
+
     def _sync_live(self) -> None:
         """Live refresh: the first refresh fork's lane serves what it learns while its trial shows
-        it not worse than the champion (`RefreshEvaluator.may_serve`), and not while it waits for a
-        new trial after a refusal; otherwise the champion itself serves. Process lanes keep their
-        model in another process: they never serve live."""
+        it not worse than the champion (`RefreshEvaluator.may_serve`); after a refusal, once the new
+        fork's trial has shown it so (also while it waits to be judged, `_serves_in_wait`).
+        Otherwise the champion itself serves. Process lanes keep their model in another process:
+        they never serve live."""
         gate = self.ctx.config.gate
         if not gate.live_refresh:
             return
@@ -500,12 +510,13 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         lane = self.lanes[forks[0]] if forks else None
         if not isinstance(lane, Lane):
             return
-        trial, live = self.state.slots[lane.name].trial, lane.live
+        slot, live = self.state.slots[lane.name], lane.live
+        trial = slot.trial
         if live is not None and live.error is not None:
             self._uncopyable.add(live.fork)
         may = (
-            trial is not None and trial.wait == 0 and lane.version not in self._uncopyable
-            and isinstance(trial.evaluator, RefreshEvaluator) and trial.evaluator.may_serve()
+            trial is not None and lane.version not in self._uncopyable
+            and isinstance(trial.evaluator, RefreshEvaluator) and trial.evaluator.may_serve(proven=slot.refusals > 0)
         )  # fmt: skip
         current = live is not None and live.champion == champion and live.fork == lane.version
         if live is not None and not (may and current):
@@ -549,8 +560,8 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         out: list[TrainOutput] = []
         for slot in self.state.slots.values():
             trial = slot.trial
-            if trial is None:
-                continue
+            if trial is None or (trial.wait > 0 and self._serves_in_wait(slot)):
+                continue  # judged once its wait is over, on all the evidence gathered since its refusal
             verdict = trial.evaluator.verdict()
             trial.verdict = verdict
             if verdict.phase is not trial.phase:

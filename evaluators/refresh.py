@@ -50,7 +50,7 @@ class RefreshEvaluator(SequentialEvaluator):
         self.early = early
         super().__init__(alpha, n_star)
 
-    def may_serve(self) -> bool:
+    def may_serve(self, *, proven: bool = False) -> bool:
         """Live refresh: whether the fork's latest state may serve now. Not once the trial failed;
         otherwise unless the fork's mean score is more than ``margin`` below the champion's by at
         least one standard error (from ``fail_floor`` paired examples on). The fork is the champion
@@ -58,6 +58,8 @@ class RefreshEvaluator(SequentialEvaluator):
         against it. (A bare point estimate below ``-margin`` flipped with the noise and kept the
         champion serving 60 % of the time on the parity bench; the trial's always-valid interval,
         which fails the fork, takes hundreds of examples to show a regression of a few points.)
+        ``proven``: after a refusal there was evidence against the fork, and the new one serves
+        only once its own trial has ``fail_floor`` examples that do not hold it back.
 
         >>> import numpy as np
         >>> from evaluators import Paired
@@ -70,11 +72,15 @@ class RefreshEvaluator(SequentialEvaluator):
         >>> ev.update(Paired(candidate=np.zeros(20), champion=np.ones(20)))
         >>> ev.may_serve()  # 0.18 below it on the 120 examples so far
         False
+        >>> RefreshEvaluator(min_samples=100).may_serve(proven=True)  # after a refusal: not before 30 examples
+        False
         """
         t = self._trial
         if self._final is not None and self._final.phase is Phase.FAILED:
             return False
-        return t.n < fail_floor(self.min_samples) or t.diff + t.standard_error >= -self.margin
+        if t.n < fail_floor(self.min_samples):
+            return not proven
+        return t.diff + t.standard_error >= -self.margin
 
     def _open(self) -> Verdict:
         t = self._trial

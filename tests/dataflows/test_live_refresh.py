@@ -107,9 +107,40 @@ def test_a_fork_that_falls_behind_stops_serving_at_once(tmp_path: Path) -> None:
     assert decisions(out) == []
     assert group.table.fresh is None
     assert served_versions(group, stream) == {f"{GROUP}/1"}
-    for _ in range(10):  # refused in time; the new fork waits for its next trial and does not serve
-        group.run(stream, 1)
+    for _ in range(10):
+        out = group.run(stream, 1)
         assert group.table.fresh is None
+        if [d for d in decisions(out) if d.action == "refuse"]:
+            break
+    else:
+        pytest.fail("the poisoned fork was not refused within 10 batches")
+
+
+def test_a_refused_forks_successor_serves_during_its_wait_once_its_own_evidence_allows(tmp_path: Path) -> None:
+    """After a refusal the fork starts again from the champion and is not judged before its wait
+    is over; meanwhile it serves once its new trial has enough examples (30) that do not hold it
+    back. Before, the frozen champion served through the whole wait."""
+    group = live_group(tmp_path, retry_after=2000)
+    stream = Stream(7)
+    group.run(stream, 2)
+    fork = fork_lane(group)
+    fork.replace(fork.version, trained_learner(concept=concept_poisoned), learns=True)
+    for _ in range(10):
+        if [d for d in decisions(group.run(stream, 1)) if d.action == "refuse"]:
+            break
+    else:
+        pytest.fail("the poisoned fork was not refused within 10 batches")
+    assert group.table.fresh is None  # no evidence of its own yet: the champion serves
+    slot = group.logic.state.slots["fork"]
+    served: list[str | None] = []
+    for _ in range(4):
+        out = group.run(stream, 1)
+        assert decisions(out) == []  # not judged during its wait
+        served.append(None if group.table.fresh is None else group.table.fresh.version)
+    assert slot.trial is not None and slot.trial.wait > 0
+    assert served[-1] == fork.version  # the champion's copy, learning on: it serves
+    n = slot.trial.evaluator.verdict().evidence["n"]
+    assert isinstance(n, int) and n >= 150  # its evidence counts from the refusal on
 
 
 class Uncopyable(Wrapped):
@@ -307,3 +338,24 @@ def test_under_refresh_promotions_the_standby_is_a_recent_version_not_the_first(
     retired = {d.version for d in decisions(out) if d.action == "retire"}
     assert f"{GROUP}/1" in retired
     group.logic.close()
+
+
+def test_a_refused_forks_wait_ends_in_a_verdict_on_all_it_gathered_since(tmp_path: Path) -> None:
+    """Its trial is judged as soon as the wait is over, on the evidence of the wait too: with a wait
+    of 200 examples and 400 needed for a refresh, the new fork is promoted about 400 examples after
+    the refusal (8 batches of 50), not 600."""
+    group = live_group(tmp_path, retry_after=200)
+    stream = Stream(13)
+    group.run(stream, 2)
+    fork = fork_lane(group)
+    fork.replace(fork.version, trained_learner(concept=concept_poisoned), learns=True)
+    for _ in range(10):
+        if [d for d in decisions(group.run(stream, 1)) if d.action == "refuse"]:
+            break
+    else:
+        pytest.fail("the poisoned fork was not refused within 10 batches")
+    for _ in range(10):
+        if [d for d in decisions(group.run(stream, 1)) if d.action == "promote"]:
+            break
+    else:
+        pytest.fail("the new fork was not promoted within 10 batches of the refusal")
