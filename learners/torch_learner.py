@@ -40,7 +40,10 @@ class TorchMLP:
     abrupt change, mean accuracy along the stream, batches of 100: 4 steps per micro-batch 0.923,
     one event at a time with 4 steps each 0.957, slices of 8 with a step each 0.954) at a cost that
     still grows with the batch, not the event (61 µs an event on one CPU thread, against 1,900
-    one event at a time).
+    one event at a time). Slices of 4 track a drifting stream better still (RandomRBFDrift, labels
+    200 late, jobs of 20 to 80: 85.2 to 85.5 % against 84.2 to 85.2 with slices of 8, and 84.9 one
+    event at a time), and Adam's fused kernel keeps their cost near what slices of 8 cost with the
+    plain one (85 µs an event against 61; slices of 8 fused 43).
 
     >>> import numpy as np
     >>> mlp = TorchMLP(n_features=2, n_classes=2, hidden=(8,), device="cpu")
@@ -56,7 +59,7 @@ class TorchMLP:
         feature_names: Sequence[str] | None = None,
         hidden: Sequence[int] = (64, 64),
         lr: float = 5e-3,
-        minibatch: int = 8,
+        minibatch: int = 4,
         steps_per_minibatch: int = 1,
         seed: int = 0,
         device: str = "auto",
@@ -88,7 +91,7 @@ class TorchMLP:
         with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
             torch.manual_seed(seed)
             self._net = _mlp(width, self.hidden, n_classes).to(self._device)
-        self._opt = torch.optim.Adam(self._net.parameters(), lr=lr)
+        self._opt = torch.optim.Adam(self._net.parameters(), lr=lr, fused=True)
         self._count = torch.zeros((), dtype=torch.float64, device=self._device)
         self._mean = torch.zeros(width, dtype=torch.float64, device=self._device)
         self._m2 = torch.zeros(width, dtype=torch.float64, device=self._device)

@@ -261,9 +261,17 @@ def _learning_curve(spec: LearnerSpec, batch: int, n: int = 3000, switch: int = 
 
 
 PARITY_TOLERANCE = 0.01  # one point of mean accuracy along the stream
+# The MLP as shipped (its default size and learning rate), not the small one the other checks use
+# for speed: how well slices of a batch match steps on single events depends on both. On this
+# stream the small net at lr 0.01 came 0.6 point below with slices of 8 and 1.1 with slices of 4, at
+# lr 0.005 5.1 and 1.6; the default net 0.6 with slices of 8 and 0.3 with slices of 4 (the default).
+PARITY_SPECS = [
+    pytest.param(LearnerSpec("torch-mlp", {"device": "cpu"}), id="torch-mlp") if p.id == "torch-mlp" else p
+    for p in SPECS
+]
 
 
-@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("spec", PARITY_SPECS)
 def test_learns_as_well_from_micro_batches_as_one_event_at_a_time(spec: LearnerSpec) -> None:
     """Behind Headwater a learner sees micro-batches; alone, users feed it events one by one. On
     the same stream (with an abrupt change half-way) the batched learner must learn as well,

