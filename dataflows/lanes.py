@@ -359,7 +359,7 @@ class Lane(LaneQueue):
             # (480 ms against ~100 ms later for MOA's forest): the average starts again from the second.
             self._copies += 1
             self._copy_s = took if self._copies <= 2 else 0.7 * self._copy_s + 0.3 * took
-            live.rest(self._copy_s, time.monotonic())
+            live.rest(self._copy_s, time.monotonic(), self._learn_s if self._copies > 2 else 0.0)
             if self._copies >= REPLAY_AFTER_COPIES and self._copy_s > 2 * self._learn_s > 0:
                 self._replay = True
                 log.info("lane %s: live refresh by replay (a copy takes %.1f ms, learning a batch %.1f ms)",

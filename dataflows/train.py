@@ -468,7 +468,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
                 continue
             if slot.trial.wait > 0:  # refused not long ago: it learns on before it is judged again
                 slot.trial.wait = max(0, slot.trial.wait - len(paired))
-                if not self._serves_in_wait(slot):
+                if not self._live_fork(slot):
                     continue
             if slot.trial.kind == "canary":
                 paired = canary_part(paired, routes)
@@ -488,18 +488,23 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         self._sync_live()
         return out
 
-    def _serves_in_wait(self, slot: Slot) -> bool:
-        """Live refresh: a refresh fork refused not long ago (forked again from the champion) is not
-        judged before its wait is over, but its new trial gathers evidence from the refusal on, and
-        that evidence decides whether it may serve meanwhile (`_sync_live`). Otherwise the frozen
-        champion would serve through the whole wait: thousands of examples, on an abrupt change
-        the old concept (`bench/results/parity-live.md`)."""
+    def _live_fork(self, slot: Slot) -> bool:
+        """Live refresh: whether ``slot`` is a refresh fork, whose state serves between promotions.
+        Such a fork is the learner itself, learning on: a refusal on live evidence only keeps it
+        from serving, and it learns on as a new version instead of starting again from the frozen
+        champion (`_refuse`), as the same learner alone would. Restarting it from the champion made
+        it another learner from then on, by luck better or worse: an adaptive tree on STAGGER went
+        from +7 to -13 points against the tree alone in its worst window from run to run
+        (`bench/results/HISTORY.md`). It is not judged before its wait is over, but its new trial
+        gathers evidence from the refusal on, and that evidence decides whether it may serve
+        meanwhile (`_sync_live`). Otherwise the frozen champion would serve through the whole wait:
+        thousands of examples, on an abrupt change the old concept."""
         return self.ctx.config.gate.live_refresh and slot.spec is not None and slot.spec.gate == "refresh"
 
     def _sync_live(self) -> None:
         """Live refresh: the first refresh fork's lane serves what it learns while its trial shows
-        it not worse than the champion (`RefreshEvaluator.may_serve`); after a refusal, once the new
-        fork's trial has shown it so (also while it waits to be judged, `_serves_in_wait`).
+        it not worse than the champion (`RefreshEvaluator.may_serve`); after a refusal, once its new
+        trial has shown it so (also while it waits to be judged, `_live_fork`).
         Otherwise the champion itself serves. Process lanes keep their model in another process:
         they never serve live."""
         gate = self.ctx.config.gate
@@ -560,7 +565,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         out: list[TrainOutput] = []
         for slot in self.state.slots.values():
             trial = slot.trial
-            if trial is None or (trial.wait > 0 and self._serves_in_wait(slot)):
+            if trial is None or (trial.wait > 0 and self._live_fork(slot)):
                 continue  # judged once its wait is over, on all the evidence gathered since its refusal
             verdict = trial.evaluator.verdict()
             trial.verdict = verdict
@@ -757,12 +762,15 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             # The successor made as it was frozen never learned anything of its own: retired.
             dropped = self._drop_restart(f"{version} was refused", now_ms, retire=succeeded)
             return [decision_record(decision), *dropped]
-        if slot.spec is not None and slot.spec.fork:  # start again from the champion
+        # A fork starts again from the champion, but a live fork refused on live evidence: it learns on
+        # (`_live_fork`). One that failed the golden set may have learned poisoned labels: it restarts.
+        learns_on = not succeeded and self._live_fork(slot)
+        if slot.spec is not None and slot.spec.fork and not learns_on:
             if succeeded:  # the successor it was handed to never learned anything of its own
                 orphan = lane.version
                 ctx.promoter.retire(group, version=orphan, reason=f"{version} was refused", evidence={}, ts_ms=now_ms)
             self._fork_from_champion(name, now_ms)
-        elif not succeeded:  # another configuration: it learns on, as a new version
+        elif not succeeded:  # another configuration, or a live fork: it learns on, as a new version
             lane.rename(self._successor(name, now_ms))
         if slot.spec is not None:
             slot.refusals += 1

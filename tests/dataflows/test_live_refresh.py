@@ -12,7 +12,7 @@ from typing import Any, Self
 import numpy as np
 import pytest
 
-from dataflows.config import CandidateSpec
+from dataflows.config import CandidateSpec, GoldenSet
 from dataflows.lanes import REPLAY_AFTER_COPIES, Job, Lane
 from dataflows.live import Guarded, LiveRefresh, Replicas
 from dataflows.serve import Served, ServingBoard, ServingTable, serve_batch
@@ -116,21 +116,48 @@ def test_a_fork_that_falls_behind_stops_serving_at_once(tmp_path: Path) -> None:
         pytest.fail("the poisoned fork was not refused within 10 batches")
 
 
-def test_a_refused_forks_successor_serves_during_its_wait_once_its_own_evidence_allows(tmp_path: Path) -> None:
-    """After a refusal the fork starts again from the champion and is not judged before its wait
-    is over; meanwhile it serves once its new trial has enough examples (30) that do not hold it
-    back. Before, the frozen champion served through the whole wait."""
-    group = live_group(tmp_path, retry_after=2000)
-    stream = Stream(7)
+def _refuse_poisoned(group: Group, stream: Stream) -> str:
+    """Teach the live fork a poisoned concept until it is refused; return the refused version."""
     group.run(stream, 2)
     fork = fork_lane(group)
     fork.replace(fork.version, trained_learner(concept=concept_poisoned), learns=True)
+    refused = fork.version
     for _ in range(10):
         if [d for d in decisions(group.run(stream, 1)) if d.action == "refuse"]:
-            break
-    else:
-        pytest.fail("the poisoned fork was not refused within 10 batches")
+            return refused
+    pytest.fail("the poisoned fork was not refused within 10 batches")
+
+
+def test_a_refused_live_fork_learns_on_as_a_new_version(tmp_path: Path) -> None:
+    """A live fork is the learner itself: refused on live evidence, it stops serving but is not
+    started again from the frozen champion. Its model goes on learning as a new version whose
+    parent is the refused one, as the same learner alone would go on."""
+    group = live_group(tmp_path)
+    stream = Stream(7)
+    refused = _refuse_poisoned(group, stream)
+    fork = fork_lane(group)
+    learner = fork.learner
+    info = group.deps.registry.version(fork.version)
+    assert info.parent == refused != fork.version
+    assert "fork_of" not in info.config
+    assert group.table.fresh is None  # evidence was against it: the champion serves
+    probe = Stream(78).arrays(40)[0]
+    champion = group.table.champion.learner.predict_proba(probe)
+    assert not np.array_equal(learner.predict_proba(probe), champion)  # not a copy of the champion
+    group.run(stream, 1)
+    assert fork.learner is learner  # the same model, learning on
+
+
+def test_a_refused_live_fork_serves_during_its_wait_once_its_own_evidence_allows(tmp_path: Path) -> None:
+    """After a refusal the fork is not judged before its wait is over; meanwhile it serves again
+    once its new trial has enough examples (30) that do not hold it back. Before, the frozen
+    champion served through the whole wait."""
+    group = live_group(tmp_path, retry_after=2000)
+    stream = Stream(7)
+    _refuse_poisoned(group, stream)
     assert group.table.fresh is None  # no evidence of its own yet: the champion serves
+    fork = fork_lane(group)
+    fork.replace(fork.version, trained_learner(), learns=True)  # as if it had learned its way back
     slot = group.logic.state.slots["fork"]
     served: list[str | None] = []
     for _ in range(4):
@@ -138,9 +165,56 @@ def test_a_refused_forks_successor_serves_during_its_wait_once_its_own_evidence_
         assert decisions(out) == []  # not judged during its wait
         served.append(None if group.table.fresh is None else group.table.fresh.version)
     assert slot.trial is not None and slot.trial.wait > 0
-    assert served[-1] == fork.version  # the champion's copy, learning on: it serves
+    assert served[-1] == fork.version
     n = slot.trial.evaluator.verdict().evidence["n"]
     assert isinstance(n, int) and n >= 150  # its evidence counts from the refusal on
+
+
+def test_a_refused_live_fork_that_stays_worse_does_not_serve_during_its_wait(tmp_path: Path) -> None:
+    group = live_group(tmp_path, retry_after=2000)
+    stream = Stream(7)
+    _refuse_poisoned(group, stream)
+    for _ in range(6):
+        assert decisions(group.run(stream, 1)) == []
+        assert group.table.fresh is None
+
+
+def test_a_refused_live_forks_wait_ends_in_a_verdict_on_all_it_gathered_since(tmp_path: Path) -> None:
+    """Its trial is judged as soon as the wait is over, on the evidence of the wait too: with a wait
+    of 200 examples and 400 needed for a refresh, the fork is promoted about 400 examples after the
+    refusal (8 batches of 50), not 600."""
+    group = live_group(tmp_path, retry_after=200)
+    stream = Stream(13)
+    _refuse_poisoned(group, stream)
+    fork = fork_lane(group)
+    fork.replace(fork.version, trained_learner(), learns=True)
+    for _ in range(10):
+        if [d for d in decisions(group.run(stream, 1)) if d.action == "promote"]:
+            break
+    else:
+        pytest.fail("the fork was not promoted within 10 batches of the refusal")
+
+
+def test_a_live_fork_that_fails_the_golden_set_starts_again_from_the_champion(tmp_path: Path) -> None:
+    """The golden set is about what the fork learned (poisoned labels, forgetting): a fork that
+    passed its refresh trial on poisoned live labels but not the golden set does not learn on."""
+    x, y = Stream(123).arrays(500)
+    settings: dict[str, Any] = {"refresh_samples": 400, "refresh_margin": 0.05, "live_refresh": True}
+    cfg = config(candidates=REFRESH, golden=GoldenSet(x, y), live_refresh_budget=1.0, **settings)
+    group = make_group(cfg, tmp_path, champion=trained_learner())
+    stream = Stream(1, concept_poisoned)
+    for _ in range(40):
+        refused = [d for d in decisions(group.run(stream, 1)) if d.action == "refuse"]
+        if refused:
+            break
+    else:
+        pytest.fail("the poisoned fork was not refused within 40 batches")
+    assert "not the golden set" in refused[0].reason
+    fork = fork_lane(group)
+    info = group.deps.registry.version(fork.version)
+    assert info.parent == info.config["fork_of"] == group.table.champion.version
+    probe = Stream(78).arrays(40)[0]
+    np.testing.assert_array_equal(fork.learner.predict_proba(probe), group.table.champion.learner.predict_proba(probe))
 
 
 class Uncopyable(Wrapped):
@@ -338,24 +412,3 @@ def test_under_refresh_promotions_the_standby_is_a_recent_version_not_the_first(
     retired = {d.version for d in decisions(out) if d.action == "retire"}
     assert f"{GROUP}/1" in retired
     group.logic.close()
-
-
-def test_a_refused_forks_wait_ends_in_a_verdict_on_all_it_gathered_since(tmp_path: Path) -> None:
-    """Its trial is judged as soon as the wait is over, on the evidence of the wait too: with a wait
-    of 200 examples and 400 needed for a refresh, the new fork is promoted about 400 examples after
-    the refusal (8 batches of 50), not 600."""
-    group = live_group(tmp_path, retry_after=200)
-    stream = Stream(13)
-    group.run(stream, 2)
-    fork = fork_lane(group)
-    fork.replace(fork.version, trained_learner(concept=concept_poisoned), learns=True)
-    for _ in range(10):
-        if [d for d in decisions(group.run(stream, 1)) if d.action == "refuse"]:
-            break
-    else:
-        pytest.fail("the poisoned fork was not refused within 10 batches")
-    for _ in range(10):
-        if [d for d in decisions(group.run(stream, 1)) if d.action == "promote"]:
-            break
-    else:
-        pytest.fail("the new fork was not promoted within 10 batches of the refusal")
