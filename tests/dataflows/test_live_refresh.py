@@ -288,6 +288,31 @@ def test_a_model_slow_to_copy_is_handed_over_by_replicas_that_catch_up(tmp_path:
     assert seen[-1] is seen[-3] and seen[-2] is seen[-4] and seen[-1] is not seen[-2]  # two replicas take turns
 
 
+class OnceSlowToCopy(Wrapped):
+    """Its second copy takes 80 ms (a pause); every other one well under a millisecond."""
+
+    copies = 0
+
+    def clone(self, *, include_state: bool = False) -> Self:
+        OnceSlowToCopy.copies += 1
+        if OnceSlowToCopy.copies == 2:
+            time.sleep(0.08)
+        return super().clone(include_state=include_state)
+
+
+def test_one_slow_copy_does_not_switch_a_model_cheap_to_copy_to_replay(tmp_path: Path) -> None:
+    group = live_group(tmp_path, refresh_samples=5000)
+    stream = Stream(9)
+    fork = fork_lane(group)
+    OnceSlowToCopy.copies = 0
+    fork.replace(fork.version, OnceSlowToCopy(trained_learner()), learns=True)
+    for _ in range(REPLAY_AFTER_COPIES + 4):
+        group.run(stream, 1)
+        fresh = group.table.fresh
+        assert fresh is not None and not isinstance(fresh.learner, Guarded)  # copies, never replicas
+    assert OnceSlowToCopy.copies >= REPLAY_AFTER_COPIES + 4
+
+
 def test_replicas_catch_up_on_exactly_what_the_lane_learned() -> None:
     learner = trained_learner()
     replicas = Replicas(learner, through=0)
