@@ -173,7 +173,11 @@ class PromotionSettings(_Section):
         "worse (thread lanes; see docs/architecture.md)",
     )
     live_refresh_budget: float = Field(
-        0.2, gt=0, le=1, description="share of the fork's lane time that copying its model for serving may take"
+        0.2,
+        gt=0,
+        le=1,
+        description="share of the fork's lane time that copying its model for serving may take, when a copy costs "
+        "more than learning the batch twice (cheaper copies come after every batch)",
     )
     live_refresh_wait_ms: float = Field(
         50.0, ge=0, le=10_000,

@@ -178,7 +178,6 @@ class Lane(LaneQueue):
         self._replicas: Replicas | None = None  # live refresh by replay (`dataflows.live`)
         self._replay = False  # switched on when copies cost more than learning two batches
         self._learn_s = 0.0  # what learning a job took lately (moving average)
-        self._copy_s = 0.0  # what a copy takes: the median of the last few (`_hand_over`)
         self._copies = 0
         self._copy_times: collections.deque[float] = collections.deque(maxlen=REPLAY_AFTER_COPIES - 1)
         self._thread: threading.Thread | None = None
@@ -242,7 +241,7 @@ class Lane(LaneQueue):
         with self._control():
             self._version, self._learner, self._learns = version, learner, learns
             self._replicas, self._replay = None, False  # another model: its costs are measured anew
-            self._copy_s, self._copies = 0.0, 0
+            self._copies = 0
             self._copy_times.clear()
             with self._cond:
                 self._drop_through(through)
@@ -366,12 +365,12 @@ class Lane(LaneQueue):
             # batches behind, and it served 9 points below the MLP alone on RBF.
             self._copies += 1
             self._copy_times.append(took)
-            self._copy_s = statistics.median(self._copy_times)
-            live.rest(self._copy_s, time.monotonic(), self._learn_s if self._copies > 2 else 0.0)
-            if self._copies >= REPLAY_AFTER_COPIES and self._copy_s > 2 * self._learn_s > 0:
+            copy_s = statistics.median(self._copy_times)
+            live.rest(copy_s, time.monotonic(), self._learn_s if self._copies > 2 else 0.0)
+            if self._copies >= REPLAY_AFTER_COPIES and copy_s > 2 * self._learn_s > 0:
                 self._replay = True
                 log.info("lane %s: live refresh by replay (a copy takes %.1f ms, learning a batch %.1f ms)",
-                         self.name, 1000 * self._copy_s, 1000 * self._learn_s)  # fmt: skip
+                         self.name, 1000 * copy_s, 1000 * self._learn_s)  # fmt: skip
         with self._live_lock:
             if self.live is live:
                 live.publish(state)

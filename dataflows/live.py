@@ -60,8 +60,8 @@ class LiveRefresh:
         return self.error is None and version == self.fork and now >= self.next_at
 
     def rest(self, copy_s: float, now: float, learn_s: float = 0.0) -> None:
-        """After a copy that takes ``copy_s`` (the lane's average), the next one waits until copies
-        are within ``budget`` of the lane's time, unless a copy costs no more than replay would
+        """After a copy that takes ``copy_s`` (the median of the lane's last copies), the next one
+        waits until copies are within ``budget`` of the lane's time, unless a copy costs no more than replay would
         (learning a batch, ``learn_s``, twice): then the next batch is handed over too. Resting
         there saved less than replay spends and left serving several batches behind: a Hoeffding
         tree whose copy took 1.5 to 2 batches of learning was handed over every 6 to 8 batches, and
