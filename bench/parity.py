@@ -12,9 +12,11 @@ each stream (`STREAMS`, River's seeded synthetic generators, two classes, numeri
   `river.evaluate.iter_progressive_val_score` with the same delay runs too (the "River pvs" column),
   as a check of the loop above;
 - **Headwater**: the same events through the real broker to a daemon (`daemon.runner.run_daemon` in a
-  thread, fresh topics and registry per run), sent at ``--rate`` events/s, each event's label on the
-  labels topic ``delay`` events after it (labels are interleaved with events, so the producer sends
-  2 x rate messages/s; the last ``delay`` labels follow the last event). Topics have one partition
+  process of its own, as in production: the producer and reader here took a fifth of its interpreter
+  lock when it ran in a thread of this one; fresh topics and registry per run), sent at ``--rate``
+  events/s, each event's label on the labels topic ``delay`` events after it (labels are interleaved
+  with events, so the producer sends 2 x rate messages/s; the last ``delay`` labels follow the last
+  event). Topics have one partition
   (``--partitions``), so the daemon sees the stream in the order the alone side does. Every served
   prediction is read back from the predictions topic and scored ("served"); every event must have
   exactly one, else the exit status is 1. The candidate's own prequential accuracy (its lane scores
@@ -24,7 +26,8 @@ each stream (`STREAMS`, River's seeded synthetic generators, two classes, numeri
 Headwater's champion never learns: a candidate learns and replaces it. The served side's
 configuration is `served_config`: the learner under test as the first (untrained) champion and one
 fork candidate (the champion's state, learning on; forked again from each new champion), in a
-thread lane (no SCHED_IDLE process that may starve on a busy machine) that never skips a batch.
+thread lane (no SCHED_IDLE process that may starve on a busy machine; ``--lanes process``: a process
+lane) that never skips a batch.
 With ``--gate refresh`` (the default) the fork replaces the champion as soon as it is not worse
 than it over ``--refresh-samples`` paired examples (`evaluators.RefreshEvaluator`). With ``--gate
 shadow`` it needs to be *significantly* better, even behind the most permissive shadow gate the
@@ -77,6 +80,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
 import sys
 import tempfile
 import threading
@@ -98,7 +102,6 @@ from bench.common import (
     BenchError,
     Deadline,
     HeadwaterTopics,
-    Runner,
     check_settings,
     create_topics,
     delete_topics,
@@ -164,7 +167,8 @@ def served_config(p: Params) -> dict[str, Any]:
             promotion["live_refresh_wait_ms"] = p.live_wait_ms
     if p.restart_on_drift:
         promotion["restart_on_drift"] = True
-    return {"candidates": [{"name": "fork", "gate": "refresh"}], "promotion": promotion, "runtime": RUNTIME}
+    runtime = RUNTIME | {"lanes": p.lanes}
+    return {"candidates": [{"name": "fork", "gate": "refresh"}], "promotion": promotion, "runtime": runtime}
 
 
 RECOVERY_WINDOW = 1000
@@ -401,6 +405,7 @@ class Params:
     out_dir: Path
     gate: str = "refresh"
     max_wait_ms: float = 5.0
+    lanes: str = "thread"  # runtime.lanes of the served side with --gate refresh or live
     refresh_samples: int = 100
     live_wait_ms: float | None = None  # promotion.live_refresh_wait_ms with --gate live (None: the default)
     restart_on_drift: bool = False  # promotion.restart_on_drift on the served side
@@ -409,9 +414,15 @@ class Params:
 
 
 def settings_for(p: Params, spec: LearnerSpec, s: Stream, topics: HeadwaterTopics, registry: Path) -> Settings:
+    return load_settings(None, **settings_sections(p, spec, s, topics, registry))
+
+
+def settings_sections(
+    p: Params, spec: LearnerSpec, s: Stream, topics: HeadwaterTopics, registry: Path
+) -> dict[str, dict[str, Any]]:
+    """The daemon's settings as plain sections (they travel to the daemon's process)."""
     served = served_config(p)
-    return load_settings(
-        None,
+    return dict(
         kafka={
             "bootstrap_servers": p.bootstrap,
             "events_topic": topics.events,
@@ -435,6 +446,26 @@ def settings_for(p: Params, spec: LearnerSpec, s: Stream, topics: HeadwaterTopic
     )
 
 
+def serve(sections: dict[str, dict[str, Any]], stop: Any, ready: Any, level: int) -> None:
+    """The daemon's process: set ``ready`` once imported, run until ``stop`` is set (both
+    `multiprocessing.Event`s); Headwater's log at ``level``."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("headwater").setLevel(level)
+    if sections["model"]["learner"] == "torch-mlp":
+        import torch
+
+        torch.set_num_threads(1)
+    stopped = threading.Event()
+
+    def bridge() -> None:
+        stop.wait()
+        stopped.set()
+
+    threading.Thread(target=bridge, daemon=True).start()
+    ready.set()
+    run_daemon(load_settings(None, **sections), stopped, create_topics=False)
+
+
 def messages(p: Params, s: Stream, topics: HeadwaterTopics) -> Iterator[tuple[str, bytes, bytes]]:
     """Event i, then the label of event i - delay; the last ``delay`` labels after the last event."""
     n = len(s.y)
@@ -454,21 +485,30 @@ def headwater(p: Params, spec: LearnerSpec, s: Stream) -> dict[str, Any]:
     create_topics(p, topics.all())
     n = len(s.y)
     with tempfile.TemporaryDirectory(prefix="headwater-bench-registry-") as registry:
-        settings = settings_for(p, spec, s, topics, Path(registry))
-        check_settings(settings, topics)
-        stop = threading.Event()
-        runner = Runner("bench-headwater", lambda: run_daemon(settings, stop, create_topics=False))
-        runner.start()
+        sections = settings_sections(p, spec, s, topics, Path(registry))
+        check_settings(load_settings(None, **sections), topics)
+        # The daemon runs in a process of its own, as it would in production: this process's
+        # producer and reader do not share its interpreter lock (they took a fifth of it).
+        context = multiprocessing.get_context("spawn")
+        stop, ready = context.Event(), context.Event()
+        level = logging.getLogger("headwater").getEffectiveLevel()
+        daemon = context.Process(target=serve, args=(sections, stop, ready, level), name="bench-headwater")
+        daemon.start()
         deadline = Deadline(p.timeout_s + n / p.rate, f"{spec.name} on {s.name}")
         try:
-            time.sleep(3.0)  # the daemon's start-up (imports, Bytewax, partition assignment) before the first event
+            while not ready.wait(0.1):  # its imports
+                if not daemon.is_alive():
+                    msg = f"the daemon exited during start-up (exit code {daemon.exitcode})"
+                    raise BenchError(msg)
+                deadline.check()
+            time.sleep(3.0)  # the daemon's start-up (Bytewax, partition assignment) before the first event
             producer = make_producer(p.bootstrap, **{"linger.ms": 1})
             t0 = time.perf_counter()
             produce_all(producer, messages(p, s, topics), rate=2 * p.rate)
             send_s = time.perf_counter() - t0
             while topic_size(p.bootstrap, topics.predictions, p.partitions) < n:
-                if runner.error is not None or not runner.is_alive():
-                    msg = f"the daemon stopped before serving every event: {runner.error!r}"
+                if not daemon.is_alive():
+                    msg = f"the daemon stopped before serving every event (exit code {daemon.exitcode})"
                     raise BenchError(msg)
                 deadline.check()
                 time.sleep(0.5)
@@ -482,10 +522,12 @@ def headwater(p: Params, spec: LearnerSpec, s: Stream) -> dict[str, Any]:
                 time.sleep(0.5)
         finally:
             stop.set()
-            runner.join(p.timeout_s)
-        if runner.error is not None:
-            msg = f"the daemon raised: {runner.error!r}"
-            raise BenchError(msg) from runner.error
+            daemon.join(p.timeout_s)
+            if daemon.is_alive():
+                daemon.kill()
+        if daemon.exitcode != 0:
+            msg = f"the daemon exited with code {daemon.exitcode}"
+            raise BenchError(msg)
     read = Deadline(p.timeout_s, "reading back")
     preds = read_topic(p.bootstrap, topics.predictions, p.partitions, n, read)
     n_events = topic_size(p.bootstrap, topics.model_events, p.partitions)
@@ -918,6 +960,10 @@ def parse_args(argv: list[str] | None = None) -> Params:
         "--live-wait-ms", type=float, default=None,
         help="promotion.live_refresh_wait_ms with --gate live (default: the daemon's)",
     )  # fmt: skip
+    add(
+        "--lanes", choices=("thread", "process"), default="thread",
+        help="runtime.lanes with --gate refresh or live (process: the fork learns, and with live serves, in a process)",
+    )  # fmt: skip
     add("--restart-on-drift", action="store_true", help="promotion.restart_on_drift on the served side")
     add("--max-wait-ms", type=float, default=5.0, help="batching.max_wait_ms of the daemon")
     add("--quick", action="store_true", help="a smoke run: 12,000 events, warm-up 3,000")
@@ -940,6 +986,7 @@ def parse_args(argv: list[str] | None = None) -> Params:
         learners=learners, streams=streams, partitions=a.partitions, seed=a.seed, timeout_s=a.timeout,
         keep_topics=a.keep_topics, out_dir=a.out_dir, gate=a.gate, refresh_samples=a.refresh_samples,
         live_wait_ms=a.live_wait_ms, restart_on_drift=a.restart_on_drift, max_wait_ms=a.max_wait_ms, quick=a.quick,
+        lanes=a.lanes,
         stem=a.stem or ("parity-moa" if set(learners) & set(MOA_CLASSES) else "parity"),
     )  # fmt: skip
 

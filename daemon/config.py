@@ -170,7 +170,7 @@ class PromotionSettings(_Section):
     live_refresh: bool = Field(
         False,
         description="a refresh fork's latest state serves between its promotions while its trial shows it not "
-        "worse (thread lanes; see docs/architecture.md)",
+        "worse (from a process lane, serving asks the fork's process; see docs/architecture.md)",
     )
     live_refresh_budget: float = Field(
         0.2,
@@ -181,9 +181,10 @@ class PromotionSettings(_Section):
     )
     live_refresh_wait_ms: float = Field(
         50.0, ge=0, le=10_000,
-        description="how long a micro-batch waits, after its labels are handed out, for the live fork to learn them "
-        "and hand its state to serving, so the next micro-batch is served by a model that learned every label "
-        "before it (0: never wait)",
+        description="thread lane: how long a micro-batch waits, after its labels are handed out, for the live fork "
+        "to learn them and hand its state to serving, so the next micro-batch is served by a model that learned "
+        "every label before it (0: never wait); process lane: how long serving waits for the fork's process to "
+        "answer a micro-batch before the champion serves it",
     )  # fmt: skip
     restart_on_drift: bool = Field(
         False,
@@ -290,18 +291,9 @@ with warnings.catch_warnings():
             # The environment overrides the file (which arrives as init kwargs).
             return env_settings, init_settings, file_secret_settings
 
-        @model_validator(mode="after")
-        def _live_refresh_in_threads(self) -> Self:
-            # Live refresh hands serving the fork's model in this process: a process lane keeps it elsewhere.
-            if self.promotion.live_refresh and self.runtime.lanes == "process":
-                msg = ("promotion.live_refresh serves the refresh fork from a thread lane: set runtime.lanes to "
-                       "thread or auto (auto keeps candidates in threads when live refresh is on)")  # fmt: skip
-                raise ValueError(msg)
-            return self
-
         def lane_processes(self) -> bool:
-            """Whether candidates learn in processes: never with live refresh (see `_live_refresh_in_threads`)."""
-            return not self.promotion.live_refresh and self.runtime.lane_processes(len(self.model.candidates))
+            """Whether candidates learn in processes (`RuntimeSettings.lanes`)."""
+            return self.runtime.lane_processes(len(self.model.candidates))
 
         def topics(self) -> Topics:
             k = self.kafka

@@ -81,9 +81,10 @@ class GateSpec:
     golden_reservoir: int = 0  # >0: a reservoir of trusted history, frozen at each promotion
     refresh_samples: int = 1000  # paired labelled examples before a refresh fork may replace the champion
     refresh_margin: float = 0.005  # how much worse than the champion it may be
-    live_refresh: bool = False  # a refresh fork's latest state serves between its promotions (thread lanes)
+    live_refresh: bool = False  # a refresh fork's latest state serves between its promotions
     live_refresh_budget: float = 0.2  # share of the lane's time for copies dearer than learning a batch twice
-    live_refresh_wait_ms: float = 50.0  # a batch waits this long at most for the live fork to learn it
+    live_refresh_wait_ms: float = 50.0  # a batch waits this long at most for the live fork to learn it (thread
+    # lane), or for its process to answer (process lane)
     restart_on_drift: bool = False  # an untrained model starts learning when the champion's accuracy drops
     max_lag_batches: int = 64  # a model further behind than this skips its oldest batches
     max_lag_s: float = 10.0  # ... and so does a model whose oldest waiting batch is older than this

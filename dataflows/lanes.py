@@ -10,7 +10,8 @@ bound: it learns a sample of the stream. (Counting jobs alone is not enough: whe
 down, micro-batches grow, and a backlog of a few large jobs can be many seconds of work.)
 
 With live refresh, a refresh fork's lane also hands its model's state to serving after the batches
-it learns, within a budget of its time (`dataflows.live`: a copy, or replicas that catch up).
+it learns, within a budget of its time (`dataflows.live`: a copy, or replicas that catch up). A
+process lane hands nothing over: serving asks its process (`dataflows.process_lane.LiveModel`).
 
 ``threaded=False`` runs each job at once on the caller's thread: deterministic, for unit tests.
 """
@@ -35,6 +36,7 @@ from learners import Learner
 
 log = logging.getLogger("headwater")
 
+SERVE_CHUNK = 32  # examples a lane that serves scores or learns between two looks at serving's questions
 REPLAY_AFTER_COPIES = 6  # copies measured before a lane may switch live refresh to replay
 
 __all__ = [
@@ -376,32 +378,54 @@ class Lane(LaneQueue):
                 live.publish(state)
 
 
-def run_job(name: str, version: str, learner: Learner, learns: bool, job: Job) -> LaneResult:
-    """Score the job's examples with the model as it is, then (if it learns) learn them."""
+def run_job(
+    name: str, version: str, learner: Learner, learns: bool, job: Job, between: Callable[[], None] | None = None
+) -> LaneResult:
+    """Score the job's examples with the model as it is, then (if it learns) learn them.
+
+    ``between``: called between pieces of ``SERVE_CHUNK`` examples, scored then learned a piece at
+    a time (a lane that serves answers serving's questions there, `dataflows.process_lane`). A
+    piece is a smaller micro-batch, which every learner learns as it would the whole
+    (`tests/conformance`); pieces of a multiple of 4 keep the MLP's optimiser steps where they were.
+    """
     n = len(job)
+    step = SERVE_CHUNK if between is not None else max(n, 1)
     correct = np.zeros(n)
     proba_true = np.zeros(n)
     error: str | None = None
     if n:
         try:
-            p = np.asarray(learner.predict_proba(job.x), dtype=np.float64)
-            if p.ndim != 2 or p.shape[0] != n or p.shape[1] <= int(job.y.max()) or not np.isfinite(p).all():
-                msg = f"probabilities of shape {p.shape} for {n} examples, or not finite"
-                raise ValueError(msg)
-            correct = (p.argmax(axis=1) == job.y).astype(np.float64)
-            proba_true = p[np.arange(n), job.y]
+            for start in range(0, n, step):
+                if start and between is not None:
+                    between()
+                rows = slice(start, start + step)
+                p = np.asarray(learner.predict_proba(job.x[rows]), dtype=np.float64)
+                y = job.y[rows]
+                if p.ndim != 2 or p.shape[0] != len(y) or p.shape[1] <= int(y.max()) or not np.isfinite(p).all():
+                    msg = f"probabilities of shape {p.shape} for {len(y)} examples, or not finite"
+                    raise ValueError(msg)
+                correct[rows] = p.argmax(axis=1) == y
+                proba_true[rows] = p[np.arange(len(y)), y]
         except Exception as exc:  # could not predict: scored as wrong, never as right
+            correct[:], proba_true[:] = 0.0, 0.0
             error = f"predict: {type(exc).__name__}: {exc}"
     learned, learn_ms, learn_failed = 0, 0.0, False
     if learns and n:
-        started = time.perf_counter()
+        learn_s = 0.0
         try:
-            learner.learn(job.x, job.y)
+            for start in range(0, n, step):
+                if between is not None:
+                    between()
+                started = time.perf_counter()
+                try:
+                    learner.learn(job.x[start : start + step], job.y[start : start + step])
+                finally:
+                    learn_s += time.perf_counter() - started
             learned = n
         except Exception as exc:
             learn_failed = True
             error = f"learn: {type(exc).__name__}: {exc}" + (f"; {error}" if error else "")
-        learn_ms = (time.perf_counter() - started) * 1000
+        learn_ms = learn_s * 1000
     # The stretch of input this model trained through: none if it does not learn or failed to.
     ranges = job.ranges if learns and not learn_failed else ()
     return LaneResult(name, version, job.seq, correct, proba_true, job.routes, learned, learn_ms, error, ranges=ranges)

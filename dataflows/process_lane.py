@@ -21,6 +21,16 @@ serving, candidates fall behind instead (their lag and skipped batches are repor
 
 Only lanes whose model learns (candidates) go to processes: the champion and the standby only
 score, cheaply, and serving reads their learners in place.
+
+**Live refresh from a process** (`promotion.live_refresh`): a refresh fork's process also serves.
+Its model never comes back to the serving process (a grown Hoeffding tree takes 13 ms to unpickle,
+in the serving process's GIL): serving asks the process instead, over a pipe of its own, through
+a `LiveModel` on the board (`ServingBoard.refresh`). The process answers between jobs, and before
+the next job when both wait, with the model as it is then: the very model that learns, as the
+learner alone predicts, with no copy and no state handed over. A question that takes longer than
+``answer_s`` (``live_refresh_wait_ms``) is given up and its events are served by the champion (`serve_batch`
+falls back), as are those asked of a version the process no longer holds. Such a lane's process
+runs at normal priority: serving waits on it.
 """
 
 from __future__ import annotations
@@ -35,14 +45,21 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from multiprocessing import forkserver
-from multiprocessing.connection import Connection
-from typing import Any
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+import numpy as np
 
 from dataflows.lanes import Job, LaneQueue, LaneResult, LaneState, StoredLane, run_job
 from dataflows.ports import CheckpointRef
-from learners import Learner
+from learners import Artifact, Learner
+from learners.base import FloatArray, IntArray
 
-__all__ = ["ProcessLane", "start_lane_server", "yield_cpu"]
+if TYPE_CHECKING:
+    from dataflows.live import LiveRefresh
+
+__all__ = ["LiveModel", "ProcessLane", "start_lane_server", "yield_cpu"]
 
 log = logging.getLogger(__name__)
 
@@ -93,28 +110,98 @@ def yield_cpu() -> None:
         os.nice(19)
 
 
-def _child(conn: Connection, name: str, torch_threads: int) -> None:  # pragma: no cover - runs in the child
-    yield_cpu()  # serving first: the learner runs on CPU time that serving leaves
+def _child(conn: Connection, asked: Connection | None, name: str, torch_threads: int) -> None:  # pragma: no cover
+    """The lane's process: jobs and control messages on ``conn``; with ``asked`` (a lane that
+    serves), serving's questions too, answered first whenever both wait."""
+    if asked is None:
+        yield_cpu()  # serving first: the learner runs on CPU time that serving leaves
     if "torch" in sys.modules:
         # A team of OpenMP threads in a process that runs on idle CPU only spins waiting for its
         # descheduled members: one thread each, unless the daemon was told otherwise.
         sys.modules["torch"].set_num_threads(torch_threads)
-    learner: Any = None
-    version, learns = "", False
-    while True:
-        message = conn.recv()  # the parent's own messages, over its own pipe
+    lane = _Child(conn, asked, name)
+    sources: list[Any] = [conn] if asked is None else [asked, conn]
+    while not lane.closed:
+        ready = wait(sources)
+        if asked is not None and asked in ready:
+            while asked.poll():
+                lane.answer(asked)
+        elif conn in ready:
+            lane.handle(conn.recv())  # the parent's own messages, over its own pipe
+
+
+class _Child:  # pragma: no cover - runs in the child process
+    def __init__(self, conn: Connection, asked: Connection | None, name: str) -> None:
+        self.conn, self.asked, self.name = conn, asked, name
+        # In the middle of a job, serving's questions are answered between its pieces.
+        self.between = None if asked is None else self._answer_waiting
+        self.learner: Any = None
+        self.version, self.learns, self.closed = "", False, False
+
+    def handle(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == "model":
-            _, version, learner, learns = message
+            _, self.version, self.learner, self.learns = message
         elif kind == "rename":
-            version = message[1]
+            self.version = message[1]
         elif kind == "job":
-            conn.send(("result", run_job(name, version, learner, learns, message[1])))
+            job = message[1]
+            self.conn.send(("result", run_job(self.name, self.version, self.learner, self.learns, job, self.between)))
         elif kind == "get":
-            conn.send(("model", learner))
+            self.conn.send(("model", self.learner))
         elif kind == "close":
-            conn.close()
+            self.conn.close()
+            self.closed = True
+
+    def _answer_waiting(self) -> None:
+        assert self.asked is not None
+        while self.asked.poll():
+            self.answer(self.asked, in_job=True)
+
+    def answer(self, asked: Connection, *, in_job: bool = False) -> None:
+        """Serving's question: the probabilities the model gives now, if it is the version asked
+        for. One the parent sent after a model or a rename still on its way here is answered
+        after it: the messages waiting are handled first, in order."""
+        ticket, expected, x = asked.recv()
+        while expected != self.version and not in_job and not self.closed and self.conn.poll():
+            self.handle(self.conn.recv())
+        if self.learner is None or expected != self.version:
+            asked.send((ticket, None, f"the lane's process holds {self.version or 'no model'}, not {expected}"))
             return
+        try:
+            asked.send((ticket, np.asarray(self.learner.predict_proba(x), dtype=np.float64), None))
+        except Exception as exc:  # a user's model may fail to predict: serving falls back to the champion
+            asked.send((ticket, None, f"{type(exc).__name__}: {exc}"))
+
+
+class LiveModel:
+    """A process lane's model as serving sees it on the board: each `predict_proba` asks the
+    lane's process (`ProcessLane.ask`). It only predicts: it is never taught, copied or saved."""
+
+    def __init__(self, lane: ProcessLane, version: str, answer_s: float) -> None:
+        self.lane, self.version, self.answer_s = lane, version, answer_s
+        self.n_features = lane.learner.n_features
+        self.n_classes = lane.learner.n_classes
+
+    def predict_proba(self, x: FloatArray) -> FloatArray:
+        return self.lane.ask(self.version, x, self.answer_s)
+
+    def learn(self, x: FloatArray, y: IntArray) -> None:
+        msg = "a live model only predicts: its lane's process learns"
+        raise NotImplementedError(msg)
+
+    def clone(self, *, include_state: bool = False) -> Self:
+        msg = "a live model is never copied: its lane's is (`ProcessLane.frozen`)"
+        raise NotImplementedError(msg)
+
+    def save(self, directory: Path) -> Artifact:
+        msg = "a live model is never saved: its lane's is (`ProcessLane.store`)"
+        raise NotImplementedError(msg)
+
+    @classmethod
+    def load(cls, artifact: Artifact) -> Self:
+        msg = "a live model is never loaded"
+        raise NotImplementedError(msg)
 
 
 class ProcessLane(LaneQueue):
@@ -127,7 +214,11 @@ class ProcessLane(LaneQueue):
         *,
         max_backlog: int,
         max_age_s: float = float("inf"),
+        serves: bool = False,
+        answer_s: float = 0.05,
     ) -> None:
+        """``serves``: the lane may serve live (`set_live`): its process answers serving's
+        questions, at normal priority; ``answer_s``: how long one question may take."""
         super().__init__(name, state, max_backlog=max_backlog, max_age_s=max_age_s)
         # The model last handed in, or taken back at close: the live one learns in the child meanwhile.
         self._held = state.learner
@@ -141,20 +232,33 @@ class ProcessLane(LaneQueue):
         # no caller (the worker that serves) ever waits on a pipe whose reader is busy, or starting.
         self._outbox: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self._conn, child = _CONTEXT.Pipe()
+        # Serving's questions and their answers: a pipe of their own, used by the serving threads only.
+        self._asked: Connection | None = None
+        asked: Connection | None = None
+        if serves:
+            self._asked, asked = _CONTEXT.Pipe()
+        self._ask_lock = threading.Lock()
+        self._ticket = self._answered = 0
+        self.answer_s = answer_s
+        self.serves = serves
+        self.live: LiveRefresh | None = None  # set by the train step (`set_live`)
         self._process: multiprocessing.process.BaseProcess | None = None  # made once the server runs
         self._send(("model", state.version, state.learner, state.learns))
         # The process starts in the background: until it runs, jobs queue (and are skipped past
         # the bound) as for any slow lane.
-        self._pump = threading.Thread(target=self._run_pump, args=(child,), name=f"headwater-lane-{name}-tx")
+        self._pump = threading.Thread(target=self._run_pump, args=(child, asked), name=f"headwater-lane-{name}-tx")
         self._pump.daemon = True
         self._pump.start()
 
-    def _run_pump(self, child: Connection) -> None:
+    def _run_pump(self, child: Connection, asked: Connection | None) -> None:
         """Start the process, then write the outbox to the pipe, in order, until told to stop."""
         try:
             start_lane_server()
             self._process = _CONTEXT.Process(
-                target=_child, args=(child, self.name, _TORCH_THREADS), name=f"headwater-lane-{self.name}", daemon=True
+                target=_child,
+                args=(child, asked, self.name, _TORCH_THREADS),
+                name=f"headwater-lane-{self.name}",
+                daemon=True,
             )
             self._process.start()
         except Exception as exc:
@@ -165,11 +269,15 @@ class ProcessLane(LaneQueue):
             return
         finally:
             child.close()
+            if asked is not None:
+                asked.close()
         threading.Thread(target=self._receive, name=f"headwater-lane-{self.name}-rx", daemon=True).start()
         with self._cond:
             self._started = True
             self._dispatch()
             self._cond.notify_all()
+        with self._ask_lock:
+            self._publish()  # what the train step asked for before the process ran
         while (message := self._outbox.get()) is not None:
             try:
                 self._conn.send(message)
@@ -228,6 +336,53 @@ class ProcessLane(LaneQueue):
         learner, (jobs, results) = self._ask(None, keep=True)
         return StoredLane(self._version, save(learner), self._learns, jobs, results, self.skipped_total)
 
+    def set_live(self, live: LiveRefresh | None) -> None:
+        """Serve this lane's model (asked in its process) in place of ``live.champion``, as
+        ``live.fork``, from now on; None: nothing asked of it is served any more (the train step
+        takes it off the board). Until its process runs, the champion serves."""
+        with self._ask_lock:
+            self.live = live
+            self._publish()
+
+    def _publish(self) -> None:
+        live = self.live  # the caller holds the question lock, which orders this with `set_live`
+        if live is not None and self._asked is not None and self._started and not self._closed:
+            live.publish(LiveModel(self, live.fork, self.answer_s))
+
+    def ask(self, version: str, x: FloatArray, timeout_s: float) -> FloatArray:
+        """The probabilities the lane's model gives ``x`` now, if the lane still holds ``version``.
+        Raises (TimeoutError, RuntimeError) when it cannot answer in ``timeout_s``, no longer holds
+        it, or fails to predict: serving then falls back to the champion."""
+        if self._asked is None:
+            msg = f"lane {self.name} does not serve"
+            raise RuntimeError(msg)
+        deadline = time.monotonic() + timeout_s
+        with self._ask_lock:
+            if self.live is None or self.live.fork != version or self._closed or not self._alive():
+                msg = f"lane {self.name} does not serve {version} (any more)"
+                raise RuntimeError(msg)
+            # At most one question is on its way: the one a timed-out call left is answered first.
+            while self._answered < self._ticket:
+                self._answer_in(deadline)
+            self._ticket += 1
+            self._asked.send((self._ticket, version, np.ascontiguousarray(x, dtype=np.float64)))
+            proba, error = None, None
+            while self._answered < self._ticket:
+                proba, error = self._answer_in(deadline)
+        if error is not None or proba is None:
+            raise RuntimeError(error or "no answer")
+        return proba
+
+    def _answer_in(self, deadline: float) -> tuple[FloatArray | None, str | None]:
+        assert self._asked is not None
+        left = deadline - time.monotonic()
+        if left <= 0 or not self._asked.poll(left):
+            msg = f"lane {self.name}'s process did not answer within {1000 * self.answer_s:.0f} ms"
+            raise TimeoutError(msg)
+        ticket, proba, error = self._asked.recv()  # the lane's own process, over its own pipe
+        self._answered = ticket
+        return proba, error
+
     def close(self) -> None:
         """End the child process, keeping its model: a snapshot after the input ends still reads it."""
         with self._cond:
@@ -252,6 +407,9 @@ class ProcessLane(LaneQueue):
             if self._process.is_alive():
                 self._process.kill()
         self._conn.close()
+        if self._asked is not None:
+            with self._ask_lock:
+                self._asked.close()
 
     # -- the pipe -------------------------------------------------------------------------------
 

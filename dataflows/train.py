@@ -376,7 +376,11 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         # The restart model comes and goes with the data: dropping a process lane would stop serving
         # for the child's start-up and the copy of its model back.
         if gate.processes and gate.threaded and state.learns and name != RESTART_SLOT:
-            return ProcessLane(name, state, max_backlog=gate.max_lag_batches, max_age_s=gate.max_lag_s)
+            slot = self.state.slots.get(name)
+            return ProcessLane(
+                name, state, max_backlog=gate.max_lag_batches, max_age_s=gate.max_lag_s,
+                serves=slot is not None and self._live_fork(slot), answer_s=gate.live_refresh_wait_ms / 1000,
+            )  # fmt: skip
         if not state.learns:
             # The champion's (and standby's) scores are the other half of every candidate's
             # evidence: a skipped job would leave every candidate without a pair for it. Scoring is
@@ -505,15 +509,15 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         """Live refresh: the first refresh fork's lane serves what it learns while its trial shows
         it not worse than the champion (`RefreshEvaluator.may_serve`); after a refusal, once its new
         trial has shown it so (also while it waits to be judged, `_live_fork`).
-        Otherwise the champion itself serves. Process lanes keep their model in another process:
-        they never serve live."""
+        Otherwise the champion itself serves. A process lane serves by answering serving's
+        questions in its process (`dataflows.process_lane.LiveModel`), published as it is set live."""
         gate = self.ctx.config.gate
         if not gate.live_refresh:
             return
         group, champion = self.state.name, self.lanes[CHAMPION_SLOT].version
         forks = [n for n, s in self.state.slots.items() if s.spec is not None and s.spec.gate == "refresh"]
         lane = self.lanes[forks[0]] if forks else None
-        if not isinstance(lane, Lane):
+        if lane is None or (isinstance(lane, ProcessLane) and not lane.serves):
             return
         slot, live = self.state.slots[lane.name], lane.live
         trial = slot.trial

@@ -324,16 +324,16 @@ def test_lanes_auto_puts_candidates_in_processes_only_with_cpus_to_spare(monkeyp
     ).runtime.lane_processes(2)
 
 
-def test_live_refresh_keeps_candidates_in_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Live refresh hands serving the fork's model in this process: `auto` keeps lanes in threads
-    even with CPUs to spare, and `process` is refused with the fix."""
+def test_live_refresh_serves_from_the_lanes_the_machine_allows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Live refresh serves from a thread lane or a process lane: `lanes` decides as without it."""
     refresh = {"candidates": [{"name": "fork", "gate": "refresh"}]}
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
-    assert load_settings(None, schema=MINIMAL_SCHEMA, model=refresh).flow_config().gate.processes
     live = load_settings(None, schema=MINIMAL_SCHEMA, model=refresh, promotion={"live_refresh": True})
     assert live.flow_config().gate.live_refresh
-    assert not live.flow_config().gate.processes
-    with pytest.raises(ConfigError, match="live_refresh serves the refresh fork from a thread lane"):
-        load_settings(
-            None, schema=MINIMAL_SCHEMA, model=refresh, promotion={"live_refresh": True}, runtime={"lanes": "process"}
-        )
+    assert live.flow_config().gate.processes  # auto, with CPUs to spare
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(2)))
+    assert not live.flow_config().gate.processes  # auto, without
+    threads = load_settings(
+        None, schema=MINIMAL_SCHEMA, model=refresh, promotion={"live_refresh": True}, runtime={"lanes": "thread"}
+    )
+    assert not threads.flow_config().gate.processes

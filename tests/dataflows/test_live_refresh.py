@@ -15,6 +15,8 @@ import pytest
 from dataflows.config import CandidateSpec, GoldenSet
 from dataflows.lanes import REPLAY_AFTER_COPIES, Job, Lane
 from dataflows.live import Guarded, LiveRefresh, Replicas
+from dataflows.process_lane import LiveModel, ProcessLane
+from dataflows.records import Event
 from dataflows.serve import Served, ServingBoard, ServingTable, serve_batch
 from learners.base import FloatArray
 from tests.dataflows.helpers import (
@@ -437,3 +439,84 @@ def test_under_refresh_promotions_the_standby_is_a_recent_version_not_the_first(
     retired = {d.version for d in decisions(out) if d.action == "retire"}
     assert f"{GROUP}/1" in retired
     group.logic.close()
+
+
+# -- live refresh from a process lane: serving asks the fork's process ---------------------------
+
+
+def _serving_from_process(group: Group, stream: Stream) -> ProcessLane:
+    """Run batches until the fork's process serves (its trial must first show it not worse)."""
+    lane = group.logic.lanes["fork"]
+    assert isinstance(lane, ProcessLane) and lane.serves
+    for _ in range(20):
+        group.run(stream, 1)
+        assert lane.wait_idle(timeout_s=60), "the fork's process did not learn its batch in 60 s"
+        if isinstance(getattr(group.table.fresh, "learner", None), LiveModel):
+            return lane
+    pytest.fail("the fork's process was never set to serve within 20 batches")
+
+
+def test_a_process_lane_serves_the_model_it_is_teaching_without_handing_it_over(tmp_path: Path) -> None:
+    group = live_group(tmp_path, threaded=True, processes=True, refresh_samples=5000)
+    stream = Stream(31)
+    try:
+        lane = _serving_from_process(group, stream)
+        fresh = group.table.fresh
+        assert fresh is not None and fresh.version == lane.version != group.table.champion.version
+        probe = Stream(81).batch(30, labelled=False)
+        out = group.serve(probe)
+        assert {(p.version, p.route) for p in out.predictions} == {(lane.version, "live")}
+        assert not out.dead_letters and not out.errors
+        # What served is the process's model as it is now: the same probabilities as a copy of it.
+        x = np.asarray([e.x for e in probe if isinstance(e, Event)])
+        np.testing.assert_allclose([p.proba for p in out.predictions], lane.frozen().predict_proba(x))
+        group.run(stream, 1)
+        assert lane.wait_idle(timeout_s=60)
+        assert group.table.fresh is fresh  # nothing handed over after a batch: the same process answers
+        np.testing.assert_allclose(fresh.learner.predict_proba(x), lane.frozen().predict_proba(x))
+    finally:
+        group.logic.close()
+
+
+def test_after_a_promotion_a_process_lane_serves_as_the_forks_continuation(tmp_path: Path) -> None:
+    group = live_group(tmp_path, threaded=True, processes=True, refresh_samples=200)
+    stream = Stream(32)
+    try:
+        lane = _serving_from_process(group, stream)
+        first = lane.version
+        for _ in range(20):
+            group.run(stream, 1)
+            assert lane.wait_idle(timeout_s=60)
+            if group.table.champion.version == first:
+                break
+        else:
+            pytest.fail(f"{first} was not promoted within 20 batches")
+        for _ in range(20):  # the continuation serves once its own trial shows it not worse
+            group.run(stream, 1)
+            assert lane.wait_idle(timeout_s=60)
+            fresh = group.table.fresh
+            if fresh is not None and fresh.version == lane.version != first:
+                break
+        else:
+            pytest.fail("the promoted fork's continuation never served")
+        out = group.serve(Stream(82).batch(20, labelled=False))
+        assert {(p.version, p.route) for p in out.predictions} == {(lane.version, "live")}
+    finally:
+        group.logic.close()
+
+
+def test_when_the_forks_process_dies_the_champion_serves_every_event(tmp_path: Path) -> None:
+    group = live_group(tmp_path, threaded=True, processes=True, refresh_samples=5000)
+    stream = Stream(33)
+    try:
+        lane = _serving_from_process(group, stream)
+        process = lane._process
+        assert process is not None
+        process.kill()
+        process.join(timeout=30)
+        out = group.serve(Stream(83).batch(25, labelled=False))
+        assert len(out.predictions) == 25 and not out.dead_letters  # no event lost
+        assert {(p.version, p.route) for p in out.predictions} == {(group.table.champion.version, "champion")}
+        assert [(route, version) for route, version, _ in out.errors] == [("live", lane.version)]
+    finally:
+        group.logic.close()

@@ -4,16 +4,21 @@ what it learns after a freeze credited to the successor; skipping when behind.""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dataflows import process_lane
 from dataflows.lanes import Job, LaneState
+from dataflows.live import LiveRefresh
 from dataflows.ports import CheckpointRef, OffsetRange
-from dataflows.process_lane import ProcessLane
+from dataflows.process_lane import LiveModel, ProcessLane
 from learners import Learner, LearnerSpec, build_learner
+from learners.base import FloatArray, IntArray
+from tests.dataflows.helpers import Wrapped
 
 
 def _job(seq: int, n: int = 100, seed: int | None = None) -> Job:
@@ -159,3 +164,110 @@ def test_a_moa_model_learns_in_a_jvm_of_its_own_and_comes_back() -> None:
     finally:
         lane.close()
     np.testing.assert_array_equal(lane.frozen().predict_proba(probe), here.predict_proba(probe))
+
+
+# -- live refresh: the lane's process serves -------------------------------------------------------
+
+
+class _Board:
+    """What `LiveRefresh.publish` reaches (`Promoter.serve_fresh`): the last model published."""
+
+    def __init__(self) -> None:
+        self.fresh: tuple[str, Learner] | None = None
+
+    def serve_fresh(self, group: str, *, champion: str, version: str | None, learner: Learner | None) -> bool:
+        self.fresh = None if version is None or learner is None else (version, learner)
+        return True
+
+
+def _serving_lane(board: _Board, *, answer_s: float = 30.0) -> ProcessLane:
+    one = ProcessLane("fork", LaneState("default/2", _learner(), True), max_backlog=100, serves=True, answer_s=answer_s)
+    one.set_live(LiveRefresh(board, "default", "default/1", "default/2"))  # type: ignore[arg-type]
+    return one
+
+
+def _published(board: _Board, lane: ProcessLane) -> Learner:
+    deadline = time.monotonic() + 60
+    while board.fresh is None:  # published once the lane's process runs
+        assert time.monotonic() < deadline, "the serving lane was never published"
+        time.sleep(0.01)
+    version, model = board.fresh
+    assert version == "default/2"
+    return model
+
+
+def test_a_serving_lane_answers_with_the_model_that_learns_as_it_is_now() -> None:
+    board = _Board()
+    lane = _serving_lane(board)
+    here = _learner()
+    probe = _job(0, seed=21).x
+    try:
+        live = _published(board, lane)
+        assert isinstance(live, LiveModel)
+        np.testing.assert_allclose(live.predict_proba(probe), here.predict_proba(probe))
+        for seq in (1, 2, 3):
+            lane.submit(_job(seq))
+            assert lane.wait_idle(timeout_s=60)
+            here.learn(_job(seq).x, _job(seq).y)
+            # No copy and no handover: the next question sees what the process has just learned.
+            np.testing.assert_allclose(live.predict_proba(probe), here.predict_proba(probe))
+    finally:
+        lane.close()
+
+
+def test_a_serving_lane_refuses_a_version_it_no_longer_serves() -> None:
+    board = _Board()
+    lane = _serving_lane(board)
+    probe = _job(0, seed=22).x
+    try:
+        live = _published(board, lane)
+        lane.rename("default/3")  # promoted: the process now learns for the successor...
+        lane.set_live(LiveRefresh(board, "default", "default/2", "default/3"))  # type: ignore[arg-type]
+        with pytest.raises(RuntimeError, match="does not serve default/2"):
+            live.predict_proba(probe)  # ...so what was published for default/2 no longer answers
+        assert board.fresh is not None and board.fresh[0] == "default/3"
+        board.fresh[1].predict_proba(probe)
+        lane.set_live(None)
+        with pytest.raises(RuntimeError, match="does not serve"):
+            board.fresh[1].predict_proba(probe)  # taken off: nothing published before answers
+    finally:
+        lane.close()
+
+
+class _SlowToLearn(Wrapped):
+    """Learning a job takes ``seconds``, and first leaves ``marker`` behind (in the lane's process)."""
+
+    def __init__(self, inner: Learner, marker: Path, seconds: float) -> None:
+        super().__init__(inner)
+        self.marker, self.seconds = marker, seconds
+
+    def learn(self, x: FloatArray, y: IntArray) -> None:
+        self.marker.touch()
+        time.sleep(self.seconds)
+        super().learn(x, y)
+
+
+def test_a_busy_serving_lane_is_given_up_after_its_bound_and_answers_again_after(tmp_path: Path) -> None:
+    board, marker = _Board(), tmp_path / "learning"
+    model = _SlowToLearn(_learner(), marker, seconds=1.0)
+    lane = ProcessLane("fork", LaneState("default/2", model, True), max_backlog=100, serves=True, answer_s=0.05)
+    lane.set_live(LiveRefresh(board, "default", "default/1", "default/2"))  # type: ignore[arg-type]
+    probe = _job(0, seed=23).x
+    try:
+        live = _published(board, lane)
+        lane.submit(_job(1))
+        deadline = time.monotonic() + 60
+        while not marker.exists():  # the process is in the middle of learning the job
+            assert time.monotonic() < deadline, "the job never started learning"
+            time.sleep(0.005)
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match="did not answer within 50 ms"):
+            live.predict_proba(probe)
+        assert time.monotonic() - started < 0.5
+        assert lane.wait_idle(timeout_s=60)
+        here = _learner()
+        here.learn(_job(1).x, _job(1).y)
+        # The answer to the question given up is skipped: this one gets its own, after the job.
+        np.testing.assert_allclose(live.predict_proba(probe), here.predict_proba(probe))
+    finally:
+        lane.close()
