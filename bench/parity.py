@@ -447,10 +447,21 @@ def settings_sections(
 
 
 def serve(sections: dict[str, dict[str, Any]], stop: Any, ready: Any, level: int) -> None:
-    """The daemon's process: set ``ready`` once imported, run until ``stop`` is set (both
-    `multiprocessing.Event`s); Headwater's log at ``level``."""
+    """The daemon's process: run until ``stop`` is set; ``ready`` is set once the flow is built and
+    about to run (its start-up, the lane server's included, is over); both `multiprocessing.Event`s.
+    Headwater's log at ``level``."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("headwater").setLevel(level)
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(level)
+
+    class Running(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("headwater running"):
+                ready.set()
+
+    headwater_log = logging.getLogger("headwater")
+    headwater_log.setLevel(min(level, logging.INFO))
+    headwater_log.addHandler(Running())
     if sections["model"]["learner"] == "torch-mlp":
         import torch
 
@@ -462,7 +473,6 @@ def serve(sections: dict[str, dict[str, Any]], stop: Any, ready: Any, level: int
         stopped.set()
 
     threading.Thread(target=bridge, daemon=True).start()
-    ready.set()
     run_daemon(load_settings(None, **sections), stopped, create_topics=False)
 
 
@@ -496,12 +506,12 @@ def headwater(p: Params, spec: LearnerSpec, s: Stream) -> dict[str, Any]:
         daemon.start()
         deadline = Deadline(p.timeout_s + n / p.rate, f"{spec.name} on {s.name}")
         try:
-            while not ready.wait(0.1):  # its imports
+            while not ready.wait(0.1):  # its imports, learners, lane server and flow
                 if not daemon.is_alive():
                     msg = f"the daemon exited during start-up (exit code {daemon.exitcode})"
                     raise BenchError(msg)
                 deadline.check()
-            time.sleep(3.0)  # the daemon's start-up (Bytewax, partition assignment) before the first event
+            time.sleep(2.0)  # Bytewax's start and the partitions' assignment, before the first event
             producer = make_producer(p.bootstrap, **{"linger.ms": 1})
             t0 = time.perf_counter()
             produce_all(producer, messages(p, s, topics), rate=2 * p.rate)
