@@ -242,7 +242,9 @@ class RuntimeSettings(_Section):
         "auto",
         description=(
             "process: each candidate learns in a process of its own, off the serving GIL and below serving "
-            "on the CPU (SCHED_IDLE), so serving latency stays flat but candidates learn only on spare CPU; "
+            "on the CPU (SCHED_IDLE), so serving latency stays flat but candidates learn only on spare CPU "
+            "(a live refresh fork's process runs at normal priority: serving asks it, within "
+            "live_refresh_wait_ms); "
             "thread: in threads of the serving process, sharing its GIL fairly; auto: process when the "
             "machine has a CPU for serving, one for the rest and one per candidate, else thread"
         ),

@@ -378,18 +378,28 @@ class Lane(LaneQueue):
                 live.publish(state)
 
 
+def piece_size(learner: Learner) -> int:
+    """Examples a serving lane learns between two looks at serving's questions: ``SERVE_CHUNK``,
+    rounded up to a whole number of the learner's ``minibatch`` where it has one."""
+    m = getattr(learner, "minibatch", 1)
+    m = m if isinstance(m, int) and m >= 1 else 1
+    return -(-SERVE_CHUNK // m) * m
+
+
 def run_job(
     name: str, version: str, learner: Learner, learns: bool, job: Job, between: Callable[[], None] | None = None
 ) -> LaneResult:
     """Score the job's examples with the model as it is, then (if it learns) learn them.
 
-    ``between``: called between pieces of ``SERVE_CHUNK`` examples, scored then learned a piece at
-    a time (a lane that serves answers serving's questions there, `dataflows.process_lane`). A
-    piece is a smaller micro-batch, which every learner learns as it would the whole
-    (`tests/conformance`); pieces of a multiple of 4 keep the MLP's optimiser steps where they were.
+    ``between``: called between pieces of about ``SERVE_CHUNK`` examples, scored then learned a
+    piece at a time (a lane that serves answers serving's questions there,
+    `dataflows.process_lane`). A piece is a smaller micro-batch, which the built-in learners learn
+    about as well as the whole (`tests/conformance`): River's learn event by event either way, and a
+    piece is a whole number of a learner's ``minibatch`` (the MLP's events per optimiser step), so
+    its steps stay where they were.
     """
     n = len(job)
-    step = SERVE_CHUNK if between is not None else max(n, 1)
+    step = piece_size(learner) if between is not None else max(n, 1)
     correct = np.zeros(n)
     proba_true = np.zeros(n)
     error: str | None = None

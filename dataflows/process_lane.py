@@ -11,13 +11,14 @@ it over a pipe; it has the same interface and the same guarantees as a threaded 
   uncollected results of that same instant (the parent sends no new job until the answer is in);
 * models travel between the two processes pickled: both are Headwater's own (never data from
   outside), and a stored state goes through the registry's digest-checked store as always;
-* the caller never waits on the child: one thread per lane writes the pipe, another reads it, and
-  the process starts in the background (jobs queue meanwhile, as for any slow lane).
+* the train step never waits on the child: one thread per lane writes the pipe, another reads it,
+  and the process starts in the background (jobs queue meanwhile, as for any slow lane).
 
 Every lane's process forks from one server (`start_lane_server`) that has imported Headwater and
-the learners' modules once, and runs at SCHED_IDLE: it learns on CPU time that serving leaves, so
-serving latency does not grow with the number of candidates; on a machine whose CPUs are busy
-serving, candidates fall behind instead (their lag and skipped batches are reported).
+the learners' modules once, and runs at SCHED_IDLE (all but a live fork's, below): it learns on CPU
+time that serving leaves, so serving latency does not grow with the number of candidates; on a
+machine whose CPUs are busy serving, candidates fall behind instead (their lag and skipped batches
+are reported).
 
 Only lanes whose model learns (candidates) go to processes: the champion and the standby only
 score, cheaply, and serving reads their learners in place.
@@ -25,12 +26,14 @@ score, cheaply, and serving reads their learners in place.
 **Live refresh from a process** (`promotion.live_refresh`): a refresh fork's process also serves.
 Its model never comes back to the serving process (a grown Hoeffding tree takes 13 ms to unpickle,
 in the serving process's GIL): serving asks the process instead, over a pipe of its own, through
-a `LiveModel` on the board (`ServingBoard.refresh`). The process answers between jobs, and before
-the next job when both wait, with the model as it is then: the very model that learns, as the
-learner alone predicts, with no copy and no state handed over. A question that takes longer than
-``answer_s`` (``live_refresh_wait_ms``) is given up and its events are served by the champion (`serve_batch`
-falls back), as are those asked of a version the process no longer holds. Such a lane's process
-runs at normal priority: serving waits on it.
+a `LiveModel` on the board (`ServingBoard.refresh`). The process answers between jobs, and
+between pieces of one (`run_job`), with the model as it is then: the very model that learns, as
+the learner alone predicts, with no copy and no state handed over. Serving waits for an answer at
+most ``answer_s`` (``live_refresh_wait_ms``): one thread per lane writes the questions, so a large
+one never holds serving either. Past that, or while the process still owes the answer to an
+earlier question, or when it no longer holds the version asked for, the model is `Unavailable`
+and the champion serves those events (`serve_batch` falls back; no error is reported: each
+prediction names the route that served it). Such a lane's process runs at normal priority.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ import numpy as np
 
 from dataflows.lanes import Job, LaneQueue, LaneResult, LaneState, StoredLane, run_job
 from dataflows.ports import CheckpointRef
+from dataflows.serve import Unavailable
 from learners import Artifact, Learner
 from learners.base import FloatArray, IntArray
 
@@ -120,12 +124,10 @@ def _child(conn: Connection, asked: Connection | None, name: str, torch_threads:
         # descheduled members: one thread each, unless the daemon was told otherwise.
         sys.modules["torch"].set_num_threads(torch_threads)
     lane = _Child(conn, asked, name)
-    sources: list[Any] = [conn] if asked is None else [asked, conn]
     while not lane.closed:
-        ready = wait(sources)
-        if asked is not None and asked in ready:
-            while asked.poll():
-                lane.answer(asked)
+        ready = wait([conn] if lane.asked is None else [lane.asked, conn])
+        if lane.asked is not None and lane.asked in ready:
+            lane.answer_waiting()
         elif conn in ready:
             lane.handle(conn.recv())  # the parent's own messages, over its own pipe
 
@@ -134,7 +136,7 @@ class _Child:  # pragma: no cover - runs in the child process
     def __init__(self, conn: Connection, asked: Connection | None, name: str) -> None:
         self.conn, self.asked, self.name = conn, asked, name
         # In the middle of a job, serving's questions are answered between its pieces.
-        self.between = None if asked is None else self._answer_waiting
+        self.between = None if asked is None else self._answer_in_job
         self.learner: Any = None
         self.version, self.learns, self.closed = "", False, False
 
@@ -153,25 +155,32 @@ class _Child:  # pragma: no cover - runs in the child process
             self.conn.close()
             self.closed = True
 
-    def _answer_waiting(self) -> None:
-        assert self.asked is not None
-        while self.asked.poll():
-            self.answer(self.asked, in_job=True)
+    def _answer_in_job(self) -> None:
+        self.answer_waiting(in_job=True)
+
+    def answer_waiting(self, *, in_job: bool = False) -> None:
+        """Every question waiting; a question pipe the parent closed is not looked at again."""
+        try:
+            while self.asked is not None and self.asked.poll():
+                self.answer(self.asked, in_job=in_job)
+        except (EOFError, OSError):
+            self.asked = None
 
     def answer(self, asked: Connection, *, in_job: bool = False) -> None:
         """Serving's question: the probabilities the model gives now, if it is the version asked
         for. One the parent sent after a model or a rename still on its way here is answered
-        after it: the messages waiting are handled first, in order."""
+        after it: the messages waiting are handled first, in order (not in the middle of a job).
+        An answer is (ticket, probabilities, error, unavailable)."""
         ticket, expected, x = asked.recv()
         while expected != self.version and not in_job and not self.closed and self.conn.poll():
             self.handle(self.conn.recv())
         if self.learner is None or expected != self.version:
-            asked.send((ticket, None, f"the lane's process holds {self.version or 'no model'}, not {expected}"))
+            asked.send((ticket, None, f"the lane's process holds {self.version or 'no model'}, not {expected}", True))
             return
         try:
-            asked.send((ticket, np.asarray(self.learner.predict_proba(x), dtype=np.float64), None))
+            asked.send((ticket, np.asarray(self.learner.predict_proba(x), dtype=np.float64), None, False))
         except Exception as exc:  # a user's model may fail to predict: serving falls back to the champion
-            asked.send((ticket, None, f"{type(exc).__name__}: {exc}"))
+            asked.send((ticket, None, f"{type(exc).__name__}: {exc}", False))
 
 
 class LiveModel:
@@ -235,8 +244,17 @@ class ProcessLane(LaneQueue):
         # Serving's questions and their answers: a pipe of their own, used by the serving threads only.
         self._asked: Connection | None = None
         asked: Connection | None = None
+        # Questions go through this queue to a thread of their own, and answers come back through
+        # another: serving never blocks on a pipe whose reader is in the middle of a piece of
+        # learning, and the process never on an answer that nobody reads.
+        self._questions: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._answer_cond = threading.Condition()
+        self._answer: tuple[FloatArray | None, str | None, bool] = (None, None, False)
+        self._answers_ended = False
         if serves:
             self._asked, asked = _CONTEXT.Pipe()
+            for target, role in ((self._write_questions, "ask"), (self._read_answers, "answers")):
+                threading.Thread(target=target, name=f"headwater-lane-{name}-{role}", daemon=True).start()
         self._ask_lock = threading.Lock()
         self._ticket = self._answered = 0
         self.answer_s = answer_s
@@ -349,39 +367,74 @@ class ProcessLane(LaneQueue):
         if live is not None and self._asked is not None and self._started and not self._closed:
             live.publish(LiveModel(self, live.fork, self.answer_s))
 
+    @property
+    def dead(self) -> bool:
+        """Whether the lane's process ended while the lane was open (it answers nothing more)."""
+        return self._started and not self._closed and not self._alive()
+
     def ask(self, version: str, x: FloatArray, timeout_s: float) -> FloatArray:
         """The probabilities the lane's model gives ``x`` now, if the lane still holds ``version``.
-        Raises (TimeoutError, RuntimeError) when it cannot answer in ``timeout_s``, no longer holds
-        it, or fails to predict: serving then falls back to the champion."""
+        Raises `Unavailable` when it cannot answer within ``timeout_s``, still owes the answer to an
+        earlier question, or no longer holds ``version``; RuntimeError when its process died or its
+        model failed to predict. Serving falls back to the champion either way."""
         if self._asked is None:
             msg = f"lane {self.name} does not serve"
             raise RuntimeError(msg)
         deadline = time.monotonic() + timeout_s
         with self._ask_lock:
-            if self.live is None or self.live.fork != version or self._closed or not self._alive():
+            if self.live is None or self.live.fork != version or self._closed:
                 msg = f"lane {self.name} does not serve {version} (any more)"
+                raise Unavailable(msg)
+            if not self._alive():
+                msg = f"lane {self.name}: its process is not running"
                 raise RuntimeError(msg)
-            # At most one question is on its way: the one a timed-out call left is answered first.
-            while self._answered < self._ticket:
-                self._answer_in(deadline)
-            self._ticket += 1
-            self._asked.send((self._ticket, version, np.ascontiguousarray(x, dtype=np.float64)))
-            proba, error = None, None
-            while self._answered < self._ticket:
-                proba, error = self._answer_in(deadline)
+            with self._answer_cond:
+                # At most one question is on its way: while one given up on is still owed, the
+                # champion serves at once (waiting for it would cost every batch its whole deadline).
+                if self._answered < self._ticket:
+                    msg = f"lane {self.name}'s process still owes the answer to an earlier question"
+                    raise Unavailable(msg)
+                self._ticket += 1
+                ticket = self._ticket
+            self._questions.put((ticket, version, np.ascontiguousarray(x, dtype=np.float64)))
+            with self._answer_cond:
+                answered = self._answer_cond.wait_for(
+                    lambda: self._answered >= ticket or self._answers_ended, max(0.0, deadline - time.monotonic())
+                )
+                if self._answered < ticket:
+                    if answered:  # the pipe ended: the process is gone
+                        msg = f"lane {self.name}: its process ended while asked"
+                        raise RuntimeError(msg)
+                    msg = f"lane {self.name}'s process did not answer within {1000 * self.answer_s:.0f} ms"
+                    raise Unavailable(msg)
+                proba, error, unavailable = self._answer
+        if unavailable:
+            raise Unavailable(error)
         if error is not None or proba is None:
             raise RuntimeError(error or "no answer")
         return proba
 
-    def _answer_in(self, deadline: float) -> tuple[FloatArray | None, str | None]:
+    def _read_answers(self) -> None:
         assert self._asked is not None
-        left = deadline - time.monotonic()
-        if left <= 0 or not self._asked.poll(left):
-            msg = f"lane {self.name}'s process did not answer within {1000 * self.answer_s:.0f} ms"
-            raise TimeoutError(msg)
-        ticket, proba, error = self._asked.recv()  # the lane's own process, over its own pipe
-        self._answered = ticket
-        return proba, error
+        while True:
+            try:
+                ticket, proba, error, unavailable = self._asked.recv()  # the lane's own process, over its own pipe
+            except (EOFError, OSError, ValueError):
+                with self._answer_cond:
+                    self._answers_ended = True
+                    self._answer_cond.notify_all()
+                return
+            with self._answer_cond:
+                self._answered, self._answer = ticket, (proba, error, unavailable)
+                self._answer_cond.notify_all()
+
+    def _write_questions(self) -> None:
+        assert self._asked is not None
+        while (question := self._questions.get()) is not None:
+            try:
+                self._asked.send(question)
+            except (OSError, ValueError):  # the process or the pipe is gone: `ask` sees it
+                return
 
     def close(self) -> None:
         """End the child process, keeping its model: a snapshot after the input ends still reads it."""
@@ -402,6 +455,7 @@ class ProcessLane(LaneQueue):
             self._closed = True
             self._outbox.put(None)
         self._pump.join(timeout=5)
+        self._questions.put(None)
         if self._process is not None and self._process.pid is not None:
             self._process.join(timeout=5)
             if self._process.is_alive():

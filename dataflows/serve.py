@@ -32,7 +32,7 @@ from dataflows.records import DeadLetter, DeadLetterReason, Event, Label, Predic
 from evaluators import canary_bucket
 from learners import Learner
 
-__all__ = ["CHAMPION", "ROUTES", "Served", "ServedBatch", "ServingBoard", "ServingTable", "serve_batch"]
+__all__ = ["CHAMPION", "ROUTES", "Served", "ServedBatch", "ServingBoard", "ServingTable", "Unavailable", "serve_batch"]
 
 CHAMPION, CANARY = 0, 1
 ROUTES = ("champion", "canary")
@@ -128,6 +128,11 @@ class ServedBatch(msgspec.Struct, frozen=True):
     predicted: list[int]
 
 
+class Unavailable(Exception):
+    """Raised by a model that cannot answer now (a live model whose process is busy, or has moved
+    on to another version): the next model in the chain serves, and no error is reported."""
+
+
 class ServeOut(NamedTuple):
     predictions: list[Prediction]
     dead_letters: list[DeadLetter]
@@ -161,6 +166,8 @@ def serve_batch(table: ServingTable, batch: list[Event | Label], classes: list[i
         for name, model in chain:
             try:
                 proba[rows] = _predict(model.learner, x[rows], len(classes))
+            except Unavailable:
+                continue
             except Exception as exc:
                 errors.append((name, model.version, f"{type(exc).__name__}: {exc}"))
                 continue

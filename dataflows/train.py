@@ -510,7 +510,8 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         it not worse than the champion (`RefreshEvaluator.may_serve`); after a refusal, once its new
         trial has shown it so (also while it waits to be judged, `_live_fork`).
         Otherwise the champion itself serves. A process lane serves by answering serving's
-        questions in its process (`dataflows.process_lane.LiveModel`), published as it is set live."""
+        questions in its process (`dataflows.process_lane.LiveModel`), published as it is set live,
+        and taken off the board if that process dies."""
         gate = self.ctx.config.gate
         if not gate.live_refresh:
             return
@@ -525,6 +526,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             self._uncopyable.add(live.fork)
         may = (
             trial is not None and lane.version not in self._uncopyable
+            and not (isinstance(lane, ProcessLane) and lane.dead)  # a dead process answers nothing
             and isinstance(trial.evaluator, RefreshEvaluator) and trial.evaluator.may_serve(proven=slot.refusals > 0)
         )  # fmt: skip
         current = live is not None and live.champion == champion and live.fork == lane.version

@@ -518,5 +518,11 @@ def test_when_the_forks_process_dies_the_champion_serves_every_event(tmp_path: P
         assert len(out.predictions) == 25 and not out.dead_letters  # no event lost
         assert {(p.version, p.route) for p in out.predictions} == {(group.table.champion.version, "champion")}
         assert [(route, version) for route, version, _ in out.errors] == [("live", lane.version)]
+        # The next train step takes the dead process off the board: no error on every batch after.
+        group.run(stream, 1)
+        assert group.table.fresh is None
+        out = group.serve(Stream(84).batch(25, labelled=False))
+        assert len(out.predictions) == 25 and not out.errors
+        assert {p.route for p in out.predictions} == {"champion"}
     finally:
         group.logic.close()

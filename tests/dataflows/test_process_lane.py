@@ -16,6 +16,7 @@ from dataflows.lanes import Job, LaneState
 from dataflows.live import LiveRefresh
 from dataflows.ports import CheckpointRef, OffsetRange
 from dataflows.process_lane import LiveModel, ProcessLane
+from dataflows.serve import Unavailable
 from learners import Learner, LearnerSpec, build_learner
 from learners.base import FloatArray, IntArray
 from tests.dataflows.helpers import Wrapped
@@ -223,13 +224,28 @@ def test_a_serving_lane_refuses_a_version_it_no_longer_serves() -> None:
         live = _published(board, lane)
         lane.rename("default/3")  # promoted: the process now learns for the successor...
         lane.set_live(LiveRefresh(board, "default", "default/2", "default/3"))  # type: ignore[arg-type]
-        with pytest.raises(RuntimeError, match="does not serve default/2"):
+        with pytest.raises(Unavailable, match="does not serve default/2"):
             live.predict_proba(probe)  # ...so what was published for default/2 no longer answers
         assert board.fresh is not None and board.fresh[0] == "default/3"
         board.fresh[1].predict_proba(probe)
         lane.set_live(None)
-        with pytest.raises(RuntimeError, match="does not serve"):
+        with pytest.raises(Unavailable, match="does not serve"):
             board.fresh[1].predict_proba(probe)  # taken off: nothing published before answers
+    finally:
+        lane.close()
+
+
+def test_the_lanes_process_itself_refuses_a_version_it_no_longer_holds() -> None:
+    board = _Board()
+    lane = _serving_lane(board)
+    probe = _job(0, seed=24).x
+    try:
+        live = _published(board, lane)
+        # Renamed, and serving not yet told: the parent still asks for default/2. The process
+        # handles the rename waiting on its pipe before the question, and says no.
+        lane.rename("default/3")
+        with pytest.raises(Unavailable, match="holds default/3, not default/2"):
+            live.predict_proba(probe)
     finally:
         lane.close()
 
@@ -261,13 +277,75 @@ def test_a_busy_serving_lane_is_given_up_after_its_bound_and_answers_again_after
             assert time.monotonic() < deadline, "the job never started learning"
             time.sleep(0.005)
         started = time.monotonic()
-        with pytest.raises(TimeoutError, match="did not answer within 50 ms"):
+        with pytest.raises(Unavailable, match="did not answer within 50 ms"):
             live.predict_proba(probe)
         assert time.monotonic() - started < 0.5
+        # The answer is still owed (the process is in the middle of a piece of learning): the
+        # next question is given up at once, not after waiting its own 50 ms for the old answer.
+        started = time.monotonic()
+        with pytest.raises(Unavailable, match="still owes the answer"):
+            live.predict_proba(probe)
+        assert time.monotonic() - started < 0.04
         assert lane.wait_idle(timeout_s=60)
         here = _learner()
         here.learn(_job(1).x, _job(1).y)
         # The answer to the question given up is skipped: this one gets its own, after the job.
         np.testing.assert_allclose(live.predict_proba(probe), here.predict_proba(probe))
+    finally:
+        lane.close()
+
+
+def _learning(lane: ProcessLane, job: Job, marker: Path) -> None:
+    lane.submit(job)
+    deadline = time.monotonic() + 60
+    while not marker.exists():  # the process is in the middle of learning the job's first piece
+        assert time.monotonic() < deadline, "the job never started learning"
+        time.sleep(0.005)
+
+
+def test_a_serving_lane_answers_between_the_pieces_of_a_job(tmp_path: Path) -> None:
+    board, marker = _Board(), tmp_path / "learning"
+    # A job of 100 examples is learned in 4 pieces of at most 32, each taking a second here.
+    model = _SlowToLearn(_learner(), marker, seconds=1.0)
+    lane = ProcessLane("fork", LaneState("default/2", model, True), max_backlog=100, serves=True, answer_s=30.0)
+    lane.set_live(LiveRefresh(board, "default", "default/1", "default/2"))  # type: ignore[arg-type]
+    probe, job = _job(0, seed=25).x, _job(1)
+    try:
+        live = _published(board, lane)
+        _learning(lane, job, marker)
+        started = time.monotonic()
+        answer = live.predict_proba(probe)
+        assert time.monotonic() - started < 2.0  # after the first piece, not after the whole job (4 s)
+        assert lane.backlog == 1  # the job is still being learned
+        here = _learner()
+        here.learn(job.x[:32], job.y[:32])
+        np.testing.assert_allclose(answer, here.predict_proba(probe))  # the model as of the first piece
+        assert lane.wait_idle(timeout_s=60)
+    finally:
+        lane.close()
+
+
+def test_a_large_question_never_holds_serving_past_its_bound(tmp_path: Path) -> None:
+    board, marker = _Board(), tmp_path / "learning"
+    model = _SlowToLearn(_learner(), marker, seconds=1.0)
+    lane = ProcessLane("fork", LaneState("default/2", model, True), max_backlog=100, serves=True, answer_s=0.05)
+    lane.set_live(LiveRefresh(board, "default", "default/1", "default/2"))  # type: ignore[arg-type]
+    large = np.random.default_rng(26).normal(size=(50_000, 2))  # 800 kB: more than a pipe's buffer
+    try:
+        live = _published(board, lane)
+        _learning(lane, _job(1), marker)
+        started = time.monotonic()
+        with pytest.raises(Unavailable, match="did not answer within 50 ms"):
+            live.predict_proba(large)  # the process reads it only after its piece of learning
+        assert time.monotonic() - started < 0.5
+        assert lane.wait_idle(timeout_s=60)
+        deadline = time.monotonic() + 60
+        while True:  # answered once its large answer, still owed, has come back
+            try:
+                assert live.predict_proba(large[:10]).shape == (10, 2)
+                break
+            except Unavailable:
+                assert time.monotonic() < deadline, "the lane never answered again"
+                time.sleep(0.01)
     finally:
         lane.close()

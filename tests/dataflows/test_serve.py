@@ -3,6 +3,7 @@ and a model that fails never takes the worker down."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import msgspec
@@ -11,7 +12,7 @@ import pytest
 
 from dataflows.config import CandidateSpec
 from dataflows.records import DeadLetterReason, Event, Label, SourceRef, encode_dead_letter
-from dataflows.serve import CANARY, CHAMPION, Served, ServingBoard, ServingTable, serve_batch
+from dataflows.serve import CANARY, CHAMPION, Served, ServingBoard, ServingTable, Unavailable, serve_batch
 from evaluators import canary_bucket
 from learners import LearnerSpec
 from tests.dataflows.helpers import (
@@ -20,6 +21,7 @@ from tests.dataflows.helpers import (
     Broken,
     FakeClock,
     Stream,
+    Wrapped,
     config,
     event,
     label,
@@ -113,6 +115,20 @@ def test_a_failing_canary_falls_back_to_the_champion_and_reports_the_error() -> 
     assert out.batch.routes == [CHAMPION] * 100
     assert out.errors == [("canary", "default/2", "RuntimeError: boom")]
     assert out.dead_letters == []
+
+
+class _Busy(Wrapped):
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        msg = "busy"
+        raise Unavailable(msg)
+
+
+def test_a_live_model_that_cannot_answer_now_leaves_its_events_to_the_champion_without_an_error() -> None:
+    table = dataclasses.replace(table_with(trained_learner()), fresh=Served("default/2", _Busy(trained_learner())))
+    out = serve_batch(table, _keys(40), CLASSES, 0.0)
+    assert {(p.route, p.version) for p in out.predictions} == {("champion", "default/1")}
+    assert len(out.predictions) == 40 and not out.dead_letters
+    assert out.errors == []  # busy is not a failure: the route in each prediction tells who served
 
 
 def test_a_failing_champion_dead_letters_its_events_with_the_decoded_event() -> None:
