@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
@@ -444,16 +445,26 @@ def test_under_refresh_promotions_the_standby_is_a_recent_version_not_the_first(
 # -- live refresh from a process lane: serving asks the fork's process ---------------------------
 
 
+def _run_until(group: Group, stream: Stream, lane: ProcessLane, done: Callable[[], bool], what: str) -> None:
+    """Run batches, each learned by the fork's process, until ``done`` (at most 20)."""
+    for _ in range(20):
+        group.run(stream, 1)
+        assert lane.wait_idle(timeout_s=60), "the fork's process did not learn its batch in 60 s"
+        if done():
+            return
+    pytest.fail(f"{what} within 20 batches")
+
+
 def _serving_from_process(group: Group, stream: Stream) -> ProcessLane:
     """Run batches until the fork's process serves (its trial must first show it not worse)."""
     lane = group.logic.lanes["fork"]
     assert isinstance(lane, ProcessLane) and lane.serves
-    for _ in range(20):
-        group.run(stream, 1)
-        assert lane.wait_idle(timeout_s=60), "the fork's process did not learn its batch in 60 s"
-        if isinstance(getattr(group.table.fresh, "learner", None), LiveModel):
-            return lane
-    pytest.fail("the fork's process was never set to serve within 20 batches")
+
+    def serving() -> bool:
+        return isinstance(getattr(group.table.fresh, "learner", None), LiveModel)
+
+    _run_until(group, stream, lane, serving, "the fork's process was never set to serve")
+    return lane
 
 
 def test_a_process_lane_serves_the_model_it_is_teaching_without_handing_it_over(tmp_path: Path) -> None:
@@ -484,21 +495,13 @@ def test_after_a_promotion_a_process_lane_serves_as_the_forks_continuation(tmp_p
     try:
         lane = _serving_from_process(group, stream)
         first = lane.version
-        for _ in range(20):
-            group.run(stream, 1)
-            assert lane.wait_idle(timeout_s=60)
-            if group.table.champion.version == first:
-                break
-        else:
-            pytest.fail(f"{first} was not promoted within 20 batches")
-        for _ in range(20):  # the continuation serves once its own trial shows it not worse
-            group.run(stream, 1)
-            assert lane.wait_idle(timeout_s=60)
+        _run_until(group, stream, lane, lambda: group.table.champion.version == first, f"{first} was not promoted")
+
+        def continuation_serves() -> bool:  # once its own trial shows it not worse
             fresh = group.table.fresh
-            if fresh is not None and fresh.version == lane.version != first:
-                break
-        else:
-            pytest.fail("the promoted fork's continuation never served")
+            return fresh is not None and fresh.version == lane.version != first
+
+        _run_until(group, stream, lane, continuation_serves, "the promoted fork's continuation never served")
         out = group.serve(Stream(82).batch(20, labelled=False))
         assert {(p.version, p.route) for p in out.predictions} == {(lane.version, "live")}
     finally:
