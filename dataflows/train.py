@@ -121,6 +121,9 @@ class GroupState:
     outbox: list[DecisionRecord] = field(default_factory=list)  # decided outside the step, not yet emitted
     change: ChangeDetector = field(default_factory=ChangeDetector)  # over the champion's correctness
     champion_through: int = 0  # the last job the champion's model had learned when it was frozen
+    # The group's decisions in the registry when this snapshot was taken: a resume emits the later
+    # ones again (None: a state not taken by a snapshot, or taken before this was kept).
+    decided: int | None = None
     format: int = STATE_FORMAT
 
 
@@ -260,6 +263,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         self._flushed_at = time.monotonic()
         self._uncopyable: set[str] = set()  # fork versions whose copy for live refresh failed
         state.canary = None  # a board starts without a canary: the trial's snapshot is published anew
+        self._replay_decisions()
         self._reconcile_champion()
         self._reconcile_standby()
         self._reconcile_candidates()
@@ -354,6 +358,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             state, slots=slots, join=state.join.snapshot(), pairing=copy.deepcopy(state.pairing),
             reservoir=copy.deepcopy(state.reservoir), features=list(state.features), classes=list(state.classes),
             outbox=list(state.outbox), change=copy.deepcopy(state.change),
+            decided=self.ctx.registry.decision_count(state.name),
         )  # fmt: skip
 
     def close(self) -> None:
@@ -926,6 +931,20 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         reason = f"canary snapshot {snapshot} no longer serves: {why}"
         return [decision_record(ctx.promoter.retire(state.name, version=snapshot, reason=reason, evidence={},
                                                       ts_ms=now_ms))]  # fmt: skip
+
+    def _replay_decisions(self) -> None:
+        """Decisions the registry recorded after the snapshot this state was resumed from: the
+        crash may have come before they reached the model-events topic (a promotion is written to
+        the registry first), so they are emitted again, after those it had not emitted yet. At
+        least once, as all output."""
+        state = self.state
+        if state.decided is None:
+            return
+        missed = self.ctx.registry.decisions(state.name, skip=state.decided)
+        if missed:
+            log.info("group %s: %d decision(s) made after the snapshot are emitted again", state.name, len(missed))
+        state.outbox.extend(decision_record(d) for d in missed)
+        state.decided = None
 
     def _reconcile_champion(self) -> None:
         """After a restart the registry, not the snapshot, says who serves: a promotion may have

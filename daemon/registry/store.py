@@ -194,14 +194,21 @@ class SqliteRegistry:
                  dumps(decision.evidence), decision.ts_ms),
             )  # fmt: skip
 
-    def decisions(self, group: str) -> list[Decision]:
+    def decisions(self, group: str, *, skip: int = 0) -> list[Decision]:
         with self._locked():
-            rows = self._conn.execute('SELECT * FROM decisions WHERE "group" = ? ORDER BY seq', (group,))
+            rows = self._conn.execute(
+                'SELECT * FROM decisions WHERE "group" = ? ORDER BY seq LIMIT -1 OFFSET ?', (group, skip)
+            )
             return [
                 Decision(group=r["group"], action=r["action"], version=r["version"], reason=r["reason"],
                          ts_ms=r["ts_ms"], previous=r["previous"], evidence=loads(r["evidence"]))
                 for r in rows
             ]  # fmt: skip
+
+    def decision_count(self, group: str) -> int:
+        with self._locked():
+            row = self._conn.execute('SELECT COUNT(*) FROM decisions WHERE "group" = ?', (group,)).fetchone()
+            return int(row[0])
 
     # -- checkpoints ------------------------------------------------------------------------------
 
