@@ -150,10 +150,12 @@ def new_group_state(ctx: TrainContext) -> GroupState:
         raise LookupError(msg)
     champion_version, champion = serving
     now_ms = int(ctx.clock() * 1000)
+    outbox = [] if ctx.installed is None else [decision_record(ctx.installed)]
     for stale in registry.versions(config.group):  # candidates of a run whose state is gone
         if stale.status in ("candidate", "standby"):
             reason = "the daemon started without this version's recovery state"
-            ctx.promoter.retire(config.group, version=stale.id, reason=reason, evidence={}, ts_ms=now_ms)
+            retired = ctx.promoter.retire(config.group, version=stale.id, reason=reason, evidence={}, ts_ms=now_ms)
+            outbox.append(decision_record(retired))
     window = config.rolling_window
     slots = {CHAMPION_SLOT: Slot(CHAMPION_SLOT, "champion", LaneState(champion_version, champion, False),
                                  PrequentialScore(window))}  # fmt: skip
@@ -173,7 +175,7 @@ def new_group_state(ctx: TrainContext) -> GroupState:
         slots=slots,
         join=LabelJoin(config.label_window_s, config.max_pending),
         reservoir=reservoir,
-        outbox=[] if ctx.installed is None else [decision_record(ctx.installed)],
+        outbox=outbox,
     )
 
 
@@ -776,10 +778,14 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         # A fork starts again from the champion, but a live fork refused on live evidence: it learns on
         # (`_live_fork`). One that failed the golden set may have learned poisoned labels: it restarts.
         learns_on = not succeeded and self._live_fork(slot)
+        retired: list[TrainOutput] = []
         if slot.spec is not None and slot.spec.fork and not learns_on:
             if succeeded:  # the successor it was handed to never learned anything of its own
                 orphan = lane.version
-                ctx.promoter.retire(group, version=orphan, reason=f"{version} was refused", evidence={}, ts_ms=now_ms)
+                why = f"{version} was refused"
+                retired.append(
+                    decision_record(ctx.promoter.retire(group, version=orphan, reason=why, evidence={}, ts_ms=now_ms))
+                )
             self._fork_from_champion(name, now_ms)
         elif not succeeded:  # another configuration, or a live fork: it learns on, as a new version
             lane.rename(self._successor(name, now_ms))
@@ -787,7 +793,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             slot.refusals += 1
             slot.trial = _trial(ctx.config, slot.spec)
             slot.trial.wait = ctx.config.gate.retry_after * 2 ** min(slot.refusals - 1, 4)
-        out: list[TrainOutput] = [decision_record(decision)]
+        out: list[TrainOutput] = [decision_record(decision), *retired]
         if state.canary is not None and state.canary[0] == version:
             out.extend(self._end_canary(f"{version} was refused", now_ms))
         return out
@@ -868,6 +874,10 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
                 continue
             old = self.lanes[name].version
             fork = self._fork_from_champion(name, now_ms)
+            if ctx.registry.version(old).status != "candidate":
+                # Decided already: on a resume from a snapshot older than a promotion, the fork's
+                # version may be the registry's champion now, or retired. It keeps its status.
+                continue
             reason = f"forked again from the new champion {champion.version} as {fork}"
             out.append(
                 decision_record(ctx.promoter.retire(group, version=old, reason=reason, evidence={}, ts_ms=now_ms))

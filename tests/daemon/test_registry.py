@@ -448,3 +448,21 @@ def test_the_database_may_live_elsewhere_and_is_closed_by_close(tmp_path: Path) 
     reg.close()
     with pytest.raises(RegistryError, match="is closed"):
         reg.version("default/1")
+
+
+def test_decisions_are_counted_and_read_per_group_from_any_point(registry: SqliteRegistry) -> None:
+    """What a resume needs (`TrainLogic._replay_decisions`): how many decisions a group has, and
+    those after the first n, in order, other groups' left out."""
+    made: list[tuple[str, str]] = []
+    for group in ("default", "other", "default", "default", "other"):
+        version = _create(registry, group)
+        registry.record_decision(Decision(group, "retire", version, f"retire {version}", 1000 + len(made)))
+        made.append((group, version))
+    assert registry.decision_count("default") == 3
+    assert registry.decision_count("other") == 2
+    assert registry.decision_count("nobody") == 0
+    default = [v for g, v in made if g == "default"]
+    assert [d.version for d in registry.decisions("default")] == default
+    assert [d.version for d in registry.decisions("default", skip=1)] == default[1:]
+    assert registry.decisions("default", skip=3) == []
+    assert registry.decisions("default", skip=10) == []

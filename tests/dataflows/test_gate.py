@@ -364,9 +364,13 @@ def test_a_golden_set_blocks_a_candidate_that_wins_on_a_poisoned_stream(tmp_path
     assert _number(refuse.evidence["golden_candidate_mean"]) < _number(refuse.evidence["golden_champion_mean"]) - 0.02
     phases = [(v.evaluator, v.phase) for v in verdicts(out) if v.version == "default/2"]
     assert ("shadow", "passed") in phases and ("golden", "failed") in phases
-    assert decisions(out) == [refuse]
+    # The refusal, and the retirement (now on the topic too) of the successor frozen with it,
+    # which never learned anything of its own: the fork starts again from the champion.
+    assert [(d.action, d.version) for d in decisions(out)] == [("refuse", "default/2"), ("retire", "default/3")]
+    assert decisions(out)[1].reason == "default/2 was refused"
     assert group.table.champion.version == "default/1"
     assert group.deps.registry.version("default/2").status == "retired"
+    assert group.deps.registry.version("default/3").status == "retired"
 
 
 def test_a_golden_set_passes_a_candidate_that_is_better_on_it(tmp_path: Path) -> None:

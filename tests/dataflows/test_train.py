@@ -557,6 +557,10 @@ def test_a_restart_from_a_snapshot_older_than_a_promotion_goes_on_from_the_regis
     versions = {name: lane.version for name, lane in group.logic.lanes.items()}
     assert versions["champion"] == champion
     assert versions["fork"] != champion
+    # The snapshot's fork was the version promoted since: forked again, it is not retired with it.
+    assert group.deps.registry.version(champion).status == "champion"
+    in_registry = group.deps.registry.champion(GROUP)
+    assert in_registry is not None and in_registry.id == champion
     samples = group.deps.registry.version(champion).samples
     later = group.run(stream, 20)  # raises if the champion is promoted over itself
     assert group.deps.registry.version(champion).samples == samples
@@ -840,3 +844,18 @@ def test_decisions_recorded_after_the_snapshot_are_emitted_again_on_resume(tmp_p
         for d in decisions(group.run(stream, 1))
         if (d.action, d.version, d.ts_ms) in {(m.action, m.version, m.ts_ms) for m in made}
     ]
+
+
+def test_a_start_without_recovery_state_retires_the_last_runs_candidates_on_the_topic(tmp_path: Path) -> None:
+    """Candidates of a run whose state is gone will never learn again: they are retired, and the
+    retirements reach the model-events topic with the first batch, as every decision does."""
+    group = make_group(config(), tmp_path)
+    stale = group.logic.lanes["fork"].version
+    group.logic.close()
+    ctx = context(group.config, group.deps)
+    group.logic = TrainLogic(new_group_state(ctx), ctx)
+    retired = [d for d in decisions(group.run(Stream(2), 1)) if d.action == "retire"]
+    assert [(d.version, d.reason) for d in retired] == [
+        (stale, "the daemon started without this version's recovery state")
+    ]
+    assert group.deps.registry.version(stale).status == "retired"
