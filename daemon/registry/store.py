@@ -299,7 +299,8 @@ class SqliteRegistry:
         """promote: ``version`` serves, ``previous`` goes on standby (a group's first champion is
         promoted with no previous). rollback: ``version`` serves again, ``previous`` (the champion
         rolled back from) is retired. refuse, retire: ``version`` is retired. A champion is only
-        replaced by name: ``previous`` must be the group's champion."""
+        replaced by name: ``previous`` must be the group's champion; it is never refused or retired
+        as it serves (the group would be left without one)."""
         target = self._row(db, decision.version)
         previous = None if decision.previous is None else self._row(db, decision.previous)
         for row in (target, previous):
@@ -308,6 +309,10 @@ class SqliteRegistry:
                 raise RegistryError(msg)
         ts = decision.ts_ms
         if decision.action in ("refuse", "retire"):
+            if target["status"] == "champion":
+                msg = (f"cannot {decision.action} {target['id']}: it is the champion of {decision.group!r} "
+                       "(a champion is replaced by a promotion or a rollback)")  # fmt: skip
+                raise RegistryError(msg)
             db.execute("UPDATE versions SET status = 'retired', retired_ms = ? WHERE id = ?", (ts, target["id"]))
             return
         if target["status"] == "champion":

@@ -344,11 +344,16 @@ def test_decisions_move_the_champion(registry: SqliteRegistry) -> None:
     v3 = _create(registry, parent=v1, name="c")
     _decide(registry, "refuse", v3, 4000)
     assert _status(registry)[v3] == ("retired", None, 4000)
-    _decide(registry, "retire", v1, 5000)
-    assert _status(registry)[v1] == ("retired", 3000, 5000)
-    assert registry.champion("default") is None
+    with pytest.raises(RegistryError, match=rf"cannot retire {v1}: it is the champion"):
+        _decide(registry, "retire", v1, 5000)  # the group would be left without one
+    assert registry.champion("default") == registry.version(v1)
+    v4 = _create(registry, parent=v1, name="c")
+    _decide(registry, "promote", v4, 6000, previous=v1)
+    _decide(registry, "retire", v1, 7000)  # once replaced, it may be retired
+    assert _status(registry)[v1] == ("retired", 3000, 7000)
     assert [(d.action, d.version, d.previous, d.ts_ms) for d in registry.decisions("default")] == [
-        ("promote", v2, v1, 2000), ("rollback", v1, v2, 3000), ("refuse", v3, None, 4000), ("retire", v1, None, 5000)
+        ("promote", v2, v1, 2000), ("rollback", v1, v2, 3000), ("refuse", v3, None, 4000),
+        ("promote", v4, v1, 6000), ("retire", v1, None, 7000),
     ]  # fmt: skip
 
 
@@ -376,6 +381,9 @@ def test_a_group_never_has_two_champions(registry: SqliteRegistry) -> None:
         _decide(registry, "promote", v3, 2000, previous=v2)
     with pytest.raises(RegistryError, match="already the champion"):
         _decide(registry, "promote", v1, 2000)
+    for action in ("retire", "refuse"):  # nor none: a champion is only ever replaced
+        with pytest.raises(RegistryError, match=rf"cannot {action} {v1}: it is the champion of 'default'"):
+            _decide(registry, action, v1, 2000)
     assert _status(registry) == {v1: ("champion", 1000, None), v2: ("candidate", None, None),
                                  v3: ("candidate", None, None)}  # fmt: skip
     assert registry.decisions("default") == []
