@@ -181,8 +181,9 @@ class _Board:
         return True
 
 
-def _serving_lane(board: _Board, *, answer_s: float = 30.0) -> ProcessLane:
-    one = ProcessLane("fork", LaneState("default/2", _learner(), True), max_backlog=100, serves=True, answer_s=answer_s)
+def _serving_lane(board: _Board, *, answer_s: float = 30.0, model: Learner | None = None) -> ProcessLane:
+    model = _learner() if model is None else model
+    one = ProcessLane("fork", LaneState("default/2", model, True), max_backlog=100, serves=True, answer_s=answer_s)
     one.set_live(LiveRefresh(board, "default", "default/1", "default/2"))  # type: ignore[arg-type]
     return one
 
@@ -268,8 +269,7 @@ class _SlowToLearn(Wrapped):
 def test_a_busy_serving_lane_is_given_up_after_its_bound_and_answers_again_after(tmp_path: Path) -> None:
     board, marker = _Board(), tmp_path / "learning"
     model = _SlowToLearn(_learner(), marker, seconds=1.0)
-    lane = ProcessLane("fork", LaneState("default/2", model, True), max_backlog=100, serves=True, answer_s=0.05)
-    lane.set_live(LiveRefresh(board, "default", "default/1", "default/2"))  # type: ignore[arg-type]
+    lane = _serving_lane(board, answer_s=0.05, model=model)
     probe = _job(0, seed=23).x
     try:
         live = _published(board, lane)
@@ -309,8 +309,7 @@ def test_a_serving_lane_answers_between_the_pieces_of_a_job(tmp_path: Path) -> N
     board, marker = _Board(), tmp_path / "learning"
     # A job of 100 examples is learned in 4 pieces of at most 32, each taking a second here.
     model = _SlowToLearn(_learner(), marker, seconds=1.0)
-    lane = ProcessLane("fork", LaneState("default/2", model, True), max_backlog=100, serves=True, answer_s=30.0)
-    lane.set_live(LiveRefresh(board, "default", "default/1", "default/2"))  # type: ignore[arg-type]
+    lane = _serving_lane(board, answer_s=30.0, model=model)
     probe, job = _job(0, seed=25).x, _job(1)
     try:
         live = _published(board, lane)
@@ -330,8 +329,7 @@ def test_a_serving_lane_answers_between_the_pieces_of_a_job(tmp_path: Path) -> N
 def test_a_large_question_never_holds_serving_past_its_bound(tmp_path: Path) -> None:
     board, marker = _Board(), tmp_path / "learning"
     model = _SlowToLearn(_learner(), marker, seconds=1.0)
-    lane = ProcessLane("fork", LaneState("default/2", model, True), max_backlog=100, serves=True, answer_s=0.05)
-    lane.set_live(LiveRefresh(board, "default", "default/1", "default/2"))  # type: ignore[arg-type]
+    lane = _serving_lane(board, answer_s=0.05, model=model)
     large = np.random.default_rng(26).normal(size=(50_000, 2))  # 800 kB: more than a pipe's buffer
     try:
         live = _published(board, lane)
