@@ -49,6 +49,7 @@ import time
 from collections.abc import Callable, Iterable
 from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
@@ -74,6 +75,7 @@ _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["dataflows.process_lane"])
 _SERVER_LOCK = threading.Lock()
 _SERVER_STARTED = False
+_SENT_IN_PLACE = 32 * 1024  # bytes: a question at most this large fits an empty pipe (Linux: ~200 kB)
 _TORCH_THREADS = 1  # each lane's process: one learner per process, and no OpenMP team to wait on
 
 
@@ -247,7 +249,7 @@ class ProcessLane(LaneQueue):
         # Questions go through this queue to a thread of their own, and answers come back through
         # another: serving never blocks on a pipe whose reader is in the middle of a piece of
         # learning, and the process never on an answer that nobody reads.
-        self._questions: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._questions: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._answer_cond = threading.Condition()
         self._answer: tuple[FloatArray | None, str | None, bool] = (None, None, False)
         self._answers_ended = False
@@ -396,7 +398,13 @@ class ProcessLane(LaneQueue):
                     raise Unavailable(msg)
                 self._ticket += 1
                 ticket = self._ticket
-            self._questions.put((ticket, version, np.ascontiguousarray(x, dtype=np.float64)))
+            question = ForkingPickler.dumps((ticket, version, np.ascontiguousarray(x, dtype=np.float64)))
+            if len(question) <= _SENT_IN_PLACE:
+                # The process has read every earlier question (it answered them), so the pipe is
+                # empty and a question this small fits: sent from here, without a thread hand-off.
+                self._asked.send_bytes(question)
+            else:
+                self._questions.put(question)
             with self._answer_cond:
                 answered = self._answer_cond.wait_for(
                     lambda: self._answered >= ticket or self._answers_ended, max(0.0, deadline - time.monotonic())
@@ -432,7 +440,7 @@ class ProcessLane(LaneQueue):
         assert self._asked is not None
         while (question := self._questions.get()) is not None:
             try:
-                self._asked.send(question)
+                self._asked.send_bytes(question)
             except (OSError, ValueError):  # the process or the pipe is gone: `ask` sees it
                 return
 
