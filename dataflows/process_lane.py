@@ -29,8 +29,9 @@ in the serving process's GIL): serving asks the process instead, over a pipe of 
 a `LiveModel` on the board (`ServingBoard.refresh`). The process answers between jobs, and
 between pieces of one (`run_job`), with the model as it is then: the very model that learns, as
 the learner alone predicts, with no copy and no state handed over. Serving waits for an answer at
-most ``answer_s`` (``live_refresh_wait_ms``): one thread per lane writes the questions, so a large
-one never holds serving either. Past that, or while the process still owes the answer to an
+most ``answer_s`` (``live_refresh_wait_ms``): a question too large for an empty pipe goes through
+a thread of the lane's own, so it never holds serving either, and answers come back through
+another, so the process never blocks on one nobody reads. Past that, or while the process still owes the answer to an
 earlier question, or when it no longer holds the version asked for, the model is `Unavailable`
 and the champion serves those events (`serve_batch` falls back; no error is reported: each
 prediction names the route that served it). Such a lane's process runs at normal priority.
