@@ -250,7 +250,7 @@ class ProcessLane(LaneQueue):
         # Questions go through this queue to a thread of their own, and answers come back through
         # another: serving never blocks on a pipe whose reader is in the middle of a piece of
         # learning, and the process never on an answer that nobody reads.
-        self._questions: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._questions: queue.SimpleQueue[bytes | memoryview | None] = queue.SimpleQueue()
         self._answer_cond = threading.Condition()
         self._answer: tuple[FloatArray | None, str | None, bool] = (None, None, False)
         self._answers_ended = False
