@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.parity import LEARNER_SPECS, rbf
+from bench.streams import LEARNER_SPECS, rbf
 from learners import Learner, build_learner
 
 REPO = Path(__file__).resolve().parent.parent

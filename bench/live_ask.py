@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.parity import LEARNER_SPECS, rbf
+from bench.streams import LEARNER_SPECS, rbf
 from dataflows.lanes import LaneState
 from dataflows.live import LiveRefresh
 from dataflows.process_lane import _CONTEXT, LiveModel, ProcessLane

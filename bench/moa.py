@@ -74,6 +74,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from bench.alone import capymoa_classifier
 from bench.candidates import decision, micro_batches, models, prediction_ts
 from bench.common import (
     CREATED,
@@ -96,7 +97,8 @@ from bench.common import (
     summarize_latency,
     topic_size,
 )
-from bench.parity import LEARNER_SPECS, STREAMS, FloatArray, IntArray, Stream, capymoa_classifier, moa_versions
+from bench.report import moa_versions
+from bench.streams import LEARNER_SPECS, STREAMS, FloatArray, IntArray, Stream
 from daemon.config import Settings, load_settings
 from daemon.runner import run_daemon
 from learners import LearnerSpec, build_learner
@@ -726,7 +728,7 @@ def main(argv: list[str] | None = None) -> int:
         if not p.keep_topics:
             delete_topics(p.bootstrap, CREATED)
     params = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(p).items()}
-    report |= {"params": params, "machine": machine | moa_versions(machine),
+    report |= {"params": params, "machine": machine | moa_versions(),
                "total_s": round(time.perf_counter() - started, 1)}  # fmt: skip
     for part, rows in (("calls", calls_rows), ("throughput", throughput_rows), ("startup", startup_rows)):
         if part in report:

@@ -39,6 +39,7 @@ __all__ = [
     "fmt",
     "git_commit",
     "machine_info",
+    "moa_versions",
     "new_parser",
     "params_of",
     "provenance",
@@ -152,6 +153,20 @@ def dist_version(dist: str) -> str | None:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return None
+
+
+def moa_versions() -> dict[str, Any]:
+    """CapyMOA's version, and the JVM's (started by now, if a MOA learner ran), for the report."""
+    out: dict[str, Any] = {"capymoa": dist_version("capymoa"), "java": None}
+    try:
+        import jpype
+
+        if jpype.isJVMStarted():
+            system = jpype.JClass("java.lang.System")
+            out["java"] = f"{system.getProperty('java.vm.name')} {system.getProperty('java.version')}"
+    except ImportError:
+        pass
+    return out
 
 
 def _cpu_model() -> str | None:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.parity import rbf
+from bench.streams import rbf
 from learners.torch_learner import TorchMLP
 
 REPO = Path(__file__).resolve().parent.parent
