@@ -17,33 +17,19 @@ its code.) Run from the repository root::
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import os
 import platform
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.streams import LEARNER_SPECS, rbf
-from learners import Learner, build_learner
-
-REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "bench" / "results"
-
-
-def _grown(name: str, events: int) -> tuple[Learner, np.ndarray]:
-    s = rbf(events, 42)
-    learner = build_learner(LEARNER_SPECS[name], n_features=len(s.features), n_classes=2, feature_names=s.features)
-    for start in range(0, events, 60):
-        learner.learn(s.x[start : start + 60], s.y[start : start + 60].astype(np.int64))
-    return learner, s.x[:500]
+from bench.alone import grown
+from bench.report import add_out_dir, git_commit, new_parser, write_results
+from bench.streams import rbf
 
 
 def _median_ms(make: Callable[[], Any], repeat: int, warmup: int) -> tuple[float, Any]:
@@ -59,7 +45,8 @@ def _median_ms(make: Callable[[], Any], repeat: int, warmup: int) -> tuple[float
 
 
 def measure(name: str, events: int, repeat: int, warmup: int) -> dict[str, Any]:
-    learner, probe = _grown(name, events)
+    s = rbf(events, 42)
+    learner, probe = grown(name, s, events), s.x[:500]
     headwater, baseline = (lambda: learner.clone(include_state=True)), (lambda: copy.deepcopy(learner))
     expected = learner.predict_proba(probe)
     out: dict[str, Any] = {"learner": name, "events_learned": events}
@@ -80,21 +67,18 @@ def measure(name: str, events: int, repeat: int, warmup: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.copies", description=__doc__.split("\n\n")[0])
+    parser = new_parser("bench.copies", __doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=12_000, help="events each model learns first")
     parser.add_argument("--repeat", type=int, default=15, help="timed copies per way and round")
     parser.add_argument("--warmup", type=int, default=10, help="untimed copies before each timing")
-    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    add_out_dir(parser)
     a = parser.parse_args(argv)
     started = time.perf_counter()
     results = [measure("river-hoeffding", a.events, a.repeat, a.warmup)]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    machine = {"python": platform.python_version(), "cpus": os.cpu_count(), "commit": commit.stdout.strip(),
+    machine = {"python": platform.python_version(), "cpus": os.cpu_count(), "commit": git_commit(),
                "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
     report = {"params": vars(a) | {"out_dir": str(a.out_dir)}, "machine": machine, "results": results,
               "total_s": round(time.perf_counter() - started, 1)}  # fmt: skip
-    a.out_dir.mkdir(parents=True, exist_ok=True)
-    (a.out_dir / "copies.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
         "# Copying a grown River model with its state: Headwater against the copy it replaced",
         "",
@@ -113,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r['baseline_mean_ms']} ({r['baseline_ms']}, {r['baseline2_ms']}) | {r['speedup']}x |"
         )
     lines += ["", "Both ways give a copy that predicts exactly as the model does (checked on 500 events)."]
-    (a.out_dir / "copies.md").write_text("\n".join(lines) + "\n")
+    write_results(a.out_dir, "copies", report, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

@@ -19,27 +19,22 @@ every answer is checked against the model in this process. Run from the reposito
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import statistics
-import subprocess
 import time
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.streams import LEARNER_SPECS, rbf
+from bench.alone import grown
+from bench.report import RESULTS, git_commit, new_parser, write_results
+from bench.streams import rbf
 from dataflows.lanes import LaneState
 from dataflows.live import LiveRefresh
 from dataflows.process_lane import _CONTEXT, LiveModel, ProcessLane
-from learners import Learner, build_learner
-
-REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "bench" / "results"
+from learners import Learner
 
 
 def _answer(conn: Connection, learner: Learner) -> None:  # pragma: no cover - the baseline's process
@@ -67,11 +62,7 @@ def _model(events: int) -> tuple[Learner, np.ndarray]:
     """river-logreg after ``events`` events of the parity ``rbf`` stream, in batches of 60, and the
     5,000 events that follow (the questions come from them)."""
     s = rbf(events + 5_000, 42)
-    learner = build_learner(LEARNER_SPECS["river-logreg"], n_features=len(s.features), n_classes=2,
-                            feature_names=s.features)  # fmt: skip
-    for start in range(0, events, 60):
-        stop = min(start + 60, events)
-        learner.learn(s.x[start:stop], s.y[start:stop])
+    learner = grown("river-logreg", s, events)
     return learner, s.x[events:]
 
 
@@ -132,21 +123,13 @@ def run(events: int, rows: int, repeat: int, warmup: int, rounds: int) -> dict[s
     pipe, lane_s = summary(samples["pipe"]), summary(samples["lane"])
     return {
         "params": {"events": events, "rows": rows, "repeat": repeat, "warmup": warmup, "rounds": rounds},
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "commit": _commit()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "commit": git_commit()},
         "pipe": pipe,
         "lane": lane_s,
         "ratio_p50": lane_s["p50_us"] / pipe["p50_us"],
         "ratio_p99": lane_s["p99_us"] / pipe["p99_us"],
         "extra_p50_us": lane_s["p50_us"] - pipe["p50_us"],
     }
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO,
-                              check=True).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def render(result: dict[str, Any]) -> str:
@@ -181,7 +164,7 @@ def render(result: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = new_parser("bench.live_ask", __doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=5_000)
     parser.add_argument("--rows", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=1_000)
@@ -190,9 +173,7 @@ def main() -> None:
     parser.add_argument("--stem", default="live_ask")
     args = parser.parse_args()
     result = run(args.events, args.rows, args.repeat, args.warmup, args.rounds)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.stem}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / f"{args.stem}.md").write_text(render(result))
+    write_results(RESULTS, args.stem, result, render(result))
     print(render(result))
 
 

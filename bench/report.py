@@ -39,6 +39,7 @@ __all__ = [
     "fmt",
     "git_commit",
     "machine_info",
+    "markdown_section",
     "moa_versions",
     "new_parser",
     "params_of",
@@ -237,6 +238,11 @@ def render_markdown_table(rows: list[list[str]]) -> list[str]:
     md.append("|" + "|".join([":---"] + ["---:"] * (len(rows[0]) - 1)) + "|")
     md.extend("| " + " | ".join(row) + " |" for row in rows[1:])
     return md
+
+
+def markdown_section(heading: str, text: str, rows: list[list[str]]) -> list[str]:
+    """A ``## heading``, a paragraph that says what the table holds, and the table."""
+    return [f"## {heading}", "", text, "", *render_markdown_table(rows), ""]
 
 
 # -- the results files ----------------------------------------------------------------------------

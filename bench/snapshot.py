@@ -22,13 +22,11 @@ Run from the repository root::
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
+import os
 import pickle
 import platform
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -39,6 +37,7 @@ from typing import Any
 import numpy as np
 from bytewax.testing import TestingSink, TestingSource
 
+from bench.report import add_out_dir, git_commit, new_parser, params_of, write_results
 from daemon.wiring import local_deps
 from dataflows import FlowConfig, GateSpec, Topics, install_champion
 from dataflows.decode import FeatureSchema
@@ -47,9 +46,6 @@ from dataflows.lanes import Job
 from dataflows.records import Label, SourceRef
 from dataflows.train import GroupState, TrainContext, TrainLogic, new_group_state
 from learners import LearnerSpec
-
-RESULTS = Path(__file__).resolve().parent / "results"
-REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -63,13 +59,13 @@ class Params:
 
 
 def parse_args(argv: list[str] | None = None) -> Params:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = new_parser("bench.snapshot", __doc__.split("\n\n")[0])
     parser.add_argument("--pending-features", type=int, default=100_000, help="features waiting for labels")
     parser.add_argument("--pending-labels", type=int, default=10_000, help="labels waiting for their event")
     parser.add_argument("--n-features", type=int, default=10, help="features per event")
     parser.add_argument("--learner", default="river-logreg", help="learner of the group's model")
     parser.add_argument("--repeat", type=int, default=5, help="timed repetitions of each way")
-    parser.add_argument("--out-dir", type=Path, default=RESULTS, help="where the JSON and Markdown go")
+    add_out_dir(parser)
     a = parser.parse_args(argv)
     return Params(a.pending_features, a.pending_labels, a.n_features, a.learner, a.repeat, a.out_dir)
 
@@ -152,19 +148,8 @@ def measure(p: Params) -> dict[str, Any]:
     }
 
 
-def _commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    except OSError:
-        return "unknown"
-    return out.stdout.strip() or "unknown"
-
-
 def write(p: Params, r: dict[str, Any]) -> None:
-    p.out_dir.mkdir(parents=True, exist_ok=True)
-    params = {k: str(v) if isinstance(v, Path) else v for k, v in vars(p).items()}
-    machine = {"python": platform.python_version(), "cpus": __import__("os").cpu_count(), "commit": _commit()}
-    (p.out_dir / "snapshot.json").write_text(json.dumps({"params": params, "results": r, "machine": machine}, indent=2))
+    machine = {"python": platform.python_version(), "cpus": os.cpu_count(), "commit": git_commit()}
     ms = 1000.0
     lines = [
         "# Snapshot of a model group: Headwater vs deep-copy-and-pickle",
@@ -188,7 +173,7 @@ def write(p: Params, r: dict[str, Any]) -> None:
         "and pickling it. Baseline = `copy.deepcopy` of the same objects, then `pickle.dumps`.",
         "",
     ]
-    (p.out_dir / "snapshot.md").write_text("\n".join(lines))
+    write_results(p.out_dir, "snapshot", {"params": params_of(p), "results": r, "machine": machine}, "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> None:

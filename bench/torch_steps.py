@@ -13,24 +13,18 @@ The same MLP fed one event at a time is the accuracy reference. Run from the rep
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import statistics
-import subprocess
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from bench.report import add_out_dir, git_commit, new_parser, write_results
 from bench.streams import rbf
 from learners.torch_learner import TorchMLP
-
-REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "bench" / "results"
 
 
 def _learner(way: str, n_features: int) -> TorchMLP:
@@ -64,11 +58,11 @@ def run(way: str, events: int, job: int, delay: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.torch_steps", description=__doc__.split("\n\n")[0])
+    parser = new_parser("bench.torch_steps", __doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--job", type=int, default=80, help="events per job (a lane's micro-batch of labels)")
     parser.add_argument("--delay", type=int, default=200, help="a label comes this many events after its event")
-    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    add_out_dir(parser)
     a = parser.parse_args(argv)
     torch.set_num_threads(1)
     started = time.perf_counter()
@@ -86,17 +80,14 @@ def main(argv: list[str] | None = None) -> int:
         for way, rs in rounds.items()
     }
     base, hw = results["baseline"]["us_per_event"], results["headwater"]["us_per_event"]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
     machine = {
         "python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
-        "commit": commit.stdout.strip(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "commit": git_commit(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }  # fmt: skip
     report = {
         "params": vars(a) | {"out_dir": str(a.out_dir)}, "machine": machine, "results": results, "alone": alone,
         "cost_ratio": round(hw / base, 2), "total_s": round(time.perf_counter() - started, 1),
     }  # fmt: skip
-    a.out_dir.mkdir(parents=True, exist_ok=True)
-    (a.out_dir / "torch_steps.json").write_text(json.dumps(report, indent=2) + "\n")
     names = {
         "baseline": "baseline: a step per 8 events, plain Adam (the default before)",
         "plain4": "a step per 4 events, plain Adam",
@@ -122,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Headwater / baseline cost: **{report['cost_ratio']}x** an event.",
     ]
-    (a.out_dir / "torch_steps.md").write_text("\n".join(lines) + "\n")
+    write_results(a.out_dir, "torch_steps", report, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

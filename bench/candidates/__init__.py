@@ -5,7 +5,7 @@ the train step, where every model learns on its own thread ("lane") with a bound
 event → prediction latency should not grow with the number of candidates, and a candidate that
 cannot keep up should fall behind (skip its oldest batches) instead of holding back serving. This
 measures both, in one run, through the real broker, with `bench.e2e_kafka`'s latency method
-(`bench.common.measure_latency`):
+(`bench.latency.measure_latency`):
 
 1. the same events at ``--rate`` for ``--duration`` s (after a warm-up) with 0, 2 and 4 candidates
    behind a river-logreg champion (`CANDIDATE_SETS`), the candidates in thread lanes and in process

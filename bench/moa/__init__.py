@@ -1,7 +1,7 @@
 """MOA learners behind Headwater (issue 14): how to call them, whether an adaptive random forest as
 champion keeps up with 5,000 events/s, and what a MOA learner costs at start-up and in memory.
 
-Three parts (``--parts``), one after the other, on the same seeded stream (a `bench.parity` stream,
+Three parts (``--parts``), one after the other, on the same seeded stream (a `bench.streams` stream,
 ``--stream``; default ``rbf``: River's RandomRBFDrift, 10 numeric features, 2 classes):
 
 1. **calls**: for ``moa-hat`` and ``moa-arf`` (10 members), predict + learn events/s on the first
@@ -20,7 +20,7 @@ Three parts (``--parts``), one after the other, on the same seeded stream (a `be
    model configuration (`daemon.runner.run_daemon` in a thread, fresh topics and registry): one
    fork candidate that learns, the shadow gate, default micro-batches, lanes ``auto`` (threads on a
    machine with fewer than 3 CPUs), 1 worker, one partition (the stream's order). ``--rate`` (5,000)
-   events/s for ``--duration`` (30) s are sent with `bench.common.measure_latency` (a warm-up of other
+   events/s for ``--duration`` (30) s are sent with `bench.latency.measure_latency` (a warm-up of other
    ids first, until the first prediction and then ``--warmup`` s at the rate), **every event with its
    label inline**: the fork is offered as many labelled examples per second as events, more than a
    10-member forest learns on one core, so what it learns per second is its capacity behind

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.moa.calls import WAYS
-from bench.report import command, fmt, provenance, render_markdown_table
+from bench.report import command, fmt, markdown_section, provenance
 
 
 def calls_rows(c: dict[str, Any]) -> list[list[str]]:
@@ -119,28 +119,28 @@ def render_markdown(report: dict[str, Any]) -> str:
     )
     md += ["", "## What the numbers say", "", *verdicts(report), ""]
     if c := report.get("calls"):
-        md += ["## Per-event JPype calls against the batched bridge", ""]
-        md.append(
+        md += markdown_section(
+            "Per-event JPype calls against the batched bridge",
             "Predict + learn on the first *events* of the stream, a fresh learner per run (same seed), median of "
             f"{c['rounds']} rounds after a JIT warm-up; batches of {c['batch']}. *same model*: the largest difference "
-            "of the probabilities given to 500 probe events by the learner each way left, against the batched one."
+            "of the probabilities given to 500 probe events by the learner each way left, against the batched one.",
+            calls_rows(c),
         )
-        md += ["", *render_markdown_table(calls_rows(c)), ""]
     if t := report.get("throughput"):
-        md += ["## ARF(10) as champion at 5,000 events/s against CapyMOA alone", ""]
-        md.append(
+        md += markdown_section(
+            "ARF(10) as champion at 5,000 events/s against CapyMOA alone",
             f"{t['events']:,} events at {t['rate']:,.0f}/s ({p['duration_s']:g} s), each with its label inline, "
             "through a daemon with Headwater's default model configuration (one fork candidate, shadow gate, "
             f"lanes `{t['headwater']['settings']['runtime']['lanes']}` → "
             f"{'processes' if t['headwater']['settings']['candidates_in_processes'] else 'threads'} here); CapyMOA "
-            "alone and the bridge alone on the same events afterwards, in the same process (module docstring)."
+            "alone and the bridge alone on the same events afterwards, in the same process (module docstring).",
+            throughput_rows(t),
         )
-        md += ["", *render_markdown_table(throughput_rows(t)), ""]
     if st := report.get("startup"):
-        md += ["## Start-up time and memory, River against MOA", ""]
-        md.append(
+        md += markdown_section(
+            "Start-up time and memory, River against MOA",
             f"Fresh `python -c` processes, median of {st['reps']}; wall = spawn to exit; peak RSS = the child's "
-            f"`VmHWM` at its end (the JVM runs inside the process; JVM arguments: `{st['capymoa_jvm_args']}`)."
+            f"`VmHWM` at its end (the JVM runs inside the process; JVM arguments: `{st['capymoa_jvm_args']}`).",
+            startup_rows(st),
         )
-        md += ["", *render_markdown_table(startup_rows(st)), ""]
     return "\n".join(md)
