@@ -28,14 +28,12 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Self
+from typing import Self
 
+from dataflows.jobs import Job
 from dataflows.ports import Promoter
 from learners import Artifact, Learner
 from learners.base import FloatArray, IntArray
-
-if TYPE_CHECKING:
-    from dataflows.lanes import Job
 
 __all__ = ["MAX_REPLAY_JOBS", "Guarded", "LiveRefresh", "Replicas"]
 

@@ -56,7 +56,8 @@ from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
-from dataflows.lanes import Job, LaneQueue, LaneResult, LaneState, StoredLane, run_job
+from dataflows.jobs import Job, LaneResult, LaneState, StoredLane, run_job
+from dataflows.lanes import LaneQueue
 from dataflows.ports import CheckpointRef
 from dataflows.serve import Unavailable
 from learners import Artifact, Learner
