@@ -31,9 +31,10 @@ import numpy as np
 from bench.alone import grown
 from bench.report import RESULTS, git_commit, new_parser, write_results
 from bench.streams import rbf
-from dataflows.lanes import LaneState
-from dataflows.live import LiveRefresh
-from dataflows.process_lane import _CONTEXT, LiveModel, ProcessLane
+from dataflows.jobs import LaneState
+from dataflows.lanes import LiveRefresh, ProcessLane
+from dataflows.lanes.ask import LiveModel
+from dataflows.lanes.child import CONTEXT
 from learners import Learner
 
 
@@ -82,8 +83,8 @@ def run(events: int, rows: int, repeat: int, warmup: int, rounds: int) -> dict[s
     questions = [pool[rng.integers(0, len(pool) - rows, size=1)[0] :][:rows] for _ in range(repeat + warmup)]
     expected = [np.asarray(learner.predict_proba(x), dtype=np.float64) for x in questions]
 
-    parent, child = _CONTEXT.Pipe()
-    bare = _CONTEXT.Process(target=_answer, args=(child, learner.clone(include_state=True)), daemon=True)
+    parent, child = CONTEXT.Pipe()
+    bare = CONTEXT.Process(target=_answer, args=(child, learner.clone(include_state=True)), daemon=True)
     bare.start()
     child.close()
 

@@ -41,8 +41,8 @@ from bench.report import add_out_dir, git_commit, new_parser, params_of, write_r
 from daemon.wiring import local_deps
 from dataflows import FlowConfig, GateSpec, Topics, install_champion
 from dataflows.decode import FeatureSchema
+from dataflows.jobs import Job
 from dataflows.labels import Pending
-from dataflows.lanes import Job
 from dataflows.records import Label, SourceRef
 from dataflows.train import GroupState, TrainContext, TrainLogic, new_group_state
 from learners import LearnerSpec

@@ -44,11 +44,10 @@ from dataflows.gate import (
     canary_share,
     next_actions,
 )
+from dataflows.jobs import Job, LaneResult, LaneState, StoredLane
 from dataflows.labels import LabelJoin, Pending
-from dataflows.lanes import Job, Lane, LaneResult, LaneState, StoredLane
-from dataflows.live import LiveRefresh
+from dataflows.lanes import Lane, LiveRefresh, open_lane
 from dataflows.ports import CheckpointRef, Clock, Decision, Metrics, OffsetRange, Promoter, Registry
-from dataflows.process_lane import ProcessLane
 from dataflows.records import DeadLetter, DeadLetterReason, DecisionRecord, Label, ModelReport, SourceRef, VerdictRecord
 from dataflows.serve import ServedBatch
 from evaluators import (
@@ -82,7 +81,6 @@ __all__ = [
 log = logging.getLogger("headwater")
 
 TrainOutput = DeadLetter | ModelReport | VerdictRecord | DecisionRecord
-AnyLane = Lane | ProcessLane
 STATE_FORMAT = 2  # bump when GroupState's shape changes (format 1: one model that served and learned)
 RESTART_MIN_SAMPLES = 100  # paired examples before a restart model may replace the champion
 WAKE = timedelta(milliseconds=10)  # how soon to look again for results while lanes are busy (50: parity -0.5 pt)
@@ -309,8 +307,8 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             # Also while its copies rest (the rest often ends while it learns this job) and when it
             # is behind (serving then slows, by the bound at most, and lets it catch up): skipping
             # either took the parity bench from 10 of 12 pairs to 8 and 9 (torch-mlp on RBF).
-            if isinstance(lane, Lane) and lane.live is not None:
-                lane.wait_idle(wait_s)
+            # A process lane does not wait (`ProcessLane.await_live`).
+            lane.await_live(wait_s)
 
     def on_notify(self) -> tuple[Iterable[TrainOutput], bool]:
         now = self.ctx.clock()
@@ -378,23 +376,14 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         learner = self.ctx.registry.load_state(lane.checkpoint)
         return LaneState(lane.version, learner, lane.learns, lane.jobs, lane.results, lane.skipped_total)
 
-    def _lane(self, name: str, state: LaneState) -> AnyLane:
-        gate = self.ctx.config.gate
+    def _lane(self, name: str, state: LaneState) -> Lane:
+        slot = self.state.slots.get(name)
         # The restart model comes and goes with the data: dropping a process lane would stop serving
         # for the child's start-up and the copy of its model back.
-        if gate.processes and gate.threaded and state.learns and name != RESTART_SLOT:
-            slot = self.state.slots.get(name)
-            return ProcessLane(
-                name, state, max_backlog=gate.max_lag_batches, max_age_s=gate.max_lag_s,
-                serves=slot is not None and self._live_fork(slot), answer_s=gate.live_refresh_wait_ms / 1000,
-            )  # fmt: skip
-        if not state.learns:
-            # The champion's (and standby's) scores are the other half of every candidate's
-            # evidence: a skipped job would leave every candidate without a pair for it. Scoring is
-            # what serving does already, so these lanes keep up; their bound is only a backstop.
-            backlog = 16 * gate.max_lag_batches
-            return Lane(name, state, max_backlog=backlog, max_age_s=float("inf"), threaded=gate.threaded)
-        return Lane(name, state, max_backlog=gate.max_lag_batches, max_age_s=gate.max_lag_s, threaded=gate.threaded)
+        return open_lane(
+            name, state, self.ctx.config.gate, own_process=name != RESTART_SLOT,
+            serves=slot is not None and self._live_fork(slot),
+        )  # fmt: skip
 
     def _store(self, name: str) -> StoredLane:
         """A lane as a snapshot keeps it. A model that never learns (champion, standby) is saved
@@ -517,7 +506,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         it not worse than the champion (`RefreshEvaluator.may_serve`); after a refusal, once its new
         trial has shown it so (also while it waits to be judged, `_live_fork`).
         Otherwise the champion itself serves. A process lane serves by answering serving's
-        questions in its process (`dataflows.process_lane.LiveModel`), published as it is set live,
+        questions in its process (`dataflows.lanes.ask.LiveModel`), published as it is set live,
         and taken off the board if that process dies."""
         gate = self.ctx.config.gate
         if not gate.live_refresh:
@@ -525,7 +514,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         group, champion = self.state.name, self.lanes[CHAMPION_SLOT].version
         forks = [n for n, s in self.state.slots.items() if s.spec is not None and s.spec.gate == "refresh"]
         lane = self.lanes[forks[0]] if forks else None
-        if lane is None or (isinstance(lane, ProcessLane) and not lane.serves):
+        if lane is None or not lane.serves:
             return
         slot, live = self.state.slots[lane.name], lane.live
         trial = slot.trial
@@ -533,7 +522,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             self._uncopyable.add(live.fork)
         may = (
             trial is not None and lane.version not in self._uncopyable
-            and not (isinstance(lane, ProcessLane) and lane.dead)  # a dead process answers nothing
+            and not lane.dead  # a dead process answers nothing
             and isinstance(trial.evaluator, RefreshEvaluator) and trial.evaluator.may_serve(proven=slot.refusals > 0)
         )  # fmt: skip
         current = live is not None and live.champion == champion and live.fork == lane.version
@@ -545,7 +534,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         if may and not current:
             lane.set_live(LiveRefresh(self.ctx.promoter, group, champion, lane.version, gate.live_refresh_budget))
 
-    def _record(self, slot: Slot, lane: AnyLane, result: LaneResult, now_ms: int) -> list[TrainOutput]:
+    def _record(self, slot: Slot, lane: Lane, result: LaneResult, now_ms: int) -> list[TrainOutput]:
         state, ctx = self.state, self.ctx
         n = len(result.correct)
         if n:

@@ -28,7 +28,7 @@ from bench.report import (
     start_logging,
     write_results,
 )
-from dataflows.process_lane import start_lane_server
+from dataflows.lanes.child import start_lane_server
 
 log = logging.getLogger("bench.candidates")
 

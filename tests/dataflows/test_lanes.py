@@ -9,7 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from dataflows.lanes import Job, Lane, LaneResult, LaneState
+from dataflows.jobs import Job, LaneResult, LaneState
+from dataflows.lanes import ThreadLane
 from dataflows.ports import OffsetRange
 from learners import Learner
 from tests.dataflows.helpers import LOGREG, Broken, Gated, Memo, trained_learner, wait_for
@@ -25,11 +26,11 @@ def job(seq: int, n: int = 3, y: int = 1, *, repeat_of: int | None = None) -> Jo
     return Job(seq, x, np.full(n, y, dtype=np.int64), np.zeros(n, dtype=np.int8), ranges)
 
 
-def lane(learner: Learner, *, learns: bool = True, threaded: bool = False, max_backlog: int = 8) -> Lane:
-    return Lane("fork", LaneState("default/2", learner, learns), max_backlog=max_backlog, threaded=threaded)
+def lane(learner: Learner, *, learns: bool = True, threaded: bool = False, max_backlog: int = 8) -> ThreadLane:
+    return ThreadLane("fork", LaneState("default/2", learner, learns), max_backlog=max_backlog, threaded=threaded)
 
 
-def idle(*lanes: Lane) -> None:
+def idle(*lanes: ThreadLane) -> None:
     for one in lanes:
         assert one.wait_idle(timeout_s=10), f"lane {one.name} still busy after 10 s"
 
@@ -103,7 +104,7 @@ def test_a_lane_whose_oldest_waiting_job_is_too_old_skips_it_however_short_its_q
     waited longer than ``max_age_s`` is skipped when the next one comes (age 0: at once)."""
     gate, entered = threading.Event(), threading.Event()
     slow = Gated(Memo(), gate, entered)
-    one = Lane("fork", LaneState("default/2", slow, True), max_backlog=100, max_age_s=0.0, threaded=True)
+    one = ThreadLane("fork", LaneState("default/2", slow, True), max_backlog=100, max_age_s=0.0, threaded=True)
     try:
         one.submit(job(1))
         assert entered.wait(10), "the lane never started job 1"
@@ -147,13 +148,13 @@ def test_a_snapshot_holds_queued_jobs_and_undrained_results_and_a_rebuilt_lane_r
     assert [row[0] for row in snap.learner.history] == [1.0] * 3  # type: ignore[attr-defined]
     assert (snap.version, snap.learns, snap.skipped_total) == ("default/2", True, 0)
 
-    rebuilt = Lane("fork", snap, max_backlog=8, threaded=False)
+    rebuilt = ThreadLane("fork", snap, max_backlog=8, threaded=False)
     results = rebuilt.drain()
     assert [r.seq for r in results] == [1, 2, 3]
     assert results[0] is snap.results[0]
     assert [row[0] for row in rebuilt.learner.history] == [1.0] * 3 + [2.0] * 3 + [3.0] * 3  # type: ignore[attr-defined]
     # the snapshot itself was not consumed: the same state rebuilds the same lane again
-    again = Lane("fork", snap, max_backlog=8, threaded=False)
+    again = ThreadLane("fork", snap, max_backlog=8, threaded=False)
     assert [r.seq for r in again.drain()] == [1, 2, 3]
 
 

@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 
 from dataflows.config import CandidateSpec, GoldenSet
-from dataflows.lanes import REPLAY_AFTER_COPIES, Job, Lane
-from dataflows.live import Guarded, LiveRefresh, Replicas
-from dataflows.process_lane import LiveModel, ProcessLane
+from dataflows.jobs import Job
+from dataflows.lanes import ProcessLane, ThreadLane
+from dataflows.lanes.ask import LiveModel
+from dataflows.lanes.live import Guarded, LiveRefresh, Replicas
+from dataflows.lanes.thread import REPLAY_AFTER_COPIES
 from dataflows.records import Event
 from dataflows.serve import Served, ServingBoard, ServingTable, serve_batch
 from learners.base import FloatArray
@@ -43,9 +45,9 @@ def live_group(tmp_path: Path, **gate: Any) -> Group:
     return make_group(config(candidates=REFRESH, **(settings | gate)), tmp_path, champion=trained_learner())
 
 
-def fork_lane(group: Group) -> Lane:
+def fork_lane(group: Group) -> ThreadLane:
     lane = group.logic.lanes["fork"]
-    assert isinstance(lane, Lane)
+    assert isinstance(lane, ThreadLane)
     return lane
 
 

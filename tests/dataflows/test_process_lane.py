@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dataflows import process_lane
-from dataflows.lanes import Job, LaneState
-from dataflows.live import LiveRefresh
+from dataflows.jobs import Job, LaneState
+from dataflows.lanes import ProcessLane, child
+from dataflows.lanes.ask import LiveModel
+from dataflows.lanes.live import LiveRefresh
 from dataflows.ports import CheckpointRef, OffsetRange
-from dataflows.process_lane import LiveModel, ProcessLane
 from dataflows.serve import Unavailable
 from learners import Learner, LearnerSpec, build_learner
 from learners.base import FloatArray, IntArray
@@ -73,7 +73,7 @@ def test_freeze_as_hands_later_learning_to_the_successor(lane: ProcessLane) -> N
 
 
 def test_before_its_process_runs_the_lane_holds_the_model_handed_in_and_queues_the_jobs() -> None:
-    with process_lane._SERVER_LOCK:  # the lane's process cannot start while the server is held
+    with child._SERVER_LOCK:  # the lane's process cannot start while the server is held
         one = ProcessLane("fork", LaneState("default/2", _learner(), True), max_backlog=100)
         one.submit(_job(1))
         stored = one.snapshot()

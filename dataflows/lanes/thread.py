@@ -1,17 +1,14 @@
-"""Lanes: each model of a group learns on its own thread, so that a slow model never holds back
-serving, nor the other models.
+"""A lane whose model learns on a thread of the serving process: a slow model never holds back
+serving, nor the other models, and nothing is copied across processes.
 
-The train step hands every lane the same `Job` (a micro-batch's labelled examples, in order). A
-lane first scores the examples with its model *as it is* (prequential: before learning them),
-then, if the model learns, learns them, and leaves a `LaneResult` for the train step to collect.
-A lane that falls more than ``max_backlog`` jobs behind, or whose oldest waiting job is older than
-``max_age_s``, skips its oldest jobs (reported, and a gap in its lineage) instead of growing without
-bound: it learns a sample of the stream. (Counting jobs alone is not enough: when serving slows
-down, micro-batches grow, and a backlog of a few large jobs can be many seconds of work.)
+The thread takes the lane's jobs in order and runs each (`dataflows.jobs.run_job`: scored, then
+learned); the queue and its skipping rule are `dataflows.lanes.queue.LaneQueue`'s. Control calls
+from the train step (freeze, replace, store...) take the model lock between two jobs, ahead of the
+next one.
 
 With live refresh, a refresh fork's lane also hands its model's state to serving after the batches
-it learns, within a budget of its time (`dataflows.live`: a copy, or replicas that catch up). A
-process lane hands nothing over: serving asks its process (`dataflows.process_lane.LiveModel`).
+it learns, within a budget of its time (`dataflows.lanes.live`: a copy, or replicas that catch up).
+A process lane hands nothing over: serving asks its process (`dataflows.lanes.ask.LiveModel`).
 
 ``threaded=False`` runs each job at once on the caller's thread: deterministic, for unit tests.
 """
@@ -26,84 +23,21 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from dataflows.jobs import Job, LaneResult, LaneState, StoredLane, drop_stale, run_job, skipped_result
-from dataflows.live import LiveRefresh, Replicas
+from dataflows.jobs import Job, LaneResult, LaneState, StoredLane, run_job
+from dataflows.lanes.live import LiveRefresh, Replicas
+from dataflows.lanes.queue import LaneQueue
 from dataflows.ports import CheckpointRef
 from learners import Learner
+
+__all__ = ["REPLAY_AFTER_COPIES", "ThreadLane"]
 
 log = logging.getLogger("headwater")
 
 REPLAY_AFTER_COPIES = 6  # copies measured before a lane may switch live refresh to replay
 
-__all__ = [
-    "Job",
-    "Lane",
-    "LaneQueue",
-    "LaneResult",
-    "LaneState",
-    "StoredLane",
-    "drop_stale",
-    "run_job",
-    "skipped_result",
-]
 
-
-class LaneQueue:
-    """What every lane keeps, whichever runs its model: the jobs waiting (with when they came),
-    the results not yet collected, and the skipping rule. Callers hold ``_cond`` around changes."""
-
-    def __init__(self, name: str, state: LaneState, *, max_backlog: int, max_age_s: float) -> None:
-        self.name = name
-        self.max_backlog = max(1, max_backlog)
-        self.max_age_s = max_age_s
-        self._version = state.version
-        self._learns = state.learns
-        self._jobs: collections.deque[Job] = collections.deque(state.jobs)
-        self._queued_at: collections.deque[float] = collections.deque(time.monotonic() for _ in state.jobs)
-        self._results: list[LaneResult] = list(state.results)
-        self.skipped_total = state.skipped_total
-        self._cond = threading.Condition()
-        self._through = 0  # the last job this lane's model ran
-        self.frozen_through = 0  # what the last frozen copy had run: a job at or below it is in it
-
-    @property
-    def version(self) -> str:
-        return self._version
-
-    @property
-    def learns(self) -> bool:
-        return self._learns
-
-    @property
-    def has_results(self) -> bool:
-        with self._cond:
-            return bool(self._results)
-
-    def drain(self) -> list[LaneResult]:
-        """The results made since the last call, in the order they were made (a skipped job's
-        result may come before the result of the job running when it was skipped)."""
-        with self._cond:
-            out, self._results = self._results, []
-        return out
-
-    def _enqueue(self, job: Job) -> None:
-        """Queue ``job``, first skipping what is too far behind (the caller holds ``_cond``)."""
-        now = time.monotonic()
-        skipped = drop_stale(self._jobs, self._queued_at, self.max_backlog, self.max_age_s, now)
-        self.skipped_total += len(skipped)
-        self._results.extend(skipped_result(self.name, self._version, j, why) for j, why in skipped)
-        self._jobs.append(job)
-        self._queued_at.append(now)
-
-    def _drop_through(self, through: int) -> None:
-        """Forget queued jobs at or below ``through`` (the caller holds ``_cond``)."""
-        kept = [(j, t) for j, t in zip(self._jobs, self._queued_at, strict=True) if j.seq > through]
-        self._jobs = collections.deque(j for j, _ in kept)
-        self._queued_at = collections.deque(t for _, t in kept)
-
-
-class Lane(LaneQueue):
-    """One model and the thread that scores and teaches it."""
+class ThreadLane(LaneQueue):
+    """One model and the thread that scores and teaches it (a `dataflows.lanes.Lane`)."""
 
     def __init__(
         self, name: str, state: LaneState, *, max_backlog: int, threaded: bool, max_age_s: float = float("inf")
@@ -117,7 +51,7 @@ class Lane(LaneQueue):
         self._waiting = 0  # control calls waiting for the model lock: they go before the next job
         self.live: LiveRefresh | None = None  # set by the train step (`set_live`)
         self._live_lock = threading.Lock()  # orders a publish with `set_live`
-        self._replicas: Replicas | None = None  # live refresh by replay (`dataflows.live`)
+        self._replicas: Replicas | None = None  # live refresh by replay (`dataflows.lanes.live`)
         self._replay = False  # switched on when copies cost more than learning two batches
         self._learn_s = 0.0  # what learning a job took lately (moving average)
         self._copies = 0
@@ -149,6 +83,22 @@ class Lane(LaneQueue):
         with self._cond:
             self._enqueue(job)
             self._cond.notify_all()
+
+    @property
+    def serves(self) -> bool:
+        """A thread lane can always serve what it learns (by copies or replicas, `set_live`)."""
+        return True
+
+    @property
+    def dead(self) -> bool:
+        """A thread lane never dies apart from the process that serves."""
+        return False
+
+    def await_live(self, timeout_s: float) -> None:
+        """While it serves live, wait (at most ``timeout_s``) until every submitted job is learned
+        and handed over (`wait_idle`); a lane that does not serve has nothing to hand over."""
+        if self.live is not None:
+            self.wait_idle(timeout_s)
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Wait until every submitted job is done; False if ``timeout_s`` passed first."""
@@ -282,7 +232,7 @@ class Lane(LaneQueue):
 
     def _hand_over(self, live: LiveRefresh, job: Job) -> None:
         """Hand serving the model's state as of ``job`` (the caller holds the model lock): a copy,
-        or the replica off the board caught up (`dataflows.live`)."""
+        or the replica off the board caught up (`dataflows.lanes.live`)."""
         started = time.perf_counter()
         try:
             if self._replay:

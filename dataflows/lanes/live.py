@@ -1,7 +1,7 @@
 """Live refresh: a refresh fork's lane hands serving its model's latest state after the batches it
 learns (`promotion.live_refresh`; the train step decides when it may, `TrainLogic._sync_live`).
 This is how a thread lane does it; a process lane's model serves where it learns, asked over a
-pipe (`dataflows.process_lane`).
+pipe (`dataflows.lanes.ask`).
 
 A lane hands its state over in one of two ways, chosen by what they cost it, measured:
 
