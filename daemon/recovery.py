@@ -18,8 +18,8 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 
 from daemon.config import ConfigError
 from dataflows import FlowConfig
-from dataflows.migrate import MIGRATES_FROM
 from dataflows.train import STATE_FORMAT
+from dataflows.train.migrate import MIGRATES_FROM
 
 __all__ = ["MANIFEST", "RecoveryMismatchError", "manifest_for", "prepare_recovery"]
 

@@ -110,7 +110,7 @@ def run_job(
 
     ``between``: called between pieces of about ``SERVE_CHUNK`` examples, scored then learned a
     piece at a time (a lane that serves answers serving's questions there,
-    `dataflows.process_lane`). A piece is a smaller micro-batch, which the built-in learners learn
+    `dataflows.lanes.process`). A piece is a smaller micro-batch, which the built-in learners learn
     about as well as the whole (`tests/conformance`): River's learn event by event either way, and a
     piece is a whole number of a learner's ``minibatch`` (the MLP's events per optimiser step), so
     its steps stay where they were.

@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 
 from dataflows.config import CandidateSpec, GoldenSet
-from dataflows.gate import (
+from dataflows.lanes import LaneResult
+from dataflows.records import DecisionRecord
+from dataflows.serve import CANARY, CHAMPION
+from dataflows.train import TrainOutput
+from dataflows.train.trials import (
     CHAMPION_SLOT,
     STANDBY_SLOT,
     PairingBuffer,
@@ -19,10 +23,6 @@ from dataflows.gate import (
     canary_share,
     next_actions,
 )
-from dataflows.lanes import LaneResult
-from dataflows.records import DecisionRecord
-from dataflows.serve import CANARY, CHAMPION
-from dataflows.train import TrainOutput
 from evaluators import CanaryEvaluator, Paired, Phase, ProbationEvaluator, ShadowEvaluator, Verdict
 from learners import LearnerSpec
 from tests.dataflows.helpers import (

@@ -21,12 +21,12 @@ from bytewax.testing import TestingSink, TestingSource
 from daemon.wiring import local_deps
 from dataflows.decode import FeatureSchema
 from dataflows.flow import install_champion, resume_group_state
-from dataflows.gate import STANDBY_SLOT
 from dataflows.lanes import LaneState, StoredLane
 from dataflows.ports import OffsetRange
 from dataflows.records import DeadLetterReason, Event, Label, ModelReport
 from dataflows.serve import Served, ServingTable
 from dataflows.train import STATE_FORMAT, TrainLogic, new_group_state
+from dataflows.train.trials import STANDBY_SLOT
 from learners import Learner, LearnerSpec, build_learner
 from tests.dataflows.helpers import (
     CLASSES,
@@ -768,7 +768,7 @@ def test_a_jobs_offsets_are_contiguous_runs_not_a_stretch_over_what_was_never_re
     """A delayed label joins its event, read long before: the job learned offset 0 and 1000..1002,
     not everything in between, and the lineage must say so."""
     from dataflows.records import SourceRef
-    from dataflows.train import _ranges
+    from dataflows.train.step import _ranges
 
     sources = [SourceRef("events", 0, o) for o in (1001, 1000, 0, 1002)] + [SourceRef("labels", 1, 7)]
     assert _ranges(sources) == (

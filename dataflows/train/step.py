@@ -18,13 +18,8 @@ The step never waits for a lane except at the end of the input: serving goes on 
 
 from __future__ import annotations
 
-import collections
-import copy
-import dataclasses
 import logging
-import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,236 +27,42 @@ import numpy as np
 import numpy.typing as npt
 from bytewax.operators import StatefulLogic
 
-from dataflows.config import CandidateSpec, FlowConfig, GoldenSet
-from dataflows.gate import (
+from dataflows.config import CandidateSpec, GoldenSet
+from dataflows.jobs import Job, LaneResult, LaneState
+from dataflows.labels import Pending
+from dataflows.lanes import Lane, LiveRefresh
+from dataflows.ports import OffsetRange
+from dataflows.records import DeadLetter, DeadLetterReason, DecisionRecord, Label, ModelReport, SourceRef, VerdictRecord
+from dataflows.serve import ServedBatch
+from dataflows.train.state import GroupRuntime, GroupState, Slot, TrainContext, TrainOutput, decision_record
+from dataflows.train.trials import (
     CHAMPION_SLOT,
     RESTART_SLOT,
     STANDBY_SLOT,
     Action,
-    PairingBuffer,
-    Trial,
     canary_part,
     canary_share,
+    is_live_fork,
+    new_trial,
     next_actions,
+    probation,
 )
-from dataflows.jobs import Job, LaneResult, LaneState, StoredLane
-from dataflows.labels import LabelJoin, Pending
-from dataflows.lanes import Lane, LiveRefresh, open_lane
-from dataflows.ports import CheckpointRef, Clock, Decision, Metrics, OffsetRange, Promoter, Registry
-from dataflows.records import DeadLetter, DeadLetterReason, DecisionRecord, Label, ModelReport, SourceRef, VerdictRecord
-from dataflows.serve import ServedBatch
-from evaluators import (
-    FAIL_FLOOR,
-    CanaryEvaluator,
-    ChangeDetector,
-    Evaluator,
-    GoldenEvaluator,
-    Paired,
-    Phase,
-    PrequentialScore,
-    ProbationEvaluator,
-    RefreshEvaluator,
-    Reservoir,
-    ShadowEvaluator,
-    Verdict,
-)
-from learners import Learner, build_learner
+from evaluators import GoldenEvaluator, Paired, Phase, PrequentialScore, RefreshEvaluator, Verdict
+from learners import Learner
 
-__all__ = [
-    "STATE_FORMAT",
-    "GroupState",
-    "Slot",
-    "TrainContext",
-    "TrainLogic",
-    "TrainOutput",
-    "decision_record",
-    "new_group_state",
-]
+__all__ = ["GOLDEN_MIN_SIZE", "TrainLogic"]
 
 log = logging.getLogger("headwater")
 
-TrainOutput = DeadLetter | ModelReport | VerdictRecord | DecisionRecord
-STATE_FORMAT = 2  # bump when GroupState's shape changes (format 1: one model that served and learned)
-RESTART_MIN_SAMPLES = 100  # paired examples before a restart model may replace the champion
 WAKE = timedelta(milliseconds=10)  # how soon to look again for results while lanes are busy (50: parity -0.5 pt)
 GOLDEN_MIN_SIZE = 50  # a golden set smaller than this checks nothing: promotions wait
-KEEP_SNAPSHOTS = 20  # recovery snapshots whose stored model states are kept (Bytewax resumes from a recent one)
-
-
-@dataclass
-class Slot:
-    """One model of a group and what the group knows about it."""
-
-    name: str  # "champion", "standby", or a candidate's name
-    role: str  # champion, candidate or standby
-    lane: LaneState | StoredLane  # the model and its unfinished work (in a snapshot: the model stored)
-    score: PrequentialScore
-    spec: CandidateSpec | None = None
-    trial: Trial | None = None
-    refusals: int = 0  # in a row: each one doubles the wait before the next trial (up to 16 times)
-
-
-@dataclass
-class GroupState:
-    """Everything a group's train step keeps; Bytewax snapshots it (pickle, own recovery store only)."""
-
-    name: str
-    features: list[str]
-    classes: list[int | str]
-    slots: dict[str, Slot]
-    join: LabelJoin
-    seq: int = 0  # labelled-batch sequence number
-    pairing: PairingBuffer = field(default_factory=PairingBuffer)
-    reservoir: Reservoir | None = None
-    trusted: tuple[np.ndarray, np.ndarray] | None = None  # the reservoir, frozen at the last promotion
-    # The canary last published: (candidate version, share, version of the snapshot that serves)
-    canary: tuple[str, float, str] | None = None
-    outbox: list[DecisionRecord] = field(default_factory=list)  # decided outside the step, not yet emitted
-    change: ChangeDetector = field(default_factory=ChangeDetector)  # over the champion's correctness
-    champion_through: int = 0  # the last job the champion's model had learned when it was frozen
-    # The group's decisions in the registry when this snapshot was taken: a resume emits the later
-    # ones again (None: a state not taken by a snapshot, or taken before this was kept).
-    decided: int | None = None
-    format: int = STATE_FORMAT
-
-
-@dataclass(frozen=True)
-class TrainContext:
-    """The collaborators the train step is handed."""
-
-    config: FlowConfig
-    registry: Registry
-    promoter: Promoter
-    metrics: Metrics
-    clock: Clock
-    drain_on_eof: bool = True
-    delayed_labels: bool = True
-    installed: Decision | None = None  # the group's first champion, decided as the flow was built
-
-
-def new_group_state(ctx: TrainContext) -> GroupState:
-    """A group around the champion that serves now, with a fresh version for each candidate."""
-    config, registry = ctx.config, ctx.registry
-    serving = ctx.promoter.serving(config.group)
-    if serving is None:
-        msg = f"group {config.group!r} has no champion: the flow installs one before it starts"
-        raise LookupError(msg)
-    champion_version, champion = serving
-    now_ms = int(ctx.clock() * 1000)
-    outbox = [] if ctx.installed is None else [decision_record(ctx.installed)]
-    for stale in registry.versions(config.group):  # candidates of a run whose state is gone
-        if stale.status in ("candidate", "standby"):
-            reason = "the daemon started without this version's recovery state"
-            retired = ctx.promoter.retire(config.group, version=stale.id, reason=reason, evidence={}, ts_ms=now_ms)
-            outbox.append(decision_record(retired))
-    window = config.rolling_window
-    slots = {CHAMPION_SLOT: Slot(CHAMPION_SLOT, "champion", LaneState(champion_version, champion, False),
-                                 PrequentialScore(window))}  # fmt: skip
-    untrained = bool(registry.version(champion_version).config.get("untrained"))
-    for spec in config.candidates:
-        version, learner = _new_candidate(ctx, spec, champion_version, champion, now_ms)
-        slots[spec.name] = Slot(
-            spec.name, "candidate", LaneState(version, learner, True), PrequentialScore(window), spec,
-            _trial(config, spec, untrained_champion=untrained),
-        )  # fmt: skip
-    gate = config.gate
-    reservoir = Reservoir(gate.golden_reservoir, len(config.schema.features), seed=0) if gate.golden_reservoir else None
-    return GroupState(
-        name=config.group,
-        features=list(config.schema.features),
-        classes=list(config.schema.classes),
-        slots=slots,
-        join=LabelJoin(config.label_window_s, config.max_pending),
-        reservoir=reservoir,
-        outbox=outbox,
-    )
-
-
-def _new_candidate(
-    ctx: TrainContext, spec: CandidateSpec, champion_version: str, champion: Learner, now_ms: int
-) -> tuple[str, Learner]:
-    config = ctx.config
-    if spec.learner is None:
-        learner = champion.clone(include_state=True)
-        parent: str | None = champion_version
-        described: dict[str, Any] = {"fork_of": champion_version}
-    else:
-        schema = config.schema
-        learner = build_learner(
-            spec.learner, n_features=len(schema.features), n_classes=len(schema.classes),
-            feature_names=schema.features, categories=schema.categories,
-        )  # fmt: skip
-        parent = None
-        described = {"learner": spec.learner.name, "params": dict(spec.learner.params), "seed": spec.learner.seed}
-    info = ctx.registry.create_version(
-        config.group, name=spec.name, parent=parent, learner=learner, config=described | {"gate": spec.gate},
-        ts_ms=now_ms,
-    )  # fmt: skip
-    return info.id, learner
-
-
-def _trial(config: FlowConfig, spec: CandidateSpec, *, untrained_champion: bool = False) -> Trial:
-    """A candidate's trial. Against an untrained first champion, which serves nothing worth keeping, a
-    refresh fork needs only the evidence any verdict needs (`FAIL_FLOOR` examples), not
-    ``refresh_samples``: the cold start is as short as the label delay allows."""
-    g = config.gate
-    evaluator: Evaluator
-    if spec.name == RESTART_SLOT:
-        # It must beat the champion; the always-valid interval may be read early (`_restart`).
-        evaluator = ShadowEvaluator(
-            alpha=g.alpha, min_samples=min(g.min_samples, RESTART_MIN_SAMPLES), min_improvement=g.min_improvement,
-            max_samples=g.max_samples,
-        )  # fmt: skip
-        return Trial(evaluator, "restart")
-    if spec.gate == "canary":
-        evaluator = CanaryEvaluator(
-            steps=g.canary_steps, min_samples_per_step=g.canary_min_samples, alpha=g.alpha,
-            min_improvement=g.min_improvement, max_samples=g.max_samples,
-        )  # fmt: skip
-    elif spec.gate == "refresh":
-        samples = min(g.refresh_samples, FAIL_FLOOR) if untrained_champion else g.refresh_samples
-        # With live refresh the fork's state serves already: no early promotion (`RefreshEvaluator`).
-        evaluator = RefreshEvaluator(
-            alpha=g.alpha, min_samples=samples, margin=g.refresh_margin, early=not g.live_refresh or untrained_champion
-        )
-    else:
-        evaluator = ShadowEvaluator(
-            alpha=g.alpha, min_samples=g.min_samples, min_improvement=g.min_improvement, max_samples=g.max_samples
-        )
-    return Trial(evaluator, spec.gate)
-
-
-def _probation(config: FlowConfig, *, refresh: bool = False) -> Trial:
-    """A new champion's probation against the standby. After a refresh promotion it lasts at most
-    ``refresh_samples``: the next refresh comes after that many examples, and a champion replaced
-    before its probation ends never becomes the standby. With a longer probation the standby
-    would stay the version before the first promotion of the chain, older with every refresh, and
-    a rollback would restore it."""
-    g = config.gate
-    samples = min(g.probation_samples, g.refresh_samples) if refresh else g.probation_samples
-    evaluator = ProbationEvaluator(
-        margin=g.rollback_margin, alpha=g.alpha, min_samples=min(g.min_samples, samples), samples=samples
-    )
-    return Trial(evaluator, "probation")
 
 
 class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
     """Bytewax stateful logic for one group's training, gating and promotion."""
 
     def __init__(self, state: GroupState, ctx: TrainContext) -> None:
-        self.state = state
-        self.ctx = ctx
-        self.lanes = {name: self._lane(name, self._loaded(slot.lane)) for name, slot in state.slots.items()}
-        # The stored states the last few snapshots refer to: Bytewax resumes from the last one it
-        # committed, which may be one or two behind the last one made. Older ones are discarded.
-        self._stored: collections.deque[set[CheckpointRef]] = collections.deque(maxlen=KEEP_SNAPSHOTS)
-        self._saved: dict[str, tuple[Learner, CheckpointRef]] = {}  # frozen models already saved
-        # What each version learned since the last write to the registry: written every
-        # `lineage_flush_s`, before every decision and snapshot, and at the end (one SQLite
-        # transaction per batch and model cost the serving thread milliseconds).
-        self._lineage: dict[str, tuple[tuple[OffsetRange, ...], int]] = {}
-        self._flushed_at = time.monotonic()
-        self._uncopyable: set[str] = set()  # fork versions whose copy for live refresh failed
+        self.rt = GroupRuntime(state, ctx)
         state.canary = None  # a board starts without a canary: the trial's snapshot is published anew
         self._replay_decisions()
         self._reconcile_champion()
@@ -270,11 +71,23 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         self._retire_orphans()
         self._sync_live()
 
+    @property
+    def state(self) -> GroupState:
+        return self.rt.state
+
+    @property
+    def ctx(self) -> TrainContext:
+        return self.rt.ctx
+
+    @property
+    def lanes(self) -> dict[str, Lane]:
+        return self.rt.lanes
+
     # -- Bytewax hooks ------------------------------------------------------------------------
 
     def on_item(self, value: ServedBatch) -> tuple[Iterable[TrainOutput], bool]:
         now = self.ctx.clock()
-        out: list[TrainOutput] = [*self._take_outbox(), *(_unmatched(label) for label in self.state.join.expire(now))]
+        out: list[TrainOutput] = [*self.rt.take_outbox(), *(_unmatched(label) for label in self.state.join.expire(now))]
         job, evicted = self._job(value, now)
         out.extend(_unmatched(label) for label in evicted)
         if self.ctx.config.gate.threaded:
@@ -312,7 +125,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
 
     def on_notify(self) -> tuple[Iterable[TrainOutput], bool]:
         now = self.ctx.clock()
-        out: list[TrainOutput] = [*self._take_outbox(), *(_unmatched(label) for label in self.state.join.expire(now))]
+        out: list[TrainOutput] = [*self.rt.take_outbox(), *(_unmatched(label) for label in self.state.join.expire(now))]
         out.extend(self._collect(now))
         return out, StatefulLogic.RETAIN
 
@@ -328,7 +141,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
                 log.warning("lane %s still busy at the end of the input; its work carries over", lane.name)
         now = self.ctx.clock()
         out = self._collect(now)
-        self._flush_lineage()
+        self.rt.flush_lineage()
         if self.ctx.drain_on_eof:
             out.extend(_unmatched(label) for label in self.state.join.drain())
         self.close()  # the input is over: the lanes' threads end (a snapshot still reads them)
@@ -341,69 +154,10 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
 
     def take_snapshot(self) -> GroupState:
         """The group's state as a recovery snapshot holds it."""
-        # Bytewax may pickle the snapshot after later batches ran: hand it copies, not live state.
-        # Each lane is taken at one instant (its model, queued jobs and uncollected results); the
-        # model is saved to the registry's checkpoint store, and the snapshot refers to it.
-        self._flush_lineage()
-        state = self.state
-        lanes = {name: self._store(name) for name in state.slots}
-        self._keep({lane.checkpoint for lane in lanes.values()})
-        slots = {
-            name: dataclasses.replace(
-                slot, lane=lanes[name], score=copy.deepcopy(slot.score), trial=copy.deepcopy(slot.trial)
-            )
-            for name, slot in state.slots.items()
-        }
-        return dataclasses.replace(
-            state, slots=slots, join=state.join.snapshot(), pairing=copy.deepcopy(state.pairing),
-            reservoir=copy.deepcopy(state.reservoir), features=list(state.features), classes=list(state.classes),
-            outbox=list(state.outbox), change=copy.deepcopy(state.change),
-            decided=self.ctx.registry.decision_count(state.name),
-        )  # fmt: skip
+        return self.rt.take_snapshot()
 
     def close(self) -> None:
-        for lane in self.lanes.values():
-            lane.close()
-
-    def _take_outbox(self) -> list[TrainOutput]:
-        out: list[TrainOutput] = list(self.state.outbox)
-        self.state.outbox = []  # a new list: a snapshot may hold the old one
-        return out
-
-    def _loaded(self, lane: LaneState | StoredLane) -> LaneState:
-        if isinstance(lane, LaneState):
-            return lane
-        learner = self.ctx.registry.load_state(lane.checkpoint)
-        return LaneState(lane.version, learner, lane.learns, lane.jobs, lane.results, lane.skipped_total)
-
-    def _lane(self, name: str, state: LaneState) -> Lane:
-        slot = self.state.slots.get(name)
-        # The restart model comes and goes with the data: dropping a process lane would stop serving
-        # for the child's start-up and the copy of its model back.
-        return open_lane(
-            name, state, self.ctx.config.gate, own_process=name != RESTART_SLOT,
-            serves=slot is not None and self._live_fork(slot),
-        )  # fmt: skip
-
-    def _store(self, name: str) -> StoredLane:
-        """A lane as a snapshot keeps it. A model that never learns (champion, standby) is saved
-        once and its reference reused while the same model sits in the lane."""
-        lane = self.lanes[name]
-        last = self._saved.get(name)
-        reuse = last[1] if last is not None and last[0] is lane.learner else None
-        stored = lane.store(self.ctx.registry.store_state, reuse)
-        if not stored.learns:
-            self._saved[name] = (lane.learner, stored.checkpoint)
-        return stored
-
-    def _keep(self, refs: set[CheckpointRef]) -> None:
-        """Remember what the newest snapshot refers to; discard what no kept snapshot does."""
-        if len(self._stored) == self._stored.maxlen:
-            oldest = self._stored.popleft()
-            still = refs.union(*self._stored)
-            for ref in oldest - still:
-                self.ctx.registry.discard_state(ref)
-        self._stored.append(refs)
+        self.rt.close()
 
     # -- labelled examples ----------------------------------------------------------------------
 
@@ -458,8 +212,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
                 state.pairing.add(result)
                 if name == CHAMPION_SLOT and not result.skipped and len(result.correct):
                     out.extend(self._watch(result, now_ms))
-        if time.monotonic() - self._flushed_at >= ctx.config.lineage_flush_s:
-            self._flush_lineage()
+        self.rt.flush_lineage_if_due()
         versions = {name: lane.version for name, lane in self.lanes.items()}
         oldest = state.seq - 4 * ctx.config.gate.max_lag_batches
         for name, paired, routes in state.pairing.pairs(versions, oldest):
@@ -468,7 +221,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
                 continue
             if slot.trial.wait > 0:  # refused not long ago: it learns on before it is judged again
                 slot.trial.wait = max(0, slot.trial.wait - len(paired))
-                if not self._live_fork(slot):
+                if not is_live_fork(self.ctx.config.gate, slot.spec):
                     continue
             if slot.trial.kind == "canary":
                 paired = canary_part(paired, routes)
@@ -488,19 +241,6 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         self._sync_live()
         return out
 
-    def _live_fork(self, slot: Slot) -> bool:
-        """Live refresh: whether ``slot`` is a refresh fork, whose state serves between promotions.
-        Such a fork is the learner itself, learning on: a refusal on live evidence only keeps it
-        from serving, and it learns on as a new version instead of starting again from the frozen
-        champion (`_refuse`), as the same learner alone would. Restarting it from the champion made
-        it another learner from then on, by luck better or worse: an adaptive tree on STAGGER went
-        from +7 to -13 points against the tree alone in its worst window from run to run
-        (`bench/results/HISTORY.md`). It is not judged before its wait is over, but its new trial
-        gathers evidence from the refusal on, and that evidence decides whether it may serve
-        meanwhile (`_sync_live`). Otherwise the frozen champion would serve through the whole wait:
-        thousands of examples, on an abrupt change the old concept."""
-        return self.ctx.config.gate.live_refresh and slot.spec is not None and slot.spec.gate == "refresh"
-
     def _sync_live(self) -> None:
         """Live refresh: the first refresh fork's lane serves what it learns while its trial shows
         it not worse than the champion (`RefreshEvaluator.may_serve`); after a refusal, once its new
@@ -519,9 +259,9 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         slot, live = self.state.slots[lane.name], lane.live
         trial = slot.trial
         if live is not None and live.error is not None:
-            self._uncopyable.add(live.fork)
+            self.rt.uncopyable.add(live.fork)
         may = (
-            trial is not None and lane.version not in self._uncopyable
+            trial is not None and lane.version not in self.rt.uncopyable
             and not lane.dead  # a dead process answers nothing
             and isinstance(trial.evaluator, RefreshEvaluator) and trial.evaluator.may_serve(proven=slot.refusals > 0)
         )  # fmt: skip
@@ -540,8 +280,8 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         if n:
             slot.score.update_hits(result.correct > 0.5, proba_true=result.proba_true)
         if result.ranges or result.learned:
-            ranges, samples = self._lineage.get(result.version, ((), 0))
-            self._lineage[result.version] = (ranges + result.ranges, samples + result.learned)
+            ranges, samples = self.rt.lineage.get(result.version, ((), 0))
+            self.rt.lineage[result.version] = (ranges + result.ranges, samples + result.learned)
         ctx.metrics.learned(state.name, slot.name, result.learned, result.learn_ms / 1000, lane.backlog)
         if not (n or result.error or result.skipped):
             return []
@@ -567,7 +307,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         out: list[TrainOutput] = []
         for slot in self.state.slots.values():
             trial = slot.trial
-            if trial is None or (trial.wait > 0 and self._live_fork(slot)):
+            if trial is None or (trial.wait > 0 and is_live_fork(self.ctx.config.gate, slot.spec)):
                 continue  # judged once its wait is over, on all the evidence gathered since its refusal
             verdict = trial.evaluator.verdict()
             trial.verdict = verdict
@@ -616,7 +356,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         if dropped:
             reason += "; a refused candidate is judged again at once"
         log.warning("group %s: %s", state.name, reason)
-        self._new_trials(keep_waits=not dropped)
+        self.rt.new_trials(keep_waits=not dropped)
         verdict = Verdict(Phase.FAILED, reason, {"before": change.before, "after": change.after, "n": change.n})
         out: list[TrainOutput] = [self._verdict_record(state.slots[CHAMPION_SLOT], "drift", verdict, now_ms)]
         if dropped and self.ctx.config.gate.restart_on_drift:
@@ -644,9 +384,9 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         lane_state = LaneState(info.id, learner, True)
         state.slots[RESTART_SLOT] = Slot(
             RESTART_SLOT, "candidate", lane_state, PrequentialScore(ctx.config.rolling_window), spec,
-            _trial(ctx.config, spec),
+            new_trial(ctx.config, spec),
         )  # fmt: skip
-        self.lanes[RESTART_SLOT] = self._lane(RESTART_SLOT, lane_state)
+        self.lanes[RESTART_SLOT] = self.rt.open_lane(RESTART_SLOT, lane_state)
         log.warning("group %s: %s starts untrained, learning from the change on", state.name, info.id)
         return out
 
@@ -663,14 +403,8 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         decision = self.ctx.promoter.retire(state.name, version=lane.version, reason=reason, evidence={}, ts_ms=now_ms)
         return [decision_record(decision)]
 
-    def _flush_lineage(self) -> None:
-        lineage, self._lineage = self._lineage, {}
-        for version, (ranges, samples) in lineage.items():
-            self.ctx.registry.record_learning(version, ranges, samples)
-        self._flushed_at = time.monotonic()
-
     def _act(self, action: Action, now_ms: int) -> list[TrainOutput]:
-        self._flush_lineage()  # a decision is recorded with the lineage it was taken on
+        self.rt.flush_lineage()  # a decision is recorded with the lineage it was taken on
         if action.kind == "promote":
             return self._promote(action.slot, action.verdict, now_ms)
         if action.kind == "refuse":
@@ -697,7 +431,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         version = lane.version
         # The candidate's state is frozen and, at the same instant, what the lane learns from now on
         # belongs to its successor: the promoted version's lineage ends with its checkpoint.
-        frozen = lane.freeze_as(self._successor(name, now_ms))
+        frozen = lane.freeze_as(self.rt.successor(name, now_ms))
         through = lane.frozen_through
         out: list[TrainOutput] = []
         golden = None if golden_set is None else self._golden_check(frozen, *golden_set)
@@ -727,7 +461,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             reason = f"replaced by {version} before its probation against {standby} ended"
             retired = ctx.promoter.retire(group, version=previous, reason=reason, evidence={}, ts_ms=now_ms)
             out.append(decision_record(retired))
-            state.slots[STANDBY_SLOT].trial = _probation(ctx.config, refresh=kind == "refresh")
+            state.slots[STANDBY_SLOT].trial = probation(ctx.config, refresh=kind == "refresh")
         elif ctx.registry.version(previous).config.get("untrained"):
             # An untrained first champion was never good: there is nothing to roll back to.
             reason = f"replaced by {version}; never trained, so not kept for a rollback"
@@ -738,10 +472,10 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             standby_lane = LaneState(previous, previous_learner, False)
             state.slots[STANDBY_SLOT] = Slot(
                 STANDBY_SLOT, "standby", standby_lane, PrequentialScore(window),
-                trial=_probation(ctx.config, refresh=kind == "refresh"),
+                trial=probation(ctx.config, refresh=kind == "refresh"),
             )  # fmt: skip
-            self.lanes[STANDBY_SLOT] = self._lane(STANDBY_SLOT, standby_lane)
-        self._new_trials()
+            self.lanes[STANDBY_SLOT] = self.rt.open_lane(STANDBY_SLOT, standby_lane)
+        self.rt.new_trials()
         out.extend(self._refork(now_ms, keep=name))
         if name == RESTART_SLOT:  # the forks go on from its state: a second learner of it would be waste
             out.extend(self._drop_restart(f"its state {version} is the champion now; the forks go on from it", now_ms))
@@ -766,7 +500,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             return [decision_record(decision), *dropped]
         # A fork starts again from the champion, but a live fork refused on live evidence: it learns on
         # (`_live_fork`). One that failed the golden set may have learned poisoned labels: it restarts.
-        learns_on = not succeeded and self._live_fork(slot)
+        learns_on = not succeeded and is_live_fork(self.ctx.config.gate, slot.spec)
         retired: list[TrainOutput] = []
         if slot.spec is not None and slot.spec.fork and not learns_on:
             if succeeded:  # the successor it was handed to never learned anything of its own
@@ -777,10 +511,10 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
                 )
             self._fork_from_champion(name, now_ms)
         elif not succeeded:  # another configuration, or a live fork: it learns on, as a new version
-            lane.rename(self._successor(name, now_ms))
+            lane.rename(self.rt.successor(name, now_ms))
         if slot.spec is not None:
             slot.refusals += 1
-            slot.trial = _trial(ctx.config, slot.spec)
+            slot.trial = new_trial(ctx.config, slot.spec)
             slot.trial.wait = ctx.config.gate.retry_after * 2 ** min(slot.refusals - 1, 4)
         out: list[TrainOutput] = [decision_record(decision), *retired]
         if state.canary is not None and state.canary[0] == version:
@@ -802,7 +536,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         state.change.reset()
         standby.close()
         del self.lanes[STANDBY_SLOT], state.slots[STANDBY_SLOT]
-        self._new_trials()
+        self.rt.new_trials()
         return [decision_record(decision), *self._refork(now_ms), *self._end_canary("the champion changed", now_ms)]
 
     def _retire_standby(self, verdict: Verdict, now_ms: int) -> list[TrainOutput]:
@@ -819,27 +553,6 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             state.name, version=standby.version, reason=reason, evidence=evidence, ts_ms=now_ms
         )
         return [decision_record(decision)]
-
-    def _new_trials(self, *, keep_waits: bool = True) -> None:
-        """Evidence against the old champion says nothing about the new one. A refused candidate
-        still waits its turn, unless ``keep_waits`` is False (then its refusals are forgotten)."""
-        self.state.pairing.clear()
-        for slot in self.state.slots.values():
-            if slot.spec is not None:
-                wait = slot.trial.wait if slot.trial is not None and keep_waits else 0
-                slot.trial = _trial(self.ctx.config, slot.spec)
-                slot.trial.wait = wait
-                if not keep_waits:
-                    slot.refusals = 0
-
-    def _successor(self, name: str, now_ms: int) -> str:
-        """Register the version a slot's model goes on learning as (its current one was decided)."""
-        lane = self.lanes[name]
-        info = self.ctx.registry.create_version(
-            self.state.name, name=name, parent=lane.version, learner=lane.learner,
-            config={"continues": lane.version}, ts_ms=now_ms,
-        )  # fmt: skip
-        return info.id
 
     def _fork_from_champion(self, name: str, now_ms: int) -> str:
         """Put a fresh copy of the champion in a fork's lane, as a new version; return its id."""
@@ -961,7 +674,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         champion.replace(version, learner, learns=False)
         state.change.reset()
         state.trusted, state.champion_through = None, 0
-        self._new_trials()
+        self.rt.new_trials()
         # As after a promotion: the forks start again from the champion that serves.
         state.outbox.extend(r for r in self._refork(int(ctx.clock() * 1000)) if isinstance(r, DecisionRecord))
 
@@ -980,9 +693,9 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         if wanted is not None:
             lane = LaneState(wanted, ctx.registry.load_checkpoint(wanted), False)
             state.slots[STANDBY_SLOT] = Slot(
-                STANDBY_SLOT, "standby", lane, PrequentialScore(ctx.config.rolling_window), trial=_probation(ctx.config)
+                STANDBY_SLOT, "standby", lane, PrequentialScore(ctx.config.rolling_window), trial=probation(ctx.config)
             )
-            self.lanes[STANDBY_SLOT] = self._lane(STANDBY_SLOT, lane)
+            self.lanes[STANDBY_SLOT] = self.rt.open_lane(STANDBY_SLOT, lane)
 
     def _retire_orphans(self) -> None:
         """Candidate versions no lane holds (made after the snapshot the flow resumed from, or by
@@ -1009,9 +722,9 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             lane = self.lanes[name]
             if slot.spec is None or ctx.registry.version(lane.version).status == "candidate":
                 continue
-            lane.rename(self._successor(name, now_ms))
+            lane.rename(self.rt.successor(name, now_ms))
             if slot.spec is not None:
-                slot.trial = _trial(ctx.config, slot.spec)
+                slot.trial = new_trial(ctx.config, slot.spec)
 
 
 def _correct(learner: Learner, x: np.ndarray, y: np.ndarray) -> npt.NDArray[np.float64]:
@@ -1043,15 +756,6 @@ def _ranges(sources: list[SourceRef]) -> tuple[OffsetRange, ...]:
             last = offset
         runs.append(OffsetRange(topic, partition, first, last))
     return tuple(sorted(runs))
-
-
-def decision_record(decision: Decision) -> DecisionRecord:
-    """A promoter's decision as the model-events topic carries it."""
-    evidence: Mapping[str, Any] = decision.evidence
-    return DecisionRecord(
-        group=decision.group, action=decision.action, version=decision.version, previous=decision.previous,
-        reason=decision.reason, evidence=dict(evidence), ts_ms=decision.ts_ms,
-    )  # fmt: skip
 
 
 def _unmatched(label: Label) -> DeadLetter:
