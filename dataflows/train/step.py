@@ -27,13 +27,14 @@ import numpy as np
 import numpy.typing as npt
 from bytewax.operators import StatefulLogic
 
-from dataflows.config import CandidateSpec, GoldenSet
+from dataflows.config import GoldenSet
 from dataflows.jobs import Job, LaneResult, LaneState
 from dataflows.labels import Pending
 from dataflows.lanes import Lane, LiveRefresh
 from dataflows.ports import OffsetRange
 from dataflows.records import DeadLetter, DeadLetterReason, DecisionRecord, Label, ModelReport, SourceRef, VerdictRecord
 from dataflows.serve import ServedBatch
+from dataflows.train import canary, restart
 from dataflows.train.state import GroupRuntime, GroupState, Slot, TrainContext, TrainOutput, decision_record
 from dataflows.train.trials import (
     CHAMPION_SLOT,
@@ -41,7 +42,6 @@ from dataflows.train.trials import (
     STANDBY_SLOT,
     Action,
     canary_part,
-    canary_share,
     is_live_fork,
     new_trial,
     next_actions,
@@ -227,17 +227,14 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
                 paired = canary_part(paired, routes)
             if len(paired):
                 slot.trial.evaluator.update(paired)
-        restart = state.slots.get(RESTART_SLOT)  # its score counts what it was scored on since it started
-        if restart is not None and restart.score.snapshot().n >= ctx.config.gate.max_samples:
-            why = f"not significantly better than the champion within {ctx.config.gate.max_samples} examples"
-            out.extend(self._drop_restart(why, now_ms))
+        out.extend(restart.expire(self.rt, now_ms))
         out.extend(self._verdicts(now_ms))
         for action in next_actions({n: s.trial for n, s in state.slots.items() if s.trial is not None}):
             serving = self.lanes[CHAMPION_SLOT].version
             out.extend(self._act(action, now_ms))
             if self.lanes[CHAMPION_SLOT].version != serving:
                 break  # every other trial starts over against the new champion
-        out.extend(self._publish_canary(now_ms))
+        out.extend(canary.publish(self.rt, now_ms))
         self._sync_live()
         return out
 
@@ -360,48 +357,8 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         verdict = Verdict(Phase.FAILED, reason, {"before": change.before, "after": change.after, "n": change.n})
         out: list[TrainOutput] = [self._verdict_record(state.slots[CHAMPION_SLOT], "drift", verdict, now_ms)]
         if dropped and self.ctx.config.gate.restart_on_drift:
-            out.extend(self._restart(now_ms))
+            out.extend(restart.start(self.rt, now_ms))
         return out
-
-    def _restart(self, now_ms: int) -> list[TrainOutput]:
-        """`promotion.restart_on_drift`: after a drop in the champion's accuracy, an untrained model
-        of the champion's configuration learns from the change on, beside the candidates. A model
-        that learned the old concept may take thousands of examples to unlearn it (an adaptive tree
-        can stay stuck below what it learned from scratch, `bench/results/parity-live.md`); one that
-        never saw it starts clean. It replaces the champion once significantly better (golden set and
-        probation as for every promotion; the forks then go on from it), and is dropped when it is
-        refused, or has learned ``max_samples`` examples without winning. A newer drop starts
-        another in its place."""
-        ctx, state = self.ctx, self.state
-        out = self._drop_restart("a newer change in the data started another", now_ms)
-        champion = self.lanes[CHAMPION_SLOT]
-        learner = champion.learner.clone(include_state=False)
-        spec = CandidateSpec(RESTART_SLOT, learner=ctx.config.learner, gate="shadow")
-        info = ctx.registry.create_version(
-            state.name, name=RESTART_SLOT, parent=None, learner=learner,
-            config={"restart_after": champion.version, "gate": "restart"}, ts_ms=now_ms,
-        )  # fmt: skip
-        lane_state = LaneState(info.id, learner, True)
-        state.slots[RESTART_SLOT] = Slot(
-            RESTART_SLOT, "candidate", lane_state, PrequentialScore(ctx.config.rolling_window), spec,
-            new_trial(ctx.config, spec),
-        )  # fmt: skip
-        self.lanes[RESTART_SLOT] = self.rt.open_lane(RESTART_SLOT, lane_state)
-        log.warning("group %s: %s starts untrained, learning from the change on", state.name, info.id)
-        return out
-
-    def _drop_restart(self, reason: str, now_ms: int, *, retire: bool = True) -> list[TrainOutput]:
-        """Take the restart model out (its version retired with ``reason``), if there is one."""
-        state = self.state
-        if RESTART_SLOT not in state.slots:
-            return []
-        lane = self.lanes.pop(RESTART_SLOT)
-        del state.slots[RESTART_SLOT]
-        lane.close()
-        if not retire:
-            return []
-        decision = self.ctx.promoter.retire(state.name, version=lane.version, reason=reason, evidence={}, ts_ms=now_ms)
-        return [decision_record(decision)]
 
     def _act(self, action: Action, now_ms: int) -> list[TrainOutput]:
         self.rt.flush_lineage()  # a decision is recorded with the lineage it was taken on
@@ -414,7 +371,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         if action.kind == "retire_standby":
             return self._retire_standby(action.verdict, now_ms)
         if action.slot == RESTART_SLOT:  # new_trial: it had its chance
-            return self._drop_restart(f"not better than the champion: {action.verdict.reason}", now_ms)
+            return restart.drop(self.rt, f"not better than the champion: {action.verdict.reason}", now_ms)
         trial = self.state.slots[action.slot].trial
         if trial is not None:  # new_trial: the evidence so far is spent
             trial.evaluator.reset()
@@ -478,10 +435,12 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         self.rt.new_trials()
         out.extend(self._refork(now_ms, keep=name))
         if name == RESTART_SLOT:  # the forks go on from its state: a second learner of it would be waste
-            out.extend(self._drop_restart(f"its state {version} is the champion now; the forks go on from it", now_ms))
+            out.extend(
+                restart.drop(self.rt, f"its state {version} is the champion now; the forks go on from it", now_ms)
+            )
         if state.reservoir is not None:
             state.trusted = state.reservoir.arrays()
-        out.extend(self._end_canary("the champion changed", now_ms))
+        out.extend(canary.end(self.rt, "the champion changed", now_ms))
         return out
 
     def _refuse(
@@ -496,7 +455,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         ctx.metrics.decided(group, "refuse")
         if name == RESTART_SLOT:  # no second chance: it is dropped (a newer change starts another)
             # The successor made as it was frozen never learned anything of its own: retired.
-            dropped = self._drop_restart(f"{version} was refused", now_ms, retire=succeeded)
+            dropped = restart.drop(self.rt, f"{version} was refused", now_ms, retire=succeeded)
             return [decision_record(decision), *dropped]
         # A fork starts again from the champion, but a live fork refused on live evidence: it learns on
         # (`_live_fork`). One that failed the golden set may have learned poisoned labels: it restarts.
@@ -518,7 +477,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             slot.trial.wait = ctx.config.gate.retry_after * 2 ** min(slot.refusals - 1, 4)
         out: list[TrainOutput] = [decision_record(decision), *retired]
         if state.canary is not None and state.canary[0] == version:
-            out.extend(self._end_canary(f"{version} was refused", now_ms))
+            out.extend(canary.end(self.rt, f"{version} was refused", now_ms))
         return out
 
     def _rollback(self, verdict: Verdict, now_ms: int) -> list[TrainOutput]:
@@ -537,7 +496,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         standby.close()
         del self.lanes[STANDBY_SLOT], state.slots[STANDBY_SLOT]
         self.rt.new_trials()
-        return [decision_record(decision), *self._refork(now_ms), *self._end_canary("the champion changed", now_ms)]
+        return [decision_record(decision), *self._refork(now_ms), *canary.end(self.rt, "the champion changed", now_ms)]
 
     def _retire_standby(self, verdict: Verdict, now_ms: int) -> list[TrainOutput]:
         champion = self.lanes[CHAMPION_SLOT].version
@@ -605,44 +564,6 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         champion = self.lanes[CHAMPION_SLOT].learner
         evaluator.update(Paired(candidate=_correct(candidate, x, y), champion=_correct(champion, x, y)))
         return evaluator.verdict()
-
-    def _publish_canary(self, now_ms: int) -> list[TrainOutput]:
-        """Serve the canary trial's share of keys with a snapshot of its candidate, re-taken at
-        each step. The snapshot is a version of its own (parent: the candidate, checkpoint saved),
-        so that every prediction names the very model that made it."""
-        state, ctx = self.state, self.ctx
-        holder = next((s for s in state.slots.values() if s.trial is not None and s.trial.kind == "canary"), None)
-        wanted: tuple[str, float] | None = None
-        if holder is not None and holder.trial is not None:
-            share = canary_share(holder.trial)
-            if share > 0:
-                wanted = (self.lanes[holder.name].version, share)
-        if wanted == (state.canary[:2] if state.canary else None):
-            return []
-        out = self._end_canary("its trial moved on", now_ms, clear=wanted is None)
-        if wanted is not None and holder is not None:
-            candidate, share = wanted
-            frozen = self.lanes[holder.name].frozen()
-            snapshot = ctx.registry.create_version(
-                state.name, name=holder.name, parent=candidate, learner=frozen,
-                config={"canary_snapshot_of": candidate, "share": share}, ts_ms=now_ms,
-            )  # fmt: skip
-            ctx.promoter.set_canary(state.name, version=snapshot.id, learner=frozen, share=share)
-            state.canary = (candidate, share, snapshot.id)
-        return out
-
-    def _end_canary(self, why: str, now_ms: int, *, clear: bool = True) -> list[TrainOutput]:
-        """Take the canary's snapshot off the board (unless a new one replaces it) and retire it."""
-        state, ctx = self.state, self.ctx
-        if state.canary is None:
-            return []
-        _, _, snapshot = state.canary
-        state.canary = None
-        if clear:
-            ctx.promoter.set_canary(state.name, version=None, learner=None, share=0.0)
-        reason = f"canary snapshot {snapshot} no longer serves: {why}"
-        return [decision_record(ctx.promoter.retire(state.name, version=snapshot, reason=reason, evidence={},
-                                                      ts_ms=now_ms))]  # fmt: skip
 
     def _replay_decisions(self) -> None:
         """Decisions the registry recorded after the snapshot this state was resumed from: the
@@ -714,10 +635,10 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         decided version's lineage ended with the decision."""
         ctx, state = self.ctx, self.state
         now_ms = int(ctx.clock() * 1000)
-        restart = self.lanes.get(RESTART_SLOT)
-        if restart is not None and ctx.registry.version(restart.version).status != "candidate":
+        restarted = self.lanes.get(RESTART_SLOT)
+        if restarted is not None and ctx.registry.version(restarted.version).status != "candidate":
             # Promoted (the forks go on from it) or refused after the snapshot: its turn is over.
-            self._drop_restart("decided after the snapshot", now_ms, retire=False)
+            restart.drop(self.rt, "decided after the snapshot", now_ms, retire=False)
         for name, slot in state.slots.items():
             lane = self.lanes[name]
             if slot.spec is None or ctx.registry.version(lane.version).status == "candidate":
