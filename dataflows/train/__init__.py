@@ -19,6 +19,7 @@ The step never waits for a lane except at the end of the input: serving goes on 
 `GroupState` and `Slot` are pickled in recovery snapshots as ``dataflows.train.*``: keep them here.
 """
 
+from dataflows.train.golden import GOLDEN_MIN_SIZE
 from dataflows.train.state import (
     KEEP_SNAPSHOTS,
     STATE_FORMAT,
@@ -29,7 +30,7 @@ from dataflows.train.state import (
     decision_record,
     new_group_state,
 )
-from dataflows.train.step import GOLDEN_MIN_SIZE, TrainLogic
+from dataflows.train.step import TrainLogic
 
 __all__ = [
     "GOLDEN_MIN_SIZE",

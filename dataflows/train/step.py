@@ -21,41 +21,32 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 from bytewax.operators import StatefulLogic
 
-from dataflows.config import GoldenSet
-from dataflows.jobs import Job, LaneResult, LaneState
+from dataflows.jobs import Job, LaneState
 from dataflows.labels import Pending
 from dataflows.lanes import Lane, LiveRefresh
 from dataflows.ports import OffsetRange
-from dataflows.records import DeadLetter, DeadLetterReason, DecisionRecord, Label, ModelReport, SourceRef, VerdictRecord
+from dataflows.records import DeadLetter, DeadLetterReason, DecisionRecord, Label, SourceRef
 from dataflows.serve import ServedBatch
-from dataflows.train import canary, restart
+from dataflows.train import canary, evidence, lifecycle, restart
 from dataflows.train.state import GroupRuntime, GroupState, Slot, TrainContext, TrainOutput, decision_record
 from dataflows.train.trials import (
     CHAMPION_SLOT,
     RESTART_SLOT,
     STANDBY_SLOT,
-    Action,
-    canary_part,
-    is_live_fork,
     new_trial,
-    next_actions,
     probation,
 )
-from evaluators import GoldenEvaluator, Paired, Phase, PrequentialScore, RefreshEvaluator, Verdict
-from learners import Learner
+from evaluators import PrequentialScore, RefreshEvaluator
 
-__all__ = ["GOLDEN_MIN_SIZE", "TrainLogic"]
+__all__ = ["TrainLogic"]
 
 log = logging.getLogger("headwater")
 
 WAKE = timedelta(milliseconds=10)  # how soon to look again for results while lanes are busy (50: parity -0.5 pt)
-GOLDEN_MIN_SIZE = 50  # a golden set smaller than this checks nothing: promotions wait
 
 
 class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
@@ -201,40 +192,15 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
     # -- results, evidence, decisions -----------------------------------------------------------
 
     def _collect(self, now: float) -> list[TrainOutput]:
-        state, ctx = self.state, self.ctx
-        now_ms = int(now * 1000)
-        out: list[TrainOutput] = []
-        for name, lane in list(self.lanes.items()):  # a drift may start or drop the restart lane (`_watch`)
-            if self.lanes.get(name) is not lane:
-                continue
-            for result in lane.drain():
-                out.extend(self._record(state.slots[name], lane, result, now_ms))
-                state.pairing.add(result)
-                if name == CHAMPION_SLOT and not result.skipped and len(result.correct):
-                    out.extend(self._watch(result, now_ms))
-        self.rt.flush_lineage_if_due()
-        versions = {name: lane.version for name, lane in self.lanes.items()}
-        oldest = state.seq - 4 * ctx.config.gate.max_lag_batches
-        for name, paired, routes in state.pairing.pairs(versions, oldest):
-            slot = state.slots.get(name)
-            if slot is None or slot.trial is None:
-                continue
-            if slot.trial.wait > 0:  # refused not long ago: it learns on before it is judged again
-                slot.trial.wait = max(0, slot.trial.wait - len(paired))
-                if not is_live_fork(self.ctx.config.gate, slot.spec):
-                    continue
-            if slot.trial.kind == "canary":
-                paired = canary_part(paired, routes)
-            if len(paired):
-                slot.trial.evaluator.update(paired)
-        out.extend(restart.expire(self.rt, now_ms))
-        out.extend(self._verdicts(now_ms))
-        for action in next_actions({n: s.trial for n, s in state.slots.items() if s.trial is not None}):
-            serving = self.lanes[CHAMPION_SLOT].version
-            out.extend(self._act(action, now_ms))
-            if self.lanes[CHAMPION_SLOT].version != serving:
-                break  # every other trial starts over against the new champion
-        out.extend(canary.publish(self.rt, now_ms))
+        """What the lanes finished, as reports, evidence, verdicts and decisions (in this order)."""
+        rt, now_ms = self.rt, int(now * 1000)
+        out = evidence.gather(rt, now_ms)
+        rt.flush_lineage_if_due()
+        evidence.feed(rt)
+        out.extend(restart.expire(rt, now_ms))
+        out.extend(evidence.verdicts(rt, now_ms))
+        out.extend(lifecycle.carry_out(rt, now_ms))
+        out.extend(canary.publish(rt, now_ms))
         self._sync_live()
         return out
 
@@ -271,300 +237,6 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         if may and not current:
             lane.set_live(LiveRefresh(self.ctx.promoter, group, champion, lane.version, gate.live_refresh_budget))
 
-    def _record(self, slot: Slot, lane: Lane, result: LaneResult, now_ms: int) -> list[TrainOutput]:
-        state, ctx = self.state, self.ctx
-        n = len(result.correct)
-        if n:
-            slot.score.update_hits(result.correct > 0.5, proba_true=result.proba_true)
-        if result.ranges or result.learned:
-            ranges, samples = self.rt.lineage.get(result.version, ((), 0))
-            self.rt.lineage[result.version] = (ranges + result.ranges, samples + result.learned)
-        ctx.metrics.learned(state.name, slot.name, result.learned, result.learn_ms / 1000, lane.backlog)
-        if not (n or result.error or result.skipped):
-            return []
-        snap = slot.score.snapshot()
-        join = state.join
-        offsets: dict[str, list[int]] = {}  # first and last offset per partition (the registry keeps the runs)
-        for r in result.ranges:
-            span = offsets.setdefault(f"{r.topic}/{r.partition}", [r.first, r.last])
-            span[0], span[1] = min(span[0], r.first), max(span[1], r.last)
-        return [
-            ModelReport(
-                group=state.name, model=slot.name, version=result.version, role=slot.role, ts_ms=now_ms,
-                batch=result.seq, n_labelled=n, n_learned=result.learned, n_correct=int(result.correct.sum()),
-                accuracy=snap.accuracy, rolling_accuracy=snap.rolling_accuracy, rolling_log_loss=snap.rolling_log_loss,
-                learn_ms=round(result.learn_ms, 3), lag_batches=lane.backlog, skipped_batches_total=lane.skipped_total,
-                offsets=offsets, pending_features=join.pending_features, pending_labels=join.pending_labels,
-                features_expired_total=join.features_expired_total, labels_unmatched_total=join.labels_unmatched_total,
-                error=result.error,
-            )
-        ]  # fmt: skip
-
-    def _verdicts(self, now_ms: int) -> list[TrainOutput]:
-        out: list[TrainOutput] = []
-        for slot in self.state.slots.values():
-            trial = slot.trial
-            if trial is None or (trial.wait > 0 and is_live_fork(self.ctx.config.gate, slot.spec)):
-                continue  # judged once its wait is over, on all the evidence gathered since its refusal
-            verdict = trial.evaluator.verdict()
-            trial.verdict = verdict
-            if verdict.phase is not trial.phase:
-                trial.phase = verdict.phase
-                out.append(self._verdict_record(slot, trial.kind, verdict, now_ms))
-        return out
-
-    def _verdict_record(
-        self, slot: Slot, kind: str, verdict: Verdict, now_ms: int, *, version: str | None = None
-    ) -> VerdictRecord:
-        if version is None:
-            # A probation judges the champion (against the standby): the verdict is the champion's.
-            on = CHAMPION_SLOT if kind == "probation" else slot.name
-            version = self.lanes[on].version
-        evidence = dict(verdict.evidence)
-        if kind == "probation" and STANDBY_SLOT in self.lanes:
-            evidence["standby"] = self.lanes[STANDBY_SLOT].version
-        self.ctx.registry.record_verdict(version, kind, verdict.phase.value, verdict.reason, evidence, now_ms)
-        model = CHAMPION_SLOT if kind == "probation" else slot.name
-        return VerdictRecord(
-            group=self.state.name, model=model, version=version, evaluator=kind, phase=verdict.phase.value,
-            reason=verdict.reason, evidence=evidence, ts_ms=now_ms,
-        )  # fmt: skip
-
-    def _watch(self, result: LaneResult, now_ms: int) -> list[TrainOutput]:
-        """The frozen champion's correctness on fresh labels: when its mean moves, the data changed
-        (a drift, or a burst of wrong labels). Evidence gathered before the change says nothing
-        about the candidates after it: their trials start over (the probation goes on). When the
-        champion got worse, a candidate refused against it no longer waits out its refusal: that
-        evidence was gathered against a champion that is not what it was (on an abrupt change a
-        frozen champion can serve a stale concept for the whole wait). When it got better (a burst
-        of wrong labels ending), a refused candidate waits on: it may have learned the burst."""
-        state = self.state
-        if result.version != self.lanes[CHAMPION_SLOT].version:
-            return []
-        state.change.update(result.correct)
-        change = state.change.last
-        if not state.change.changed or change is None:
-            return []
-        reason = (
-            f"the champion's accuracy on fresh labels moved from {change.before:.3f} to {change.after:.3f} "
-            f"(ADWIN, delta {state.change.delta}): the data changed, every candidate's trial starts over"
-        )
-        dropped = change.after < change.before
-        if dropped:
-            reason += "; a refused candidate is judged again at once"
-        log.warning("group %s: %s", state.name, reason)
-        self.rt.new_trials(keep_waits=not dropped)
-        verdict = Verdict(Phase.FAILED, reason, {"before": change.before, "after": change.after, "n": change.n})
-        out: list[TrainOutput] = [self._verdict_record(state.slots[CHAMPION_SLOT], "drift", verdict, now_ms)]
-        if dropped and self.ctx.config.gate.restart_on_drift:
-            out.extend(restart.start(self.rt, now_ms))
-        return out
-
-    def _act(self, action: Action, now_ms: int) -> list[TrainOutput]:
-        self.rt.flush_lineage()  # a decision is recorded with the lineage it was taken on
-        if action.kind == "promote":
-            return self._promote(action.slot, action.verdict, now_ms)
-        if action.kind == "refuse":
-            return self._refuse(action.slot, action.verdict.reason, dict(action.verdict.evidence), now_ms)
-        if action.kind == "rollback":
-            return self._rollback(action.verdict, now_ms)
-        if action.kind == "retire_standby":
-            return self._retire_standby(action.verdict, now_ms)
-        if action.slot == RESTART_SLOT:  # new_trial: it had its chance
-            return restart.drop(self.rt, f"not better than the champion: {action.verdict.reason}", now_ms)
-        trial = self.state.slots[action.slot].trial
-        if trial is not None:  # new_trial: the evidence so far is spent
-            trial.evaluator.reset()
-            trial.phase, trial.verdict = Phase.PENDING, None
-        return []
-
-    def _promote(self, name: str, verdict: Verdict, now_ms: int) -> list[TrainOutput]:
-        state, ctx, group = self.state, self.ctx, self.state.name
-        slot, lane = state.slots[name], self.lanes[name]
-        kind = slot.trial.kind if slot.trial else "live"
-        golden_set = self._golden_set()
-        if golden_set is not None and len(golden_set[1]) < GOLDEN_MIN_SIZE:
-            return []  # not enough trusted history to check against yet: the trial waits
-        version = lane.version
-        # The candidate's state is frozen and, at the same instant, what the lane learns from now on
-        # belongs to its successor: the promoted version's lineage ends with its checkpoint.
-        frozen = lane.freeze_as(self.rt.successor(name, now_ms))
-        through = lane.frozen_through
-        out: list[TrainOutput] = []
-        golden = None if golden_set is None else self._golden_check(frozen, *golden_set)
-        if golden is not None:
-            out.append(self._verdict_record(slot, "golden", golden, now_ms, version=version))
-            if golden.phase is not Phase.PASSED:
-                reason = f"{name} {version} passed its {kind} trial but not the golden set: {golden.reason}"
-                evidence = dict(verdict.evidence) | _prefixed("golden", golden)
-                return out + self._refuse(name, reason, evidence, now_ms, version=version)
-        champion = self.lanes[CHAMPION_SLOT]
-        previous, previous_learner = champion.version, champion.learner
-        evidence = dict(verdict.evidence) | ({} if golden is None else _prefixed("golden", golden))
-        reason = f"{name} {version} passed its {kind} trial against {previous}: {verdict.reason}"
-        decision = ctx.promoter.promote(
-            group, version=version, learner=frozen, previous=previous, reason=reason, evidence=evidence, ts_ms=now_ms
-        )
-        out.append(decision_record(decision))
-        ctx.metrics.decided(group, "promote")
-        slot.refusals = 0
-        champion.replace(version, frozen, learns=False, through=through)
-        state.champion_through = through
-        state.change.reset()  # a new champion: its errors are a new stream
-        if STANDBY_SLOT in state.slots:
-            # The champion just replaced never finished its probation: the standby stays the last
-            # good version, and the new champion's probation is against it.
-            standby = self.lanes[STANDBY_SLOT].version
-            reason = f"replaced by {version} before its probation against {standby} ended"
-            retired = ctx.promoter.retire(group, version=previous, reason=reason, evidence={}, ts_ms=now_ms)
-            out.append(decision_record(retired))
-            state.slots[STANDBY_SLOT].trial = probation(ctx.config, refresh=kind == "refresh")
-        elif ctx.registry.version(previous).config.get("untrained"):
-            # An untrained first champion was never good: there is nothing to roll back to.
-            reason = f"replaced by {version}; never trained, so not kept for a rollback"
-            retired = ctx.promoter.retire(group, version=previous, reason=reason, evidence={}, ts_ms=now_ms)
-            out.append(decision_record(retired))
-        else:
-            window = ctx.config.rolling_window
-            standby_lane = LaneState(previous, previous_learner, False)
-            state.slots[STANDBY_SLOT] = Slot(
-                STANDBY_SLOT, "standby", standby_lane, PrequentialScore(window),
-                trial=probation(ctx.config, refresh=kind == "refresh"),
-            )  # fmt: skip
-            self.lanes[STANDBY_SLOT] = self.rt.open_lane(STANDBY_SLOT, standby_lane)
-        self.rt.new_trials()
-        out.extend(self._refork(now_ms, keep=name))
-        if name == RESTART_SLOT:  # the forks go on from its state: a second learner of it would be waste
-            out.extend(
-                restart.drop(self.rt, f"its state {version} is the champion now; the forks go on from it", now_ms)
-            )
-        if state.reservoir is not None:
-            state.trusted = state.reservoir.arrays()
-        out.extend(canary.end(self.rt, "the champion changed", now_ms))
-        return out
-
-    def _refuse(
-        self, name: str, reason: str, evidence: dict[str, Any], now_ms: int, *, version: str | None = None
-    ) -> list[TrainOutput]:
-        """Refuse the slot's version (or ``version``, already succeeded in its lane)."""
-        state, ctx, group = self.state, self.ctx, self.state.name
-        slot, lane = state.slots[name], self.lanes[name]
-        succeeded = version is not None
-        version = lane.version if version is None else version
-        decision = ctx.promoter.refuse(group, version=version, reason=reason, evidence=evidence, ts_ms=now_ms)
-        ctx.metrics.decided(group, "refuse")
-        if name == RESTART_SLOT:  # no second chance: it is dropped (a newer change starts another)
-            # The successor made as it was frozen never learned anything of its own: retired.
-            dropped = restart.drop(self.rt, f"{version} was refused", now_ms, retire=succeeded)
-            return [decision_record(decision), *dropped]
-        # A fork starts again from the champion, but a live fork refused on live evidence: it learns on
-        # (`_live_fork`). One that failed the golden set may have learned poisoned labels: it restarts.
-        learns_on = not succeeded and is_live_fork(self.ctx.config.gate, slot.spec)
-        retired: list[TrainOutput] = []
-        if slot.spec is not None and slot.spec.fork and not learns_on:
-            if succeeded:  # the successor it was handed to never learned anything of its own
-                orphan = lane.version
-                why = f"{version} was refused"
-                retired.append(
-                    decision_record(ctx.promoter.retire(group, version=orphan, reason=why, evidence={}, ts_ms=now_ms))
-                )
-            self._fork_from_champion(name, now_ms)
-        elif not succeeded:  # another configuration, or a live fork: it learns on, as a new version
-            lane.rename(self.rt.successor(name, now_ms))
-        if slot.spec is not None:
-            slot.refusals += 1
-            slot.trial = new_trial(ctx.config, slot.spec)
-            slot.trial.wait = ctx.config.gate.retry_after * 2 ** min(slot.refusals - 1, 4)
-        out: list[TrainOutput] = [decision_record(decision), *retired]
-        if state.canary is not None and state.canary[0] == version:
-            out.extend(canary.end(self.rt, f"{version} was refused", now_ms))
-        return out
-
-    def _rollback(self, verdict: Verdict, now_ms: int) -> list[TrainOutput]:
-        state, ctx, group = self.state, self.ctx, self.state.name
-        standby, champion = self.lanes[STANDBY_SLOT], self.lanes[CHAMPION_SLOT]
-        failed = champion.version
-        reason = f"{failed} fell behind its predecessor {standby.version} on probation: {verdict.reason}"
-        decision = ctx.promoter.rollback(
-            group, version=standby.version, learner=standby.learner, previous=failed, reason=reason,
-            evidence=dict(verdict.evidence), ts_ms=now_ms,
-        )  # fmt: skip
-        ctx.metrics.decided(group, "rollback")
-        champion.replace(standby.version, standby.learner, learns=False)
-        state.champion_through = 0  # frozen long before any job still queued
-        state.change.reset()
-        standby.close()
-        del self.lanes[STANDBY_SLOT], state.slots[STANDBY_SLOT]
-        self.rt.new_trials()
-        return [decision_record(decision), *self._refork(now_ms), *canary.end(self.rt, "the champion changed", now_ms)]
-
-    def _retire_standby(self, verdict: Verdict, now_ms: int) -> list[TrainOutput]:
-        champion = self.lanes[CHAMPION_SLOT].version
-        reason = f"{champion} passed its probation: {verdict.reason}"
-        return self._drop_standby(reason, dict(verdict.evidence), now_ms)
-
-    def _drop_standby(self, reason: str, evidence: dict[str, Any], now_ms: int) -> list[TrainOutput]:
-        state, ctx = self.state, self.ctx
-        standby = self.lanes.pop(STANDBY_SLOT)
-        del state.slots[STANDBY_SLOT]
-        standby.close()
-        decision = ctx.promoter.retire(
-            state.name, version=standby.version, reason=reason, evidence=evidence, ts_ms=now_ms
-        )
-        return [decision_record(decision)]
-
-    def _fork_from_champion(self, name: str, now_ms: int) -> str:
-        """Put a fresh copy of the champion in a fork's lane, as a new version; return its id."""
-        champion = self.lanes[CHAMPION_SLOT]
-        learner = champion.learner.clone(include_state=True)
-        info = self.ctx.registry.create_version(
-            self.state.name, name=name, parent=champion.version, learner=learner,
-            config={"fork_of": champion.version}, ts_ms=now_ms,
-        )  # fmt: skip
-        self.lanes[name].replace(info.id, learner, learns=True, through=self.state.champion_through)
-        return info.id
-
-    def _refork(self, now_ms: int, *, keep: str | None = None) -> list[TrainOutput]:
-        """Every fork but ``keep`` (the one just promoted, which learns on) starts again from the
-        new champion, as a new version; the version it leaves is retired."""
-        state, ctx, group = self.state, self.ctx, self.state.name
-        champion = self.lanes[CHAMPION_SLOT]
-        out: list[TrainOutput] = []
-        for name, slot in state.slots.items():
-            if slot.spec is None or not slot.spec.fork or name == keep:
-                continue
-            old = self.lanes[name].version
-            fork = self._fork_from_champion(name, now_ms)
-            if ctx.registry.version(old).status != "candidate":
-                # Decided already: on a resume from a snapshot older than a promotion, the fork's
-                # version may be the registry's champion now, or retired. It keeps its status.
-                continue
-            reason = f"forked again from the new champion {champion.version} as {fork}"
-            out.append(
-                decision_record(ctx.promoter.retire(group, version=old, reason=reason, evidence={}, ts_ms=now_ms))
-            )
-        return out
-
-    def _golden_set(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """The golden set to check a promotion against: the file's, or the trusted history (the
-        reservoir as frozen at the last promotion; all of it before the first), or None."""
-        state = self.state
-        golden: GoldenSet | None = self.ctx.config.golden
-        if golden is not None:
-            return golden.x, golden.y
-        if state.reservoir is None:
-            return None
-        if state.trusted is not None and len(state.trusted[1]) >= GOLDEN_MIN_SIZE:
-            return state.trusted
-        return state.reservoir.arrays()
-
-    def _golden_check(self, candidate: Learner, x: np.ndarray, y: np.ndarray) -> Verdict:
-        """The candidate against the champion on the golden set."""
-        evaluator = GoldenEvaluator(tolerance=self.ctx.config.gate.golden_tolerance, min_size=GOLDEN_MIN_SIZE)
-        champion = self.lanes[CHAMPION_SLOT].learner
-        evaluator.update(Paired(candidate=_correct(candidate, x, y), champion=_correct(champion, x, y)))
-        return evaluator.verdict()
-
     def _replay_decisions(self) -> None:
         """Decisions the registry recorded after the snapshot this state was resumed from: the
         crash may have come before they reached the model-events topic (a promotion is written to
@@ -597,7 +269,9 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         state.trusted, state.champion_through = None, 0
         self.rt.new_trials()
         # As after a promotion: the forks start again from the champion that serves.
-        state.outbox.extend(r for r in self._refork(int(ctx.clock() * 1000)) if isinstance(r, DecisionRecord))
+        state.outbox.extend(
+            r for r in lifecycle.refork(self.rt, int(ctx.clock() * 1000)) if isinstance(r, DecisionRecord)
+        )
 
     def _reconcile_standby(self) -> None:
         """The standby is the registry's (the last good version, kept for a rollback): a
@@ -646,18 +320,6 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
             lane.rename(self.rt.successor(name, now_ms))
             if slot.spec is not None:
                 slot.trial = new_trial(ctx.config, slot.spec)
-
-
-def _correct(learner: Learner, x: np.ndarray, y: np.ndarray) -> npt.NDArray[np.float64]:
-    try:
-        predicted = np.asarray(learner.predict_proba(x), dtype=np.float64).argmax(axis=1)
-    except Exception:  # a model that cannot predict is wrong everywhere
-        return np.zeros(len(y))
-    return np.asarray(predicted == y, dtype=np.float64)
-
-
-def _prefixed(prefix: str, verdict: Verdict) -> dict[str, Any]:
-    return {f"{prefix}_{k}": v for k, v in verdict.evidence.items()} | {f"{prefix}_phase": verdict.phase.value}
 
 
 def _ranges(sources: list[SourceRef]) -> tuple[OffsetRange, ...]:

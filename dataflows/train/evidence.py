@@ -1,0 +1,160 @@
+"""Evidence: the lanes' results turned into reports, lineage, paired scores for each trial, and
+verdict records.
+
+Every lane scores the same job before it learns it (prequential). `gather` collects what the lanes
+finished: a `ModelReport` per model and job, the offsets each version learned (written to the
+registry by `GroupRuntime.flush_lineage`), and the scores waiting to be paired
+(`trials.PairingBuffer`); the frozen champion's correctness also goes through a change detector
+(`watch`: a change in the data starts every trial over). `feed` hands each trial its pairs,
+`verdicts` reads the trials and records the verdicts whose phase changed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from dataflows.jobs import LaneResult
+from dataflows.lanes import Lane
+from dataflows.records import ModelReport, VerdictRecord
+from dataflows.train import restart
+from dataflows.train.state import GroupRuntime, Slot, TrainOutput
+from dataflows.train.trials import CHAMPION_SLOT, STANDBY_SLOT, canary_part, is_live_fork
+from evaluators import Phase, Verdict
+
+__all__ = ["feed", "gather", "report", "verdict_record", "verdicts", "watch"]
+
+log = logging.getLogger("headwater")
+
+
+def gather(rt: GroupRuntime, now_ms: int) -> list[TrainOutput]:
+    """Collect every lane's results: a report each, the learning it adds to the lineage, its
+    scores waiting in the pairing buffer, and the champion's through the change detector."""
+    state = rt.state
+    out: list[TrainOutput] = []
+    for name, lane in list(rt.lanes.items()):  # a drift may start or drop the restart lane (`watch`)
+        if rt.lanes.get(name) is not lane:
+            continue
+        for result in lane.drain():
+            out.extend(report(rt, state.slots[name], lane, result, now_ms))
+            state.pairing.add(result)
+            if name == CHAMPION_SLOT and not result.skipped and len(result.correct):
+                out.extend(watch(rt, result, now_ms))
+    return out
+
+
+def feed(rt: GroupRuntime) -> None:
+    """Hand each trial the paired evidence ready now: a canary only the examples it served; a
+    candidate refused not long ago none until its wait is over (a live fork does gather it)."""
+    state = rt.state
+    versions = {name: lane.version for name, lane in rt.lanes.items()}
+    oldest = state.seq - 4 * rt.ctx.config.gate.max_lag_batches
+    for name, paired, routes in state.pairing.pairs(versions, oldest):
+        slot = state.slots.get(name)
+        if slot is None or slot.trial is None:
+            continue
+        if slot.trial.wait > 0:  # refused not long ago: it learns on before it is judged again
+            slot.trial.wait = max(0, slot.trial.wait - len(paired))
+            if not is_live_fork(rt.ctx.config.gate, slot.spec):
+                continue
+        if slot.trial.kind == "canary":
+            paired = canary_part(paired, routes)
+        if len(paired):
+            slot.trial.evaluator.update(paired)
+
+
+def report(rt: GroupRuntime, slot: Slot, lane: Lane, result: LaneResult, now_ms: int) -> list[TrainOutput]:
+    """Score ``result`` into its slot, add what it learned to the lineage, and report it (nothing
+    for a job with no labelled example, no error and no skip)."""
+    state, ctx = rt.state, rt.ctx
+    n = len(result.correct)
+    if n:
+        slot.score.update_hits(result.correct > 0.5, proba_true=result.proba_true)
+    if result.ranges or result.learned:
+        ranges, samples = rt.lineage.get(result.version, ((), 0))
+        rt.lineage[result.version] = (ranges + result.ranges, samples + result.learned)
+    ctx.metrics.learned(state.name, slot.name, result.learned, result.learn_ms / 1000, lane.backlog)
+    if not (n or result.error or result.skipped):
+        return []
+    snap = slot.score.snapshot()
+    join = state.join
+    offsets: dict[str, list[int]] = {}  # first and last offset per partition (the registry keeps the runs)
+    for r in result.ranges:
+        span = offsets.setdefault(f"{r.topic}/{r.partition}", [r.first, r.last])
+        span[0], span[1] = min(span[0], r.first), max(span[1], r.last)
+    return [
+        ModelReport(
+            group=state.name, model=slot.name, version=result.version, role=slot.role, ts_ms=now_ms,
+            batch=result.seq, n_labelled=n, n_learned=result.learned, n_correct=int(result.correct.sum()),
+            accuracy=snap.accuracy, rolling_accuracy=snap.rolling_accuracy, rolling_log_loss=snap.rolling_log_loss,
+            learn_ms=round(result.learn_ms, 3), lag_batches=lane.backlog, skipped_batches_total=lane.skipped_total,
+            offsets=offsets, pending_features=join.pending_features, pending_labels=join.pending_labels,
+            features_expired_total=join.features_expired_total, labels_unmatched_total=join.labels_unmatched_total,
+            error=result.error,
+        )
+    ]  # fmt: skip
+
+
+def verdicts(rt: GroupRuntime, now_ms: int) -> list[TrainOutput]:
+    """Read every trial; record and publish the verdicts whose phase changed."""
+    out: list[TrainOutput] = []
+    for slot in rt.state.slots.values():
+        trial = slot.trial
+        if trial is None or (trial.wait > 0 and is_live_fork(rt.ctx.config.gate, slot.spec)):
+            continue  # judged once its wait is over, on all the evidence gathered since its refusal
+        verdict = trial.evaluator.verdict()
+        trial.verdict = verdict
+        if verdict.phase is not trial.phase:
+            trial.phase = verdict.phase
+            out.append(verdict_record(rt, slot, trial.kind, verdict, now_ms))
+    return out
+
+
+def verdict_record(
+    rt: GroupRuntime, slot: Slot, kind: str, verdict: Verdict, now_ms: int, *, version: str | None = None
+) -> VerdictRecord:
+    """Record ``verdict`` in the registry, as the model-events topic carries it (a probation's and a
+    drift's are the champion's)."""
+    if version is None:
+        # A probation judges the champion (against the standby): the verdict is the champion's.
+        on = CHAMPION_SLOT if kind == "probation" else slot.name
+        version = rt.lanes[on].version
+    evidence = dict(verdict.evidence)
+    if kind == "probation" and STANDBY_SLOT in rt.lanes:
+        evidence["standby"] = rt.lanes[STANDBY_SLOT].version
+    rt.ctx.registry.record_verdict(version, kind, verdict.phase.value, verdict.reason, evidence, now_ms)
+    model = CHAMPION_SLOT if kind == "probation" else slot.name
+    return VerdictRecord(
+        group=rt.state.name, model=model, version=version, evaluator=kind, phase=verdict.phase.value,
+        reason=verdict.reason, evidence=evidence, ts_ms=now_ms,
+    )  # fmt: skip
+
+
+def watch(rt: GroupRuntime, result: LaneResult, now_ms: int) -> list[TrainOutput]:
+    """The frozen champion's correctness on fresh labels: when its mean moves, the data changed
+    (a drift, or a burst of wrong labels). Evidence gathered before the change says nothing
+    about the candidates after it: their trials start over (the probation goes on). When the
+    champion got worse, a candidate refused against it no longer waits out its refusal: that
+    evidence was gathered against a champion that is not what it was (on an abrupt change a
+    frozen champion can serve a stale concept for the whole wait). When it got better (a burst
+    of wrong labels ending), a refused candidate waits on: it may have learned the burst."""
+    state = rt.state
+    if result.version != rt.lanes[CHAMPION_SLOT].version:
+        return []
+    state.change.update(result.correct)
+    change = state.change.last
+    if not state.change.changed or change is None:
+        return []
+    reason = (
+        f"the champion's accuracy on fresh labels moved from {change.before:.3f} to {change.after:.3f} "
+        f"(ADWIN, delta {state.change.delta}): the data changed, every candidate's trial starts over"
+    )
+    dropped = change.after < change.before
+    if dropped:
+        reason += "; a refused candidate is judged again at once"
+    log.warning("group %s: %s", state.name, reason)
+    rt.new_trials(keep_waits=not dropped)
+    verdict = Verdict(Phase.FAILED, reason, {"before": change.before, "after": change.after, "n": change.n})
+    out: list[TrainOutput] = [verdict_record(rt, state.slots[CHAMPION_SLOT], "drift", verdict, now_ms)]
+    if dropped and rt.ctx.config.gate.restart_on_drift:
+        out.extend(restart.start(rt, now_ms))
+    return out
