@@ -1,5 +1,5 @@
 """Live refresh: a refresh fork's lane hands serving its model's latest state after the batches it
-learns (`promotion.live_refresh`; the train step decides when it may, `TrainLogic._sync_live`).
+learns (`promotion.live_refresh`; the train step decides when it may, `dataflows.train.live.sync`).
 This is how a thread lane does it; a process lane's model serves where it learns, asked over a
 pipe (`dataflows.lanes.ask`).
 

@@ -768,7 +768,7 @@ def test_a_jobs_offsets_are_contiguous_runs_not_a_stretch_over_what_was_never_re
     """A delayed label joins its event, read long before: the job learned offset 0 and 1000..1002,
     not everything in between, and the lineage must say so."""
     from dataflows.records import SourceRef
-    from dataflows.train.step import _ranges
+    from dataflows.train.examples import ranges as _ranges
 
     sources = [SourceRef("events", 0, o) for o in (1001, 1000, 0, 1002)] + [SourceRef("labels", 1, 7)]
     assert _ranges(sources) == (
