@@ -13,8 +13,9 @@ from confluent_kafka import OFFSET_BEGINNING
 
 from daemon.promoter import BoardPromoter
 from daemon.registry import SqliteRegistry
-from dataflows import FlowConfig, FlowDeps, KafkaOut, ReliableKafkaSink, ServingBoard, StoppableKafkaSource
+from dataflows import FlowConfig, FlowDeps, ReliableKafkaSink, ServingBoard, StoppableKafkaSource
 from dataflows.ports import Clock, Metrics, NullMetrics
+from dataflows.records import SinkItem
 
 __all__ = ["kafka_sink", "kafka_source", "local_deps"]
 
@@ -34,7 +35,7 @@ def kafka_sink(config: FlowConfig) -> ReliableKafkaSink:
 
 def local_deps(
     source: Source[Any],
-    sink: Sink[KafkaOut],
+    sink: Sink[SinkItem],
     registry_dir: Path,
     *,
     seed: int = 0,

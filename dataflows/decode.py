@@ -7,11 +7,12 @@ so every problem becomes a dead letter that names the reason and keeps the origi
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, cast
 
 import msgspec
+from confluent_kafka import Message
 
 from dataflows.records import DeadLetter, DeadLetterReason, Event, Label, SourceRef
 
@@ -87,6 +88,9 @@ class RawMessage:
     timestamp: tuple[int, int] | None = None
 
 
+_Raw = tuple[bytes | None, bytes | None]  # what a dead letter keeps of its message: key, value (a plain tuple: cheap)
+
+
 # Ids are kept while an event waits for its label: their length is bounded.
 EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 TimestampMs = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
@@ -137,15 +141,34 @@ class Decoder:
         self._labels = msgspec.json.Decoder(_LabelWire)
         self._max_abs = schema.max_abs_feature
 
-    def __call__(self, msg: RawMessage) -> Event | Label | DeadLetter:
-        source = SourceRef(msg.topic, msg.partition, msg.offset, _kafka_ts(msg.timestamp))
-        value = msg.value
+    def __call__(self, msg: RawMessage | Message) -> Event | Label | DeadLetter:
+        if type(msg) is Message:  # confluent-kafka's own, as `dataflows.kafka_io` hands them on
+            return self.decode(msg.key(), msg.value(), msg.topic() or "", msg.partition() or 0, msg.offset() or 0,
+                               msg.timestamp())  # fmt: skip
+        raw = cast(RawMessage, msg)  # or shaped like one (Bytewax's KafkaSourceMessage)
+        return self.decode(raw.key, raw.value, raw.topic, raw.partition, raw.offset, raw.timestamp)
+
+    def decode_many(self, msgs: Iterable[RawMessage | Message]) -> tuple[list[Event | Label], list[DeadLetter]]:
+        """A micro-batch: its records in order, and its dead letters."""
+        records: list[Event | Label] = []
+        dead: list[DeadLetter] = []
+        for msg in msgs:
+            out = self(msg)
+            (dead if type(out) is DeadLetter else records).append(out)  # type: ignore[arg-type]
+        return records, dead
+
+    def decode(
+        self, key: bytes | None, value: bytes | None, topic: str, partition: int, offset: int,
+        timestamp: tuple[int, int] | None,
+    ) -> Event | Label | DeadLetter:  # fmt: skip
+        source = SourceRef(topic, partition, offset, _kafka_ts(timestamp))
+        msg = (key, value)
         if not value:
             return self._dead(DeadLetterReason.EMPTY_PAYLOAD, "message has no value", source, msg)
         if len(value) > self.schema.max_event_bytes:
             detail = f"{len(value)} bytes is over the limit of {self.schema.max_event_bytes}"
             return self._dead(DeadLetterReason.OVERSIZED, detail, source, msg)
-        is_label = msg.topic == self.labels_topic
+        is_label = topic == self.labels_topic
         try:
             wire = self._labels.decode(value) if is_label else self._events.decode(value)
         except msgspec.ValidationError as exc:
@@ -156,7 +179,7 @@ class Decoder:
             return self._label(wire, value, source, msg)
         return self._event(wire, source, msg)
 
-    def _event(self, wire: _EventWire | _MixedEventWire, source: SourceRef, msg: RawMessage) -> Event | DeadLetter:
+    def _event(self, wire: _EventWire | _MixedEventWire, source: SourceRef, msg: _Raw) -> Event | DeadLetter:
         features = wire.features
         given: Sequence[float | str]
         if isinstance(features, dict):
@@ -190,7 +213,7 @@ class Decoder:
             source = SourceRef(source.topic, source.partition, source.offset, wire.ts_ms)
         return Event(wire.id, x, label, source)
 
-    def _coded(self, given: Sequence[float | str], source: SourceRef, msg: RawMessage) -> list[float] | DeadLetter:
+    def _coded(self, given: Sequence[float | str], source: SourceRef, msg: _Raw) -> list[float] | DeadLetter:
         """Categorical values as their codes; a string where a number belongs, or a value not in its
         feature's list, is a dead letter."""
         x: list[float] = []
@@ -211,13 +234,13 @@ class Decoder:
             x.append(float(code))
         return x
 
-    def _label(self, wire: _LabelWire, value: bytes, source: SourceRef, msg: RawMessage) -> Label | DeadLetter:
+    def _label(self, wire: _LabelWire, value: bytes, source: SourceRef, msg: _Raw) -> Label | DeadLetter:
         label = self.schema.class_index(wire.label)
         if label is None:
             return self._unknown_class(wire.label, source, msg)
         return Label(wire.id, label, source, value)
 
-    def _feature_keys_problem(self, keys: object, source: SourceRef, msg: RawMessage) -> DeadLetter:
+    def _feature_keys_problem(self, keys: object, source: SourceRef, msg: _Raw) -> DeadLetter:
         given = set(keys)  # type: ignore[call-overload]
         missing = sorted(self._name_set - given)
         if missing:
@@ -225,13 +248,13 @@ class Decoder:
         extra = sorted(given - self._name_set)
         return self._dead(DeadLetterReason.EXTRA_FIELD, f"unknown features {extra}", source, msg)
 
-    def _unknown_class(self, label: object, source: SourceRef, msg: RawMessage) -> DeadLetter:
+    def _unknown_class(self, label: object, source: SourceRef, msg: _Raw) -> DeadLetter:
         detail = f"label {label!r} is not one of the classes {list(self.schema.classes)}"
         return self._dead(DeadLetterReason.UNKNOWN_CLASS, detail, source, msg)
 
     @staticmethod
-    def _dead(reason: DeadLetterReason, detail: str, source: SourceRef, msg: RawMessage) -> DeadLetter:
-        return DeadLetter(reason, detail, source, msg.value, msg.key)
+    def _dead(reason: DeadLetterReason, detail: str, source: SourceRef, msg: _Raw) -> DeadLetter:
+        return DeadLetter(reason, detail, source, msg[1], msg[0])
 
 
 def _reason_of(exc: msgspec.ValidationError) -> DeadLetterReason:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
@@ -26,32 +26,28 @@ from dataflows.ports import Clock, Decision, Metrics, NullMetrics, Promoter, Reg
 from dataflows.records import (
     DeadLetter,
     DecisionRecord,
-    Event,
-    KafkaOut,
-    Label,
     ModelReport,
+    SinkItem,
     VerdictRecord,
     encode_dead_letter,
     encode_model_event,
-    encode_prediction,
 )
-from dataflows.serve import ServedBatch, ServeOut, ServingBoard, serve_batch
+from dataflows.serve import ServedBatch, Server, ServingBoard, merge_served
 from dataflows.train import STATE_FORMAT, GroupState, TrainContext, TrainLogic, TrainOutput, new_group_state
 from learners import build_learner
 
 __all__ = ["FlowDeps", "build_flow", "install_champion", "resume_group_state"]
 
-Record = Event | Label
 ModelEventRecord = ModelReport | VerdictRecord | DecisionRecord
 
 
 @dataclass(frozen=True)
 class FlowDeps:
     """The flow's collaborators. ``source`` yields Kafka messages (anything shaped like
-    `dataflows.decode.RawMessage`); ``sink`` takes `KafkaOut` records."""
+    `dataflows.decode.RawMessage`); ``sink`` takes `KafkaOut` and `KafkaBatch` items (`SinkItem`)."""
 
     source: Source[Any]
-    sink: Sink[KafkaOut]
+    sink: Sink[SinkItem]
     registry: Registry
     promoter: Promoter
     board: ServingBoard
@@ -117,6 +113,14 @@ def resume_group_state(resumed: Any, ctx: TrainContext) -> GroupState:
 
 
 def build_flow(config: FlowConfig, deps: FlowDeps) -> Dataflow:
+    """Kafka in → serve (every worker: decode, dead letters, predict, encode) → Kafka out, and the
+    served batches → one training step per group (join labels, learn in lanes, gate, promote).
+
+    Serving is stateless over the board's serving table and runs on every worker, on the messages
+    of the partitions that worker reads: a micro-batch is what one poll of a partition gave, so
+    nothing is exchanged between workers to serve it. Only the served batches cross to the
+    group's one training step, gathered into jobs of about ``batching.max_size`` records.
+    """
     topics = config.topics
     clock = deps.clock
     flow = Dataflow("headwater")
@@ -124,31 +128,18 @@ def build_flow(config: FlowConfig, deps: FlowDeps) -> Dataflow:
 
     raw = op.input("kafka_io__in", flow, deps.source)
     decoder = Decoder(config.schema, topics.events, topics.labels)
-    decoded = op.map("decode", raw, decoder)
-    records = op.branch("decode__route", decoded, _is_record)
-    bad: Stream[DeadLetter] = records.falses  # type: ignore[assignment]
+    server = Server(config.group, decoder, deps.board, list(config.schema.classes), topics, clock, deps.metrics)
+    served = op.flat_map_batch("serve__batch", raw, server)
+    serve_out = op.flat_map("serve__out", served, lambda step: step.out)
+    to_train = op.filter_map("serve__to_train", served, lambda step: step.batch)
 
-    keyed = op.key_on("serve__key", records.trues, lambda _: config.group)
+    keyed = op.key_on("train__key", to_train, lambda _: config.group)
 
-    def batcher(resumed: MicroBatchState[Record] | None) -> MicroBatchLogic[Record]:
-        return MicroBatchLogic(resumed, max_size=config.batch_max_size, max_wait=config.batch_max_wait)
+    def gatherer(resumed: MicroBatchState[ServedBatch] | None) -> MicroBatchLogic[ServedBatch]:
+        return MicroBatchLogic(resumed, max_size=config.batch_max_size, max_wait=config.batch_max_wait, weigh=_records)
 
-    batches = op.stateful_batch("batching__micro_batch", keyed, batcher)
-
-    classes = list(config.schema.classes)
-
-    def serve(group: str, batch: list[Record]) -> ServeOut:
-        started = time.perf_counter()
-        out = serve_batch(deps.board.current(group), batch, classes, clock())
-        if out.predictions:
-            deps.metrics.served(group, "all", len(out.predictions), time.perf_counter() - started)
-        return out
-
-    serve_out: Stream[tuple[str, ServeOut]] = op.map("serve__predict", batches, lambda kv: (kv[0], serve(*kv)))
-    predictions = op.flat_map("serve__predictions", serve_out, lambda kv: kv[1].predictions)
-    serve_dead = op.flat_map("serve__dead_letters", serve_out, lambda kv: kv[1].dead_letters)
-    serve_errors = op.flat_map("serve__errors", serve_out, lambda kv: _serve_errors(kv[0], kv[1], clock()))
-    to_train: Stream[tuple[str, ServedBatch]] = op.map("serve__to_train", serve_out, lambda kv: (kv[0], kv[1].batch))
+    gathered = op.stateful_batch("batching__train_jobs", keyed, gatherer)
+    jobs = op.map_value("serve__merge", gathered, merge_served)
 
     ctx = TrainContext(
         config, deps.registry, deps.promoter, deps.metrics, clock,
@@ -158,37 +149,27 @@ def build_flow(config: FlowConfig, deps: FlowDeps) -> Dataflow:
     def trainer(resumed: GroupState | None) -> TrainLogic:
         return TrainLogic(resume_group_state(resumed, ctx), ctx)
 
-    trained: Stream[TrainOutput] = op.key_rm("train__unkey", op.stateful("train__learn", to_train, trainer))
+    trained: Stream[TrainOutput] = op.key_rm("train__unkey", op.stateful("train__learn", jobs, trainer))
     train_dead = op.filter_map("train__dead_letters", trained, lambda r: r if isinstance(r, DeadLetter) else None)
     model_events: Stream[ModelEventRecord] = op.filter_map("train__model_events", trained, _model_event)
 
-    dead_letters = op.merge("records__dead_letters", bad, serve_dead, train_dead)
-    all_model_events = op.merge("records__model_events", model_events, serve_errors)
     messages = op.merge(
         "records__encode",
-        op.map("records__predictions", predictions, lambda p: encode_prediction(p, topics.predictions)),
+        serve_out,
         op.map(
             "records__dead_letter",
-            dead_letters,
+            train_dead,
             lambda d: encode_dead_letter(d, topics.dead_letters, int(clock() * 1000)),
         ),
-        op.map("records__model_event", all_model_events, lambda e: encode_model_event(e, topics.model_events)),
+        op.map("records__model_event", model_events, lambda e: encode_model_event(e, topics.model_events)),
     )
     op.output("kafka_io__out", messages, deps.sink)
     return flow
 
 
-def _serve_errors(group: str, out: ServeOut, now: float) -> list[ModelEventRecord]:
-    ts_ms = int(now * 1000)
-    return [
-        ModelReport(group=group, model=route, version=version, role="serving", ts_ms=ts_ms, batch=0, error=error)
-        for route, version, error in out.errors
-    ]
+def _records(batch: ServedBatch) -> int:
+    return len(batch.events) + len(batch.labels)
 
 
 def _model_event(record: TrainOutput) -> ModelEventRecord | None:
     return None if isinstance(record, DeadLetter) else record
-
-
-def _is_record(item: Record | DeadLetter) -> TypeGuard[Record]:
-    return not isinstance(item, DeadLetter)

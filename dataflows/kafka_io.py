@@ -13,38 +13,50 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from bytewax.connectors.kafka import KafkaSource, KafkaSourceMessage, _list_parts
-from bytewax.inputs import StatefulSourcePartition
+from bytewax.connectors.kafka import KafkaSource, _KafkaSourcePartition, _list_parts
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 
-from dataflows.records import KafkaOut
+from dataflows.records import KafkaBatch, SinkItem
 
 __all__ = ["DeliveryError", "ReliableKafkaSink", "StoppableKafkaSource", "produce_waiting"]
-
-SourceItem = KafkaSourceMessage[bytes | None, bytes | None]
 
 
 class DeliveryError(RuntimeError):
     """The broker did not acknowledge one or more messages."""
 
 
-class _StoppablePartition(StatefulSourcePartition[SourceItem, int | None]):
-    def __init__(self, inner: StatefulSourcePartition[SourceItem, int | None], stop: threading.Event) -> None:
-        self._inner = inner
+class _BatchPartition(_KafkaSourcePartition):  # Bytewax's partition, minus its per-message copy
+    """One Kafka partition, read as Bytewax's own partition reads it, but handing on confluent-kafka's
+    `Message` objects as they come instead of copying each into a `KafkaSourceMessage` (a dataclass
+    of eight fields: 3.6 µs an event, more than decoding it). Ends when ``stop`` is set."""
+
+    def __init__(self, *args: Any, stop: threading.Event) -> None:
+        super().__init__(*args)
         self._stop = stop
 
-    def next_batch(self) -> Iterable[SourceItem]:
-        if self._stop.is_set():
+    def next_batch(self) -> list[Message]:  # type: ignore[override]
+        if self._eof or self._stop.is_set():
             raise StopIteration
-        return self._inner.next_batch()
-
-    def snapshot(self) -> int | None:
-        return self._inner.snapshot()
-
-    def close(self) -> None:
-        self._inner.close()
+        msgs: list[Message] = self._consumer.consume(self._batch_size, 0.001)
+        if not msgs:
+            return msgs
+        for i, msg in enumerate(msgs):
+            error = msg.error()
+            if error is None:
+                continue
+            if error.code() == KafkaError._PARTITION_EOF:
+                # The end of a partition read with tail=False: what came before it is emitted,
+                # the next call ends the partition.
+                self._eof = True
+                msgs = msgs[:i]
+                break
+            detail = f"error consuming from Kafka topic {self._topic!r}: {error}"
+            raise RuntimeError(detail)
+        if msgs:
+            self._offset = (msgs[-1].offset() or 0) + 1  # resume after the last message handed on
+        return msgs
 
 
 class StoppableKafkaSource(KafkaSource):
@@ -76,11 +88,24 @@ class StoppableKafkaSource(KafkaSource):
         config |= {k: v for k, v in self._add_config.items() if k != "auto.offset.reset"}
         return list(_list_parts(AdminClient(config), self._topics))
 
-    def build_part(  # type: ignore[override]
-        self, step_id: str, for_part: str, resume_state: int | None
-    ) -> _StoppablePartition:
-        inner: Any = super().build_part(step_id, for_part, resume_state)
-        return _StoppablePartition(inner, self._stop_event)
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _BatchPartition:
+        # As Bytewax builds its partition (the same consumer settings), with our next_batch.
+        idx, topic = for_part.split("-", 1)
+        if topic not in self._topics:
+            msg = f"the recovery store holds partition {for_part!r}, not of the topics {list(self._topics)}"
+            raise ValueError(msg)
+        config = {
+            "group.id": "BYTEWAX_IGNORED",  # the offsets live in Bytewax's recovery store, not a group
+            "enable.auto.commit": "false",
+            "bootstrap.servers": ",".join(self._brokers),
+            "enable.partition.eof": str(not self._tail),
+            "statistics.interval.ms": 1000,  # Bytewax's consumer-lag gauge
+            **self._add_config,
+        }
+        return _BatchPartition(
+            step_id, config, topic, int(idx), self._starting_offset, resume_state, self._batch_size, True,
+            stop=self._stop_event,
+        )  # fmt: skip
 
 
 def produce_waiting(
@@ -99,7 +124,7 @@ def produce_waiting(
             producer.poll(0.05)
 
 
-class _SinkPartition(StatelessSinkPartition[KafkaOut]):
+class _SinkPartition(StatelessSinkPartition[SinkItem]):
     def __init__(self, producer: Producer, flush_timeout_s: float) -> None:
         self._producer = producer
         self._flush_timeout_s = flush_timeout_s
@@ -109,14 +134,25 @@ class _SinkPartition(StatelessSinkPartition[KafkaOut]):
         if err is not None:
             self._errors.append(f"{msg.topic()}[{msg.partition()}] key={msg.key()!r}: {err}")
 
-    def write_batch(self, items: list[KafkaOut]) -> None:
+    def write_batch(self, items: list[SinkItem]) -> None:
         for item in items:
-            try:
-                produce_waiting(self._producer, item.topic, item.key, item.value, self._on_delivery)
-            except KafkaException as exc:  # refused before it left, e.g. larger than message.max.bytes
-                msg = f"Kafka refused a message for {item.topic} (key {item.key!r}, {len(item.value)} bytes): {exc}"
-                raise DeliveryError(msg) from exc
+            if isinstance(item, KafkaBatch):
+                for key, value in zip(item.keys, item.values, strict=True):
+                    self._produce(item.topic, key, value)
+            else:
+                self._produce(item.topic, item.key, item.value)
         self._flush()
+
+    def _produce(self, topic: str, key: bytes, value: bytes) -> None:
+        producer, on_delivery = self._producer, self._on_delivery
+        try:
+            try:
+                producer.produce(topic, value, key, on_delivery=on_delivery)
+            except BufferError:  # the local queue is full: wait for room, serving delivery reports
+                produce_waiting(producer, topic, key, value, on_delivery)
+        except KafkaException as exc:  # refused before it left, e.g. larger than message.max.bytes
+            msg = f"Kafka refused a message for {topic} (key {key!r}, {len(value)} bytes): {exc}"
+            raise DeliveryError(msg) from exc
 
     def _flush(self) -> None:
         left = self._producer.flush(self._flush_timeout_s)
@@ -133,8 +169,8 @@ class _SinkPartition(StatelessSinkPartition[KafkaOut]):
         self._flush()
 
 
-class ReliableKafkaSink(DynamicSink[KafkaOut]):
-    """Writes `KafkaOut` records to their topics with an idempotent producer per worker."""
+class ReliableKafkaSink(DynamicSink[SinkItem]):
+    """Writes `KafkaOut` and `KafkaBatch` items to their topics with an idempotent producer per worker."""
 
     def __init__(
         self, brokers: str, add_config: Mapping[str, Any] | None = None, flush_timeout_s: float = 30.0

@@ -9,6 +9,7 @@ unmatched is returned to the caller, which dead-letters it — it is never dropp
 from __future__ import annotations
 
 import itertools
+from collections import OrderedDict
 from typing import Any, Self
 
 import msgspec
@@ -42,8 +43,11 @@ class LabelJoin:
     def __init__(self, window_s: float, max_pending: int) -> None:
         self.window_s = window_s
         self.max_pending = max_pending
-        self._features: dict[str, Pending] = {}
-        self._labels: dict[str, tuple[Label, float]] = {}
+        # Ordered dicts: the oldest entry is taken off the front in O(1). A plain dict scans the
+        # slots its deletions left at the front for it: at max_pending, evicting one feature per
+        # event took 8 % of the serving process's time (bench.e2e_kafka's profile).
+        self._features: OrderedDict[str, Pending] = OrderedDict()
+        self._labels: OrderedDict[str, tuple[Label, float]] = OrderedDict()
         self.features_expired_total = 0
         self.labels_unmatched_total = 0
 
@@ -54,8 +58,8 @@ class LabelJoin:
         """
         copied = type(self).__new__(type(self))
         copied.__dict__.update(self.__dict__)
-        copied._features = dict(self._features)
-        copied._labels = dict(self._labels)
+        copied._features = OrderedDict(self._features)
+        copied._labels = OrderedDict(self._labels)
         return copied
 
     def __getstate__(self) -> dict[str, Any]:
@@ -67,8 +71,8 @@ class LabelJoin:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._features = dict(_FEATURES.decode(state["_features"]))  # insertion order = arrival order
-        self._labels = {k: (label, at) for k, label, at in _LABELS.decode(state["_labels"])}
+        self._features = OrderedDict(_FEATURES.decode(state["_features"]))  # insertion order = arrival order
+        self._labels = OrderedDict((k, (label, at)) for k, label, at in _LABELS.decode(state["_labels"]))
 
     @property
     def pending_features(self) -> int:
@@ -87,7 +91,7 @@ class LabelJoin:
             self.features_expired_total += 1
         self._features[event_id] = pending
         while len(self._features) > self.max_pending:
-            del self._features[next(iter(self._features))]
+            self._features.popitem(last=False)
             self.features_expired_total += 1
         return None
 
@@ -113,7 +117,7 @@ class LabelJoin:
             evicted.append(previous[0])  # a second label for the same id: the first one is unmatched
         self._labels[label.id] = (label, now)
         while len(self._labels) > self.max_pending:
-            evicted.append(self._labels.pop(next(iter(self._labels)))[0])
+            evicted.append(self._labels.popitem(last=False)[1][0])
         self.labels_unmatched_total += len(evicted)
         return None, evicted
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import enum
+from collections.abc import Iterable
 from typing import NamedTuple
 
 import msgspec
@@ -21,15 +22,19 @@ __all__ = [
     "DeadLetterReason",
     "DecisionRecord",
     "Event",
+    "KafkaBatch",
     "KafkaOut",
     "Label",
     "ModelReport",
     "Prediction",
+    "SinkItem",
     "SourceRef",
     "VerdictRecord",
     "encode_dead_letter",
     "encode_model_event",
     "encode_prediction",
+    "encode_predictions",
+    "sink_messages",
 ]
 
 
@@ -166,6 +171,32 @@ class KafkaOut(NamedTuple):
     topic: str
     key: bytes
     value: bytes
+
+
+class KafkaBatch(NamedTuple):
+    """Many messages for one topic, as one item for the sink: a served micro-batch's predictions
+    cross the flow as one item, not one per event."""
+
+    topic: str
+    keys: list[bytes]
+    values: list[bytes]
+
+    def messages(self) -> list[KafkaOut]:
+        return [KafkaOut(self.topic, k, v) for k, v in zip(self.keys, self.values, strict=True)]
+
+
+SinkItem = KafkaOut | KafkaBatch
+
+
+def sink_messages(items: Iterable[SinkItem]) -> list[KafkaOut]:
+    """The messages that sink items stand for, in order (for readers of a `TestingSink`)."""
+    return [m for item in items for m in (item.messages() if isinstance(item, KafkaBatch) else (item,))]
+
+
+def encode_predictions(records: list[Prediction], topic: str) -> KafkaBatch:
+    """Keyed by event id: a replayed prediction can be de-duplicated."""
+    encode = _encoder.encode
+    return KafkaBatch(topic, [r.id.encode() for r in records], [encode(r) for r in records])
 
 
 # -- wire encodings -----------------------------------------------------------------------------

@@ -21,18 +21,40 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
 import numpy as np
 
-from dataflows.records import DeadLetter, DeadLetterReason, Event, Label, Prediction
+from dataflows.decode import Decoder, RawMessage
+from dataflows.ports import Clock, Metrics
+from dataflows.records import (
+    DeadLetter,
+    DeadLetterReason,
+    Event,
+    Label,
+    ModelReport,
+    Prediction,
+    SinkItem,
+    encode_dead_letter,
+    encode_model_event,
+    encode_predictions,
+)
 from evaluators import canary_bucket
 from learners import Learner
 
-__all__ = ["CHAMPION", "ROUTES", "Served", "ServedBatch", "ServingBoard", "ServingTable", "Unavailable", "serve_batch"]
+if TYPE_CHECKING:
+    from confluent_kafka import Message
+
+    from dataflows.config import Topics
+
+__all__ = [
+    "CHAMPION", "ROUTES", "ServeStep", "Served", "ServedBatch", "Server", "ServingBoard", "ServingTable", "Unavailable",
+    "merge_served", "serve_batch",
+]  # fmt: skip
 
 CHAMPION, CANARY = 0, 1
 ROUTES = ("champion", "canary")
@@ -128,6 +150,17 @@ class ServedBatch(msgspec.Struct, frozen=True):
     predicted: list[int]
 
 
+def merge_served(batches: list[ServedBatch]) -> ServedBatch:
+    """Several served micro-batches as one, in order: training learns in jobs of about
+    ``batching.max_size`` examples however small the batches that served them."""
+    if len(batches) == 1:
+        return batches[0]
+    return ServedBatch(
+        [e for b in batches for e in b.events], [label for b in batches for label in b.labels],
+        [r for b in batches for r in b.routes], [c for b in batches for c in b.predicted],
+    )  # fmt: skip
+
+
 class Unavailable(Exception):
     """Raised by a model that cannot answer now (a live model whose process is busy, or has moved
     on to another version): the next model in the chain serves, and no error is reported."""
@@ -215,3 +248,57 @@ def _model_error(event: Event, version: str) -> DeadLetter:
     body = msgspec.json.encode({"id": event.id, "features": event.x, "label_index": event.label})
     detail = f"the serving model {version!r} could not predict this event (see the model-events topic)"
     return DeadLetter(DeadLetterReason.MODEL_ERROR, detail, event.source, body)
+
+
+class ServeStep(NamedTuple):
+    """What serving one micro-batch gives: the sink's messages (predictions, dead letters and
+    serving errors, encoded) and, when it held any record, the batch on its way to training."""
+
+    out: list[SinkItem]
+    batch: ServedBatch | None
+
+
+class Server:
+    """The ``serve__batch`` step: a micro-batch of raw messages, as Bytewax hands this worker the
+    messages of its partitions, decoded, predicted and encoded at once.
+
+    Every worker serves its own partitions with the table on this process's board; nothing here
+    waits for training. The batch is what the source polled (``batching.max_size`` messages a
+    partition at most, or what came within a millisecond), so an event waits for no timer.
+    """
+
+    def __init__(
+        self, group: str, decoder: Decoder, board: ServingBoard, classes: list[int | str], topics: Topics,
+        clock: Clock, metrics: Metrics,
+    ) -> None:  # fmt: skip
+        self.group = group
+        self.decoder = decoder
+        self.board = board
+        self.classes = classes
+        self.topics = topics
+        self.clock = clock
+        self.metrics = metrics
+
+    def __call__(self, msgs: list[RawMessage | Message]) -> list[ServeStep]:
+        started = time.perf_counter()
+        records, dead = self.decoder.decode_many(msgs)
+        now = self.clock()
+        now_ms = int(now * 1000)
+        topics = self.topics
+        out: list[SinkItem] = []
+        batch = None
+        if records:
+            served = serve_batch(self.board.current(self.group), records, self.classes, now)
+            out = [encode_predictions(served.predictions, topics.predictions)]
+            dead.extend(served.dead_letters)
+            out.extend(encode_model_event(self._error(*error, now_ms), topics.model_events) for error in served.errors)
+            batch = served.batch
+            if served.predictions:
+                self.metrics.served(self.group, "all", len(served.predictions), time.perf_counter() - started)
+        out.extend(encode_dead_letter(d, topics.dead_letters, now_ms) for d in dead)
+        return [ServeStep(out, batch)]
+
+    def _error(self, route: str, version: str, error: str, now_ms: int) -> ModelReport:
+        return ModelReport(
+            group=self.group, model=route, version=version, role="serving", ts_ms=now_ms, batch=0, error=error
+        )

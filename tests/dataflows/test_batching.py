@@ -59,3 +59,18 @@ def test_snapshot_resumes_the_waiting_items_and_deadline() -> None:
     assert resumed.notify_at() == T0 + WAIT
     out, _ = resumed.on_notify()
     assert list(out) == [[1, 2]]
+
+
+def test_weighed_items_close_a_batch_by_what_they_hold_and_are_never_split() -> None:
+    clock = Clock()
+    logic: MicroBatchLogic[list[int]] = MicroBatchLogic(None, max_size=5, max_wait=WAIT, now=clock, weigh=len)
+    out, discard = logic.on_batch([[1, 2], [3]])
+    assert (list(out), discard) == ([], False)
+    assert logic.notify_at() == T0 + WAIT
+    clock.now += timedelta(milliseconds=5)
+    out, discard = logic.on_batch([[4, 5, 6], [7], [8, 9, 10, 11, 12]])
+    assert list(out) == [[[1, 2], [3], [4, 5, 6]], [[7], [8, 9, 10, 11, 12]]]
+    assert discard is True
+    out, discard = logic.on_batch([[13]])  # a new batch: a new deadline, from its first item
+    assert logic.notify_at() == clock.now + WAIT
+    assert list(logic.on_notify()[0]) == [[[13]]]

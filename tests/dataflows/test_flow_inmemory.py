@@ -18,6 +18,7 @@ from daemon.wiring import local_deps
 from daemon.workload import CLASSES, FEATURES, Workload, WorkloadSpec
 from dataflows import FlowConfig, GateSpec, KafkaOut, Topics, build_flow
 from dataflows.decode import FeatureSchema, RawMessage
+from dataflows.records import SinkItem, sink_messages
 from learners import LearnerSpec
 
 TOPICS = Topics("events", "predictions", "dead-letters", "model-events", "labels")
@@ -41,11 +42,11 @@ def test_the_whole_flow_in_memory(tmp_path: Path) -> None:
         "unused:9092", TOPICS, FeatureSchema(list(FEATURES), list(CLASSES)), LearnerSpec("river-logreg"),
         gate=GateSpec(threaded=False), batch_max_size=200,
     )  # fmt: skip
-    out: list[KafkaOut] = []
-    run_main(build_flow(config, local_deps(TestingSource(messages, batch_size=200), TestingSink(out), tmp_path)))
+    items: list[SinkItem] = []
+    run_main(build_flow(config, local_deps(TestingSource(messages, batch_size=200), TestingSink(items), tmp_path)))
 
     by_topic: dict[str, list[KafkaOut]] = collections.defaultdict(list)
-    for message in out:
+    for message in sink_messages(items):
         by_topic[message.topic].append(message)
     assert set(by_topic) == {TOPICS.predictions, TOPICS.dead_letters, TOPICS.model_events}
 
@@ -98,8 +99,9 @@ def test_categorical_features_through_the_flow(tmp_path: Path) -> None:
         "unused:9092", TOPICS, schema, LearnerSpec("river-logreg", {"lr": 0.1}),
         gate=GateSpec(threaded=False), batch_max_size=100,
     )  # fmt: skip
-    out: list[KafkaOut] = []
-    run_main(build_flow(config, local_deps(TestingSource(messages, batch_size=100), TestingSink(out), tmp_path)))
+    items: list[SinkItem] = []
+    run_main(build_flow(config, local_deps(TestingSource(messages, batch_size=100), TestingSink(items), tmp_path)))
+    out = sink_messages(items)
     dead = [orjson.loads(m.value) for m in out if m.topic == TOPICS.dead_letters]
     assert [(d["reason"], "'purple' is not one of" in d["detail"]) for d in dead] == [("unknown_category", True)]
     predictions = {p["id"]: p for p in (orjson.loads(m.value) for m in out if m.topic == TOPICS.predictions)}

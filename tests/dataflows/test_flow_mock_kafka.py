@@ -13,13 +13,13 @@ import base64
 import json
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from bytewax.testing import run_main
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 
 from daemon.wiring import kafka_sink, kafka_source, local_deps
 from dataflows import FlowConfig, Topics, build_flow
@@ -29,9 +29,8 @@ from dataflows.kafka_io import (
     ReliableKafkaSink,
     StoppableKafkaSource,
     _SinkPartition,
-    _StoppablePartition,
 )
-from dataflows.records import KafkaOut
+from dataflows.records import KafkaBatch, KafkaOut
 from learners import LearnerSpec
 
 QUIET: dict[str, Any] = {"log_level": 0}
@@ -86,11 +85,13 @@ def test_sink_writes_a_batch_through_a_full_local_queue(mock_brokers: str) -> No
     producer = Producer({"bootstrap.servers": mock_brokers, "queue.buffering.max.messages": 3, "linger.ms": 0, **QUIET})
     sink = _SinkPartition(producer, flush_timeout_s=10.0)
     items = [KafkaOut("sink-test", f"k{i}".encode(), f"v{i}".encode()) for i in range(25)]
-    sink.write_batch(items)
+    batch = KafkaBatch("sink-test", [f"b{i}".encode() for i in range(20)], [f"w{i}".encode() for i in range(20)])
+    sink.write_batch([*items[:10], batch, *items[10:]])  # a served batch's predictions are one item
     assert len(producer) == 0  # every message acknowledged when write_batch returns
     sink.close()
-    got = _consume(mock_brokers, ["sink-test"], expected=25)
-    assert sorted((m.key(), m.value()) for m in got) == sorted((i.key, i.value) for i in items)
+    got = _consume(mock_brokers, ["sink-test"], expected=45)
+    expected = [(i.key, i.value) for i in items] + [(m.key, m.value) for m in batch.messages()]
+    assert sorted((m.key(), m.value()) for m in got) == sorted(expected)
 
 
 def test_reliable_sink_config_and_build(mock_brokers: str) -> None:
@@ -191,36 +192,53 @@ def test_whole_flow_on_mock_cluster(mock_brokers: str, tmp_path: Path) -> None:
     assert sum(e["n_learned"] for e in champion) == 0
 
 
-class _FakePartition:
-    def __init__(self) -> None:
-        self.batches = 0
-        self.closed = False
-
-    def next_batch(self) -> Iterable[Any]:
-        self.batches += 1
-        return [self.batches]
-
-    def snapshot(self) -> int | None:
-        return 100 + self.batches
-
-    def close(self) -> None:
-        self.closed = True
+def _read_all(part: Any, deadline_s: float = 10.0) -> list[Any]:
+    got: list[Any] = []
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        try:
+            got.extend(part.next_batch())
+        except StopIteration:
+            return got
+    raise AssertionError(f"the partition did not end within {deadline_s}s; read {len(got)}")
 
 
-def test_stoppable_partition_delegates_until_stopped() -> None:
-    inner = _FakePartition()
+def test_partition_hands_on_kafka_messages_resumes_after_them_and_ends(mock_brokers: str) -> None:
+    """The source's partition gives confluent-kafka's own messages (no copy per message), in
+    order; its snapshot is the offset after the last one handed on; it ends at the end of the
+    partition (tail=False), and at once when stopped."""
+    producer = Producer({"bootstrap.servers": mock_brokers, **QUIET})
+    for i in range(5):
+        producer.produce("ev", f"v{i}".encode(), f"k{i}".encode(), partition=0)
+    assert producer.flush(10) == 0
     stop = threading.Event()
-    part = _StoppablePartition(inner, stop)  # type: ignore[arg-type]
-    batches: list[object] = [list(part.next_batch()), list(part.next_batch())]
-    assert batches == [[1], [2]]
-    assert part.snapshot() == 102
-    stop.set()
-    with pytest.raises(StopIteration):
-        part.next_batch()
-    assert inner.batches == 2  # the inner partition is not read once stopped
-    assert part.snapshot() == 102
-    part.close()
-    assert inner.closed
+    source = StoppableKafkaSource([mock_brokers], ["ev"], stop=stop, tail=False, add_config=QUIET)
+    part = source.build_part("in", "0-ev", None)
+    try:
+        got = _read_all(part)
+        assert all(type(m) is Message for m in got)
+        assert [(m.key(), m.value(), m.offset()) for m in got] == [
+            (f"k{i}".encode(), f"v{i}".encode(), i) for i in range(5)
+        ]
+        assert part.snapshot() == 5
+    finally:
+        part.close()
+    resumed = source.build_part("in", "0-ev", 3)  # from a recovery snapshot: the offset it names
+    try:
+        assert [m.offset() for m in _read_all(resumed)] == [3, 4]
+    finally:
+        resumed.close()
+    tailing = StoppableKafkaSource([mock_brokers], ["ev"], stop=stop, tail=True, add_config=QUIET).build_part(
+        "in", "0-ev", 5
+    )
+    try:
+        stop.set()
+        with pytest.raises(StopIteration):
+            tailing.next_batch()
+    finally:
+        tailing.close()
+    with pytest.raises(ValueError, match="not of the topics"):
+        source.build_part("in", "0-other", None)
 
 
 def test_tailing_flow_stops_gracefully_and_flushes(mock_brokers: str, tmp_path: Path) -> None:
