@@ -1,26 +1,20 @@
-"""Live refresh: a refresh fork's latest state serves the champion's route between its promotions,
-while its trial shows it not worse than the champion it continues. Real learners, a SQLite
-registry, the board's promoter, inline lanes."""
+"""Live refresh (`dataflows.train.live`): a refresh fork's latest state serves the champion's route
+between its promotions, while its trial shows it not worse than the champion it continues. Real
+learners, a SQLite registry, the board's promoter, inline lanes."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
 import pytest
 
-from dataflows.config import CandidateSpec, GoldenSet
-from dataflows.jobs import Job
-from dataflows.lanes import ProcessLane, ThreadLane
-from dataflows.lanes.ask import LiveModel
-from dataflows.lanes.live import Guarded, LiveRefresh, Replicas
+from dataflows.config import GoldenSet
+from dataflows.lanes.live import Guarded
 from dataflows.lanes.thread import REPLAY_AFTER_COPIES
-from dataflows.records import Event
-from dataflows.serve import Served, ServingBoard, ServingTable, serve_batch
 from learners.base import FloatArray
 from tests.dataflows.helpers import (
     GROUP,
@@ -35,24 +29,7 @@ from tests.dataflows.helpers import (
     reports,
     trained_learner,
 )
-
-REFRESH = (CandidateSpec("fork", gate="refresh"),)
-
-
-def live_group(tmp_path: Path, **gate: Any) -> Group:
-    """A trained champion and a refresh fork; live refresh copies after every batch (budget 1)."""
-    settings = {"refresh_samples": 400, "refresh_margin": 0.05, "live_refresh": True, "live_refresh_budget": 1.0}
-    return make_group(config(candidates=REFRESH, **(settings | gate)), tmp_path, champion=trained_learner())
-
-
-def fork_lane(group: Group) -> ThreadLane:
-    lane = group.logic.lanes["fork"]
-    assert isinstance(lane, ThreadLane)
-    return lane
-
-
-def served_versions(group: Group, stream: Stream) -> set[str]:
-    return {p.version for p in group.serve(stream.batch(20, labelled=False)).predictions}
+from tests.dataflows.train.support import REFRESH, fork_lane, live_group, served_versions
 
 
 def test_without_live_refresh_the_frozen_champion_serves_between_promotions(tmp_path: Path) -> None:
@@ -243,29 +220,6 @@ def test_a_fork_that_cannot_be_copied_never_serves_and_its_lane_goes_on(
     assert sum(r.n_learned for r in reports(out, "fork")) == 250  # the lane learned every batch
 
 
-def test_copies_keep_within_their_share_of_the_lanes_time() -> None:
-    live = LiveRefresh(promoter=None, group=GROUP, champion="g/1", fork="g/2", budget=0.2)  # type: ignore[arg-type]
-    assert live.due("g/2", 0.0)
-    live.rest(0.05, now=10.0)  # copies take 50 ms: the next one waits 200 ms (4 x 50 ms)
-    assert not live.due("g/2", 10.19)
-    assert live.due("g/2", 10.21)
-    assert not live.due("g/3", 11.0)  # the lane moved on to another version: never its state
-
-
-def test_the_board_serves_a_fresh_state_only_in_place_of_the_champion_it_continues() -> None:
-    board = ServingBoard()
-    champion, fork = Served("g/1", trained_learner()), Served("g/2", trained_learner())
-    board.publish(ServingTable("g", champion))
-    assert not board.refresh("g", "g/0", fork)  # continues another champion: refused
-    assert board.current("g").fresh is None
-    assert board.refresh("g", "g/1", fork)
-    assert board.current("g").fresh is fork
-    assert board.current("g").champion is champion
-    assert board.drop_fresh("g")
-    assert board.current("g").fresh is None
-    assert not board.drop_fresh("g")
-
-
 class SlowToCopy(Wrapped):
     """Copies take 30 ms; learning a batch of 50 events takes well under a millisecond."""
 
@@ -318,23 +272,6 @@ def test_one_slow_copy_does_not_switch_a_model_cheap_to_copy_to_replay(tmp_path:
     assert OnceSlowToCopy.copies >= REPLAY_AFTER_COPIES + 4
 
 
-def test_replicas_catch_up_on_exactly_what_the_lane_learned() -> None:
-    learner = trained_learner()
-    replicas = Replicas(learner, through=0)
-    stream = Stream(10)
-    for seq in range(1, 6):
-        x, y = stream.arrays(30)
-        job = Job(seq, x, y, np.zeros(len(y), dtype=np.int8))
-        learner.learn(x, y)
-        assert replicas.learned(job)
-        if seq % 2:  # a turn every other batch
-            state = replicas.turn()
-            assert state.through == seq
-            probe = Stream(seq).arrays(20)[0]
-            np.testing.assert_array_equal(state.predict_proba(probe), learner.predict_proba(probe))
-    assert [j.seq for j in replicas.jobs] == [4, 5]  # what the replica off the board has yet to learn
-
-
 def test_a_refused_forks_state_stops_serving_in_the_step_that_refuses_it(tmp_path: Path) -> None:
     """With no wait after a refusal (`retry_after` 0) the new fork may serve at once: the refused
     one's state is taken off in the same step, before the new fork has handed over anything."""
@@ -355,21 +292,6 @@ def test_a_refused_forks_state_stops_serving_in_the_step_that_refuses_it(tmp_pat
     assert fresh is None or fresh.version != refused_version
     group.run(stream, 1)
     assert served_versions(group, stream) != {refused_version}
-
-
-class Unpredictable(Wrapped):
-    def predict_proba(self, x: FloatArray) -> FloatArray:
-        msg = "this copy cannot predict"
-        raise RuntimeError(msg)
-
-
-def test_a_live_state_that_cannot_predict_leaves_its_events_to_the_champion() -> None:
-    champion = Served("g/1", trained_learner())
-    table = ServingTable("g", champion, fresh=Served("g/2", Unpredictable(trained_learner())))
-    out = serve_batch(table, Stream(12).batch(10, labelled=False), ["neg", "pos"], 1000.0)
-    assert len(out.predictions) == 10 and not out.dead_letters
-    assert {(p.version, p.route) for p in out.predictions} == {("g/1", "champion")}
-    assert [(route, version) for route, version, _ in out.errors] == [("live", "g/2")]
 
 
 # -- the train step waits for the live fork (threaded lanes) ---------------------------------------
@@ -442,92 +364,3 @@ def test_under_refresh_promotions_the_standby_is_a_recent_version_not_the_first(
     retired = {d.version for d in decisions(out) if d.action == "retire"}
     assert f"{GROUP}/1" in retired
     group.logic.close()
-
-
-# -- live refresh from a process lane: serving asks the fork's process ---------------------------
-
-
-def _run_until(group: Group, stream: Stream, lane: ProcessLane, done: Callable[[], bool], what: str) -> None:
-    """Run batches, each learned by the fork's process, until ``done`` (at most 20)."""
-    for _ in range(20):
-        group.run(stream, 1)
-        assert lane.wait_idle(timeout_s=60), "the fork's process did not learn its batch in 60 s"
-        if done():
-            return
-    pytest.fail(f"{what} within 20 batches")
-
-
-def _serving_from_process(group: Group, stream: Stream) -> ProcessLane:
-    """Run batches until the fork's process serves (its trial must first show it not worse)."""
-    lane = group.logic.lanes["fork"]
-    assert isinstance(lane, ProcessLane) and lane.serves
-
-    def serving() -> bool:
-        return isinstance(getattr(group.table.fresh, "learner", None), LiveModel)
-
-    _run_until(group, stream, lane, serving, "the fork's process was never set to serve")
-    return lane
-
-
-def test_a_process_lane_serves_the_model_it_is_teaching_without_handing_it_over(tmp_path: Path) -> None:
-    group = live_group(tmp_path, threaded=True, processes=True, refresh_samples=5000)
-    stream = Stream(31)
-    try:
-        lane = _serving_from_process(group, stream)
-        fresh = group.table.fresh
-        assert fresh is not None and fresh.version == lane.version != group.table.champion.version
-        probe = Stream(81).batch(30, labelled=False)
-        out = group.serve(probe)
-        assert {(p.version, p.route) for p in out.predictions} == {(lane.version, "live")}
-        assert not out.dead_letters and not out.errors
-        # What served is the process's model as it is now: the same probabilities as a copy of it.
-        x = np.asarray([e.x for e in probe if isinstance(e, Event)])
-        np.testing.assert_allclose([p.proba for p in out.predictions], lane.frozen().predict_proba(x))
-        group.run(stream, 1)
-        assert lane.wait_idle(timeout_s=60)
-        assert group.table.fresh is fresh  # nothing handed over after a batch: the same process answers
-        np.testing.assert_allclose(fresh.learner.predict_proba(x), lane.frozen().predict_proba(x))
-    finally:
-        group.logic.close()
-
-
-def test_after_a_promotion_a_process_lane_serves_as_the_forks_continuation(tmp_path: Path) -> None:
-    group = live_group(tmp_path, threaded=True, processes=True, refresh_samples=200)
-    stream = Stream(32)
-    try:
-        lane = _serving_from_process(group, stream)
-        first = lane.version
-        _run_until(group, stream, lane, lambda: group.table.champion.version == first, f"{first} was not promoted")
-
-        def continuation_serves() -> bool:  # once its own trial shows it not worse
-            fresh = group.table.fresh
-            return fresh is not None and fresh.version == lane.version != first
-
-        _run_until(group, stream, lane, continuation_serves, "the promoted fork's continuation never served")
-        out = group.serve(Stream(82).batch(20, labelled=False))
-        assert {(p.version, p.route) for p in out.predictions} == {(lane.version, "live")}
-    finally:
-        group.logic.close()
-
-
-def test_when_the_forks_process_dies_the_champion_serves_every_event(tmp_path: Path) -> None:
-    group = live_group(tmp_path, threaded=True, processes=True, refresh_samples=5000)
-    stream = Stream(33)
-    try:
-        lane = _serving_from_process(group, stream)
-        process = lane._process
-        assert process is not None
-        process.kill()
-        process.join(timeout=30)
-        out = group.serve(Stream(83).batch(25, labelled=False))
-        assert len(out.predictions) == 25 and not out.dead_letters  # no event lost
-        assert {(p.version, p.route) for p in out.predictions} == {(group.table.champion.version, "champion")}
-        assert [(route, version) for route, version, _ in out.errors] == [("live", lane.version)]
-        # The next train step takes the dead process off the board: no error on every batch after.
-        group.run(stream, 1)
-        assert group.table.fresh is None
-        out = group.serve(Stream(84).batch(25, labelled=False))
-        assert len(out.predictions) == 25 and not out.errors
-        assert {p.route for p in out.predictions} == {"champion"}
-    finally:
-        group.logic.close()
