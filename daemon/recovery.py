@@ -18,10 +18,11 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 
 from daemon.config import ConfigError
 from dataflows import FlowConfig
+from dataflows.kafka_io import PartNames
 from dataflows.train import STATE_FORMAT
 from dataflows.train.migrate import MIGRATES_FROM
 
-__all__ = ["MANIFEST", "RecoveryMismatchError", "manifest_for", "prepare_recovery"]
+__all__ = ["MANIFEST", "RecoveryMismatchError", "manifest_for", "prepare_recovery", "source_part_names"]
 
 MANIFEST = "headwater-recovery.json"
 CHECKED = ("group", "features", "classes")  # the state cannot be used if any differs
@@ -41,6 +42,7 @@ def manifest_for(config: FlowConfig) -> dict[str, Any]:
         "features": list(config.schema.features),
         "classes": list(config.schema.classes),
         "learner": {"name": config.learner.name, "params": dict(config.learner.params), "seed": config.learner.seed},
+        "source_parts": "balanced",  # how the input's partitions are named: their offsets are stored under it
     }
     if config.schema.categories:  # absent when there are none: stores made before categories still fit
         manifest["categories"] = {name: list(values) for name, values in config.schema.categories.items()}
@@ -64,6 +66,18 @@ def prepare_recovery(directory: Path, partitions: int, config: FlowConfig) -> Re
         tmp.write_text(json.dumps(wanted, indent=2) + "\n")
         os.replace(tmp, path)
     return RecoveryConfig(str(directory))
+
+
+def source_part_names(directory: Path) -> PartNames:
+    """How the store names the input's partitions. A store made before the manifest said so holds
+    its offsets under Bytewax's own names ("legacy"): renaming them would lose the offsets."""
+    path = directory / MANIFEST
+    names = _read(path).get("source_parts", "legacy") if path.exists() else "balanced"
+    if names == "legacy":
+        log.warning("%s keeps Bytewax's partition names: workers may serve unequal shares of the partitions; "
+                    "a new runtime.recovery_dir balances them", directory)  # fmt: skip
+        return "legacy"
+    return "balanced"
 
 
 def _read(path: Path) -> dict[str, Any]:

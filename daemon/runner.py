@@ -20,10 +20,12 @@ from bytewax.run import cli_main
 
 from daemon.config import Settings
 from daemon.golden import load_golden
-from daemon.recovery import prepare_recovery
+from daemon.recovery import prepare_recovery, source_part_names
 from daemon.topics import ensure_topics
 from daemon.wiring import kafka_sink, kafka_source, local_deps
 from dataflows import FlowConfig, build_flow
+from dataflows.kafka_io import PartNames
+from dataflows.ports import Metrics
 from dataflows.process_lane import start_lane_server
 from learners import Learner, build_learner
 
@@ -34,8 +36,15 @@ log = logging.getLogger("headwater")
 Handler = Any  # what signal.signal returns: a callable, SIG_DFL/SIG_IGN or None
 
 
-def run_daemon(settings: Settings, stop: threading.Event | None = None, *, create_topics: bool = True) -> None:
-    """Run until the input ends (``runtime.tail: false``) or a stop is requested."""
+def run_daemon(
+    settings: Settings,
+    stop: threading.Event | None = None,
+    *,
+    create_topics: bool = True,
+    metrics: Metrics | None = None,
+) -> None:
+    """Run until the input ends (``runtime.tail: false``) or a stop is requested; ``metrics``
+    receives what the flow measures (nothing by default)."""
     stop = stop if stop is not None else threading.Event()
     config: FlowConfig = settings.flow_config(stop=stop)
     learners = check_learner(settings)
@@ -51,11 +60,19 @@ def run_daemon(settings: Settings, stop: threading.Event | None = None, *, creat
         config = dataclasses.replace(config, golden=load_golden(settings.promotion.golden_path, config.schema))
     runtime = settings.runtime
     recovery = None
+    part_names: PartNames = "balanced"
     if runtime.recovery_dir is not None:  # before touching Kafka: a store that does not fit stops us
+        part_names = source_part_names(runtime.recovery_dir)
         recovery = prepare_recovery(runtime.recovery_dir, runtime.recovery_partitions, config)
     if create_topics:
         ensure_topics(settings.kafka.bootstrap_servers, config.topics.all(), settings.kafka.partitions)
-    deps = local_deps(kafka_source(config, stop), kafka_sink(config), settings.registry.path, seed=settings.model.seed)
+    deps = local_deps(
+        kafka_source(config, stop, part_names),
+        kafka_sink(config),
+        settings.registry.path,
+        seed=settings.model.seed,
+        metrics=metrics,
+    )
     flow = build_flow(config, deps)
 
     previous = _install_stop_handlers(stop)

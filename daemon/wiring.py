@@ -14,18 +14,21 @@ from confluent_kafka import OFFSET_BEGINNING
 from daemon.promoter import BoardPromoter
 from daemon.registry import SqliteRegistry
 from dataflows import FlowConfig, FlowDeps, ReliableKafkaSink, ServingBoard, StoppableKafkaSource
+from dataflows.kafka_io import PartNames
 from dataflows.ports import Clock, Metrics, NullMetrics
 from dataflows.records import SinkItem
 
 __all__ = ["kafka_sink", "kafka_source", "local_deps"]
 
 
-def kafka_source(config: FlowConfig, stop: threading.Event | None = None) -> StoppableKafkaSource:
+def kafka_source(
+    config: FlowConfig, stop: threading.Event | None = None, part_names: PartNames = "balanced"
+) -> StoppableKafkaSource:
     """The events and labels topics, from the beginning (or the recovery store's offsets)."""
     return StoppableKafkaSource(
         [config.brokers], config.topics.inputs(), tail=config.tail, starting_offset=OFFSET_BEGINNING,
         add_config=dict(config.consumer_config), batch_size=config.batch_max_size,
-        stop=stop if stop is not None else config.stop,
+        stop=stop if stop is not None else config.stop, part_names=part_names,
     )  # fmt: skip
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from bytewax.connectors.kafka import KafkaSource, _KafkaSourcePartition, _list_parts
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -20,7 +20,9 @@ from confluent_kafka.admin import AdminClient
 
 from dataflows.records import KafkaBatch, SinkItem
 
-__all__ = ["DeliveryError", "ReliableKafkaSink", "StoppableKafkaSource", "produce_waiting"]
+__all__ = ["DeliveryError", "PartNames", "ReliableKafkaSink", "StoppableKafkaSource", "produce_waiting"]
+
+PartNames = Literal["balanced", "legacy"]
 
 
 class DeliveryError(RuntimeError):
@@ -63,6 +65,12 @@ class StoppableKafkaSource(KafkaSource):
     """`KafkaSource` whose partitions end when ``stop`` is set: the flow then finishes its last
     epoch (collect flushes, the sink flushes, a final snapshot is taken) instead of being killed.
 
+    Partitions are named ``topic#00003`` (``part_names="balanced"``): Bytewax gives each worker the
+    next partition in the names' sorted order, so a topic's partitions, named in a row, alternate
+    between workers and every worker serves its share. Bytewax's own names (``3-topic``, kept as
+    ``"legacy"`` for recovery stores that hold offsets under them) interleave the labels topic's
+    partitions with the events topic's: with 8 and 4 on 2 workers, one worker served 6 of 8.
+
     A resumed offset the broker no longer has (retention deleted unread events while the daemon
     was down, or the topic was recreated) restarts the partition at its oldest event
     (``auto.offset.reset: earliest``). librdkafka's default, ``latest``, would jump to the end and
@@ -76,21 +84,29 @@ class StoppableKafkaSource(KafkaSource):
         *,
         stop: threading.Event,
         add_config: Mapping[str, Any] | None = None,
+        part_names: PartNames = "balanced",
         **kwargs: Any,
     ) -> None:
         config = {"auto.offset.reset": "earliest", **(add_config or {})}
         super().__init__(brokers, topics, add_config=config, **kwargs)
         self._stop_event = stop
+        self._part_names = part_names
 
     def list_parts(self) -> list[str]:
         # As Bytewax does, less the consumer-only setting, which its admin client would warn about.
         config: dict[str, Any] = {"bootstrap.servers": ",".join(self._brokers)}
         config |= {k: v for k, v in self._add_config.items() if k != "auto.offset.reset"}
-        return list(_list_parts(AdminClient(config), self._topics))
+        parts = list(_list_parts(AdminClient(config), self._topics))  # Bytewax's names: "3-topic"
+        if self._part_names == "legacy":
+            return parts
+        return [f"{topic}#{int(idx):05d}" for idx, topic in (part.split("-", 1) for part in parts)]
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _BatchPartition:
         # As Bytewax builds its partition (the same consumer settings), with our next_batch.
-        idx, topic = for_part.split("-", 1)
+        if "#" in for_part:
+            topic, idx = for_part.rsplit("#", 1)
+        else:
+            idx, topic = for_part.split("-", 1)
         if topic not in self._topics:
             msg = f"the recovery store holds partition {for_part!r}, not of the topics {list(self._topics)}"
             raise ValueError(msg)

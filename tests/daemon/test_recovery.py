@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from daemon.cli import app
-from daemon.recovery import MANIFEST, RecoveryMismatchError, manifest_for, prepare_recovery
+from daemon.recovery import MANIFEST, RecoveryMismatchError, manifest_for, prepare_recovery, source_part_names
 from dataflows import FeatureSchema, FlowConfig, Topics
 from dataflows.train import STATE_FORMAT
 from learners import LearnerSpec
@@ -37,7 +37,8 @@ def test_first_use_creates_the_store_and_its_manifest(tmp_path: Path) -> None:
     assert len(list(store.glob("*.sqlite3"))) == 3
     manifest = json.loads((store / MANIFEST).read_text())
     assert manifest == {"format": STATE_FORMAT, "group": "default", "features": ["a", "b"], "classes": [0, 1],
-                        "learner": {"name": "river-logreg", "params": {}, "seed": 0}}  # fmt: skip
+                        "learner": {"name": "river-logreg", "params": {}, "seed": 0},
+                        "source_parts": "balanced"}  # fmt: skip
 
 
 def test_a_store_that_fits_is_reused_untouched(tmp_path: Path) -> None:
@@ -133,3 +134,19 @@ def test_a_store_for_other_category_lists_is_refused(tmp_path: Path) -> None:
     prepare_recovery(store, 2, _config(["a", "b"], categories={"b": ["x", "y"]}))  # the same lists fit
     with pytest.raises(RecoveryMismatchError, match="categories: the store has"):
         prepare_recovery(store, 2, _config(["a", "b"], categories={"b": ["y", "x"]}))
+
+
+def test_a_store_keeps_the_partition_names_its_offsets_are_stored_under(tmp_path: Path) -> None:
+    """A new store names partitions so that workers share them evenly; one made before the manifest
+    said how keeps Bytewax's names (renamed, its input offsets would be lost and everything read again)."""
+    new = tmp_path / "new"
+    assert source_part_names(new) == "balanced"
+    prepare_recovery(new, 2, _config(["a", "b"]))
+    assert source_part_names(new) == "balanced"
+    old = tmp_path / "old"
+    prepare_recovery(old, 2, _config(["a", "b"]))
+    manifest = json.loads((old / MANIFEST).read_text())
+    del manifest["source_parts"]
+    (old / MANIFEST).write_text(json.dumps(manifest))
+    assert source_part_names(old) == "legacy"
+    prepare_recovery(old, 2, _config(["a", "b"]))  # still fits: the name scheme is not a schema change

@@ -241,6 +241,28 @@ def test_partition_hands_on_kafka_messages_resumes_after_them_and_ends(mock_brok
         source.build_part("in", "0-other", None)
 
 
+def test_partitions_are_named_so_that_workers_share_each_topic(mock_brokers: str) -> None:
+    """Bytewax hands the partitions out in their names' sorted order, one worker after another: a
+    topic's partitions must sort in a row. Bytewax's own names ("3-ev") interleave topics."""
+    producer = Producer({"bootstrap.servers": mock_brokers, **QUIET})
+    producer.produce("ev", b"v", partition=0)
+    producer.produce("lab", b"v", partition=0)
+    assert producer.flush(10) == 0
+    stop = threading.Event()
+    balanced = StoppableKafkaSource([mock_brokers], ["ev", "lab"], stop=stop, add_config=QUIET)
+    parts = balanced.list_parts()
+    n = len(parts) // 2
+    assert sorted(parts) == [f"ev#{i:05d}" for i in range(n)] + [f"lab#{i:05d}" for i in range(n)]
+    legacy = StoppableKafkaSource([mock_brokers], ["ev", "lab"], stop=stop, add_config=QUIET, part_names="legacy")
+    assert sorted(legacy.list_parts()) == sorted(f"{i}-{t}" for t in ("ev", "lab") for i in range(n))
+    for name in ("lab#00000", "0-lab"):  # either name reads the same partition
+        part = balanced.build_part("in", name, None)
+        try:
+            assert part._topic == "lab" and part._part_idx == 0
+        finally:
+            part.close()
+
+
 def test_tailing_flow_stops_gracefully_and_flushes(mock_brokers: str, tmp_path: Path) -> None:
     """With tail=True the flow only ends when ``stop`` is set; its last epoch still reaches Kafka."""
     _produce(
@@ -289,5 +311,5 @@ def test_source_resets_lost_offsets_to_the_oldest_event_unless_told_otherwise(
     told = StoppableKafkaSource([mock_brokers], ["ev"], stop=stop, add_config={"auto.offset.reset": "error"})
     assert told._add_config["auto.offset.reset"] == "error"
     # Listing partitions goes through an admin client, which must not be handed the consumer setting.
-    assert sorted(source.list_parts()) == [f"{i}-ev" for i in range(4)]  # the mock cluster makes 4
+    assert sorted(source.list_parts()) == [f"ev#{i:05d}" for i in range(4)]  # the mock cluster makes 4
     assert "auto.offset.reset is a consumer property" not in capfd.readouterr().err
