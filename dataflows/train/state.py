@@ -146,6 +146,8 @@ def new_group_state(ctx: TrainContext) -> GroupState:
 def _new_candidate(
     ctx: TrainContext, spec: CandidateSpec, champion_version: str, champion: Learner, now_ms: int
 ) -> tuple[str, Learner]:
+    """Candidate ``spec``'s first model and its registered version: a fork is a copy of the champion
+    (its parent), an alternative its own learner, untrained."""
     config = ctx.config
     if spec.learner is None:
         learner = champion.clone(include_state=True)
@@ -215,6 +217,7 @@ class GroupRuntime:
         self._flushed_at = time.monotonic()
 
     def flush_lineage_if_due(self) -> None:
+        """`flush_lineage`, once ``lineage_flush_s`` has passed since the last write."""
         if time.monotonic() - self._flushed_at >= self.ctx.config.lineage_flush_s:
             self.flush_lineage()
 
@@ -240,6 +243,7 @@ class GroupRuntime:
         return info.id
 
     def take_outbox(self) -> list[TrainOutput]:
+        """The decisions made outside the step (at start, on resume), to emit now."""
         out: list[TrainOutput] = list(self.state.outbox)
         self.state.outbox = []  # a new list: a snapshot may hold the old one
         return out
