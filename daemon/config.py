@@ -79,8 +79,12 @@ class SchemaSettings(_Section):
 
 
 class BatchingSettings(_Section):
-    max_size: int = Field(512, ge=1, description="records (events and delayed labels) per micro-batch at most")
-    max_wait_ms: float = Field(5.0, gt=0, description="how long a micro-batch waits to fill")
+    max_size: int = Field(
+        512, ge=1, description="messages a partition hands serving per poll at most; records per training job, about"
+    )
+    max_wait_ms: float = Field(
+        5.0, gt=0, description="how long a training job waits to fill (serving never waits for it)"
+    )
 
 
 class LabelSettings(_Section):
