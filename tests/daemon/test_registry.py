@@ -459,8 +459,8 @@ def test_the_database_may_live_elsewhere_and_is_closed_by_close(tmp_path: Path) 
 
 
 def test_decisions_are_counted_and_read_per_group_from_any_point(registry: SqliteRegistry) -> None:
-    """What a resume needs (`TrainLogic._replay_decisions`): how many decisions a group has, and
-    those after the first n, in order, other groups' left out."""
+    """What a resume needs (`dataflows.train.reconcile._replay_decisions`): how many decisions a
+    group has, and those after the first n, in order, other groups' left out."""
     made: list[tuple[str, str]] = []
     for group in ("default", "other", "default", "default", "other"):
         version = _create(registry, group)
