@@ -83,7 +83,10 @@ class BatchingSettings(_Section):
         512, ge=1, description="messages a partition hands serving per poll at most; records per training job, about"
     )
     max_wait_ms: float = Field(
-        5.0, gt=0, description="how long a training job waits to fill (serving never waits for it)"
+        20.0,
+        gt=0,
+        description="how long a training job waits to fill (serving never waits for it; at 5 ms, jobs of 10 events "
+        "left a MOA forest too far behind)",
     )
 
 

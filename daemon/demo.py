@@ -118,7 +118,7 @@ def run_demo(options: DemoOptions) -> int:
             "classes": list(CLASSES),
             "max_event_bytes": spec.max_event_bytes,
         },
-        "batching": {"max_size": 512, "max_wait_ms": 5},
+        "batching": {"max_size": 512, "max_wait_ms": 20},
         "labels": {"window_s": 60},
         "model": {
             "learner": options.learner,

@@ -34,6 +34,7 @@ from dataflows.records import (
 )
 from dataflows.serve import ServedBatch, Server, ServingBoard, merge_served
 from dataflows.train import STATE_FORMAT, GroupState, TrainContext, TrainLogic, TrainOutput, new_group_state
+from dataflows.train.offload import TrainThread
 from learners import build_learner
 
 __all__ = ["FlowDeps", "build_flow", "install_champion", "resume_group_state"]
@@ -146,8 +147,13 @@ def build_flow(config: FlowConfig, deps: FlowDeps) -> Dataflow:
         drain_on_eof=config.drain_on_eof, delayed_labels=topics.labels is not None, installed=installed,
     )  # fmt: skip
 
-    def trainer(resumed: GroupState | None) -> TrainLogic:
-        return TrainLogic(resume_group_state(resumed, ctx), ctx)
+    def trainer(resumed: GroupState | None) -> TrainLogic | TrainThread:
+        def build() -> TrainLogic:
+            return TrainLogic(resume_group_state(resumed, ctx), ctx)
+
+        if not _off_thread(config):
+            return build()
+        return TrainThread(build, group=config.group, recovery=config.recovery)
 
     trained: Stream[TrainOutput] = op.key_rm("train__unkey", op.stateful("train__learn", jobs, trainer))
     train_dead = op.filter_map("train__dead_letters", trained, lambda r: r if isinstance(r, DeadLetter) else None)
@@ -165,6 +171,13 @@ def build_flow(config: FlowConfig, deps: FlowDeps) -> Dataflow:
     )
     op.output("kafka_io__out", messages, deps.sink)
     return flow
+
+
+def _off_thread(config: FlowConfig) -> bool:
+    """Whether the train step runs on a thread of its own (`dataflows.train.offload`). Not with
+    inline lanes (tests: every job done as it is handed out), and not with live refresh, whose
+    point is that serving waits (``live_refresh_wait_ms``) for the fork to learn the last labels."""
+    return config.gate.threaded and not config.gate.live_refresh
 
 
 def _records(batch: ServedBatch) -> int:
