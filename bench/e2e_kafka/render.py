@@ -142,8 +142,10 @@ def observations(report: Report) -> list[str]:
     )
     if hw_mb["mean_size"] is not None and hw_mb["mean_size"] > 2 * max(window, 1):
         line += (
-            " Headwater's batches are far larger than the window: `batching.max_wait_ms` is not bounding "
-            "the wait (see `dataflows/batching.py`), and an event waits about half a batch's fill time."
+            " Headwater's served batches (predictions sharing a millisecond) are far larger than the window: "
+            "serving takes what a partition's poll gives at once (`batching.max_wait_ms` gathers only training "
+            "jobs), so a batch is what arrived while the worker served, produced and flushed the one before "
+            "(sharing the GIL with the learning threads), and an event waits about half of that."
         )
     out.append(line)
     out.append(
