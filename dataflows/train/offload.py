@@ -52,6 +52,7 @@ class TrainThread(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         self._lock = threading.Lock()
         self._group = group
         self._recovery = recovery
+        self._ended = False
         self._error: BaseException | None = None
         started: Future[None] = Future()
         self._thread = threading.Thread(
@@ -70,10 +71,14 @@ class TrainThread(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         return self._drain(), StatefulLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
-        return datetime.now(UTC) + POLL
+        # Not after the end of the input: Bytewax calls ``on_eof`` again at every activation once
+        # its input is over, and a notification keeps activating it.
+        return None if self._ended else datetime.now(UTC) + POLL
 
     def on_eof(self) -> tuple[Iterable[TrainOutput], bool]:
-        self._call("eof")
+        if not self._ended:  # once: the lanes are closed by then
+            self._call("eof")
+            self._ended = True
         return self._drain(), StatefulLogic.RETAIN
 
     def snapshot(self) -> GroupState | None:  # type: ignore[override]

@@ -23,6 +23,7 @@ class FakeLogic:
         self.delay_s = delay_s
         self.notified = 0
         self.wake: datetime | None = None
+        self.eofs = 0
 
     def on_item(self, value: Any) -> tuple[list[Any], bool]:
         self.threads.add(threading.get_ident())
@@ -41,6 +42,7 @@ class FakeLogic:
         return self.wake
 
     def on_eof(self) -> tuple[list[Any], bool]:
+        self.eofs += 1
         return ["eof"], False
 
     def snapshot(self) -> Any:
@@ -72,6 +74,10 @@ def test_the_end_of_the_input_waits_for_the_last_batch() -> None:
     step.on_item("a")  # type: ignore[arg-type]
     out, _ = step.on_eof()
     assert list(cast(Any, out)) == ["report a", "eof"]
+    # Bytewax calls on_eof again at each later activation: once ended, nothing more is asked.
+    assert step.notify_at() is None
+    assert list(step.on_eof()[0]) == []
+    assert logic.eofs == 1
 
 
 def test_the_logic_is_woken_when_it_asked_to_be() -> None:
