@@ -79,15 +79,9 @@ class SchemaSettings(_Section):
 
 
 class BatchingSettings(_Section):
-    max_size: int = Field(
-        512, ge=1, description="messages a partition hands serving per poll at most; records per training job, about"
-    )
-    max_wait_ms: float = Field(
-        20.0,
-        gt=0,
-        description="how long a training job waits to fill (serving never waits for it; at 5 ms, jobs of 10 events "
-        "left a MOA forest too far behind)",
-    )
+    # Serving takes what a partition's poll gives; training jobs gather (at 5 ms a MOA forest fell behind).
+    max_size: int = Field(512, ge=1, description="messages a poll of a partition serves; records per training job")
+    max_wait_ms: float = Field(20.0, gt=0, description="how long a training job waits to fill (serving never waits)")
 
 
 class LabelSettings(_Section):
