@@ -63,11 +63,11 @@ class MicroBatchLogic(StatefulBatchLogic[V, list[V], MicroBatchState[V]]):
         self._weight = sum(map(weigh, self.state.items)) if weigh is not None else 0
 
     def on_batch(self, values: list[V]) -> tuple[Iterable[list[V]], bool]:
+        if self.weigh is not None:
+            return self._weighed(values)
         state = self.state
         if not state.items:
             state.deadline = self.now() + self.max_wait
-        if self.weigh is not None:
-            return self._weighed(values)
         state.items.extend(values)
         full: list[list[V]] = []
         while len(state.items) >= self.max_size:

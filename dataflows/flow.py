@@ -1,5 +1,5 @@
-"""The whole pipeline in one function: Kafka in → decode → dead letters → micro-batch → serve →
-Kafka out → train → gate → promote.
+"""The whole pipeline in one function: Kafka in → serve (every worker: decode, dead letters,
+predict, encode) → Kafka out; served batches → the group's train step (jobs, lanes, gate, promote).
 
 Each step id names the module that holds its code, as ``module__step`` (Bytewax forbids dots).
 `build_flow` is handed its collaborators (`FlowDeps`): source, sink, clock, registry, promoter,

@@ -160,12 +160,8 @@ class _SinkPartition(StatelessSinkPartition[SinkItem]):
         self._flush()
 
     def _produce(self, topic: str, key: bytes, value: bytes) -> None:
-        producer, on_delivery = self._producer, self._on_delivery
         try:
-            try:
-                producer.produce(topic, value, key, on_delivery=on_delivery)
-            except BufferError:  # the local queue is full: wait for room, serving delivery reports
-                produce_waiting(producer, topic, key, value, on_delivery)
+            produce_waiting(self._producer, topic, key, value, self._on_delivery)
         except KafkaException as exc:  # refused before it left, e.g. larger than message.max.bytes
             msg = f"Kafka refused a message for {topic} (key {key!r}, {len(value)} bytes): {exc}"
             raise DeliveryError(msg) from exc

@@ -32,7 +32,6 @@ __all__ = [
     "VerdictRecord",
     "encode_dead_letter",
     "encode_model_event",
-    "encode_prediction",
     "encode_predictions",
     "sink_messages",
 ]
@@ -222,11 +221,6 @@ MAX_KEY_KEEP_BYTES = 1024
 
 
 _encoder = msgspec.json.Encoder()
-
-
-def encode_prediction(record: Prediction, topic: str) -> KafkaOut:
-    """Keyed by event id: a replayed prediction can be de-duplicated."""
-    return KafkaOut(topic, record.id.encode(), _encoder.encode(record))
 
 
 def encode_dead_letter(record: DeadLetter, topic: str, now_ms: int) -> KafkaOut:

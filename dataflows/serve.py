@@ -12,9 +12,9 @@ state on the board after the batches it learns (`ServingBoard.refresh`): it serv
 champion's route in place of the champion it continues, until the next promotion or until the
 train step takes it off (`ServingBoard.drop_fresh`).
 
-The board is in-process: every worker thread of this process sees a publish at once. Serving in
-other processes would subscribe to the model-events topic's decisions and load the named version
-from the registry (the same checkpoint, digest-checked) into its own board.
+The board is in-process: every worker thread of this process sees a publish at once, and every
+worker serves the partitions it reads (`Server`). Serving in other processes is not built yet
+(planned: a compacted serving-table topic every process reads, models from the registry).
 """
 
 from __future__ import annotations
