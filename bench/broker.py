@@ -165,10 +165,11 @@ def read_records(p: KafkaKnobs, topic: str, deadline: Deadline) -> list[dict[str
 CREATED: list[str] = []  # every topic this run made; deleted at the end, never between phases
 
 
-def create_topics(p: KafkaKnobs, names: list[str]) -> None:
-    """Create fresh topics (``p.partitions`` each) and remember them for the clean-up."""
+def create_topics(p: KafkaKnobs, names: list[str], made_by_daemon: tuple[str, ...] = ()) -> None:
+    """Create fresh topics (``p.partitions`` each) and remember them, and those the daemon will
+    make (its serving-table topic), for the clean-up."""
     ensure_topics(p.bootstrap, names, p.partitions)
-    CREATED.extend(n for n in names if n not in CREATED)
+    CREATED.extend(n for n in [*names, *made_by_daemon] if n not in CREATED)
 
 
 # -- Headwater's topics ---------------------------------------------------------------------------
@@ -196,6 +197,11 @@ class HeadwaterTopics:
 
     def all(self) -> list[str]:
         return [self.events, self.labels, self.predictions, self.dead_letters, self.model_events]
+
+    @property
+    def serving(self) -> str:
+        """The serving-table topic the daemon makes (named after the model-events topic)."""
+        return f"{self.model_events}.serving"
 
 
 def kafka_section(p: KafkaKnobs, topics: HeadwaterTopics) -> dict[str, Any]:

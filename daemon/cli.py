@@ -49,9 +49,24 @@ def run(
     workers: Annotated[
         int | None, typer.Option(help="worker threads; wins over runtime.workers in the file and the environment")
     ] = None,
+    processes: Annotated[
+        int, typer.Option(min=1, help="start a cluster of this many processes on this machine (Bytewax cluster mode)")
+    ] = 1,
+    process_id: Annotated[
+        int | None, typer.Option(help="this process's index in --addresses (a cluster started elsewhere, e.g. pods)")
+    ] = None,
+    addresses: Annotated[
+        str | None, typer.Option(help="host:port of every process of the cluster, separated by ';'")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
 ) -> None:
-    """Run the daemon until SIGTERM/SIGINT (or the end of the topics with runtime.tail: false)."""
+    """Run the daemon until SIGTERM/SIGINT (or the end of the topics with runtime.tail: false).
+
+    With --processes N, N processes serve the input's partitions between them and one trains the
+    group (Bytewax's cluster mode); Bytewax's BYTEWAX_PROCESS_ID and BYTEWAX_ADDRESSES (or a
+    StatefulSet's pod name and hostfile) place a process started by Kubernetes.
+    """
+    from daemon.cluster import Member, run_local_cluster
     from daemon.runner import run_daemon
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -59,7 +74,16 @@ def run(
         settings = load_settings(config)
         if workers is not None:
             settings = with_overrides(settings, runtime={"workers": workers})
-        run_daemon(settings)
+        if processes > 1:
+            if process_id is not None or addresses is not None:
+                raise ConfigError("--processes starts a local cluster: it takes no --process-id or --addresses")
+            extra = ["--log-level", log_level] + (["--workers", str(workers)] if workers is not None else [])
+            sys.exit(run_local_cluster(config, processes, extra))
+        try:
+            member = Member.parse(process_id, addresses or "") if process_id is not None else Member.from_env()
+        except ValueError as exc:
+            raise ConfigError(f"cluster: {exc}") from None
+        run_daemon(settings, member=member)
 
 
 @app.command("check-config")

@@ -42,15 +42,15 @@ class KafkaSettings(_Section):
     predictions_topic: str = "headwater.predictions"
     dead_letter_topic: str = "headwater.dead-letters"
     model_events_topic: str = "headwater.model-events"
+    serving_topic: str | None = Field(None, description="serving-table changes; unset: <model_events_topic>.serving")
     partitions: int = Field(4, ge=1, description="partitions for topics that `headwater topics create` makes")
     consumer: dict[str, LibrdkafkaValue] = Field(default_factory=dict, description="extra librdkafka settings")
     producer: dict[str, LibrdkafkaValue] = Field(default_factory=dict, description="extra librdkafka settings")
 
     @model_validator(mode="after")
     def _distinct_topics(self) -> Self:
-        names = [self.events_topic, self.labels_topic, self.predictions_topic, self.dead_letter_topic,
-                 self.model_events_topic]  # fmt: skip
-        given = [n for n in names if n is not None]
+        given = [n for n in (self.events_topic, self.labels_topic, self.predictions_topic, self.dead_letter_topic,
+                             self.model_events_topic, self.serving_topic) if n is not None]  # fmt: skip
         if len(set(given)) != len(given):
             msg = f"every topic needs its own name (an output that is also an input would be read back): {given}"
             raise ValueError(msg)
@@ -300,9 +300,9 @@ with warnings.catch_warnings():
 
         def topics(self) -> Topics:
             k = self.kafka
-            return Topics(
-                k.events_topic, k.predictions_topic, k.dead_letter_topic, k.model_events_topic, k.labels_topic
-            )
+            serving = k.serving_topic or f"{k.model_events_topic}.serving"
+            return Topics(k.events_topic, k.predictions_topic, k.dead_letter_topic, k.model_events_topic,
+                          k.labels_topic, serving)  # fmt: skip
 
         def flow_config(self, **overrides: Any) -> FlowConfig:
             fields: dict[str, Any] = dict(

@@ -201,9 +201,9 @@ def run_demo(options: DemoOptions) -> int:
             except subprocess.TimeoutExpired:
                 daemon.kill()
         if options.keep_topics:
-            console.print(f"topics kept: {', '.join(topics.values())}")
+            console.print(f"topics kept: {', '.join(topics.values())}, {topics['model-events']}.serving")
         else:
-            delete_topics(bootstrap, topics.values())
+            delete_topics(bootstrap, [*topics.values(), f"{topics['model-events']}.serving"])
     _summary(console, report, workload, spec, n_events, expected_dead)
     console.print(f"every decision with its full reason: headwater registry decisions --config {config_path}")
     complete = len(report.predictions) == spec.n_events and sum(report.dead_letters.values()) == expected_dead

@@ -5,6 +5,10 @@ recorded), the decision is written to the registry (which updates the versions' 
 times), and only then is the new serving table published to the board — so whatever serves is
 always in the registry, with the bytes to load it again after a restart. The decision comes back
 for the model-events topic.
+
+With a serving-table log (`daemon.serving_log.ServingLog`), every table the board is given is
+also written there, and acknowledged, before the promoter returns: the other processes of a
+cluster follow it, and the last one per group survives a restart.
 """
 
 from __future__ import annotations
@@ -13,24 +17,34 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from dataflows.ports import Decision, Registry
 from dataflows.serve import Served, ServingBoard, ServingTable
 from learners import Learner
 
-__all__ = ["BoardPromoter"]
+__all__ = ["BoardPromoter", "TableLog"]
 
 log = logging.getLogger("headwater")
 
 
-class BoardPromoter:
-    """Acts on the registry and this process's serving board. ``seed`` salts the canary's key hash."""
+class TableLog(Protocol):
+    """Where the serving tables go beyond this process (`daemon.serving_log.ServingLog`)."""
 
-    def __init__(self, registry: Registry, board: ServingBoard, *, seed: int = 0) -> None:
+    def publish(self, table: ServingTable) -> None: ...
+
+
+class BoardPromoter:
+    """Acts on the registry, this process's serving board and the serving-table log (if any).
+    ``seed`` salts the canary's key hash."""
+
+    def __init__(
+        self, registry: Registry, board: ServingBoard, *, seed: int = 0, tables: TableLog | None = None
+    ) -> None:
         self.registry = registry
         self.board = board
         self.seed = seed
+        self.tables = tables
         self._lock = threading.Lock()
 
     def install(self, group: str, *, version: str, learner: Learner, reason: str, ts_ms: int) -> Decision | None:
@@ -41,7 +55,7 @@ class BoardPromoter:
                 decision = Decision(group, "promote", version, reason, ts_ms)
                 self.registry.save_checkpoint(version, learner)
                 self.registry.record_decision(decision)
-            self.board.publish(ServingTable(group, Served(version, learner), seed=self.seed))
+            self._publish(self.board.publish(ServingTable(group, Served(version, learner), seed=self.seed)))
             log.info("group %s: %s serves (%s)", group, version, reason)
             return decision
 
@@ -68,9 +82,9 @@ class BoardPromoter:
             canary = None if version is None or learner is None or share <= 0 else Served(version, learner)
             if canary is not None:  # what serves can always be loaded again
                 self.registry.save_checkpoint(canary.version, canary.learner)
-            self.board.update(
+            self._publish(self.board.update(
                 group, lambda table: dataclasses.replace(table, canary=canary, canary_share=share if canary else 0.0)
-            )
+            ))  # fmt: skip
         if canary is not None:
             log.info("group %s: canary %s serves %.0f%% of keys", group, version, 100 * share)
 
@@ -99,9 +113,13 @@ class BoardPromoter:
             if action == "promote" or self.registry.version(version).checkpoint_sha256 is None:
                 self.registry.save_checkpoint(version, learner)
             self.registry.record_decision(decision)
-            self.board.publish(ServingTable(group, Served(version, learner), seed=self.seed))
+            self._publish(self.board.publish(ServingTable(group, Served(version, learner), seed=self.seed)))
         log.warning("group %s: %s %s (was %s): %s", group, action, version, previous, reason)
         return decision
+
+    def _publish(self, table: ServingTable) -> None:
+        if self.tables is not None:
+            self.tables.publish(table)
 
     def _record(self, decision: Decision) -> Decision:
         with self._lock:

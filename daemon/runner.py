@@ -16,17 +16,22 @@ from datetime import timedelta
 from types import FrameType
 from typing import Any
 
+from bytewax.recovery import RecoveryConfig
 from bytewax.run import cli_main
 
-from daemon.config import Settings
+from daemon.cluster import Member
+from daemon.config import ConfigError, Settings
 from daemon.golden import load_golden
 from daemon.recovery import prepare_recovery, source_part_names
+from daemon.serving_log import ServingFollower, ServingLog
 from daemon.topics import ensure_topics
 from daemon.wiring import kafka_sink, kafka_source, local_deps
-from dataflows import FlowConfig, build_flow
-from dataflows.kafka_io import PartNames
-from dataflows.ports import Metrics
+from dataflows import FlowConfig, FlowDeps, build_flow, install_champion
+from dataflows.ports import Decision, Metrics
 from dataflows.process_lane import start_lane_server
+from dataflows.records import encode_model_event
+from dataflows.serve import ServingTable
+from dataflows.train.state import decision_record
 from learners import Learner, build_learner
 
 __all__ = ["check_learner", "run_daemon"]
@@ -42,11 +47,24 @@ def run_daemon(
     *,
     create_topics: bool = True,
     metrics: Metrics | None = None,
+    member: Member | None = None,
+    table_wait_s: float = 120.0,
 ) -> None:
     """Run until the input ends (``runtime.tail: false``) or a stop is requested; ``metrics``
-    receives what the flow measures (nothing by default)."""
+    receives what the flow measures (nothing by default).
+
+    ``member``: this process's place in a cluster (`daemon.cluster`); None runs alone. The first
+    process (or the only one) prepares what the cluster shares — topics, the recovery store, the
+    group's champion on the serving-table topic — and the others wait, up to ``table_wait_s``,
+    until they serve the registry's champion from that topic before they start.
+    """
     stop = stop if stop is not None else threading.Event()
     config: FlowConfig = settings.flow_config(stop=stop)
+    first = member is None or member.first
+    if member is not None and len(member.addresses) > 1 and config.gate.live_refresh:
+        msg = ("promotion.live_refresh serves the refresh fork from the memory of the process that trains it; "
+               "run one process, or turn live_refresh off")  # fmt: skip
+        raise ConfigError(msg)
     learners = check_learner(settings)
     if "torch" in sys.modules:  # a torch learner is configured
         import torch
@@ -58,36 +76,75 @@ def run_daemon(
         )
     if settings.promotion.golden_path is not None:
         config = dataclasses.replace(config, golden=load_golden(settings.promotion.golden_path, config.schema))
-    runtime = settings.runtime
-    recovery = None
-    part_names: PartNames = "balanced"
-    if runtime.recovery_dir is not None:  # before touching Kafka: a store that does not fit stops us
-        part_names = source_part_names(runtime.recovery_dir)
-        recovery = prepare_recovery(runtime.recovery_dir, runtime.recovery_partitions, config)
-    if create_topics:
-        ensure_topics(settings.kafka.bootstrap_servers, config.topics.all(), settings.kafka.partitions)
-    deps = local_deps(
-        kafka_source(config, stop, part_names),
-        kafka_sink(config),
-        settings.registry.path,
-        seed=settings.model.seed,
-        metrics=metrics,
-    )
-    flow = build_flow(config, deps)
-
-    previous = _install_stop_handlers(stop)
+    runtime, topics = settings.runtime, config.topics
+    assert topics.serving is not None  # Settings.topics() always names it
+    if first and runtime.recovery_dir is not None:  # before touching Kafka: a store that does not fit stops us
+        prepare_recovery(runtime.recovery_dir, runtime.recovery_partitions, config)
+    if first:
+        if create_topics:
+            ensure_topics(settings.kafka.bootstrap_servers, topics.all(), settings.kafka.partitions)
+        ensure_topics(config.brokers, [topics.serving], 1, config={"cleanup.policy": "compact"})
+    # A new store is "balanced"; one made before the names were balanced says "legacy" in a manifest
+    # written long ago: the processes that do not prepare the store may read it at once.
+    part_names = source_part_names(runtime.recovery_dir) if runtime.recovery_dir is not None else "balanced"
+    tables = ServingLog(config.brokers, topics.serving, config.producer_config)
+    deps = local_deps(kafka_source(config, stop, part_names), kafka_sink(config), settings.registry.path,
+                      seed=settings.model.seed, metrics=metrics, tables=tables)  # fmt: skip
+    # A process that no longer learns who serves must not go on serving: it stops, and says why.
+    follower = ServingFollower(config.brokers, topics.serving, config.group, deps.registry, deps.board,
+                               config.consumer_config, on_error=lambda _: stop.set())  # fmt: skip
+    follower.start()
     try:
-        log.info("headwater running: %s workers, brokers %s", runtime.workers, config.brokers)
-        cli_main(
-            flow,
-            workers_per_process=runtime.workers,
-            epoch_interval=timedelta(seconds=runtime.snapshot_interval_s),
-            recovery_config=recovery,
-        )
+        installed = _serve_champion(config, deps, follower, tables, member, table_wait_s)
+        # prepared by the first process before it published the table waited for
+        recovery = RecoveryConfig(str(runtime.recovery_dir)) if runtime.recovery_dir is not None else None
+        flow = build_flow(config, deps, installed=installed)
+        previous = _install_stop_handlers(stop)
+        try:
+            where = f"process {member.process_id} of {len(member.addresses)}, " if member is not None else ""
+            log.info("headwater running: %s%s workers, brokers %s", where, runtime.workers, config.brokers)
+            cli_main(
+                flow,
+                workers_per_process=runtime.workers,
+                process_id=member.process_id if member is not None else None,
+                addresses=list(member.addresses) if member is not None else None,
+                epoch_interval=timedelta(seconds=runtime.snapshot_interval_s),
+                recovery_config=recovery,
+            )
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if follower.error is not None:
+            msg = f"stopped: the serving-table follower of {topics.serving} failed: {follower.error}"
+            raise RuntimeError(msg) from follower.error
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        follower.stop()
         deps.registry.close()
+
+
+def _serve_champion(
+    config: FlowConfig, deps: FlowDeps, follower: ServingFollower, tables: ServingLog, member: Member | None,
+    wait_s: float,
+) -> Decision | None:  # fmt: skip
+    """The board serves the group's champion before the flow starts. The first process installs
+    it (after reading the topic's last table, so that numbering goes on from it); the others wait
+    for the table naming the registry's champion. Returns the install decision for the flow to
+    emit — in a cluster the first process emits it itself: the train step may run elsewhere."""
+    if member is not None and not member.first:
+        registry = deps.registry
+
+        def champion_serves(table: ServingTable) -> bool:
+            info = registry.champion(config.group)
+            return info is not None and table.champion.version == info.id
+
+        follower.wait(wait_s, champion_serves)
+        return None
+    follower.wait(wait_s)  # the topic's last table: numbering goes on from it
+    installed = install_champion(config, deps)
+    if installed is not None and member is not None:
+        tables.emit(encode_model_event(decision_record(installed), config.topics.model_events))
+        return None
+    return installed
 
 
 def check_learner(settings: Settings) -> list[Learner]:

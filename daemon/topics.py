@@ -20,19 +20,23 @@ class TopicError(RuntimeError):
 
 
 def ensure_topics(
-    bootstrap: str, names: Iterable[str], partitions: int, replication: int = 1, timeout_s: float = 30.0
+    bootstrap: str,
+    names: Iterable[str],
+    partitions: int,
+    replication: int = 1,
+    timeout_s: float = 30.0,
+    config: dict[str, str] | None = None,
 ) -> list[str]:
-    """Create the topics that do not exist yet; return the names that were created."""
+    """Create the topics that do not exist yet (with the topic ``config``, e.g. compaction);
+    return the names that were created."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     wanted = list(dict.fromkeys(names))
     existing = set(admin.list_topics(timeout=timeout_s).topics)
     missing = [n for n in wanted if n not in existing]
     if not missing:
         return []
-    futures = admin.create_topics(
-        [NewTopic(n, num_partitions=partitions, replication_factor=replication) for n in missing],
-        operation_timeout=timeout_s,
-    )
+    new = [NewTopic(n, num_partitions=partitions, replication_factor=replication, config=config or {}) for n in missing]
+    futures = admin.create_topics(new, operation_timeout=timeout_s)
     created = []
     for name, future in futures.items():
         try:

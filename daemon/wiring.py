@@ -11,7 +11,7 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 from confluent_kafka import OFFSET_BEGINNING
 
-from daemon.promoter import BoardPromoter
+from daemon.promoter import BoardPromoter, TableLog
 from daemon.registry import SqliteRegistry
 from dataflows import FlowConfig, FlowDeps, ReliableKafkaSink, ServingBoard, StoppableKafkaSource
 from dataflows.kafka_io import PartNames
@@ -44,12 +44,14 @@ def local_deps(
     seed: int = 0,
     metrics: Metrics | None = None,
     clock: Clock = time.time,
+    tables: TableLog | None = None,
 ) -> FlowDeps:
     """Collaborators for one process: an embedded registry in ``registry_dir``, this process's
-    serving board, and the promoter that acts on both."""
+    serving board, and the promoter that acts on both (and writes each serving table to
+    ``tables``, the serving-table topic, if given)."""
     registry = SqliteRegistry(registry_dir)
     board = ServingBoard()
     return FlowDeps(
-        source=source, sink=sink, registry=registry, promoter=BoardPromoter(registry, board, seed=seed),
+        source=source, sink=sink, registry=registry, promoter=BoardPromoter(registry, board, seed=seed, tables=tables),
         board=board, metrics=metrics if metrics is not None else NullMetrics(), clock=clock,
     )  # fmt: skip

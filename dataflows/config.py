@@ -24,11 +24,13 @@ class Topics:
     dead_letters: str
     model_events: str
     labels: str | None = None
+    serving: str | None = None  # the serving-table topic (`daemon.serving_log`): compacted, one partition
 
     def inputs(self) -> list[str]:
         return [self.events] + ([self.labels] if self.labels else [])
 
     def all(self) -> list[str]:
+        """The topics with as many partitions as the input (the serving-table topic has one)."""
         return [*self.inputs(), self.predictions, self.dead_letters, self.model_events]
 
 

@@ -57,13 +57,19 @@ class FlowDeps:
 
 
 def install_champion(config: FlowConfig, deps: FlowDeps) -> Decision | None:
-    """Make sure the group has a champion on the board before the first event: the registry's,
-    or — for a new group — the configured learner, untrained, as version 1 (the decision to
-    serve it is returned, for the model-events topic)."""
-    if deps.promoter.serving(config.group) is not None:
+    """Make sure the board serves the group's champion, alone, before the flow starts: the
+    registry's, or — for a new group — the configured learner, untrained, as version 1 (the
+    decision to serve it is returned, for the model-events topic). The daemon calls it at
+    start-up, in the first process of a cluster; a board that serves the registry's champion
+    without a canary already (followed from the serving-table topic) is left as it is."""
+    info = deps.registry.champion(config.group)
+    try:
+        table = deps.board.current(config.group)
+    except LookupError:
+        table = None
+    if table is not None and (info is None or (table.champion.version == info.id and table.canary is None)):
         return None
     now_ms = int(deps.clock() * 1000)
-    info = deps.registry.champion(config.group)
     if info is not None:
         learner = deps.registry.load_checkpoint(info.id)
         saved = getattr(learner, "categories", None)  # the built-ins keep theirs; a user's learner may not
@@ -113,9 +119,18 @@ def resume_group_state(resumed: Any, ctx: TrainContext) -> GroupState:
     return resumed
 
 
-def build_flow(config: FlowConfig, deps: FlowDeps) -> Dataflow:
+def build_flow(config: FlowConfig, deps: FlowDeps, *, installed: Decision | None = None) -> Dataflow:
     """Kafka in → serve (every worker: decode, dead letters, predict, encode) → Kafka out, and the
     served batches → one training step per group (join labels, learn in lanes, gate, promote).
+
+    The board must serve the group's champion already (`install_champion`, at start-up): building
+    the flow writes nothing. ``installed``, the decision that installed a new group's first
+    champion, goes out with the train step's first outputs.
+
+    Where gating and promotion happen: only in ``train__learn`` (`dataflows.train.step`), the
+    group's one writer. It scores the candidates, decides, and acts through ``deps.promoter``,
+    which records the decision and publishes the new serving table that ``serve__batch`` reads on
+    every worker (and, through the serving-table topic, in every process).
 
     Serving is stateless over the board's serving table and runs on every worker, on the messages
     of the partitions that worker reads: a micro-batch is what one poll of a partition gave, so
@@ -124,8 +139,8 @@ def build_flow(config: FlowConfig, deps: FlowDeps) -> Dataflow:
     """
     topics = config.topics
     clock = deps.clock
+    deps.board.current(config.group)  # no table: a clear error now, not at the first event
     flow = Dataflow("headwater")
-    installed = install_champion(config, deps)
 
     raw = op.input("kafka_io__in", flow, deps.source)
     decoder = Decoder(config.schema, topics.events, topics.labels)

@@ -13,8 +13,9 @@ champion's route in place of the champion it continues, until the next promotion
 train step takes it off (`ServingBoard.drop_fresh`).
 
 The board is in-process: every worker thread of this process sees a publish at once, and every
-worker serves the partitions it reads (`Server`). Serving in other processes is not built yet
-(planned: a compacted serving-table topic every process reads, models from the registry).
+worker serves the partitions it reads (`Server`). Tables are numbered (``seq``) per group; the
+other processes of a cluster follow them through the serving-table topic
+(`daemon.serving_log`), loading each model from the registry.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class ServingTable:
     canary_share: float = 0.0
     seed: int = 0
     fresh: Served | None = None
+    seq: int = 0  # the table's number in the group's history of tables (`ServingBoard.publish`)
 
     def routes(self, ids: list[str]) -> np.ndarray:
         out = np.zeros(len(ids), dtype=np.int8)
@@ -100,9 +102,20 @@ class ServingBoard:
         self._tables: dict[str, ServingTable] = {}
         self._lock = threading.Lock()
 
-    def publish(self, table: ServingTable) -> None:
+    def publish(self, table: ServingTable) -> ServingTable:
+        """Serve ``table`` from now on, numbered one past the group's current table; return it."""
         with self._lock:
+            return self._put(table)
+
+    def follow(self, table: ServingTable) -> bool:
+        """Serve ``table``, published by another process, unless this board already has it or a
+        later one (by ``seq``); True if it serves now."""
+        with self._lock:
+            current = self._tables.get(table.group)
+            if current is not None and current.seq >= table.seq:
+                return False
             self._tables[table.group] = table
+            return True
 
     def refresh(self, group: str, champion: str, fresh: Served) -> bool:
         """Serve ``fresh`` on the champion's route, if ``champion`` is still the group's champion
@@ -114,11 +127,17 @@ class ServingBoard:
             self._tables[group] = dataclasses.replace(table, fresh=fresh)
             return True
 
-    def update(self, group: str, change: Callable[[ServingTable], ServingTable]) -> None:
+    def update(self, group: str, change: Callable[[ServingTable], ServingTable]) -> ServingTable:
         """Publish ``change(current table)`` atomically with the lane's `refresh` (a read, then a
-        publish, could put back an older fresh state)."""
+        publish, could put back an older fresh state); return it."""
         with self._lock:
-            self._tables[group] = change(self.current(group))
+            return self._put(change(self.current(group)))
+
+    def _put(self, table: ServingTable) -> ServingTable:
+        current = self._tables.get(table.group)
+        table = dataclasses.replace(table, seq=(current.seq if current is not None else 0) + 1)
+        self._tables[table.group] = table
+        return table
 
     def drop_fresh(self, group: str) -> bool:
         """The champion itself serves its route again; True if a fresh state was taken off."""
@@ -132,7 +151,7 @@ class ServingBoard:
     def current(self, group: str) -> ServingTable:
         table = self._tables.get(group)
         if table is None:
-            msg = f"no serving table for group {group!r}: the flow publishes one before it starts"
+            msg = f"no serving table for group {group!r}: the daemon publishes one before the flow starts"
             raise LookupError(msg)
         return table
 

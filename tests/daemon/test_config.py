@@ -217,6 +217,7 @@ def test_flow_config_maps_fields(tmp_path: Path) -> None:
         dead_letters="headwater.dead-letters",
         model_events="headwater.model-events",
         labels=None,
+        serving="headwater.model-events.serving",  # unset: named after the model-events topic
     )
     assert config.schema == FeatureSchema(["a", "b", "c"], ["neg", "pos"], 64 * 1024)
     assert list(config.schema.features) == ["a", "b", "c"]

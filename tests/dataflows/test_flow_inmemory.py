@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
+from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 
 from daemon.registry import SqliteRegistry
 from daemon.wiring import local_deps
 from daemon.workload import CLASSES, FEATURES, Workload, WorkloadSpec
-from dataflows import FlowConfig, GateSpec, KafkaOut, Topics, build_flow
+from dataflows import FlowConfig, FlowDeps, GateSpec, KafkaOut, Topics, build_flow, install_champion
 from dataflows.decode import FeatureSchema, RawMessage
 from dataflows.records import SinkItem, sink_messages
 from learners import LearnerSpec
@@ -43,7 +44,7 @@ def test_the_whole_flow_in_memory(tmp_path: Path) -> None:
         gate=GateSpec(threaded=False), batch_max_size=200,
     )  # fmt: skip
     items: list[SinkItem] = []
-    run_main(build_flow(config, local_deps(TestingSource(messages, batch_size=200), TestingSink(items), tmp_path)))
+    run_main(_flow(config, local_deps(TestingSource(messages, batch_size=200), TestingSink(items), tmp_path)))
 
     by_topic: dict[str, list[KafkaOut]] = collections.defaultdict(list)
     for message in sink_messages(items):
@@ -100,7 +101,7 @@ def test_categorical_features_through_the_flow(tmp_path: Path) -> None:
         gate=GateSpec(threaded=False), batch_max_size=100,
     )  # fmt: skip
     items: list[SinkItem] = []
-    run_main(build_flow(config, local_deps(TestingSource(messages, batch_size=100), TestingSink(items), tmp_path)))
+    run_main(_flow(config, local_deps(TestingSource(messages, batch_size=100), TestingSink(items), tmp_path)))
     out = sink_messages(items)
     dead = [orjson.loads(m.value) for m in out if m.topic == TOPICS.dead_letters]
     assert [(d["reason"], "'purple' is not one of" in d["detail"]) for d in dead] == [("unknown_category", True)]
@@ -125,3 +126,8 @@ def test_a_champion_trained_with_other_categories_is_refused_at_restart(tmp_path
     install_champion(first, local_deps(TestingSource([]), TestingSink([]), tmp_path))  # the same lists: fine
     with pytest.raises(ValueError, match=r"trained with categories \{'colour': \['red', 'green'\]\}"):
         install_champion(config(["green", "red"]), local_deps(TestingSource([]), TestingSink([]), tmp_path))
+
+
+def _flow(config: FlowConfig, deps: FlowDeps) -> Dataflow:
+    """The flow as the daemon builds it: the champion installed first."""
+    return build_flow(config, deps, installed=install_champion(config, deps))

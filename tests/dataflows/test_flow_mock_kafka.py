@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bytewax.dataflow import Dataflow
 from bytewax.testing import run_main
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 
 from daemon.wiring import kafka_sink, kafka_source, local_deps
-from dataflows import FlowConfig, Topics, build_flow
+from dataflows import FlowConfig, FlowDeps, Topics, build_flow, install_champion
 from dataflows.decode import FeatureSchema
 from dataflows.kafka_io import (
     DeliveryError,
@@ -166,7 +167,7 @@ def test_whole_flow_on_mock_cluster(mock_brokers: str, tmp_path: Path) -> None:
         producer_config={"linger.ms": 0, **QUIET},
     )
     started = time.monotonic()
-    run_main(build_flow(config, local_deps(kafka_source(config), kafka_sink(config), tmp_path)))
+    run_main(_flow(config, local_deps(kafka_source(config), kafka_sink(config), tmp_path)))
     assert time.monotonic() - started < 30
 
     out = _consume(mock_brokers, ["pred", "dead", "model"], expected=26 + 3 + 1)
@@ -293,7 +294,7 @@ def test_tailing_flow_stops_gracefully_and_flushes(mock_brokers: str, tmp_path: 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     started = time.monotonic()
-    run_main(build_flow(config, local_deps(kafka_source(config), kafka_sink(config), tmp_path)))
+    run_main(_flow(config, local_deps(kafka_source(config), kafka_sink(config), tmp_path)))
     watcher.join(timeout=20)
     assert time.monotonic() - started < 25
     assert sorted(m.key() for m in seen) == sorted(f"s{i}".encode() for i in range(8))
@@ -313,3 +314,8 @@ def test_source_resets_lost_offsets_to_the_oldest_event_unless_told_otherwise(
     # Listing partitions goes through an admin client, which must not be handed the consumer setting.
     assert sorted(source.list_parts()) == [f"ev#{i:05d}" for i in range(4)]  # the mock cluster makes 4
     assert "auto.offset.reset is a consumer property" not in capfd.readouterr().err
+
+
+def _flow(config: FlowConfig, deps: FlowDeps) -> Dataflow:
+    """The flow as the daemon builds it: the champion installed first."""
+    return build_flow(config, deps, installed=install_champion(config, deps))

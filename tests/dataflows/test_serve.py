@@ -182,10 +182,26 @@ def test_the_board_serves_the_table_last_published_and_refuses_an_unknown_group(
     with pytest.raises(LookupError, match="no serving table for group 'default'"):
         board.current(GROUP)
     first = table_with(trained_learner())
-    board.publish(first)
+    assert board.publish(first).seq == 1
     second = ServingTable(GROUP, Served("default/9", trained_learner(seed=3)))
-    board.publish(second)
-    assert board.current(GROUP) is second
+    published = board.publish(second)
+    assert board.current(GROUP) is published
+    assert (published.seq, published.champion) == (2, second.champion)
+
+
+def test_a_followed_table_serves_only_if_it_is_newer_than_the_boards() -> None:
+    """Tables from another process (the serving-table topic) come with their number: one this
+    board already has, or an older one, is ignored; a newer one serves, and numbering goes on
+    from it."""
+    board = ServingBoard()
+    board.publish(table_with(trained_learner()))
+    mine = board.publish(ServingTable(GROUP, Served("default/2", trained_learner(seed=2))))
+    assert not board.follow(dataclasses.replace(mine, champion=Served("default/1", trained_learner())))
+    assert board.current(GROUP) is mine
+    theirs = ServingTable(GROUP, Served("default/5", trained_learner(seed=5)), seq=7)
+    assert board.follow(theirs)
+    assert board.current(GROUP) is theirs
+    assert board.publish(ServingTable(GROUP, Served("default/6", trained_learner(seed=6)))).seq == 8
 
 
 def test_the_served_champion_is_never_taught(tmp_path: Path) -> None:

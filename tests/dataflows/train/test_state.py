@@ -152,7 +152,7 @@ def test_a_group_starts_around_the_champion_that_serves_and_registers_its_candid
 
 
 def test_the_first_champions_install_decision_is_published_once_with_the_first_batch(tmp_path: Path) -> None:
-    """`build_flow` installs the first champion before the first event; the decision reaches the
+    """The daemon installs the first champion before the flow starts; the decision reaches the
     model-events topic through the group's first step, once. A restart decides nothing new."""
     cfg = config()
     deps = local_deps(TestingSource([]), TestingSink([]), tmp_path / "first", clock=FakeClock(5.0))
