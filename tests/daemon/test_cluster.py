@@ -44,5 +44,5 @@ def test_live_refresh_is_refused_in_a_cluster_before_anything_starts(tmp_path: P
         None, kafka={"bootstrap_servers": "127.0.0.1:1"}, schema={"features": ["x"], "classes": [0, 1]},
         promotion={"live_refresh": True}, registry={"path": str(tmp_path / "registry")},
     )  # fmt: skip
-    with pytest.raises(ConfigError, match="promotion.live_refresh serves the refresh fork"):
+    with pytest.raises(ConfigError, match=r"promotion\.live_refresh serves the refresh fork"):
         run_daemon(settings, member=Member(1, ("127.0.0.1:1", "127.0.0.1:2")))
