@@ -40,9 +40,9 @@ def parse_args(argv: list[str] | None = None) -> Params:
     )
     add = parser.add_argument
     add_kafka_args(parser)
-    add("--rate", type=float, default=2000.0, help="events/s sent in the 0/2/4-candidate runs")
-    add("--duration", type=float, default=10.0, help="seconds of sending in the 0/2/4-candidate runs")
-    add("--rounds", type=int, default=2, help="rounds of the 0/2/4-candidate runs, interleaved (0: skip them)")
+    add("--rate", type=float, default=2000.0, help="events/s sent in the 0/2/3/4-candidate runs")
+    add("--duration", type=float, default=10.0, help="seconds of sending in the 0/2/3/4-candidate runs")
+    add("--rounds", type=int, default=2, help="rounds of the 0/2/3/4-candidate runs, interleaved (0: skip them)")
     add("--slow-events", type=int, default=60_000, help="events offered in the slow-candidate run (0: skip it)")
     add("--slow-rate", type=float, default=1000.0, help="events/s in the slow-candidate run and its reference")
     add("--slow-reference", type=float, default=20.0, help="seconds of the 0-candidate run at --slow-rate")

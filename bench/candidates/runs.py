@@ -28,6 +28,11 @@ CANDIDATE_SETS: dict[str, list[dict[str, Any]]] = {
         {"name": "fork"},
         {"name": "logreg-lr01", "learner": "river-logreg", "params": {"lr": 0.1}},
     ],
+    "3 candidates": [  # the default configuration's fork and 2 more
+        {"name": "fork"},
+        {"name": "logreg-lr01", "learner": "river-logreg", "params": {"lr": 0.1}},
+        {"name": "hoeffding", "learner": "river-hoeffding"},
+    ],
     "4 candidates": [
         {"name": "fork"},
         {"name": "logreg-lr01", "learner": "river-logreg", "params": {"lr": 0.1}},
