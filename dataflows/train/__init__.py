@@ -14,7 +14,8 @@ Per served micro-batch (events already predicted, and delayed labels):
    the standby, start a trial over) are carried out through the promoter.
 
 The step never waits for a lane except at the end of the input: serving goes on while models learn.
-`TrainLogic` (`step.py`) is the Bytewax hooks; the state it keeps is `state.py`'s.
+`TrainLogic` (`step.py`) is the Bytewax hooks, run inline or, by default, on a thread of its own
+(`step.TrainThread`); the state it keeps is `state.py`'s.
 
 `GroupState` and `Slot` are pickled in recovery snapshots as ``dataflows.train.*``: keep them here.
 """

@@ -1,6 +1,7 @@
-"""The lifecycle's actions, carried out: promote, refuse, roll back, retire the standby, fork again.
+"""The lifecycle's actions, decided and carried out: promote, refuse, roll back, retire the standby,
+fork again.
 
-`trials.next_actions` decides, purely, what the verdicts ask for; `carry_out` does it, one action
+`next_actions` decides, purely, what the trials' verdicts ask for; `carry_out` does it, one action
 at a time, through the promoter (the one component that changes what serves) and the registry.
 A promotion freezes the candidate's state as the new champion (after the golden set,
 `dataflows.train.golden`), puts the replaced champion on standby for its probation, starts every
@@ -10,6 +11,7 @@ version. A refused candidate starts again from the champion (a fork) or learns o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from dataflows.jobs import LaneState
@@ -17,23 +19,64 @@ from dataflows.train import canary, restart
 from dataflows.train.evidence import verdict_record
 from dataflows.train.golden import GOLDEN_MIN_SIZE, check_golden, golden_set_of, prefixed
 from dataflows.train.state import GroupRuntime, Slot, TrainOutput, decision_record
-from dataflows.train.trials import (
-    CHAMPION_SLOT,
-    RESTART_SLOT,
-    STANDBY_SLOT,
-    Action,
-    is_live_fork,
-    new_trial,
-    next_actions,
-    probation,
-)
+from dataflows.train.trials import CHAMPION_SLOT, RESTART_SLOT, STANDBY_SLOT, Trial, is_live_fork, new_trial, probation
 from evaluators import Phase, PrequentialScore, Verdict
 
-__all__ = ["act", "carry_out", "fork_from_champion", "promote", "refork", "refuse", "retire_standby", "rollback"]
+__all__ = [
+    "Action",
+    "act",
+    "carry_out",
+    "fork_from_champion",
+    "next_actions",
+    "promote",
+    "refork",
+    "refuse",
+    "retire_standby",
+    "rollback",
+]
+
+
+@dataclass(frozen=True)
+class Action:
+    """What the gate asks for: ``promote``, ``refuse``, ``new_trial``, ``rollback``, ``retire_standby``."""
+
+    kind: str
+    slot: str
+    verdict: Verdict
+
+
+def next_actions(trials: dict[str, Trial]) -> list[Action]:
+    """From the trials' verdicts to actions: at most one promotion or rollback at a time.
+
+    A failing champion on probation is rolled back before anything else; a failed candidate is
+    refused; an inconclusive trial starts over; and then a candidate that passed is promoted (the
+    first in slot order, if several passed at once).
+    """
+    actions: list[Action] = []
+    standby = trials.get(STANDBY_SLOT)
+    if standby is not None and standby.verdict is not None:
+        if standby.verdict.phase is Phase.FAILED:
+            return [Action("rollback", STANDBY_SLOT, standby.verdict)]
+        if standby.verdict.phase is Phase.PASSED:
+            actions.append(Action("retire_standby", STANDBY_SLOT, standby.verdict))
+    promotion: Action | None = None
+    for slot, trial in trials.items():
+        if slot == STANDBY_SLOT or trial.verdict is None:
+            continue
+        phase = trial.verdict.phase
+        if phase is Phase.PASSED and promotion is None:
+            promotion = Action("promote", slot, trial.verdict)
+        elif phase in (Phase.FAILED, Phase.ERROR):
+            actions.append(Action("refuse", slot, trial.verdict))
+        elif phase is Phase.INCONCLUSIVE:
+            actions.append(Action("new_trial", slot, trial.verdict))
+    # The promotion last: it starts every other trial over, and a candidate that failed its own
+    # trial is refused whatever else happens at the same moment.
+    return actions + ([promotion] if promotion is not None else [])
 
 
 def carry_out(rt: GroupRuntime, now_ms: int) -> list[TrainOutput]:
-    """Carry out what the trials' verdicts ask for (`trials.next_actions`), in its order, until
+    """Carry out what the trials' verdicts ask for (`next_actions`), in its order, until
     the champion changes: every other trial then starts over against the new one."""
     out: list[TrainOutput] = []
     for action in next_actions({n: s.trial for n, s in rt.state.slots.items() if s.trial is not None}):

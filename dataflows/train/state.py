@@ -180,7 +180,7 @@ def decision_record(decision: Decision) -> DecisionRecord:
 class GroupRuntime:
     """A group's training as the flow runs it: its `GroupState`, the collaborators, every slot's
     lane, and what is buffered between writes to the registry. The train step's modules
-    (`examples`, `evidence`, `lifecycle`, `canary`, `live`, `restart`, `reconcile`) work on it."""
+    (`evidence`, `lifecycle`, `canary`, `live`, `restart`, `reconcile`) work on it."""
 
     def __init__(self, state: GroupState, ctx: TrainContext) -> None:
         self.state = state

@@ -1,5 +1,4 @@
-"""Trials (the gate): the lanes' results paired into evidence for each trial, and verdicts turned
-into actions.
+"""Trials (the gate): each slot's trial, and the lanes' results paired into evidence for it.
 
 Every lane scores the same jobs; a candidate's evidence is its per-example scores paired with
 the champion's on the same examples (a canary's: only the examples the canary served). The
@@ -7,9 +6,9 @@ standby (the previous champion, on probation after a promotion) is paired the ot
 the champion is the one on trial. Results made by a version that no longer holds its slot, or
 against a champion that no longer serves, are not evidence for the current trial.
 
-`next_actions` is pure: from the slots' verdicts to what the promoter should do
-(`dataflows.train.lifecycle` carries the actions out). `new_trial` and `probation` build a slot's
-trial from the configuration; `is_live_fork` says which candidates learn on through a refusal.
+`new_trial` and `probation` build a slot's trial from the configuration; `is_live_fork` says which
+candidates learn on through a refusal. What the trials' verdicts ask for is decided, and done, by
+`dataflows.train.lifecycle` (`next_actions`, `carry_out`).
 
 `Trial` and `PairingBuffer` are pickled in recovery snapshots under their old name
 (``dataflows.gate``, which re-exports them).
@@ -41,14 +40,12 @@ __all__ = [
     "RESTART_MIN_SAMPLES",
     "RESTART_SLOT",
     "STANDBY_SLOT",
-    "Action",
     "PairingBuffer",
     "Trial",
     "canary_part",
     "canary_share",
     "is_live_fork",
     "new_trial",
-    "next_actions",
     "probation",
 ]
 
@@ -67,15 +64,6 @@ class Trial:
     phase: Phase = Phase.PENDING
     verdict: Verdict | None = None
     wait: int = 0  # labelled examples to let pass before this trial takes evidence (after a refusal)
-
-
-@dataclass(frozen=True)
-class Action:
-    """What the gate asks for: ``promote``, ``refuse``, ``new_trial``, ``rollback``, ``retire_standby``."""
-
-    kind: str
-    slot: str
-    verdict: Verdict
 
 
 @dataclass
@@ -122,36 +110,6 @@ def canary_part(paired: Paired, routes: np.ndarray) -> Paired:
     """The examples the canary served."""
     mask = routes == CANARY
     return Paired(candidate=paired.candidate[mask], champion=paired.champion[mask])
-
-
-def next_actions(trials: dict[str, Trial]) -> list[Action]:
-    """From the trials' verdicts to actions: at most one promotion or rollback at a time.
-
-    A failing champion on probation is rolled back before anything else; a failed candidate is
-    refused; an inconclusive trial starts over; and then a candidate that passed is promoted (the
-    first in slot order, if several passed at once).
-    """
-    actions: list[Action] = []
-    standby = trials.get(STANDBY_SLOT)
-    if standby is not None and standby.verdict is not None:
-        if standby.verdict.phase is Phase.FAILED:
-            return [Action("rollback", STANDBY_SLOT, standby.verdict)]
-        if standby.verdict.phase is Phase.PASSED:
-            actions.append(Action("retire_standby", STANDBY_SLOT, standby.verdict))
-    promotion: Action | None = None
-    for slot, trial in trials.items():
-        if slot == STANDBY_SLOT or trial.verdict is None:
-            continue
-        phase = trial.verdict.phase
-        if phase is Phase.PASSED and promotion is None:
-            promotion = Action("promote", slot, trial.verdict)
-        elif phase in (Phase.FAILED, Phase.ERROR):
-            actions.append(Action("refuse", slot, trial.verdict))
-        elif phase is Phase.INCONCLUSIVE:
-            actions.append(Action("new_trial", slot, trial.verdict))
-    # The promotion last: it starts every other trial over, and a candidate that failed its own
-    # trial is refused whatever else happens at the same moment.
-    return actions + ([promotion] if promotion is not None else [])
 
 
 def canary_share(trial: Trial) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 from datetime import UTC, datetime, timedelta
 
-from dataflows.batching import MicroBatchLogic
+from dataflows.flow import MicroBatchLogic
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 WAIT = timedelta(milliseconds=20)

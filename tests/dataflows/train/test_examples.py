@@ -1,4 +1,4 @@
-"""Labelled examples (`dataflows.train.examples`): labels joined to the features served, in any
+"""Labelled examples (`dataflows.train.evidence`): labels joined to the features served, in any
 order within the window; labels that outlive it dead-lettered with their original bytes; a job's
 offsets as runs. Driven through `TrainLogic`'s hooks with real learners, a SQLite registry and the
 board's promoter, on an injected clock."""
@@ -248,7 +248,7 @@ def test_a_jobs_offsets_are_contiguous_runs_not_a_stretch_over_what_was_never_re
     """A delayed label joins its event, read long before: the job learned offset 0 and 1000..1002,
     not everything in between, and the lineage must say so."""
     from dataflows.records import SourceRef
-    from dataflows.train.examples import ranges as _ranges
+    from dataflows.train.evidence import ranges as _ranges
 
     sources = [SourceRef("events", 0, o) for o in (1001, 1000, 0, 1002)] + [SourceRef("labels", 1, 7)]
     assert _ranges(sources) == (

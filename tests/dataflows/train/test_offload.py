@@ -10,8 +10,7 @@ from typing import Any, cast
 
 import pytest
 
-from dataflows.train.offload import TrainThread
-from dataflows.train.step import TrainLogic
+from dataflows.train.step import TrainLogic, TrainThread
 
 
 class FakeLogic:

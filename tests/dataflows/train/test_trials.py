@@ -1,5 +1,6 @@
 """Trials (`dataflows.train.trials`), pure: evidence paired per job, results of versions that left
-their slot dropped, a canary's evidence only what it served, and the actions' precedence."""
+their slot dropped, a canary's evidence only what it served; and the actions' precedence
+(`dataflows.train.lifecycle.next_actions`)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,8 @@ import pytest
 from dataflows.config import CandidateSpec
 from dataflows.lanes import LaneResult
 from dataflows.serve import CANARY, CHAMPION
-from dataflows.train.trials import (
-    STANDBY_SLOT,
-    PairingBuffer,
-    Trial,
-    canary_part,
-    canary_share,
-    next_actions,
-)
+from dataflows.train.lifecycle import next_actions
+from dataflows.train.trials import STANDBY_SLOT, PairingBuffer, Trial, canary_part, canary_share
 from evaluators import CanaryEvaluator, Paired, Phase, ProbationEvaluator, ShadowEvaluator, Verdict
 from learners import LearnerSpec
 
