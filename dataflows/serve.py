@@ -282,8 +282,8 @@ class Server:
     messages of its partitions, decoded, predicted and encoded at once.
 
     Every worker serves its own partitions with the table on this process's board; nothing here
-    waits for training. The batch is what the source polled (``batching.max_size`` messages a
-    partition at most, or what came within a millisecond), so an event waits for no timer.
+    waits for training. The batch is what the source's polls gave (``batching.max_size`` messages a
+    partition at most, whatever had arrived: a poll does not wait), so an event waits for no timer.
     """
 
     def __init__(
