@@ -14,6 +14,7 @@ every process from the recovery store (``runtime.recovery_dir``, which every pro
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -29,6 +30,8 @@ from types import FrameType
 __all__ = ["Member", "free_addresses", "run_local_cluster"]
 
 log = logging.getLogger("headwater")
+
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 @dataclass(frozen=True)
@@ -89,13 +92,19 @@ def run_local_cluster(
     """Run ``processes`` members of one cluster on this machine until they end; return the exit
     code (0 when all ended cleanly, else the first failure's; a signal's as 128 + its number).
 
-    SIGTERM or SIGINT is passed to every member (each finishes its micro-batches and snapshots);
-    a second one kills them. A member that fails stops the others: SIGTERM, then SIGKILL after
-    ``grace_s`` (without a member they cannot finish a snapshot; the recovery store has the last).
+    SIGTERM or SIGINT is passed to every member as one SIGTERM (each finishes its micro-batches
+    and snapshots); a second one kills them. Members die with the supervisor (SIGTERM). A member
+    that fails stops the others: SIGTERM, then SIGKILL after ``grace_s`` (without a member they
+    cannot finish a snapshot; the recovery store has the last).
     """
     addresses = ";".join(free_addresses(processes))
     argv = [sys.executable, "-m", "daemon.cli", "run", "--config", str(config), *extra, "--addresses", addresses]
-    members = [subprocess.Popen([*argv, "--process-id", str(i)]) for i in range(processes)]
+    # Each member in a process group of its own: a terminal's Ctrl-C reaches only this supervisor,
+    # which passes one SIGTERM on (a member given both would take the second as "stop now").
+    members = [
+        subprocess.Popen([*argv, "--process-id", str(i)], process_group=0, preexec_fn=_die_with_parent)
+        for i in range(processes)
+    ]
     log.info("headwater cluster of %d processes: pids %s, addresses %s", processes,
              [p.pid for p in members], addresses)  # fmt: skip
     signalled: list[int] = []
@@ -121,6 +130,13 @@ def run_local_cluster(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _die_with_parent() -> None:
+    """In a member, before it starts: SIGTERM when the supervisor dies, even by SIGKILL (Linux's
+    PR_SET_PDEATHSIG), so that a member never serves on alone."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _stop(members: list[subprocess.Popen[bytes]], grace_s: float) -> None:
