@@ -27,9 +27,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from daemon.registry import RegistryError
+from dataflows.kafka_io import ReliableKafkaSink
 from dataflows.ports import Registry
 from dataflows.records import KafkaOut
 from dataflows.serve import Served, ServingBoard, ServingTable
@@ -58,39 +59,25 @@ class TableRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
 
 
 class ServingLog:
-    """Writes serving tables to the topic; `publish` returns once the broker has them."""
+    """Writes serving tables to the topic through the flow's own reliable sink (idempotent,
+    acks=all); `publish` returns once the broker has acknowledged them, or raises `DeliveryError`."""
 
-    def __init__(self, brokers: str, topic: str, producer_config: Mapping[str, Any] | None = None,
-                 timeout_s: float = 30.0) -> None:  # fmt: skip
+    def __init__(self, brokers: str, topic: str, producer_config: Mapping[str, Any] | None = None) -> None:
         self.topic = topic
-        self.timeout_s = timeout_s
-        config = {"bootstrap.servers": brokers, "enable.idempotence": True, "linger.ms": 0}
-        self._producer = Producer(config | dict(producer_config or {}))
+        self._out = ReliableKafkaSink(brokers, {"linger.ms": 0, **dict(producer_config or {})}).build(
+            "serving-tables", 0, 1
+        )
         self._lock = threading.Lock()
 
     def publish(self, table: ServingTable) -> None:
         record = TableRecord.of(table, int(time.time() * 1000))
-        self._send(self.topic, table.group.encode(), msgspec.json.encode(record),
-                   f"serving table {record.seq} of group {table.group!r}")  # fmt: skip
+        self.emit(KafkaOut(self.topic, table.group.encode(), msgspec.json.encode(record)))
 
     def emit(self, out: KafkaOut) -> None:
-        """Write one more message the same way (the first champion's decision, in a cluster)."""
-        self._send(out.topic, out.key, out.value, f"a message to {out.topic}")
-
-    def _send(self, topic: str, key: bytes, value: bytes, what: str) -> None:
-        failed: list[KafkaError] = []
-
-        def report(err: KafkaError | None, _msg: Message) -> None:
-            if err is not None:
-                failed.append(err)
-
+        """Write one message and wait for its acknowledgement (also the first champion's decision,
+        in a cluster)."""
         with self._lock:
-            self._producer.produce(topic, value, key, on_delivery=report)
-            left = self._producer.flush(self.timeout_s)
-        if failed or left:
-            why = failed[0] if failed else f"no acknowledgement within {self.timeout_s}s"
-            msg = f"{what} not written to {topic}: {why}"
-            raise KafkaException(msg)
+            self._out.write_batch([out])
 
 
 class ServingFollower(threading.Thread):
@@ -111,7 +98,6 @@ class ServingFollower(threading.Thread):
         self._caught_up = threading.Event()
         self.error: BaseException | None = None
         self.on_error = on_error
-        self.applied = 0
 
     def wait(self, timeout_s: float, until: Callable[[ServingTable], bool] | None = None) -> ServingTable | None:
         """Wait until the topic is read up to its end and — given ``until`` — until the board has
@@ -138,24 +124,24 @@ class ServingFollower(threading.Thread):
     def run(self) -> None:
         try:
             partition = TopicPartition(self.topic, 0, OFFSET_BEGINNING)
-            low, end = self._watermarks(partition)
+            low, end = self._watermarks(partition)  # read up to `end` (as it was now), it has caught up
             if end <= low:
                 self._caught_up.set()  # an empty topic: nothing to wait for
             self._consumer.assign([partition])
             while not self._stop.is_set():
                 latest: TableRecord | None = None  # of what one poll gave, only the last table serves
+                reached = False
                 for message in self._consumer.consume(100, 0.2):
                     err = message.error()
                     if err is not None:
-                        end = 0 if self._at_end(err) else end
+                        reached = self._at_end(err) or reached
                         continue
                     latest = self._record(message) or latest
-                    if (message.offset() or 0) >= end - 1:
-                        end = 0  # caught up once this poll's table is on the board
+                    reached = reached or (message.offset() or 0) >= end - 1
                 if latest is not None:
                     self._apply(latest)
-                if end == 0:
-                    self._caught_up.set()
+                if reached:
+                    self._caught_up.set()  # once this poll's table is on the board
         except BaseException as exc:  # reported through wait() and on_error
             self.error = exc
             log.exception("serving-table follower of %s stopped: this process no longer learns who serves", self.topic)
@@ -204,7 +190,6 @@ class ServingFollower(threading.Thread):
                              seq=record.seq)  # fmt: skip
         self._models = {s.version: s.learner for s in (table.champion, canary) if s is not None}
         if self.board.follow(table):
-            self.applied += 1
             log.info("group %s: serving table %d from %s: %s serves%s", self.group, record.seq, self.topic,
                      record.champion, f", canary {record.canary}" if canary else "")  # fmt: skip
 
