@@ -32,7 +32,7 @@ from dataflows.process_lane import start_lane_server
 from dataflows.records import encode_model_event
 from dataflows.serve import ServingTable
 from dataflows.train.state import decision_record
-from learners import Learner, build_learner
+from learners import Learner
 
 __all__ = ["check_learner", "run_daemon"]
 
@@ -152,18 +152,7 @@ def check_learner(settings: Settings) -> list[Learner]:
     that a bad name or parameter fails at start-up with a clear message instead of inside a
     worker when the first event arrives; return them."""
     config = settings.flow_config()
-    schema = config.schema
-    specs = [config.learner] + [c.learner for c in config.candidates if c.learner is not None]
-    return [
-        build_learner(
-            spec,
-            n_features=len(schema.features),
-            n_classes=len(schema.classes),
-            feature_names=schema.features,
-            categories=schema.categories,
-        )
-        for spec in specs
-    ]
+    return [config.build(spec) for spec in [config.learner] + [c.learner for c in config.candidates if c.learner]]
 
 
 def _install_stop_handlers(stop: threading.Event) -> dict[signal.Signals, Handler]:

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dataflows.decode import FeatureSchema
-from learners import LearnerSpec
+from learners import Learner, LearnerSpec, build_learner
 
 __all__ = ["CandidateSpec", "FlowConfig", "GateSpec", "GoldenSet", "Topics"]
 
@@ -148,3 +148,11 @@ class FlowConfig:
         if g.max_samples < max(g.min_samples, g.canary_min_samples * len(g.canary_steps)):
             msg = f"gate sample sizes do not fit together: {g}"
             raise ValueError(msg)
+
+    def build(self, spec: LearnerSpec | None = None) -> Learner:
+        """``spec`` (default: the champion's, ``learner``) built, untrained, for this schema."""
+        schema = self.schema
+        return build_learner(
+            spec if spec is not None else self.learner, n_features=len(schema.features),
+            n_classes=len(schema.classes), feature_names=schema.features, categories=schema.categories,
+        )  # fmt: skip

@@ -44,7 +44,6 @@ from dataflows.records import (
 from dataflows.serve import ServedBatch, Server, ServingBoard, merge_served
 from dataflows.train import STATE_FORMAT, GroupState, TrainContext, TrainLogic, TrainOutput, new_group_state
 from dataflows.train.step import TrainThread
-from learners import build_learner
 
 __all__ = [
     "FlowDeps",
@@ -99,13 +98,8 @@ def install_champion(config: FlowConfig, deps: FlowDeps) -> Decision | None:
             raise ValueError(msg)
         reason = f"restarted: {info.id} is the registry's champion"
     else:
-        schema = config.schema
-        learner = build_learner(
-            config.learner, n_features=len(schema.features), n_classes=len(schema.classes),
-            feature_names=schema.features, categories=schema.categories,
-        )  # fmt: skip
-        spec = {"learner": config.learner.name, "params": dict(config.learner.params), "seed": config.learner.seed,
-                "untrained": True}  # fmt: skip
+        learner = config.build()
+        spec = config.learner.described() | {"untrained": True}
         info = deps.registry.create_version(
             config.group, name="champion", parent=None, learner=learner, config=spec, ts_ms=now_ms
         )

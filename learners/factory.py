@@ -49,6 +49,10 @@ class LearnerSpec:
     params: Mapping[str, Any] = field(default_factory=dict)
     seed: int = 0
 
+    def described(self) -> dict[str, Any]:
+        """As a model version's config records what it was built from."""
+        return {"learner": self.name, "params": dict(self.params), "seed": self.seed}
+
 
 def build_learner(
     spec: LearnerSpec,

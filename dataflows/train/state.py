@@ -35,7 +35,7 @@ from dataflows.ports import CheckpointRef, Clock, Decision, Metrics, OffsetRange
 from dataflows.records import DeadLetter, DecisionRecord, ModelReport, VerdictRecord
 from dataflows.train.trials import CHAMPION_SLOT, RESTART_SLOT, PairingBuffer, Trial, is_live_fork, new_trial
 from evaluators import ChangeDetector, PrequentialScore, Reservoir
-from learners import Learner, build_learner
+from learners import Learner
 
 __all__ = [
     "KEEP_SNAPSHOTS",
@@ -154,13 +154,9 @@ def _new_candidate(
         parent: str | None = champion_version
         described: dict[str, Any] = {"fork_of": champion_version}
     else:
-        schema = config.schema
-        learner = build_learner(
-            spec.learner, n_features=len(schema.features), n_classes=len(schema.classes),
-            feature_names=schema.features, categories=schema.categories,
-        )  # fmt: skip
+        learner = config.build(spec.learner)
         parent = None
-        described = {"learner": spec.learner.name, "params": dict(spec.learner.params), "seed": spec.learner.seed}
+        described = spec.learner.described()
     info = ctx.registry.create_version(
         config.group, name=spec.name, parent=parent, learner=learner, config=described | {"gate": spec.gate},
         ts_ms=now_ms,
