@@ -119,6 +119,7 @@ def run_daemon(
             raise RuntimeError(msg) from follower.error
     finally:
         follower.stop()
+        follower.join(5)  # its consumer closed before the registry it loads models from
         deps.registry.close()
 
 

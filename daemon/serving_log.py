@@ -94,7 +94,7 @@ class ServingFollower(threading.Thread):
                   "enable.auto.commit": False, "enable.partition.eof": True}  # fmt: skip
         self._consumer = Consumer(config | dict(consumer_config or {}))
         self._models: dict[str, Learner] = {}  # the last table's: a canary snapshot comes again at each step
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._caught_up = threading.Event()
         self.error: BaseException | None = None
         self.on_error = on_error
@@ -119,7 +119,7 @@ class ServingFollower(threading.Thread):
         raise TimeoutError(msg)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
     def run(self) -> None:
         try:
@@ -128,7 +128,7 @@ class ServingFollower(threading.Thread):
             if end <= low:
                 self._caught_up.set()  # an empty topic: nothing to wait for
             self._consumer.assign([partition])
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 latest: TableRecord | None = None  # of what one poll gave, only the last table serves
                 reached = False
                 for message in self._consumer.consume(100, 0.2):
@@ -154,10 +154,14 @@ class ServingFollower(threading.Thread):
         while True:
             try:
                 low, high = self._consumer.get_watermark_offsets(partition, timeout=10)
+                count = len(self._consumer.list_topics(self.topic, timeout=10).topics[self.topic].partitions)
+                if count != 1:  # tables keyed to other partitions would never be read: refuse
+                    msg = f"{self.topic} has {count} partitions; the serving-table topic needs exactly 1 (compacted)"
+                    raise ValueError(msg)
                 return int(low), int(high)
             except KafkaException as exc:
                 missing = (KafkaError._UNKNOWN_PARTITION, KafkaError.UNKNOWN_TOPIC_OR_PART)
-                if exc.args[0].code() not in missing or self._stop.wait(0.2):
+                if exc.args[0].code() not in missing or self._halt.wait(0.2):
                     raise
 
     def _at_end(self, err: KafkaError) -> bool:

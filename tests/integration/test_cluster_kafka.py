@@ -213,3 +213,23 @@ def test_kill_9_of_one_process_of_two_then_a_restart_loses_nothing(
     with SqliteRegistry(settings.registry.path) as registry:
         recorded = {(d.action, d.version, d.previous) for d in registry.decisions(settings.model.group)}
     assert on_topic == recorded
+
+
+def test_a_serving_table_topic_of_several_partitions_is_refused(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """Tables keyed to a partition the followers do not read would never reach them: a topic made
+    beforehand with more than one partition stops the follower, naming what is wrong."""
+    from daemon.serving_log import ServingFollower
+    from dataflows.serve import ServingBoard
+
+    topic = f"it-{uuid.uuid4().hex[:10]}.serving"
+    ensure_topics(kafka_bootstrap, [topic], partitions=2)
+    try:
+        with SqliteRegistry(tmp_path) as registry:
+            follower = ServingFollower(kafka_bootstrap, topic, "default", registry, ServingBoard())
+            follower.start()
+            with pytest.raises(RuntimeError, match="has 2 partitions; the serving-table topic needs exactly 1"):
+                follower.wait(30)
+            follower.join(10)
+            assert not follower.is_alive()
+    finally:
+        delete_topics(kafka_bootstrap, [topic])
