@@ -200,7 +200,7 @@ class HeadwaterTopics:
 
     @property
     def serving(self) -> str:
-        """The serving-table topic the daemon makes (named after the model-events topic)."""
+        """The serving-table topic (the daemon makes it: one partition, compacted)."""
         return f"{self.model_events}.serving"
 
 
@@ -213,6 +213,7 @@ def kafka_section(p: KafkaKnobs, topics: HeadwaterTopics) -> dict[str, Any]:
         "predictions_topic": topics.predictions,
         "dead_letter_topic": topics.dead_letters,
         "model_events_topic": topics.model_events,
+        "serving_topic": topics.serving,
         "partitions": p.partitions,
     }
 

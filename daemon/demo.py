@@ -101,6 +101,7 @@ def run_demo(options: DemoOptions) -> int:
     topics = {
         k: f"headwater-demo-{run_id}.{k}" for k in ("events", "labels", "predictions", "dead-letters", "model-events")
     }
+    serving_topic = f"headwater-demo-{run_id}.serving"  # the daemon makes it (one partition, compacted)
     spec = WorkloadSpec(n_events=options.events, drift_at=options.events // 2)
     workload = Workload(spec)
     workdir = Path(tempfile.mkdtemp(prefix="headwater-demo-"))
@@ -112,6 +113,7 @@ def run_demo(options: DemoOptions) -> int:
             "predictions_topic": topics["predictions"],
             "dead_letter_topic": topics["dead-letters"],
             "model_events_topic": topics["model-events"],
+            "serving_topic": serving_topic,
         },
         "schema": {
             "features": list(FEATURES),
@@ -201,9 +203,9 @@ def run_demo(options: DemoOptions) -> int:
             except subprocess.TimeoutExpired:
                 daemon.kill()
         if options.keep_topics:
-            console.print(f"topics kept: {', '.join(topics.values())}, {topics['model-events']}.serving")
+            console.print(f"topics kept: {', '.join([*topics.values(), serving_topic])}")
         else:
-            delete_topics(bootstrap, [*topics.values(), f"{topics['model-events']}.serving"])
+            delete_topics(bootstrap, [*topics.values(), serving_topic])
     _summary(console, report, workload, spec, n_events, expected_dead)
     console.print(f"every decision with its full reason: headwater registry decisions --config {config_path}")
     complete = len(report.predictions) == spec.n_events and sum(report.dead_letters.values()) == expected_dead
