@@ -7,259 +7,35 @@ field. The resulting object is frozen and passed down — there is no module-lev
 
 from __future__ import annotations
 
-import itertools
-import os
 import re
 import warnings
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, model_validator
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from dataflows import CandidateSpec, FeatureSchema, FlowConfig, GateSpec, Topics
+from daemon.sections import (
+    AdminSettings,
+    BatchingSettings,
+    KafkaSettings,
+    LabelSettings,
+    ModelSettings,
+    PromotionSettings,
+    RegistrySettings,
+    RuntimeSettings,
+    SchemaSettings,
+)
+from dataflows import FlowConfig, Topics
 from learners import LearnerSpec
 
 __all__ = ["ConfigError", "Settings", "load_settings", "mask_secrets", "with_overrides"]
 
-LibrdkafkaValue = str | int | float | bool
-
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message names each offending field."""
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class KafkaSettings(_Section):
-    bootstrap_servers: str = Field("127.0.0.1:9092", description="host:port[,host:port...] of the brokers")
-    events_topic: str = "headwater.events"
-    labels_topic: str | None = Field("headwater.labels", description="delayed labels; null if labels are inline")
-    predictions_topic: str = "headwater.predictions"
-    dead_letter_topic: str = "headwater.dead-letters"
-    model_events_topic: str = "headwater.model-events"
-    serving_topic: str | None = Field(None, description="serving-table changes; unset: <model_events_topic>.serving")
-    partitions: int = Field(4, ge=1, description="partitions for topics that `headwater topics create` makes")
-    consumer: dict[str, LibrdkafkaValue] = Field(default_factory=dict, description="extra librdkafka settings")
-    producer: dict[str, LibrdkafkaValue] = Field(default_factory=dict, description="extra librdkafka settings")
-
-    @model_validator(mode="after")
-    def _distinct_topics(self) -> Self:
-        given = [n for n in (self.events_topic, self.labels_topic, self.predictions_topic, self.dead_letter_topic,
-                             self.model_events_topic, self.serving_topic) if n is not None]  # fmt: skip
-        if len(set(given)) != len(given):
-            msg = f"every topic needs its own name (an output that is also an input would be read back): {given}"
-            raise ValueError(msg)
-        return self
-
-
-class SchemaSettings(_Section):
-    features: list[str] = Field(min_length=1, description="feature names, in the order the model sees them")
-    classes: list[StrictInt | StrictStr] = Field(min_length=2, description="the labels the model may be taught")
-    # Capped so that a dead letter (base64 of the original, ~4/3 of it) stays under Kafka's 1 MB default.
-    max_event_bytes: int = Field(64 * 1024, ge=16, le=512 * 1024)
-    max_abs_feature: float = Field(1e9, gt=0, description="larger feature magnitudes are dead-lettered")
-    categories: dict[str, list[StrictInt | StrictStr]] = Field(
-        default_factory=dict, description="categorical features and their values; every other feature is a number"
-    )
-
-    @model_validator(mode="after")
-    def _valid_schema(self) -> Self:
-        self.feature_schema()  # FeatureSchema checks names and classes; its ValueError names the problem
-        return self
-
-    def feature_schema(self) -> FeatureSchema:
-        return FeatureSchema(
-            self.features, self.classes, self.max_event_bytes, self.max_abs_feature, dict(self.categories)
-        )
-
-
-class BatchingSettings(_Section):
-    # Serving takes what a partition's poll gives; training jobs gather (at 5 ms a MOA forest fell behind).
-    max_size: int = Field(512, ge=1, description="messages a poll of a partition serves; records per training job")
-    max_wait_ms: float = Field(20.0, gt=0, description="how long a training job waits to fill (serving never waits)")
-
-
-class LabelSettings(_Section):
-    window_s: float = Field(300.0, gt=0, description="how long features wait for a delayed label, and vice versa")
-    max_pending: int = Field(100_000, ge=1, description="bound on waiting features (and on waiting labels)")
-
-
-class CandidateSettings(_Section):
-    """A model that learns beside the champion and may replace it."""
-
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", description="unique within the group")
-    learner: str | None = Field(None, description="null: a fork of the champion (clone with its state)")
-    params: dict[str, Any] = Field(default_factory=dict)
-    seed: int = 0
-    gate: Literal["shadow", "canary", "refresh"] = Field(
-        "shadow",
-        description=(
-            "shadow: scored, never served, promoted when significantly better; canary: serves a share; "
-            "refresh (forks only): replaces the champion as soon as it is not worse"
-        ),
-    )
-
-    @model_validator(mode="after")
-    def _not_reserved(self) -> Self:
-        if self.name in ("champion", "standby", "restart"):
-            msg = f"candidate name {self.name!r} is reserved"
-            raise ValueError(msg)
-        if self.learner is None and (self.params or self.seed):
-            msg = "a fork (learner: null) takes the champion's learner: params and seed do not apply"
-            raise ValueError(msg)
-        if self.gate == "refresh" and self.learner is not None:
-            msg = "gate: refresh is for forks (learner: null), the champion's own model learning on"
-            raise ValueError(msg)
-        return self
-
-    def spec(self) -> CandidateSpec:
-        learner = None if self.learner is None else LearnerSpec(self.learner, self.params, self.seed)
-        return CandidateSpec(self.name, learner, self.gate)
-
-
-def _default_candidates() -> list[CandidateSettings]:
-    return [CandidateSettings.model_validate({"name": "fork"})]
-
-
-class ModelSettings(_Section):
-    group: str = Field("default", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    learner: str = Field("river-logreg", description="built-in name or 'package.module:factory'")
-    params: dict[str, Any] = Field(default_factory=dict)
-    seed: int = 0
-    rolling_window: int = Field(1000, ge=1, description="labelled examples in the rolling prequential accuracy")
-    candidates: list[CandidateSettings] = Field(
-        default_factory=_default_candidates, description="models that learn beside the champion; [] for none"
-    )
-
-    @model_validator(mode="after")
-    def _unique_candidates(self) -> Self:
-        names = [c.name for c in self.candidates]
-        if len(set(names)) != len(names):
-            msg = f"candidate names must be unique: {names}"
-            raise ValueError(msg)
-        canaries = [c.name for c in self.candidates if c.gate == "canary"]
-        if len(canaries) > 1:
-            msg = f"at most one candidate per group can have gate: canary (the others: shadow), got {canaries}"
-            raise ValueError(msg)
-        return self
-
-
-class PromotionSettings(_Section):
-    """When a candidate replaces the champion, and when a new champion is rolled back."""
-
-    alpha: float = Field(0.05, gt=0, le=0.5, description="bound on the false-promotion rate of one trial")
-    min_samples: int = Field(300, ge=10, description="paired labelled examples before a shadow verdict")
-    min_improvement: float = Field(0.0, ge=0, lt=1, description="accuracy a candidate must gain at least")
-    max_samples: int = Field(5000, ge=10, description="a trial without a conclusion by then starts over")
-    retry_after: int = Field(
-        2000, ge=0, description="labelled examples a refused candidate learns before a new trial; doubles per refusal"
-    )
-    canary_steps: list[float] = Field([0.05, 0.25, 0.5], min_length=1, description="shares of keys, in order")
-    canary_min_samples: int = Field(200, ge=1, description="canary-served labelled examples per step")
-    probation_samples: int = Field(2000, ge=10, description="a new champion's probation against its predecessor")
-    rollback_margin: float = Field(0.02, ge=0, lt=1, description="how much worse than its predecessor it may be")
-    golden_path: Path | None = Field(None, description="JSON lines of labelled events: the golden set")
-    golden_reservoir: int = Field(0, ge=0, description=">0: a reservoir of trusted history as the golden set")
-    golden_tolerance: float = Field(0.02, ge=0, lt=1, description="regression allowed on the golden set")
-    refresh_samples: int = Field(1000, ge=10, description="paired labelled examples before a refresh")
-    refresh_margin: float = Field(0.005, ge=0, lt=1, description="how much worse than the champion a refresh may be")
-    live_refresh: bool = Field(
-        False,
-        description="a refresh fork's latest state serves between its promotions while its trial shows it not "
-        "worse (from a process lane, serving asks the fork's process; see docs/architecture.md)",
-    )
-    live_refresh_budget: float = Field(
-        0.2,
-        gt=0,
-        le=1,
-        description="share of the fork's lane time that copying its model for serving may take, when a copy costs "
-        "more than learning the batch twice (cheaper copies come after every batch)",
-    )
-    live_refresh_wait_ms: float = Field(
-        50.0, ge=0, le=10_000,
-        description="thread lane: how long a micro-batch waits, after its labels are handed out, for the live fork "
-        "to learn them and hand its state to serving, so the next micro-batch is served by a model that learned "
-        "every label before it (0: never wait); process lane: how long serving waits for the fork's process to "
-        "answer a micro-batch before the champion serves it",
-    )  # fmt: skip
-    restart_on_drift: bool = Field(
-        False,
-        description="when the champion's accuracy drops (a drift verdict), an untrained model of its configuration "
-        "starts learning from the change on, and replaces the champion once significantly better",
-    )
-    max_lag_batches: int = Field(64, ge=1, description="a model further behind skips its oldest batches")
-    max_lag_s: float = Field(10.0, gt=0, description="so does a model whose oldest waiting batch is older than this")
-
-    @model_validator(mode="after")
-    def _steps(self) -> Self:
-        steps = self.canary_steps
-        if any(not 0 < s <= 1 for s in steps) or any(b <= a for a, b in itertools.pairwise(steps)):
-            msg = f"canary_steps must increase strictly within (0, 1]: {steps}"
-            raise ValueError(msg)
-        return self
-
-    @model_validator(mode="after")
-    def _sample_sizes(self) -> Self:
-        # The evaluators refuse these combinations when a trial starts: say so at start-up instead.
-        canary_total = self.canary_min_samples * len(self.canary_steps)
-        if self.max_samples < max(self.min_samples, canary_total):
-            msg = (f"max_samples ({self.max_samples}) must be at least min_samples ({self.min_samples}) and "
-                   f"canary_min_samples x the canary steps ({canary_total})")  # fmt: skip
-            raise ValueError(msg)
-        if self.probation_samples < self.min_samples:
-            msg = f"probation_samples ({self.probation_samples}) must be at least min_samples ({self.min_samples})"
-            raise ValueError(msg)
-        return self
-
-    def gate(self, *, threaded: bool = True, processes: bool = False) -> GateSpec:
-        return GateSpec(
-            alpha=self.alpha, min_samples=self.min_samples, min_improvement=self.min_improvement,
-            max_samples=self.max_samples, retry_after=self.retry_after, canary_steps=tuple(self.canary_steps),
-            canary_min_samples=self.canary_min_samples, probation_samples=self.probation_samples,
-            rollback_margin=self.rollback_margin, golden_tolerance=self.golden_tolerance,
-            golden_reservoir=self.golden_reservoir, refresh_samples=self.refresh_samples,
-            refresh_margin=self.refresh_margin, live_refresh=self.live_refresh,
-            live_refresh_budget=self.live_refresh_budget, live_refresh_wait_ms=self.live_refresh_wait_ms,
-            restart_on_drift=self.restart_on_drift, max_lag_batches=self.max_lag_batches,
-            max_lag_s=self.max_lag_s, threaded=threaded, processes=processes,
-        )  # fmt: skip
-
-
-class RegistrySettings(_Section):
-    path: Path = Field(Path("headwater-registry"), description="directory of the registry (SQLite + checkpoints)")
-
-
-class RuntimeSettings(_Section):
-    workers: int = Field(1, ge=1, description="Bytewax worker threads in this process")
-    tail: bool = Field(True, description="keep waiting for new events; false: stop at the end of the topics")
-    torch_threads: int = Field(1, ge=1)
-    train_threads: bool = Field(True, description="each model learns on its own thread (false: inline)")
-    lanes: Literal["auto", "thread", "process"] = Field(
-        "auto",
-        description=(
-            "process: each candidate learns in a process of its own, off the serving GIL and below serving "
-            "on the CPU (SCHED_IDLE), so serving latency stays flat but candidates learn only on spare CPU "
-            "(a live refresh fork's process runs at normal priority: serving asks it, within "
-            "live_refresh_wait_ms); "
-            "thread: in threads of the serving process, sharing its GIL fairly; auto: process when the "
-            "machine has a CPU for serving, one for the rest and one per candidate, else thread"
-        ),
-    )
-
-    def lane_processes(self, candidates: int) -> bool:
-        """Whether candidates learn in processes (`lanes`, with ``auto`` resolved on this machine)."""
-        if self.lanes != "auto":
-            return self.lanes == "process"
-        return candidates > 0 and len(os.sched_getaffinity(0)) >= 2 + candidates
-
-    recovery_dir: Path | None = Field(None, description="Bytewax recovery store; unset: no recovery")
-    recovery_partitions: int = Field(8, ge=1, description="at least the most workers you will ever run")
-    snapshot_interval_s: float = Field(10.0, gt=0)
 
 
 # The section is called `schema`, which shadows BaseModel.schema() (a deprecated alias of
@@ -281,6 +57,7 @@ with warnings.catch_warnings():
         promotion: PromotionSettings = Field(default_factory=PromotionSettings)  # type: ignore[arg-type]
         registry: RegistrySettings = Field(default_factory=RegistrySettings)  # type: ignore[arg-type]
         runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)  # type: ignore[arg-type]
+        admin: AdminSettings = Field(default_factory=AdminSettings)  # type: ignore[arg-type]
 
         @classmethod
         def settings_customise_sources(
@@ -302,7 +79,7 @@ with warnings.catch_warnings():
             k = self.kafka
             serving = k.serving_topic or f"{k.model_events_topic}.serving"
             return Topics(k.events_topic, k.predictions_topic, k.dead_letter_topic, k.model_events_topic,
-                          k.labels_topic, serving)  # fmt: skip
+                          k.labels_topic, serving, k.control_topic)  # fmt: skip
 
         def flow_config(self, **overrides: Any) -> FlowConfig:
             fields: dict[str, Any] = dict(

@@ -25,6 +25,7 @@ class Topics:
     model_events: str
     labels: str | None = None
     serving: str | None = None  # the serving-table topic (`daemon.serving_log`): compacted, one partition
+    control: str | None = None  # operators' commands (`dataflows.control`): one partition
 
     def inputs(self) -> list[str]:
         return [self.events] + ([self.labels] if self.labels else [])

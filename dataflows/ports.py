@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from dataflows.records import CommandRecord, ModelReport
 from learners import Learner
 
 __all__ = [
@@ -157,6 +158,16 @@ class Registry(Protocol):
 
     def verdicts(self, version: str) -> list[dict[str, Any]]: ...
 
+    def record_command(self, record: CommandRecord) -> None:
+        """Log an operator's command with its outcome (every one read, in order)."""
+        ...
+
+    def commands(self, group: str, *, skip: int = 0, limit: int = -1) -> list[CommandRecord]: ...
+
+    def command(self, command_id: str) -> CommandRecord | None:
+        """The first record of command ``command_id``; None if it was never read."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -214,6 +225,16 @@ class Metrics(Protocol):
 
     def decided(self, group: str, action: str) -> None: ...
 
+    def reported(self, report: ModelReport) -> None:
+        """A model's report on one labelled batch: rolling accuracy, lag, labels waiting, skips."""
+        ...
+
+    def commanded(self, group: str, kind: str, outcome: str) -> None: ...
+
+    def controlled(self, group: str, *, paused: int, frozen: bool, canary_ceiling: float | None) -> None:
+        """What operators' commands hold now: paused candidates, decisions frozen, the canary's ceiling."""
+        ...
+
 
 class NullMetrics:
     """Measures nothing."""
@@ -225,4 +246,13 @@ class NullMetrics:
         return None
 
     def decided(self, group: str, action: str) -> None:
+        return None
+
+    def reported(self, report: ModelReport) -> None:
+        return None
+
+    def commanded(self, group: str, kind: str, outcome: str) -> None:
+        return None
+
+    def controlled(self, group: str, *, paused: int, frozen: bool, canary_ceiling: float | None) -> None:
         return None

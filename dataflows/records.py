@@ -1,10 +1,11 @@
 """The records that travel through the flow, and the JSON each output topic receives.
 
 Inputs (decoded by `dataflows.decode`): `Event` from the events topic, `Label` from the labels
-topic. Outputs, each on its own stream to its own encoder: `Prediction` (predictions topic),
-`DeadLetter` (dead-letter topic), `ModelReport`, `VerdictRecord` and `DecisionRecord` (model-events
-topic, told apart by ``type``). Each becomes a `KafkaOut` with a deterministic key where one exists,
-so that replays after a crash can be de-duplicated downstream.
+topic (commands: `dataflows.control`). Outputs, each on its own stream to its own encoder:
+`Prediction` (predictions topic), `DeadLetter` (dead-letter topic), `ModelReport`,
+`VerdictRecord`, `DecisionRecord` and `CommandRecord` (model-events topic, told apart by
+``type``). Each becomes a `KafkaOut` with a deterministic key where one exists, so that replays
+after a crash can be de-duplicated downstream.
 See docs/architecture.md for the wire schemas.
 """
 
@@ -18,6 +19,7 @@ from typing import NamedTuple
 import msgspec
 
 __all__ = [
+    "CommandRecord",
     "DeadLetter",
     "DeadLetterReason",
     "DecisionRecord",
@@ -85,6 +87,7 @@ class DeadLetterReason(enum.StrEnum):
     OUT_OF_RANGE = "out_of_range"
     LABEL_UNMATCHED = "label_unmatched"
     MODEL_ERROR = "model_error"
+    BAD_COMMAND = "bad_command"
 
 
 class DeadLetter(msgspec.Struct, frozen=True):
@@ -162,6 +165,25 @@ class DecisionRecord(msgspec.Struct, frozen=True, kw_only=True, tag="decision", 
     reason: str
     evidence: dict[str, object]
     ts_ms: int
+
+
+class CommandRecord(msgspec.Struct, frozen=True, kw_only=True, tag="command", tag_field="type"):
+    """An operator's command and what became of it (`dataflows.control`): ``outcome`` is
+    ``applied``, ``rejected``, ``duplicate`` or ``expired``, ``detail`` says what was done or why
+    not. ``ts_ms`` is when it was applied; ``issued_ts_ms`` when it was issued; ``source`` where it
+    was read on the control topic."""
+
+    group: str
+    id: str
+    kind: str
+    args: dict[str, object]
+    actor: str
+    reason: str
+    outcome: str
+    detail: str
+    issued_ts_ms: int
+    ts_ms: int
+    source: SourceRef | None = None
 
 
 class KafkaOut(NamedTuple):
@@ -245,7 +267,7 @@ def encode_dead_letter(record: DeadLetter, topic: str, now_ms: int) -> KafkaOut:
     return KafkaOut(topic, key.encode(), _encoder.encode(wire))
 
 
-def encode_model_event(record: ModelReport | VerdictRecord | DecisionRecord, topic: str) -> KafkaOut:
+def encode_model_event(record: ModelReport | VerdictRecord | DecisionRecord | CommandRecord, topic: str) -> KafkaOut:
     """Keyed by group: a group's reports, verdicts and decisions stay in order on one partition."""
     return KafkaOut(topic, record.group.encode(), _encoder.encode(record))
 

@@ -9,7 +9,7 @@ from daemon.registry.errors import RegistryError
 
 __all__ = ["SCHEMA_VERSION", "STATUSES", "connect"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: commands (a version-1 file gains the table when opened)
 STATUSES = ("candidate", "champion", "standby", "retired")
 
 _TABLES = f"""
@@ -62,6 +62,24 @@ CREATE TABLE IF NOT EXISTS decisions (
     ts_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS decisions_by_group ON decisions ("group", seq);
+CREATE TABLE IF NOT EXISTS commands (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    "group" TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    args TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    outcome TEXT NOT NULL CHECK (outcome IN ('applied', 'rejected', 'duplicate', 'expired')),
+    detail TEXT NOT NULL,
+    issued_ts_ms INTEGER NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    topic TEXT,
+    partition INTEGER,
+    "offset" INTEGER
+);
+CREATE INDEX IF NOT EXISTS commands_by_group ON commands ("group", seq);
+CREATE INDEX IF NOT EXISTS commands_by_id ON commands (id, seq);
 """
 
 
@@ -98,11 +116,12 @@ def _check_or_create(conn: sqlite3.Connection, db_path: Path) -> None:
             msg = (f"registry database {db_path} has schema version {found}, newer than the {SCHEMA_VERSION} this "
                    f"Headwater understands; upgrade Headwater, or point it at another registry directory")  # fmt: skip
             raise RegistryError(msg)
-        if found is None:
+        if found is None or found < SCHEMA_VERSION:  # every statement is IF NOT EXISTS: an older file gains the rest
             for statement in _TABLES.split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                         (str(SCHEMA_VERSION),))  # fmt: skip
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

@@ -1,4 +1,4 @@
-"""`SqliteRegistry`: model versions, offset lineage, verdicts and decisions in one SQLite file.
+"""`SqliteRegistry`: model versions, offset lineage, verdicts, decisions and commands in one SQLite file.
 
 The registry is embedded: a directory holding ``registry.sqlite3`` and ``checkpoints/``, written by
 one daemon process. The flow's workers call it from their own threads, so one lock guards the single
@@ -19,10 +19,12 @@ from typing import Any, Self
 
 from daemon.registry.checkpoints import CheckpointStore, learner_class_of
 from daemon.registry.codec import dumps, loads
+from daemon.registry.commands import insert_command, select_commands
 from daemon.registry.errors import RegistryError, UnknownVersionError
 from daemon.registry.lineage import merge_ranges
 from daemon.registry.schema import STATUSES, connect
 from dataflows.ports import CheckpointRef, Decision, OffsetRange, VersionInfo
+from dataflows.records import CommandRecord
 from learners import Learner
 
 __all__ = ["ACTIONS", "SqliteRegistry", "framework_of"]
@@ -209,6 +211,23 @@ class SqliteRegistry:
         with self._locked():
             row = self._conn.execute('SELECT COUNT(*) FROM decisions WHERE "group" = ?', (group,)).fetchone()
             return int(row[0])
+
+    # -- commands (`daemon.registry.commands`) ------------------------------------------------------
+
+    def record_command(self, record: CommandRecord) -> None:
+        with self._locked(), self._transaction() as db:
+            insert_command(db, record)
+
+    def commands(self, group: str, *, skip: int = 0, limit: int = -1) -> list[CommandRecord]:
+        """The group's commands in the order they were read (``limit`` -1: all)."""
+        with self._locked():
+            return select_commands(self._conn, '"group" = ?', (group,), skip=skip, limit=limit)
+
+    def command(self, command_id: str) -> CommandRecord | None:
+        """What became of command ``command_id`` the first time it was read; None if not read yet."""
+        with self._locked():
+            found = select_commands(self._conn, "id = ?", (command_id,), limit=1)
+        return found[0] if found else None
 
     # -- checkpoints ------------------------------------------------------------------------------
 

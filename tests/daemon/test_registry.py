@@ -435,8 +435,8 @@ def test_a_database_from_a_newer_headwater_is_refused(tmp_path: Path) -> None:
     with SqliteRegistry(tmp_path) as reg:
         _create(reg)
     with sqlite3.connect(tmp_path / "registry.sqlite3") as db:
-        db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
-    with pytest.raises(RegistryError, match=r"schema version 2, newer than the 1 .* upgrade Headwater"):
+        db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    with pytest.raises(RegistryError, match=r"schema version 3, newer than the 2 .* upgrade Headwater"):
         SqliteRegistry(tmp_path)
 
 

@@ -134,9 +134,10 @@ def test_dead_letter_keeps_original_bytes_key_and_source(
 
 
 def test_every_decoder_reason_is_covered() -> None:
-    # LABEL_UNMATCHED comes from the join and MODEL_ERROR from the group step, not from decoding.
+    # LABEL_UNMATCHED comes from the join, MODEL_ERROR from the group step and BAD_COMMAND from the
+    # control topic's decoder (tests/dataflows/test_control.py), not from decoding events.
     covered = {reason for *_, reason in BAD_INPUTS} | {R.OVERSIZED} | {c[2] for c in BAD_CATEGORICAL}
-    assert covered == set(R) - {R.LABEL_UNMATCHED, R.MODEL_ERROR}
+    assert covered == set(R) - {R.LABEL_UNMATCHED, R.MODEL_ERROR, R.BAD_COMMAND}
 
 
 @pytest.mark.parametrize("topic", [EVENTS, LABELS])
