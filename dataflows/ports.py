@@ -231,6 +231,8 @@ class Metrics(Protocol):
 
     def commanded(self, group: str, kind: str, outcome: str) -> None: ...
 
+    def dead_lettered(self, reason: str, n: int) -> None: ...
+
     def controlled(self, group: str, *, paused: int, frozen: bool, canary_ceiling: float | None) -> None:
         """What operators' commands hold now: paused candidates, decisions frozen, the canary's ceiling."""
         ...
@@ -252,6 +254,9 @@ class NullMetrics:
         return None
 
     def commanded(self, group: str, kind: str, outcome: str) -> None:
+        return None
+
+    def dead_lettered(self, reason: str, n: int) -> None:
         return None
 
     def controlled(self, group: str, *, paused: int, frozen: bool, canary_ceiling: float | None) -> None:
