@@ -104,6 +104,7 @@ with warnings.catch_warnings():
                 recovery=self.runtime.recovery_dir is not None,
                 consumer_config=dict(self.kafka.consumer),
                 producer_config=dict(self.kafka.producer),
+                command_ttl_s=self.admin.command_ttl_s,
             )
             return FlowConfig(**(fields | overrides))
 

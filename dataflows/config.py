@@ -130,6 +130,7 @@ class FlowConfig:
     drain_on_eof: bool = True
     recovery: bool = False  # a recovery store keeps Bytewax's snapshots (else they are not worth making)
     lineage_flush_s: float = 1.0  # how often what each version learned is written to the registry
+    command_ttl_s: float = 3600.0  # an operator's command older than this when the train step reads it: expired
     consumer_config: Mapping[str, Any] = field(default_factory=dict)
     producer_config: Mapping[str, Any] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)

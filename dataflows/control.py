@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import enum
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import msgspec
+from confluent_kafka import Message
 
+from dataflows.decode import RawMessage
 from dataflows.records import DeadLetter, DeadLetterReason, KafkaOut, SourceRef
 
 __all__ = [
@@ -47,6 +49,7 @@ __all__ = [
     "Outcome",
     "PromoteArgs",
     "RollbackArgs",
+    "command_of",
     "decode_command",
     "encode_command",
     "new_command",
@@ -226,3 +229,11 @@ def decode_command(
         return _checked(wire, source)
     except (msgspec.ValidationError, msgspec.DecodeError, CommandError) as exc:
         return dead(f"command: {exc}")
+
+
+def command_of(msg: RawMessage | Message) -> Command | DeadLetter:
+    """`decode_command` of a message as the flow's Kafka source hands it on (or shaped like one)."""
+    if type(msg) is Message:
+        return decode_command(msg.key(), msg.value(), msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
+    raw = cast(RawMessage, msg)  # or shaped like one (Bytewax's KafkaSourceMessage)
+    return decode_command(raw.key, raw.value, raw.topic, raw.partition, raw.offset)

@@ -3,7 +3,7 @@ predict, encode) → Kafka out; served batches → the group's train step (jobs,
 
 Each step id names the module that holds its code, as ``module__step`` (Bytewax forbids dots).
 `build_flow` is handed its collaborators (`FlowDeps`): source, sink, clock, registry, promoter,
-serving board and metrics — so the same flow runs in memory in unit tests (Bytewax's
+serving board, metrics and the control topic's source — so the same flow runs in memory in unit tests (Bytewax's
 TestingSource/TestingSink) and on the real broker in production.
 
 The served batches are gathered into the train step's jobs here too (`MicroBatchLogic`, step
@@ -29,12 +29,15 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
 from dataflows.config import FlowConfig
+from dataflows.control import Command, command_of
 from dataflows.decode import Decoder
 from dataflows.migrate import migrate
 from dataflows.ports import Clock, Decision, Metrics, NullMetrics, Promoter, Registry
 from dataflows.records import (
+    CommandRecord,
     DeadLetter,
     DecisionRecord,
+    KafkaOut,
     ModelReport,
     SinkItem,
     VerdictRecord,
@@ -54,7 +57,7 @@ __all__ = [
     "resume_group_state",
 ]
 
-ModelEventRecord = ModelReport | VerdictRecord | DecisionRecord
+ModelEventRecord = ModelReport | VerdictRecord | DecisionRecord | CommandRecord
 V = TypeVar("V")
 
 
@@ -70,6 +73,7 @@ class FlowDeps:
     board: ServingBoard
     metrics: Metrics = field(default_factory=NullMetrics)
     clock: Clock = time.time
+    control: Source[Any] | None = None  # the control topic's messages (`dataflows.control`); None: no commands
 
 
 def install_champion(config: FlowConfig, deps: FlowDeps) -> Decision | None:
@@ -167,6 +171,13 @@ def build_flow(config: FlowConfig, deps: FlowDeps, *, installed: Decision | None
 
     gathered = op.stateful_batch("batching__train_jobs", keyed, gatherer)
     jobs = op.map_value("serve__merge", gathered, merge_served)
+    train_in: Stream[tuple[str, ServedBatch | Command]] = jobs
+    control_dead: list[Stream[DeadLetter]] = []
+    if deps.control is not None:  # operators' commands, merged in order into the group's train step
+        commands = op.map("control__decode", op.input("control__in", flow, deps.control), command_of)
+        control_dead.append(op.filter_map("control__dead_letters", commands, _dead_letter))
+        ours = op.filter_map("control__group", commands, lambda c: _command_for(c, config.group))
+        train_in = op.merge("control__merge", jobs, op.key_on("control__key", ours, lambda c: c.group))
 
     ctx = TrainContext(
         config, deps.registry, deps.promoter, deps.metrics, clock,
@@ -181,18 +192,16 @@ def build_flow(config: FlowConfig, deps: FlowDeps, *, installed: Decision | None
             return build()
         return TrainThread(build, group=config.group, recovery=config.recovery)
 
-    trained: Stream[TrainOutput] = op.key_rm("train__unkey", op.stateful("train__learn", jobs, trainer))
-    train_dead = op.filter_map("train__dead_letters", trained, lambda r: r if isinstance(r, DeadLetter) else None)
+    trained: Stream[TrainOutput] = op.key_rm("train__unkey", op.stateful("train__learn", train_in, trainer))
+    train_dead = op.filter_map("train__dead_letters", trained, _dead_letter)
+    if control_dead:
+        train_dead = op.merge("control__dead_merge", train_dead, *control_dead)
     model_events: Stream[ModelEventRecord] = op.filter_map("train__model_events", trained, _model_event)
 
     messages = op.merge(
         "records__encode",
         serve_out,
-        op.map(
-            "records__dead_letter",
-            train_dead,
-            lambda d: encode_dead_letter(d, topics.dead_letters, int(clock() * 1000)),
-        ),
+        op.map("records__dead_letter", train_dead, lambda d: _encode_dead(d, topics.dead_letters, clock, deps.metrics)),
         op.map("records__model_event", model_events, lambda e: encode_model_event(e, topics.model_events)),
     )
     op.output("kafka_io__out", messages, deps.sink)
@@ -213,6 +222,20 @@ def _records(batch: ServedBatch) -> int:
 
 def _model_event(record: TrainOutput) -> ModelEventRecord | None:
     return None if isinstance(record, DeadLetter) else record
+
+
+def _dead_letter(record: object) -> DeadLetter | None:
+    return record if isinstance(record, DeadLetter) else None
+
+
+def _command_for(record: Command | DeadLetter, group: str) -> Command | None:
+    """This group's commands; another group's are another daemon's (one control topic may serve many)."""
+    return record if isinstance(record, Command) and record.group == group else None
+
+
+def _encode_dead(record: DeadLetter, topic: str, clock: Clock, metrics: Metrics) -> KafkaOut:
+    metrics.dead_lettered(record.reason.value, 1)
+    return encode_dead_letter(record, topic, int(clock() * 1000))
 
 
 def _utc_now() -> datetime:

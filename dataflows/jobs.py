@@ -48,6 +48,7 @@ class Job:
     y: npt.NDArray[np.int64]
     routes: npt.NDArray[np.int8]  # which route served each example (canary evidence uses its own)
     ranges: tuple[OffsetRange, ...] = ()
+    learn: bool = True  # False: scored only, by a lane that learns otherwise (paused by an operator)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -137,6 +138,7 @@ def run_job(
             correct[:], proba_true[:] = 0.0, 0.0
             error = f"predict: {type(exc).__name__}: {exc}"
     learned, learn_ms, learn_failed = 0, 0.0, False
+    learns = learns and job.learn
     if learns and n:
         learn_s = 0.0
         try:

@@ -1,5 +1,6 @@
 """The canary: a candidate on a canary trial serves its trial's share of keys with a snapshot of
 its model, re-taken at each step of the trial, and taken off the board when the trial moves on.
+An operator's ceiling caps the share (0: no canary route); frozen decisions hold it as it is.
 """
 
 from __future__ import annotations
@@ -10,15 +11,20 @@ from dataflows.train.trials import canary_share
 __all__ = ["end", "publish"]
 
 
-def publish(rt: GroupRuntime, now_ms: int) -> list[TrainOutput]:
+def publish(rt: GroupRuntime, now_ms: int, *, hold: bool = True) -> list[TrainOutput]:
     """Serve the canary trial's share of keys with a snapshot of its candidate, re-taken at
     each step. The snapshot is a version of its own (parent: the candidate, checkpoint saved),
-    so that every prediction names the very model that made it."""
+    so that every prediction names the very model that made it. With decisions frozen the share
+    is held (unless ``hold`` is False: an operator's new ceiling applies at once)."""
     state, ctx = rt.state, rt.ctx
+    if state.decisions_frozen and hold:
+        return []
     holder = next((s for s in state.slots.values() if s.trial is not None and s.trial.kind == "canary"), None)
     wanted: tuple[str, float] | None = None
     if holder is not None and holder.trial is not None:
         share = canary_share(holder.trial)
+        if state.canary_ceiling is not None:  # an operator's ceiling (`dataflows.train.commands`)
+            share = min(share, state.canary_ceiling)
         if share > 0:
             wanted = (rt.lanes[holder.name].version, share)
     if wanted == (state.canary[:2] if state.canary else None):

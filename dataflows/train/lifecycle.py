@@ -21,11 +21,14 @@ from dataflows.train.golden import GOLDEN_MIN_SIZE, check_golden, golden_set_of,
 from dataflows.train.state import GroupRuntime, Slot, TrainOutput, decision_record
 from dataflows.train.trials import CHAMPION_SLOT, RESTART_SLOT, STANDBY_SLOT, Trial, is_live_fork, new_trial, probation
 from evaluators import Phase, PrequentialScore, Verdict
+from learners import Learner
 
 __all__ = [
     "Action",
     "act",
     "carry_out",
+    "crown",
+    "drop_standby",
     "fork_from_champion",
     "next_actions",
     "promote",
@@ -77,8 +80,11 @@ def next_actions(trials: dict[str, Trial]) -> list[Action]:
 
 def carry_out(rt: GroupRuntime, now_ms: int) -> list[TrainOutput]:
     """Carry out what the trials' verdicts ask for (`next_actions`), in its order, until
-    the champion changes: every other trial then starts over against the new one."""
+    the champion changes: every other trial then starts over against the new one. Nothing while
+    an operator froze the group's decisions (its verdicts are still reported)."""
     out: list[TrainOutput] = []
+    if rt.state.decisions_frozen:
+        return out
     for action in next_actions({n: s.trial for n, s in rt.state.slots.items() if s.trial is not None}):
         serving = rt.lanes[CHAMPION_SLOT].version
         out.extend(act(rt, action, now_ms))
@@ -107,13 +113,16 @@ def act(rt: GroupRuntime, action: Action, now_ms: int) -> list[TrainOutput]:
     return []
 
 
-def promote(rt: GroupRuntime, name: str, verdict: Verdict, now_ms: int) -> list[TrainOutput]:
+def promote(
+    rt: GroupRuntime, name: str, verdict: Verdict, now_ms: int, *, golden: bool = True, by: str = "trial"
+) -> list[TrainOutput]:
     """Make slot ``name``'s model the champion, if it does not regress on the golden set (else it
-    is refused); it learns on as a new version."""
-    state, ctx, group = rt.state, rt.ctx, rt.state.name
+    is refused; ``golden`` False: not checked); it learns on as a new version. ``by`` says who
+    asked: its trial, or an operator's command (`dataflows.train.commands`)."""
+    state = rt.state
     slot, lane = state.slots[name], rt.lanes[name]
     kind = slot.trial.kind if slot.trial else "live"
-    golden_set = golden_set_of(rt)
+    golden_set = golden_set_of(rt) if golden else None
     if golden_set is not None and len(golden_set[1]) < GOLDEN_MIN_SIZE:
         return []  # not enough trusted history to check against yet: the trial waits
     version = lane.version
@@ -122,23 +131,40 @@ def promote(rt: GroupRuntime, name: str, verdict: Verdict, now_ms: int) -> list[
     frozen = lane.freeze_as(rt.successor(name, now_ms))
     through = lane.frozen_through
     out: list[TrainOutput] = []
-    golden = None if golden_set is None else check_golden(rt, frozen, *golden_set)
-    if golden is not None:
-        out.append(verdict_record(rt, slot, "golden", golden, now_ms, version=version))
-        if golden.phase is not Phase.PASSED:
-            reason = f"{name} {version} passed its {kind} trial but not the golden set: {golden.reason}"
-            evidence = dict(verdict.evidence) | prefixed("golden", golden)
+    checked = None if golden_set is None else check_golden(rt, frozen, *golden_set)
+    if checked is not None:
+        out.append(verdict_record(rt, slot, "golden", checked, now_ms, version=version))
+        if checked.phase is not Phase.PASSED:
+            passed = f"passed its {kind} trial" if by == "trial" else f"was promoted by {by}"
+            reason = f"{name} {version} {passed} but not the golden set: {checked.reason}"
+            evidence = dict(verdict.evidence) | prefixed("golden", checked)
             return out + refuse(rt, name, reason, evidence, now_ms, version=version)
+    previous = rt.lanes[CHAMPION_SLOT].version
+    evidence = dict(verdict.evidence) | ({} if checked is None else prefixed("golden", checked))
+    why = f"passed its {kind} trial against {previous}" if by == "trial" else f"promoted by {by} over {previous}"
+    out.extend(crown(rt, version, frozen, reason=f"{name} {version} {why}: {verdict.reason}", evidence=evidence,
+                     now_ms=now_ms, through=through, refresh=kind == "refresh", keep=name))  # fmt: skip
+    slot.refusals = 0
+    if name == RESTART_SLOT:  # the forks go on from its state: a second learner of it would be waste
+        out.extend(restart.drop(rt, f"its state {version} is the champion now; the forks go on from it", now_ms))
+    return out
+
+
+def crown(
+    rt: GroupRuntime, version: str, frozen: Learner, *, reason: str, evidence: dict[str, Any], now_ms: int,
+    through: int = 0, refresh: bool = False, keep: str | None = None,
+) -> list[TrainOutput]:  # fmt: skip
+    """``version`` (its model ``frozen``) serves as the champion: the replaced champion goes on
+    standby for its probation (or is retired: an untrained one, or one replaced before its own
+    probation ended), every trial starts over, and every fork but ``keep`` starts again from it."""
+    state, ctx, group = rt.state, rt.ctx, rt.state.name
     champion = rt.lanes[CHAMPION_SLOT]
     previous, previous_learner = champion.version, champion.learner
-    evidence = dict(verdict.evidence) | ({} if golden is None else prefixed("golden", golden))
-    reason = f"{name} {version} passed its {kind} trial against {previous}: {verdict.reason}"
     decision = ctx.promoter.promote(
         group, version=version, learner=frozen, previous=previous, reason=reason, evidence=evidence, ts_ms=now_ms
     )
-    out.append(decision_record(decision))
+    out: list[TrainOutput] = [decision_record(decision)]
     ctx.metrics.decided(group, "promote")
-    slot.refusals = 0
     champion.replace(version, frozen, learns=False, through=through)
     state.champion_through = through
     state.change.reset()  # a new champion: its errors are a new stream
@@ -146,27 +172,25 @@ def promote(rt: GroupRuntime, name: str, verdict: Verdict, now_ms: int) -> list[
         # The champion just replaced never finished its probation: the standby stays the last
         # good version, and the new champion's probation is against it.
         standby = rt.lanes[STANDBY_SLOT].version
-        reason = f"replaced by {version} before its probation against {standby} ended"
-        retired = ctx.promoter.retire(group, version=previous, reason=reason, evidence={}, ts_ms=now_ms)
+        why = f"replaced by {version} before its probation against {standby} ended"
+        retired = ctx.promoter.retire(group, version=previous, reason=why, evidence={}, ts_ms=now_ms)
         out.append(decision_record(retired))
-        state.slots[STANDBY_SLOT].trial = probation(ctx.config, refresh=kind == "refresh")
+        state.slots[STANDBY_SLOT].trial = probation(ctx.config, refresh=refresh)
     elif ctx.registry.version(previous).config.get("untrained"):
         # An untrained first champion was never good: there is nothing to roll back to.
-        reason = f"replaced by {version}; never trained, so not kept for a rollback"
-        retired = ctx.promoter.retire(group, version=previous, reason=reason, evidence={}, ts_ms=now_ms)
+        why = f"replaced by {version}; never trained, so not kept for a rollback"
+        retired = ctx.promoter.retire(group, version=previous, reason=why, evidence={}, ts_ms=now_ms)
         out.append(decision_record(retired))
     else:
         window = ctx.config.rolling_window
         standby_lane = LaneState(previous, previous_learner, False)
         state.slots[STANDBY_SLOT] = Slot(
             STANDBY_SLOT, "standby", standby_lane, PrequentialScore(window),
-            trial=probation(ctx.config, refresh=kind == "refresh"),
+            trial=probation(ctx.config, refresh=refresh),
         )  # fmt: skip
         rt.lanes[STANDBY_SLOT] = rt.open_lane(STANDBY_SLOT, standby_lane)
     rt.new_trials()
-    out.extend(refork(rt, now_ms, keep=name))
-    if name == RESTART_SLOT:  # the forks go on from its state: a second learner of it would be waste
-        out.extend(restart.drop(rt, f"its state {version} is the champion now; the forks go on from it", now_ms))
+    out.extend(refork(rt, now_ms, keep=keep))
     if state.reservoir is not None:
         state.trusted = state.reservoir.arrays()
     out.extend(canary.end(rt, "the champion changed", now_ms))
@@ -211,12 +235,14 @@ def refuse(
     return out
 
 
-def rollback(rt: GroupRuntime, verdict: Verdict, now_ms: int) -> list[TrainOutput]:
-    """The champion failed its probation: the standby serves again, and the forks start from it."""
+def rollback(rt: GroupRuntime, verdict: Verdict, now_ms: int, *, reason: str | None = None) -> list[TrainOutput]:
+    """The champion failed its probation (or an operator said so, ``reason``): the standby serves
+    again, and the forks start from it."""
     state, ctx, group = rt.state, rt.ctx, rt.state.name
     standby, champion = rt.lanes[STANDBY_SLOT], rt.lanes[CHAMPION_SLOT]
     failed = champion.version
-    reason = f"{failed} fell behind its predecessor {standby.version} on probation: {verdict.reason}"
+    if reason is None:
+        reason = f"{failed} fell behind its predecessor {standby.version} on probation: {verdict.reason}"
     decision = ctx.promoter.rollback(
         group, version=standby.version, learner=standby.learner, previous=failed, reason=reason,
         evidence=dict(verdict.evidence), ts_ms=now_ms,
@@ -235,10 +261,10 @@ def retire_standby(rt: GroupRuntime, verdict: Verdict, now_ms: int) -> list[Trai
     """The champion passed its probation: the standby is no longer needed for a rollback."""
     champion = rt.lanes[CHAMPION_SLOT].version
     reason = f"{champion} passed its probation: {verdict.reason}"
-    return _drop_standby(rt, reason, dict(verdict.evidence), now_ms)
+    return drop_standby(rt, reason, dict(verdict.evidence), now_ms)
 
 
-def _drop_standby(rt: GroupRuntime, reason: str, evidence: dict[str, Any], now_ms: int) -> list[TrainOutput]:
+def drop_standby(rt: GroupRuntime, reason: str, evidence: dict[str, Any], now_ms: int) -> list[TrainOutput]:
     state, ctx = rt.state, rt.ctx
     standby = rt.lanes.pop(STANDBY_SLOT)
     del state.slots[STANDBY_SLOT]

@@ -32,7 +32,7 @@ from dataflows.jobs import LaneState, StoredLane
 from dataflows.labels import LabelJoin
 from dataflows.lanes import Lane, open_lane
 from dataflows.ports import CheckpointRef, Clock, Decision, Metrics, OffsetRange, Promoter, Registry
-from dataflows.records import DeadLetter, DecisionRecord, ModelReport, VerdictRecord
+from dataflows.records import CommandRecord, DeadLetter, DecisionRecord, ModelReport, VerdictRecord
 from dataflows.train.trials import CHAMPION_SLOT, RESTART_SLOT, PairingBuffer, Trial, is_live_fork, new_trial
 from evaluators import ChangeDetector, PrequentialScore, Reservoir
 from learners import Learner
@@ -46,10 +46,11 @@ __all__ = [
     "TrainContext",
     "TrainOutput",
     "decision_record",
+    "new_candidate",
     "new_group_state",
 ]
 
-TrainOutput = DeadLetter | ModelReport | VerdictRecord | DecisionRecord
+TrainOutput = DeadLetter | ModelReport | VerdictRecord | DecisionRecord | CommandRecord
 STATE_FORMAT = 2  # bump when GroupState's shape changes (format 1: one model that served and learned)
 KEEP_SNAPSHOTS = 20  # recovery snapshots whose stored model states are kept (Bytewax resumes from a recent one)
 
@@ -88,6 +89,12 @@ class GroupState:
     # The group's decisions in the registry when this snapshot was taken: a resume emits the later
     # ones again (None: a state not taken by a snapshot, or taken before this was kept).
     decided: int | None = None
+    # What operators' commands hold (`dataflows.train.commands`); class-level defaults, so that a
+    # snapshot taken before commands existed reads as "nothing held" without a format change.
+    paused: frozenset[str] = frozenset()  # candidates that score but learn nothing
+    decisions_frozen: bool = False  # verdicts are reported, nothing is decided
+    canary_ceiling: float | None = None  # the canary serves at most this share (0: no canary route)
+    control_offset: int = -1  # the last control-topic offset the step applied or recorded
     format: int = STATE_FORMAT
 
 
@@ -125,7 +132,7 @@ def new_group_state(ctx: TrainContext) -> GroupState:
                                  PrequentialScore(window))}  # fmt: skip
     untrained = bool(registry.version(champion_version).config.get("untrained"))
     for spec in config.candidates:
-        version, learner = _new_candidate(ctx, spec, champion_version, champion, now_ms)
+        version, learner = new_candidate(ctx, spec, champion_version, champion, now_ms)
         slots[spec.name] = Slot(
             spec.name, "candidate", LaneState(version, learner, True), PrequentialScore(window), spec,
             new_trial(config, spec, untrained_champion=untrained),
@@ -143,7 +150,7 @@ def new_group_state(ctx: TrainContext) -> GroupState:
     )
 
 
-def _new_candidate(
+def new_candidate(
     ctx: TrainContext, spec: CandidateSpec, champion_version: str, champion: Learner, now_ms: int
 ) -> tuple[str, Learner]:
     """Candidate ``spec``'s first model and its registered version: a fork is a copy of the champion

@@ -4,7 +4,10 @@ inline or on a thread of its own (`TrainThread`).
 `TrainLogic`'s hooks are each a few calls into the modules that hold the work, on the group's
 `GroupRuntime`:
 
-- start: `reconcile.at_start` (a resume in line with the registry), then `live.sync`;
+- start: `reconcile.at_start` (a resume in line with the registry), `commands.restore` (what
+  operators' commands hold, as the registry's command log says), then `live.sync`;
+- ``on_item`` (an operator's command, `dataflows.control`): the lanes' results so far are
+  collected, then `commands.apply`;
 - ``on_item`` (a served micro-batch): decisions waiting in the outbox, and labels that outlived
   the window (`evidence.expired`); the batch's labelled examples as one job (`evidence.next_job`);
   then, with threaded lanes, what the lanes finished is collected before the job is handed to every
@@ -41,6 +44,7 @@ on the worker at its next hook call, so the flow stops as it would have inline.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -51,10 +55,11 @@ from typing import Any
 
 from bytewax.operators import StatefulLogic
 
+from dataflows.control import Command
 from dataflows.jobs import Job
 from dataflows.lanes import Lane
 from dataflows.serve import ServedBatch
-from dataflows.train import canary, evidence, lifecycle, live, reconcile, restart
+from dataflows.train import canary, commands, evidence, lifecycle, live, reconcile, restart
 from dataflows.train.state import GroupRuntime, GroupState, TrainContext, TrainOutput
 
 __all__ = ["POLL", "WAKE", "TrainLogic", "TrainThread"]
@@ -67,12 +72,13 @@ POLL = timedelta(milliseconds=10)  # how soon the worker looks again for what th
 _Message = tuple[str, Any, "Future[Any] | None"]
 
 
-class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
+class TrainLogic(StatefulLogic[ServedBatch | Command, TrainOutput, GroupState]):
     """Bytewax stateful logic for one group's training, gating and promotion."""
 
     def __init__(self, state: GroupState, ctx: TrainContext) -> None:
         self.rt = GroupRuntime(state, ctx)
         reconcile.at_start(self.rt)
+        commands.restore(self.rt)
         live.sync(self.rt)
 
     @property
@@ -87,9 +93,14 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
     def lanes(self) -> dict[str, Lane]:
         return self.rt.lanes
 
-    def on_item(self, value: ServedBatch) -> tuple[Iterable[TrainOutput], bool]:
+    def on_item(self, value: ServedBatch | Command) -> tuple[Iterable[TrainOutput], bool]:
         rt, now = self.rt, self.ctx.clock()
         out: list[TrainOutput] = [*rt.take_outbox(), *evidence.expired(rt, now)]
+        if isinstance(value, Command):  # an operator's, in order with the data
+            out.extend(self._collect(now))  # what the lanes did before it is judged as before it
+            out.extend(commands.apply(rt, value, int(now * 1000)))
+            live.sync(rt)
+            return out, StatefulLogic.RETAIN
         job, evicted = evidence.next_job(rt, value, now)
         out.extend(evicted)
         if self.ctx.config.gate.threaded:
@@ -137,9 +148,12 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         self.rt.close()
 
     def _submit(self, job: Job | None) -> None:
-        if job is not None:
-            for lane in self.lanes.values():
-                lane.submit(job)
+        if job is None:
+            return
+        paused = self.state.paused
+        scored_only = dataclasses.replace(job, learn=False) if paused else job
+        for name, lane in self.lanes.items():
+            lane.submit(scored_only if name in paused else job)
 
     def _collect(self, now: float) -> list[TrainOutput]:
         """What the lanes finished, as reports, evidence, verdicts and decisions (in this order)."""
@@ -155,7 +169,7 @@ class TrainLogic(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
         return out
 
 
-class TrainThread(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
+class TrainThread(StatefulLogic[ServedBatch | Command, TrainOutput, GroupState]):
     """`TrainLogic`, built by ``build`` and driven on a thread of its own (see the module's doc)."""
 
     def __init__(self, build: Callable[[], TrainLogic], *, group: str, recovery: bool) -> None:
@@ -175,7 +189,7 @@ class TrainThread(StatefulLogic[ServedBatch, TrainOutput, GroupState]):
 
     # -- Bytewax hooks (the worker thread) ------------------------------------------------------
 
-    def on_item(self, value: ServedBatch) -> tuple[Iterable[TrainOutput], bool]:
+    def on_item(self, value: ServedBatch | Command) -> tuple[Iterable[TrainOutput], bool]:
         self._send("item", value)
         return self._drain(), StatefulLogic.RETAIN
 

@@ -155,7 +155,14 @@ def config(
     gate_spec = GateSpec(**({"threaded": False, "min_samples": 200, "probation_samples": 400} | gate))
     return FlowConfig(
         brokers="unused:9092",
-        topics=Topics("events", "predictions", "dead-letters", "model-events", "labels" if labels_topic else None),
+        topics=Topics(
+            "events",
+            "predictions",
+            "dead-letters",
+            "model-events",
+            "labels" if labels_topic else None,
+            control="control",
+        ),
         schema=SCHEMA,
         learner=learner,
         candidates=candidates,
