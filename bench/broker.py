@@ -203,6 +203,16 @@ class HeadwaterTopics:
         """The serving-table topic (the daemon makes it: one partition, compacted)."""
         return f"{self.model_events}.serving"
 
+    @property
+    def control(self) -> str:
+        """The control topic (the daemon makes it: one partition)."""
+        return f"{self.model_events}.control"
+
+    @property
+    def daemon_made(self) -> tuple[str, ...]:
+        """The topics the daemon makes itself, to delete with the others."""
+        return (self.serving, self.control)
+
 
 def kafka_section(p: KafkaKnobs, topics: HeadwaterTopics) -> dict[str, Any]:
     """The ``kafka`` section of a daemon's settings: this broker, these topics, ``p.partitions``."""
@@ -214,6 +224,7 @@ def kafka_section(p: KafkaKnobs, topics: HeadwaterTopics) -> dict[str, Any]:
         "dead_letter_topic": topics.dead_letters,
         "model_events_topic": topics.model_events,
         "serving_topic": topics.serving,
+        "control_topic": topics.control,
         "partitions": p.partitions,
     }
 

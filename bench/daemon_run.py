@@ -94,7 +94,7 @@ def measure_daemon(
     """``events`` at ``p.rate`` through a daemon with ``settings_for(topics, registry)`` on fresh topics
     (named after ``phase``) and a fresh registry; then its model events, read back."""
     topics = HeadwaterTopics.fresh(phase)
-    create_topics(p, topics.all(), (topics.serving,))
+    create_topics(p, topics.all(), topics.daemon_made)
     with tempfile.TemporaryDirectory(prefix="headwater-bench-registry-") as registry:
         settings = settings_for(topics, Path(registry))
         check_settings(settings, topics)

@@ -78,8 +78,9 @@ with warnings.catch_warnings():
         def topics(self) -> Topics:
             k = self.kafka
             serving = k.serving_topic or f"{k.model_events_topic}.serving"
+            control = k.control_topic or f"{k.model_events_topic}.control"
             return Topics(k.events_topic, k.predictions_topic, k.dead_letter_topic, k.model_events_topic,
-                          k.labels_topic, serving, k.control_topic)  # fmt: skip
+                          k.labels_topic, serving, control)  # fmt: skip
 
         def flow_config(self, **overrides: Any) -> FlowConfig:
             fields: dict[str, Any] = dict(

@@ -102,6 +102,7 @@ def run_demo(options: DemoOptions) -> int:
         k: f"headwater-demo-{run_id}.{k}" for k in ("events", "labels", "predictions", "dead-letters", "model-events")
     }
     serving_topic = f"headwater-demo-{run_id}.serving"  # the daemon makes it (one partition, compacted)
+    control_topic = f"headwater-demo-{run_id}.control"  # the daemon makes it (one partition)
     spec = WorkloadSpec(n_events=options.events, drift_at=options.events // 2)
     workload = Workload(spec)
     workdir = Path(tempfile.mkdtemp(prefix="headwater-demo-"))
@@ -114,6 +115,7 @@ def run_demo(options: DemoOptions) -> int:
             "dead_letter_topic": topics["dead-letters"],
             "model_events_topic": topics["model-events"],
             "serving_topic": serving_topic,
+            "control_topic": control_topic,
         },
         "schema": {
             "features": list(FEATURES),
@@ -203,9 +205,9 @@ def run_demo(options: DemoOptions) -> int:
             except subprocess.TimeoutExpired:
                 daemon.kill()
         if options.keep_topics:
-            console.print(f"topics kept: {', '.join([*topics.values(), serving_topic])}")
+            console.print(f"topics kept: {', '.join([*topics.values(), serving_topic, control_topic])}")
         else:
-            delete_topics(bootstrap, [*topics.values(), serving_topic])
+            delete_topics(bootstrap, [*topics.values(), serving_topic, control_topic])
     _summary(console, report, workload, spec, n_events, expected_dead)
     console.print(f"every decision with its full reason: headwater registry decisions --config {config_path}")
     complete = len(report.predictions) == spec.n_events and sum(report.dead_letters.values()) == expected_dead

@@ -18,15 +18,17 @@ from typing import Any
 
 from bytewax.recovery import RecoveryConfig
 from bytewax.run import cli_main
+from confluent_kafka import OFFSET_BEGINNING
 
 from daemon.cluster import Member
 from daemon.config import ConfigError, Settings
 from daemon.golden import load_golden
 from daemon.recovery import prepare_recovery, source_part_names
 from daemon.serving_log import ServingFollower, ServingLog
-from daemon.topics import ensure_topics
+from daemon.topics import ensure_topics, require_one_partition
 from daemon.wiring import kafka_sink, kafka_source, local_deps
-from dataflows import FlowConfig, FlowDeps, build_flow, install_champion
+from dataflows import FlowConfig, FlowDeps, StoppableKafkaSource, build_flow, install_champion
+from dataflows.kafka_io import PartNames
 from dataflows.ports import Decision, Metrics
 from dataflows.process_lane import start_lane_server
 from dataflows.records import encode_model_event
@@ -80,16 +82,20 @@ def run_daemon(
     assert topics.serving is not None  # Settings.topics() always names it
     if first and runtime.recovery_dir is not None:  # before touching Kafka: a store that does not fit stops us
         prepare_recovery(runtime.recovery_dir, runtime.recovery_partitions, config)
+    assert topics.control is not None  # Settings.topics() always names it
     if first:
         if create_topics:
             ensure_topics(settings.kafka.bootstrap_servers, topics.all(), settings.kafka.partitions)
         ensure_topics(config.brokers, [topics.serving], 1, config={"cleanup.policy": "compact"})
+        ensure_topics(config.brokers, [topics.control], 1)
+    require_one_partition(config.brokers, topics.control, "control topic")
     # A new store is "balanced"; one made before the names were balanced says "legacy" in a manifest
     # written long ago: the processes that do not prepare the store may read it at once.
     part_names = source_part_names(runtime.recovery_dir) if runtime.recovery_dir is not None else "balanced"
     tables = ServingLog(config.brokers, topics.serving, config.producer_config)
     deps = local_deps(kafka_source(config, stop, part_names), kafka_sink(config), settings.registry.path,
                       seed=settings.model.seed, metrics=metrics, tables=tables)  # fmt: skip
+    deps = dataclasses.replace(deps, control=control_source(config, stop, part_names))
     # A process that no longer learns who serves must not go on serving: it stops, and says why.
     follower = ServingFollower(config.brokers, topics.serving, config.group, deps.registry, deps.board,
                                config.consumer_config, on_error=lambda _: stop.set())  # fmt: skip
@@ -146,6 +152,17 @@ def _serve_champion(
         tables.emit(encode_model_event(decision_record(installed), config.topics.model_events))
         return None
     return installed
+
+
+def control_source(config: FlowConfig, stop: threading.Event, part_names: PartNames) -> StoppableKafkaSource:
+    """Operators' commands (`dataflows.control`), from the beginning of the control topic (or the
+    recovery store's offset): the train step skips what its state or the registry's command log
+    says it handled already."""
+    assert config.topics.control is not None
+    return StoppableKafkaSource(
+        [config.brokers], [config.topics.control], tail=config.tail, starting_offset=OFFSET_BEGINNING,
+        add_config=dict(config.consumer_config), batch_size=64, stop=stop, part_names=part_names,
+    )  # fmt: skip
 
 
 def check_learner(settings: Settings) -> list[Learner]:

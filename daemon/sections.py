@@ -41,7 +41,9 @@ class KafkaSettings(_Section):
     dead_letter_topic: str = "headwater.dead-letters"
     model_events_topic: str = "headwater.model-events"
     serving_topic: str | None = Field(None, description="serving-table changes; unset: <model_events_topic>.serving")
-    control_topic: str = Field("headwater.control", description="operators' commands (one partition)")
+    control_topic: str | None = Field(
+        None, description="operators' commands (one partition); unset: <model_events_topic>.control"
+    )
     partitions: int = Field(4, ge=1, description="partitions for topics that `headwater topics create` makes")
     consumer: dict[str, LibrdkafkaValue] = Field(default_factory=dict, description="extra librdkafka settings")
     producer: dict[str, LibrdkafkaValue] = Field(default_factory=dict, description="extra librdkafka settings")

@@ -9,7 +9,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-__all__ = ["TopicError", "delete_topics", "ensure_topics"]
+__all__ = ["TopicError", "delete_topics", "ensure_topics", "require_one_partition"]
 
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,17 @@ def ensure_topics(
             msg = f"cannot create topic {name!r}: {exc}"
             raise TopicError(msg) from exc
     return created
+
+
+def require_one_partition(bootstrap: str, topic: str, what: str, timeout_s: float = 30.0) -> None:
+    """Refuse a topic of more than one partition where order across all its messages matters
+    (the control topic: a command's offset is its place in that order)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    found = admin.list_topics(topic, timeout=timeout_s).topics.get(topic)
+    count = 0 if found is None or found.error is not None else len(found.partitions)
+    if count != 1:
+        msg = f"{topic} has {count} partitions; the {what} needs exactly 1 (create it with one, or name another)"
+        raise TopicError(msg)
 
 
 def delete_topics(bootstrap: str, names: Iterable[str], timeout_s: float = 30.0) -> list[str]:

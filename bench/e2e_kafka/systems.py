@@ -197,7 +197,7 @@ def drain(p: Params, run: Callable[[], object], out_topic: str, extra: Callable[
 
 def throughput_headwater(p: Params, events_topic: str) -> dict[str, Any]:
     topics = HeadwaterTopics.fresh("tp", events=events_topic)
-    create_topics(p, topics.all(), (topics.serving,))
+    create_topics(p, topics.all(), topics.daemon_made)
     settings = headwater_settings(p, topics, tail=False)
     check_settings(settings, topics)
 
@@ -252,7 +252,7 @@ def latency_phase(
 
 def latency_headwater(p: Params, events: list[Payload]) -> dict[str, Any]:
     topics = HeadwaterTopics.fresh("lat")
-    create_topics(p, topics.all(), (topics.serving,))
+    create_topics(p, topics.all(), topics.daemon_made)
     settings = headwater_settings(p, topics, tail=True)
     check_settings(settings, topics)
     start = headwater_in_thread(settings)

@@ -234,7 +234,7 @@ def lane_summaries(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def headwater(p: Params, spec: LearnerSpec, s: Stream) -> dict[str, Any]:
     """The stream through a daemon serving ``spec``; per-event correctness of what it served, and its lanes."""
     topics = HeadwaterTopics.fresh("parity")
-    create_topics(p, topics.all(), (topics.serving,))
+    create_topics(p, topics.all(), topics.daemon_made)
     n = len(s.y)
     send_s = feed_daemon(p, spec, s, topics)
     read = Deadline(p.timeout_s, "reading back")

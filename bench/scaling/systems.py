@@ -264,7 +264,7 @@ def throughput_headwater(p: Params, c: Config, events_topic: str) -> dict[str, A
     must get exactly one prediction."""
     lp = loop_params(p, c.batch_size)
     topics = HeadwaterTopics.fresh("scale-tp", events=events_topic)
-    create_topics(lp, topics.all(), (topics.serving,))
+    create_topics(lp, topics.all(), topics.daemon_made)
     with tempfile.TemporaryDirectory(prefix="headwater-bench-scaling-") as tmp:
         settings = settings_for(p, c, topics, Path(tmp) / "registry", tail=False)
         check_settings(settings, topics)
@@ -320,7 +320,7 @@ def latency_headwater(p: Params, c: Config, events: list[Payload]) -> dict[str, 
     the process must exit 0 within ``p.stop_timeout_s``."""
     lp = loop_params(p, c.batch_size)
     topics = HeadwaterTopics.fresh("scale-lat")
-    create_topics(lp, topics.all(), (topics.serving,))
+    create_topics(lp, topics.all(), topics.daemon_made)
     with tempfile.TemporaryDirectory(prefix="headwater-bench-scaling-") as tmp:
         settings = settings_for(p, c, topics, Path(tmp) / "registry", tail=True)
         check_settings(settings, topics)

@@ -218,7 +218,7 @@ def test_flow_config_maps_fields(tmp_path: Path) -> None:
         model_events="headwater.model-events",
         labels=None,
         serving="headwater.model-events.serving",  # unset: named after the model-events topic
-        control="headwater.control",
+        control="headwater.model-events.control",
     )
     assert config.schema == FeatureSchema(["a", "b", "c"], ["neg", "pos"], 64 * 1024)
     assert list(config.schema.features) == ["a", "b", "c"]

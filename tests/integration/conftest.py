@@ -56,7 +56,7 @@ def fresh_settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
         }
         settings = load_settings(None, **(data | overrides))
         ensure_topics(kafka_bootstrap, settings.topics().all(), partitions=4)
-        made.extend([*settings.topics().all(), str(settings.topics().serving)])
+        made.extend([*settings.topics().all(), str(settings.topics().serving), str(settings.topics().control)])
         return settings
 
     yield make
