@@ -22,7 +22,10 @@ Kinds and their arguments:
 - ``rollback`` (``version``: one that once served; null: the standby);
 - ``add_candidate`` (``candidate``: a fragment as in ``model.candidates`` of the config file);
 - ``retire`` (``model``: a candidate's name; never the champion);
-- ``set_canary_ceiling`` (``share`` in [0, 1]: the canary serves at most this share; 0: no canary route).
+- ``set_canary_ceiling`` (``share`` in [0, 1]: the canary serves at most this share; 0: no canary route);
+- ``replay`` (``candidate`` as for ``add_candidate``, ``ranges``: stretches of the input topics as
+  ``{"topic", "partition", "first", "last"}``): the candidate learns them, read off the live flow,
+  then joins the group.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ __all__ = [
     "NoArgs",
     "Outcome",
     "PromoteArgs",
+    "RangeArgs",
+    "ReplayArgs",
     "RollbackArgs",
     "command_of",
     "decode_command",
@@ -76,6 +81,7 @@ class CommandKind(enum.StrEnum):
     ADD_CANDIDATE = "add_candidate"
     RETIRE = "retire"
     SET_CANARY_CEILING = "set_canary_ceiling"
+    REPLAY = "replay"
 
 
 class Outcome(enum.StrEnum):
@@ -125,6 +131,25 @@ class CanaryCeilingArgs(_Args, frozen=True):
     share: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 
 
+Offset = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class RangeArgs(_Args, frozen=True):
+    """Offsets ``first..last`` (both included) of one partition of an input topic."""
+
+    topic: Name
+    partition: Offset
+    first: Offset
+    last: Offset
+
+
+class ReplayArgs(_Args, frozen=True):
+    """A new candidate (as ``add_candidate`` takes it) that first learns these stretches."""
+
+    candidate: dict[str, Any]
+    ranges: Annotated[list[RangeArgs], msgspec.Meta(min_length=1, max_length=1024)]
+
+
 ARGS: dict[CommandKind, type[_Args]] = {
     CommandKind.PAUSE: ModelArgs,
     CommandKind.RESUME: ModelArgs,
@@ -135,6 +160,7 @@ ARGS: dict[CommandKind, type[_Args]] = {
     CommandKind.ADD_CANDIDATE: AddCandidateArgs,
     CommandKind.RETIRE: ModelArgs,
     CommandKind.SET_CANARY_CEILING: CanaryCeilingArgs,
+    CommandKind.REPLAY: ReplayArgs,
 }
 
 

@@ -20,37 +20,23 @@ or a rollback is the registry's already, and `dataflows.train.reconcile` put it 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
-from dataflows.config import CandidateSpec
 from dataflows.control import ARGS, Command, CommandKind, Outcome
-from dataflows.jobs import LaneState
 from dataflows.records import CommandRecord, DecisionRecord
-from dataflows.train import canary, lifecycle, restart
+from dataflows.train import canary, candidates, lifecycle, replays, restart
+from dataflows.train.candidates import Rejected
 from dataflows.train.golden import check_golden, golden_set_of
-from dataflows.train.state import GroupRuntime, Slot, TrainOutput, decision_record, new_candidate
-from dataflows.train.trials import CHAMPION_SLOT, RESTART_SLOT, STANDBY_SLOT, new_trial
-from evaluators import Phase, PrequentialScore, Verdict
-from learners import LearnerSpec
+from dataflows.train.state import GroupRuntime, TrainOutput, decision_record
+from dataflows.train.trials import CHAMPION_SLOT, RESTART_SLOT, STANDBY_SLOT
+from evaluators import Phase, Verdict
 
-__all__ = ["Rejected", "apply", "restore"]
+__all__ = ["apply", "restore"]
 
 log = logging.getLogger("headwater")
-
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-
-
-class Rejected(Exception):
-    """The command cannot be applied as the group stands: the message says why; ``out``, what was
-    done on the way and must be emitted still (a golden check's verdict and the refusal it caused)."""
-
-    def __init__(self, message: str, out: list[TrainOutput] | None = None) -> None:
-        super().__init__(message)
-        self.out: list[TrainOutput] = out or []
 
 
 def apply(rt: GroupRuntime, command: Command, now_ms: int) -> list[TrainOutput]:
@@ -263,24 +249,8 @@ def _served_before(rt: GroupRuntime, version: str | None, kind: str, *, need_pro
 
 
 def _add(rt: GroupRuntime, command: Command, now_ms: int) -> Result:
-    spec = candidate_spec(command.args.candidate)
-    state, ctx = rt.state, rt.ctx
-    if spec.name in state.slots or spec.name == RESTART_SLOT:
-        msg = f"add_candidate: group {state.name!r} has a model named {spec.name!r} already"
-        raise Rejected(msg)
-    if spec.gate == "canary" and any(s.spec is not None and s.spec.gate == "canary" for s in state.slots.values()):
-        msg = "add_candidate: the group has a canary candidate already (at most one)"
-        raise Rejected(msg)
-    try:
-        champion = rt.lanes[CHAMPION_SLOT]
-        version, learner = new_candidate(ctx, spec, champion.version, champion.learner, now_ms)
-    except Exception as exc:  # a user's factory may raise anything: the command is refused, the step goes on
-        msg = f"add_candidate: cannot build {spec.name!r}: {exc}"
-        raise Rejected(msg) from None
-    lane = LaneState(version, learner, True)
-    state.slots[spec.name] = Slot(spec.name, "candidate", lane, PrequentialScore(ctx.config.rolling_window), spec,
-                                  new_trial(ctx.config, spec))  # fmt: skip
-    rt.lanes[spec.name] = rt.open_lane(spec.name, lane)
+    spec = candidates.spec_of(rt, command.args.candidate, "add_candidate")
+    version = candidates.join(rt, spec, now_ms)
     return f"{spec.name} learns as {version} ({spec.gate})", []
 
 
@@ -306,36 +276,6 @@ def _retire(rt: GroupRuntime, command: Command, now_ms: int) -> Result:
     return f"{name} ({lane.version}) retired", out
 
 
-class _CandidateWire(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    name: str
-    learner: str | None = None
-    params: dict[str, Any] = msgspec.field(default_factory=dict)
-    seed: int = 0
-    gate: str = "shadow"
-
-
-def candidate_spec(fragment: dict[str, Any]) -> CandidateSpec:
-    """A candidate as ``model.candidates`` in the config file writes it (the daemon's settings
-    check the same), as the flow's `CandidateSpec`; `Rejected` says what is wrong."""
-    try:
-        wire = msgspec.convert(fragment, _CandidateWire)
-    except msgspec.ValidationError as exc:
-        msg = f"add_candidate: {exc}"
-        raise Rejected(msg) from None
-    if not _NAME.match(wire.name) or wire.name in (CHAMPION_SLOT, STANDBY_SLOT, RESTART_SLOT):
-        msg = f"add_candidate: {wire.name!r} is not a candidate name (lower case, digits, - and _; not reserved)"
-        raise Rejected(msg)
-    if wire.learner is None and (wire.params or wire.seed):
-        msg = "add_candidate: a fork (learner: null) takes the champion's learner: params and seed do not apply"
-        raise Rejected(msg)
-    try:
-        learner = None if wire.learner is None else LearnerSpec(wire.learner, wire.params, wire.seed)
-        return CandidateSpec(wire.name, learner, wire.gate)
-    except ValueError as exc:
-        msg = f"add_candidate: {exc}"
-        raise Rejected(msg) from None
-
-
 _HANDLERS: dict[CommandKind, Callable[[GroupRuntime, Command, int], Result]] = {
     CommandKind.PAUSE: _pause,
     CommandKind.RESUME: _resume,
@@ -346,6 +286,7 @@ _HANDLERS: dict[CommandKind, Callable[[GroupRuntime, Command, int], Result]] = {
     CommandKind.ADD_CANDIDATE: _add,
     CommandKind.RETIRE: _retire,
     CommandKind.SET_CANARY_CEILING: _ceiling,
+    CommandKind.REPLAY: replays.start,
 }
 # What `restore` applies again: promotions and rollbacks are the registry's already.
-_HELD = {"pause", "resume", "freeze", "unfreeze", "set_canary_ceiling", "add_candidate", "retire"}
+_HELD = {"pause", "resume", "freeze", "unfreeze", "set_canary_ceiling", "add_candidate", "retire", "replay"}

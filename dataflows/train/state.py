@@ -151,7 +151,12 @@ def new_group_state(ctx: TrainContext) -> GroupState:
 
 
 def new_candidate(
-    ctx: TrainContext, spec: CandidateSpec, champion_version: str, champion: Learner, now_ms: int
+    ctx: TrainContext,
+    spec: CandidateSpec,
+    champion_version: str,
+    champion: Learner,
+    now_ms: int,
+    **described_too: Any,
 ) -> tuple[str, Learner]:
     """Candidate ``spec``'s first model and its registered version: a fork is a copy of the champion
     (its parent), an alternative its own learner, untrained."""
@@ -165,7 +170,8 @@ def new_candidate(
         parent = None
         described = spec.learner.described()
     info = ctx.registry.create_version(
-        config.group, name=spec.name, parent=parent, learner=learner, config=described | {"gate": spec.gate},
+        config.group, name=spec.name, parent=parent, learner=learner,
+        config=described | {"gate": spec.gate} | described_too,
         ts_ms=now_ms,
     )  # fmt: skip
     return info.id, learner
@@ -201,6 +207,7 @@ class GroupRuntime:
         self.lineage: dict[str, tuple[tuple[OffsetRange, ...], int]] = {}
         self._flushed_at = time.monotonic()
         self.uncopyable: set[str] = set()  # fork versions whose copy for live refresh failed
+        self.replays: list[Any] = []  # operators' replays still reading (`dataflows.train.commands`)
 
     def open_lane(self, name: str, state: LaneState) -> Lane:
         """The lane for slot ``name``'s model. The restart model comes and goes with the data:

@@ -7,7 +7,8 @@ inline or on a thread of its own (`TrainThread`).
 - start: `reconcile.at_start` (a resume in line with the registry), `commands.restore` (what
   operators' commands hold, as the registry's command log says), then `live.sync`;
 - ``on_item`` (an operator's command, `dataflows.control`): the lanes' results so far are
-  collected, then `commands.apply`;
+  collected, then `commands.apply`; candidates whose replay has read its stretches join at each
+  collect (`replays.adopt`);
 - ``on_item`` (a served micro-batch): decisions waiting in the outbox, and labels that outlived
   the window (`evidence.expired`); the batch's labelled examples as one job (`evidence.next_job`);
   then, with threaded lanes, what the lanes finished is collected before the job is handed to every
@@ -59,7 +60,7 @@ from dataflows.control import Command
 from dataflows.jobs import Job
 from dataflows.lanes import Lane
 from dataflows.serve import ServedBatch
-from dataflows.train import canary, commands, evidence, lifecycle, live, reconcile, restart
+from dataflows.train import canary, commands, evidence, lifecycle, live, reconcile, replays, restart
 from dataflows.train.state import GroupRuntime, GroupState, TrainContext, TrainOutput
 
 __all__ = ["POLL", "WAKE", "TrainLogic", "TrainThread"]
@@ -119,7 +120,8 @@ class TrainLogic(StatefulLogic[ServedBatch | Command, TrainOutput, GroupState]):
         return out, StatefulLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
-        if self.state.outbox or any(lane.backlog or lane.has_results for lane in self.lanes.values()):
+        busy = any(lane.backlog or lane.has_results for lane in self.lanes.values())
+        if self.state.outbox or self.rt.replays or busy:
             return datetime.now(UTC) + WAKE
         at = self.state.join.next_expiry()
         return None if at is None else datetime.fromtimestamp(at, UTC)
@@ -165,6 +167,7 @@ class TrainLogic(StatefulLogic[ServedBatch | Command, TrainOutput, GroupState]):
         out.extend(evidence.verdicts(rt, now_ms))
         out.extend(lifecycle.carry_out(rt, now_ms))
         out.extend(canary.publish(rt, now_ms))
+        out.extend(replays.adopt(rt, now_ms))
         live.sync(rt)
         return out
 

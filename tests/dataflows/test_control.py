@@ -56,6 +56,17 @@ def test_defaults_fill_in_and_args_are_typed() -> None:
         ({"kind": "promote", "args": {}}, "either a candidate's name (args.model) or a version"),
         ({"kind": "retire", "args": {}}, "retire needs the candidate's name"),
         ({"ts_ms": "yesterday"}, "Expected `int`, got `str`"),
+        ({"kind": "replay", "args": {"candidate": {"name": "r"}, "ranges": []}}, "length >= 1"),
+        (
+            {
+                "kind": "replay",
+                "args": {
+                    "candidate": {"name": "r"},
+                    "ranges": [{"topic": "e", "partition": 0, "first": -1, "last": 3}],
+                },
+            },
+            ">= 0",
+        ),
     ],
 )
 def test_a_malformed_command_is_a_dead_letter_that_says_why(change: dict[str, object], needle: str) -> None:

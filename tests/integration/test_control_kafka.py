@@ -2,7 +2,8 @@
 them, applied by the running daemon in order with the data, each leaving a ``command`` record on
 the model-events topic. Predictions name a promoted or rolled-back version at once; a paused
 candidate's lineage has a gap exactly over the stretch; a frozen group decides nothing on its own;
-a canary ceiling of 0 takes the canary route off."""
+a canary ceiling of 0 takes the canary route off; a replayed candidate's lineage starts with
+the stretches it replayed."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from typing import Any
 
 import orjson
 import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from daemon.config import Settings
 from daemon.kafka_client import make_producer, produce_all, read_all, read_until
@@ -170,3 +173,43 @@ def test_pause_resume_ceiling_add_and_retire_on_a_live_flow(fresh_settings: Sett
     assert canary_before and not canary_after
     extra = [e for e in out["events"] if e["type"] == "report" and e["model"] == "extra"]
     assert extra and all(added["ts_ms"] <= e["ts_ms"] <= retired["ts_ms"] for e in extra)
+
+
+def test_a_replayed_candidate_learns_its_stretches_first_and_a_deleted_one_is_refused(
+    fresh_settings: SettingsFactory,
+) -> None:
+    settings = fresh_settings(runtime={"tail": True, "workers": 1}, promotion=QUIET)
+    k = settings.kafka
+    live = Live(settings)
+    try:
+        live.command("freeze")
+        live.feed(2000)
+        admin = AdminClient({"bootstrap.servers": k.bootstrap_servers})
+        probe = Consumer({"bootstrap.servers": k.bootstrap_servers, "group.id": "probe"})
+        ends = {p: probe.get_watermark_offsets(TopicPartition(k.events_topic, p), timeout=10)[1] for p in range(4)}
+        probe.close()
+        ranges = [{"topic": k.events_topic, "partition": p, "first": 0, "last": end - 1} for p, end in ends.items()]
+        replay = live.command("replay", {"candidate": {"name": "replayed", "learner": "river-logreg"},
+                                         "ranges": ranges})  # fmt: skip
+        live.feed(1000)
+        # Retention deletes the start of a partition: a replay of it is refused, naming what is left.
+        gone = TopicPartition(k.events_topic, 0, 10)
+        admin.delete_records([gone])[gone].result(timeout=30)
+        refused = live.command("replay", {"candidate": {"name": "late"}, "ranges": ranges[:1]})
+        live.feed(500)
+    finally:
+        out = live.finish()
+    assert replay["outcome"] == "applied" and replay["detail"].startswith(f"replaying {sum(ends.values())} messages")
+    assert refused["outcome"] == "rejected"
+    assert refused["detail"] == (f"replay: {k.events_topic}/0 offsets before 10 were deleted (retention); "
+                                 "the earliest still there is 10")  # fmt: skip
+    reports = [e for e in out["events"] if e["type"] == "report" and e["model"] == "replayed"]
+    first = min(reports, key=lambda r: r["batch"])
+    assert first["batch"] == 0 and first["n_learned"] == sum(ends.values())  # every replayed event is labelled
+    with SqliteRegistry(settings.registry.path) as registry:
+        version = registry.version(first["version"])
+    assert version.config["replayed"] == [[r["topic"], r["partition"], r["first"], r["last"]] for r in ranges]
+    learned = {(r.topic, r.partition): (r.first, r.last) for r in version.ranges}
+    for r in ranges:  # the lineage starts with the stretches replayed, then goes on with the live stream
+        first_offset, last_offset = learned[(r["topic"], r["partition"])]
+        assert first_offset == 0 and last_offset >= r["last"]
