@@ -188,7 +188,9 @@ def test_a_replayed_candidate_learns_its_stretches_first_and_a_deleted_one_is_re
         probe = Consumer({"bootstrap.servers": k.bootstrap_servers, "group.id": "probe"})
         ends = {p: probe.get_watermark_offsets(TopicPartition(k.events_topic, p), timeout=10)[1] for p in range(4)}
         probe.close()
-        ranges = [{"topic": k.events_topic, "partition": p, "first": 0, "last": end - 1} for p, end in ends.items()]
+        ranges: list[dict[str, Any]] = [
+            {"topic": k.events_topic, "partition": p, "first": 0, "last": end - 1} for p, end in ends.items()
+        ]
         replay = live.command("replay", {"candidate": {"name": "replayed", "learner": "river-logreg"},
                                          "ranges": ranges})  # fmt: skip
         live.feed(1000)
