@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from daemon.cli_models import models_app
 from daemon.config import ConfigError, Settings, load_settings, mask_secrets, with_overrides
 from daemon.kafka_local import KafkaLocal, KafkaLocalError
 from learners import LearnerError
@@ -24,6 +25,7 @@ registry_app = typer.Typer(help="Model versions, their lineage and the decisions
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
 app.add_typer(registry_app, name="registry")
+app.add_typer(models_app, name="models")
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="YAML config file", exists=True, dir_okay=False)]
 
