@@ -1,6 +1,6 @@
 """The admin API: health, readiness and metrics probes, reads of the groups' boards, versions,
 decisions and commands, and one route per operator's command — served by uvicorn in a thread of
-``headwater run`` (`AdminServer`) on ``admin.port``.
+``headwater run`` (`AdminServer`) on ``admin.port``; `AdminService` assembles it for the daemon.
 
 `create_app(settings, deps)` builds it over the daemon's collaborators (`ApiDeps`); routes live in
 `daemon.api.routes`, one module per resource. docs/openapi.json is its OpenAPI document
@@ -13,8 +13,10 @@ from daemon.api.health import BROKER_UNREACHABLE, NO_CHAMPION, RECOVERING, Broke
 from daemon.api.producer import CommandSink, KafkaCommandSink
 from daemon.api.reports import ModelReports, ReportFollower
 from daemon.api.server import AdminServer
+from daemon.api.service import AdminService
 
 __all__ = [
-    "BROKER_UNREACHABLE", "NO_CHAMPION", "RECOVERING", "AdminServer", "ApiDeps", "BrokerProbe", "CommandSink",
-    "HttpMetrics", "KafkaCommandSink", "ModelReports", "Readiness", "ReportFollower", "create_app", "serving_check",
+    "BROKER_UNREACHABLE", "NO_CHAMPION", "RECOVERING", "AdminServer", "AdminService", "ApiDeps", "BrokerProbe",
+    "CommandSink", "HttpMetrics", "KafkaCommandSink", "ModelReports", "Readiness", "ReportFollower", "create_app",
+    "serving_check",
 ]  # fmt: skip

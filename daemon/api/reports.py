@@ -93,7 +93,7 @@ class ReportFollower(threading.Thread):
         """The topic's partitions, once it exists (the daemon creates it); None if stopped first."""
         while not self._halt.is_set():
             try:
-                found = self._consumer.list_topics(self.topic, timeout=5).topics[self.topic]
+                found = self._consumer.list_topics(self.topic, timeout=2).topics[self.topic]
                 if found.error is None:
                     return sorted(found.partitions)
             except KafkaException as exc:

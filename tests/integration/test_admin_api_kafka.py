@@ -1,7 +1,8 @@
 """The admin API on the real broker: a command is one message on the control topic that the train
 step accepts, and a request without the token writes none; with a running daemon, ``wait_s``
 returns the outcome the train step recorded, and the board shows rolling accuracy and lag from the
-reports the daemon writes to the model-events topic."""
+reports the daemon writes to the model-events topic. The API is served as the daemon serves it
+(`AdminService`, on a free port)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import pytest
-from fastapi.testclient import TestClient
 
-from daemon.api import ApiDeps, BrokerProbe, KafkaCommandSink, ModelReports, Readiness, ReportFollower, create_app
+from daemon.api import AdminService
 from daemon.config import Settings
 from daemon.kafka_client import make_producer, produce_all, read_all
 from daemon.registry import SqliteRegistry
@@ -26,18 +27,22 @@ pytestmark = pytest.mark.kafka
 
 TOKEN = "integration-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+ADMIN = {"token": TOKEN, "host": "127.0.0.1", "port": 0}
 
 
 @contextmanager
-def _client(settings: Settings, reports: ModelReports | None = None) -> Iterator[tuple[TestClient, SqliteRegistry]]:
-    brokers = settings.kafka.bootstrap_servers
-    sink = KafkaCommandSink(brokers, settings.kafka.producer)
-    readiness = Readiness(BrokerProbe(sink, every_s=0.0))
+def _service(settings: Settings) -> Iterator[tuple[httpx.Client, SqliteRegistry, AdminService]]:
+    """The admin API as the daemon runs it, on a free port, over its own connection to the registry."""
     with SqliteRegistry(settings.registry.path) as registry:
-        deps = ApiDeps(registry=registry, commands=sink, reports=reports or ModelReports(), readiness=readiness)
-        with TestClient(create_app(settings, deps)) as client:
-            yield client, registry
-    sink.close()
+        service = AdminService(settings, registry, None)
+        service.start()
+        try:
+            assert service.follower.assigned.wait(30), "the report follower did not reach the model-events topic"
+            with httpx.Client(base_url=f"http://127.0.0.1:{service.port}", timeout=60) as client:
+                yield client, registry, service
+        finally:
+            service.stop()
+        assert service.follower.error is None
 
 
 def _wait_for(what: str, condition: Callable[[], Any], timeout_s: float) -> Any:
@@ -51,10 +56,10 @@ def _wait_for(what: str, condition: Callable[[], Any], timeout_s: float) -> Any:
 
 
 def test_a_command_is_one_message_the_train_step_accepts_and_401_writes_none(fresh_settings: SettingsFactory) -> None:
-    settings = fresh_settings(admin={"token": TOKEN})
+    settings = fresh_settings(admin=ADMIN)
     brokers, group, control = settings.kafka.bootstrap_servers, settings.model.group, str(settings.topics().control)
     ensure_topics(brokers, [control], 1)
-    with _client(settings) as (client, registry):
+    with _service(settings) as (client, registry, _):
         url = f"/groups/{group}/commands/freeze"
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}):
             assert client.post(url, json={"reason": "it"}, headers=headers).status_code == 401
@@ -73,20 +78,19 @@ def test_a_command_is_one_message_the_train_step_accepts_and_401_writes_none(fre
         )  # fmt: skip
         assert message.key() == group.encode()
         assert registry.commands(group) == []  # nothing applied: no daemon reads it here
-        assert client.get("/readyz").json() == {"ready": True, "reasons": []}  # the probe reached the broker
+        readiness = client.get("/readyz")  # the probe reached the broker: no champion is the only reason
+        assert (readiness.status_code, readiness.json()["reasons"]) == (503, ["no champion yet"])
 
 
 def test_a_running_daemon_answers_wait_s_and_the_board_shows_its_reports(fresh_settings: SettingsFactory) -> None:
-    settings = fresh_settings(runtime={"tail": True, "workers": 1}, admin={"token": TOKEN})
+    settings = fresh_settings(runtime={"tail": True, "workers": 1}, admin=ADMIN)
     k, group = settings.kafka, settings.model.group
-    reports = ModelReports()
-    follower = ReportFollower(k.bootstrap_servers, k.model_events_topic, reports)
-    follower.start()
-    daemon = BackgroundDaemon(settings).start()
+    daemon = BackgroundDaemon(settings)
     try:
-        assert follower.assigned.wait(30), "the report follower did not reach the model-events topic"
-        with _client(settings, reports) as (client, registry):
+        with _service(settings) as (client, registry, _):
+            daemon.start()
             _wait_for("a champion", lambda: registry.champion(group), 60)
+            assert client.get("/readyz").json() == {"ready": True, "reasons": []}
             answer = client.post(f"/groups/{group}/commands/freeze", json={"reason": "integration"}, headers=AUTH,
                                  params={"wait_s": 30})  # fmt: skip
             assert answer.status_code == 200, answer.text
@@ -109,8 +113,5 @@ def test_a_running_daemon_answers_wait_s_and_the_board_shows_its_reports(fresh_s
             assert 0.0 <= champion["rolling_accuracy"] <= 1.0 and champion["lag_batches"] >= 0
             assert champion["report_ts_ms"] > outcome["ts_ms"]  # read after the command, from the topic
     finally:
-        follower.stop()
         assert daemon.stop(timeout_s=60), "the daemon did not stop within 60 s"
-        follower.join(10)
     assert daemon.errors == []
-    assert follower.error is None
