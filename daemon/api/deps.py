@@ -15,16 +15,10 @@ from daemon.api.producer import CommandSink
 from daemon.api.reports import ModelReports
 from daemon.config import Settings
 from daemon.errors import NotFoundError
-from dataflows.ports import Registry, VersionInfo
+from dataflows.ports import Registry
 from dataflows.serve import ServingBoard
 
-__all__ = ["ApiDeps", "Context", "ContextDep", "HttpMetrics", "RegistryReads", "known_group"]
-
-
-class RegistryReads(Registry, Protocol):
-    """The daemon's registry, with the lineage read the API shows (`SqliteRegistry` is one)."""
-
-    def lineage(self, version_id: str) -> list[VersionInfo]: ...
+__all__ = ["ApiDeps", "Context", "ContextDep", "HttpMetrics", "known_group"]
 
 
 class HttpMetrics(Protocol):
@@ -38,7 +32,7 @@ class ApiDeps:
     """The API's collaborators: the process's registry and serving board, where commands go, the
     latest model reports, the metrics it serves and counts into, readiness, and a clock."""
 
-    registry: RegistryReads
+    registry: Registry
     commands: CommandSink
     board: ServingBoard | None = None  # None: a process that serves nothing (readiness asks the registry)
     reports: ModelReports = field(default_factory=ModelReports)

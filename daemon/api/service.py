@@ -16,12 +16,13 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry
 
 from daemon.api.app import create_app
-from daemon.api.deps import ApiDeps, HttpMetrics, RegistryReads
+from daemon.api.deps import ApiDeps, HttpMetrics
 from daemon.api.health import BrokerProbe, Readiness, serving_check
 from daemon.api.producer import KafkaCommandSink
 from daemon.api.reports import ModelReports, ReportFollower
 from daemon.api.server import AdminServer
 from daemon.config import Settings
+from dataflows.ports import Registry
 from dataflows.serve import ServingBoard
 
 __all__ = ["AdminService"]
@@ -32,7 +33,7 @@ class AdminService:
     serves the group; the daemon sets and clears its own reasons on it (``recovering``)."""
 
     def __init__(
-        self, settings: Settings, registry: RegistryReads, board: ServingBoard | None, *,
+        self, settings: Settings, registry: Registry, board: ServingBoard | None, *,
         collector: CollectorRegistry | None = None, http_metrics: HttpMetrics | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:  # fmt: skip

@@ -11,6 +11,7 @@ from fastapi import Path as PathParam
 from daemon.api.deps import ContextDep, known_group
 from daemon.api.schemas import ErrorBody, VerdictView, VersionDetail, VersionList, VersionView
 from daemon.errors import NotFoundError
+from dataflows.ports import Registry, VersionInfo
 
 __all__ = ["router"]
 
@@ -35,7 +36,7 @@ def version(ctx: ContextDep, group: str, number: Annotated[int, PathParam(ge=1, 
     known_group(ctx, group)
     registry, version_id = ctx.deps.registry, f"{group}/{number}"
     try:
-        chain = registry.lineage(version_id)
+        chain = _lineage(registry, version_id)
     except LookupError:
         msg = f"no version {version_id!r} (GET /groups/{group}/versions lists them)"
         raise NotFoundError(msg, resource="version", name=version_id) from None
@@ -43,3 +44,11 @@ def version(ctx: ContextDep, group: str, number: Annotated[int, PathParam(ge=1, 
     verdicts = [VerdictView(evaluator=d["evaluator"], phase=d["phase"], reason=d["reason"], evidence=d["evidence"],
                             ts_ms=d["ts_ms"]) for d in registry.verdicts(version_id)]  # fmt: skip
     return VersionDetail(version=views[0], lineage=views[1:], verdicts=verdicts)
+
+
+def _lineage(registry: Registry, version_id: str) -> list[VersionInfo]:
+    """The version and its ancestors along ``parent``, newest first."""
+    chain = [registry.version(version_id)]
+    while chain[-1].parent is not None and chain[-1].parent not in {v.id for v in chain}:
+        chain.append(registry.version(chain[-1].parent))
+    return chain
