@@ -317,6 +317,31 @@ def add_candidate(
     _issue("add-candidate", {"candidate": fragment}, group, reason, actor, url, token_file, wait, as_json)
 
 
+@models_app.command()
+def replay(
+    candidate: Annotated[str, typer.Argument(help="as in model.candidates: '{name: replayed, learner: river-logreg}'")],
+    ranges: Annotated[list[str], typer.Argument(help="stretches as topic/partition/first-last, e.g. events/0/0-999")],
+    *, reason: Reason, group: Group = None, actor: Actor = None, url: Url = DEFAULT_URL,
+    token_file: TokenFile = None, wait: Wait = 10.0, as_json: AsJson = False,
+) -> None:  # fmt: skip
+    """A new candidate learns stretches of the input topics, read again, then joins the group."""
+    try:
+        fragment = yaml.safe_load(candidate)
+    except yaml.YAMLError as exc:
+        _fail(f"the candidate is not YAML or JSON: {exc}", 2)
+    if not isinstance(fragment, dict):
+        _fail(f"the candidate must be a mapping such as '{{name: replayed}}', not {candidate!r}", 2)
+    stretches = []
+    for text in ranges:
+        topic, _, rest = text.rpartition("/")
+        topic, _, partition = topic.rpartition("/")
+        first, _, last = rest.partition("-")
+        if not (topic and partition.isdigit() and first.isdigit() and last.isdigit()):
+            _fail(f"{text!r} is not topic/partition/first-last (e.g. headwater.events/0/0-999)", 2)
+        stretches.append({"topic": topic, "partition": int(partition), "first": int(first), "last": int(last)})
+    _issue("replay", {"candidate": fragment, "ranges": stretches}, group, reason, actor, url, token_file, wait, as_json)
+
+
 @models_app.command("canary-ceiling")
 def canary_ceiling(
     share: Annotated[float, typer.Argument(min=0.0, max=1.0, help="the most the canary serves; 0: no canary")], *,

@@ -45,8 +45,8 @@ def precheck(
         elif not any(v.status == "standby" for v in registry.versions(group)):
             msg = f"rollback: group {group!r} has no standby; name a version that served before (version)"
             raise ConflictError(msg)
-    elif kind is CommandKind.ADD_CANDIDATE:
-        _new_candidate(registry, group, args.get("candidate"))
+    elif kind in (CommandKind.ADD_CANDIDATE, CommandKind.REPLAY):
+        _new_candidate(registry, group, args.get("candidate"), kind)
 
 
 def _candidate(registry: Registry, group: str, name: str, kind: CommandKind, configured: Iterable[str]) -> None:
@@ -78,13 +78,13 @@ def _servable(registry: Registry, group: str, version: str, kind: CommandKind) -
     return info
 
 
-def _new_candidate(registry: Registry, group: str, fragment: Any) -> None:
+def _new_candidate(registry: Registry, group: str, fragment: Any, kind: CommandKind) -> None:
     try:
         candidate = CandidateSettings.model_validate(fragment)
     except ValidationError as exc:
         where = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'candidate'}: {e['msg']}" for e in exc.errors())
-        msg = f"add_candidate: the candidate is not valid as model.candidates would take it: {where}"
+        msg = f"{kind}: the candidate is not valid as model.candidates would take it: {where}"
         raise InvalidError(msg) from None
     if any(v.name == candidate.name and v.status == "candidate" for v in registry.versions(group)):
-        msg = f"add_candidate: group {group!r} has a candidate named {candidate.name!r} already; retire it first"
+        msg = f"{kind}: group {group!r} has a candidate named {candidate.name!r} already; retire it first"
         raise ConflictError(msg)

@@ -238,6 +238,21 @@ class AddCandidateBody(CommandBody):
     candidate: dict[str, Any] = Field(description="as one entry of model.candidates in the config file")
 
 
+class OffsetRangeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    topic: str = Field(min_length=1, max_length=128, description="an input topic (events or labels)")
+    partition: int = Field(ge=0, le=2**31 - 1)
+    first: int = Field(ge=0, le=2**53, description="the first offset, included")
+    last: int = Field(ge=0, le=2**53, description="the last offset, included")
+
+
+class ReplayBody(AddCandidateBody):
+    ranges: list[OffsetRangeBody] = Field(
+        min_length=1, max_length=1024, description="stretches of the input topics the candidate learns first"
+    )
+
+
 class CanaryCeilingBody(CommandBody):
     share: float = Field(ge=0.0, le=1.0, description="the canary serves at most this share of keys; 0: no canary")
 

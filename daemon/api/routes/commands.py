@@ -29,6 +29,7 @@ from daemon.api.schemas import (
     ErrorBody,
     ModelBody,
     PromoteBody,
+    ReplayBody,
     RetireBody,
     RollbackBody,
 )
@@ -140,3 +141,11 @@ async def canary_ceiling(
 ) -> Accepted:
     """The canary serves at most ``share`` of the keys; 0 takes the canary route off."""
     return await _issue(ctx, response, group, CommandKind.SET_CANARY_CEILING, {"share": body.share}, body, wait_s)
+
+
+@_mutation("replay", "Replay stretches of the input into a new candidate")
+async def replay(ctx: ContextDep, response: Response, group: str, body: ReplayBody, wait_s: WaitS = 0) -> Accepted:
+    """A new candidate (as add-candidate takes it) learns these offsets of the input topics, read again off the
+    live flow, then joins the group; a stretch retention deleted is refused, naming the earliest offset left."""
+    args = {"candidate": body.candidate, "ranges": [r.model_dump() for r in body.ranges]}
+    return await _issue(ctx, response, group, CommandKind.REPLAY, args, body, wait_s)

@@ -19,6 +19,10 @@ VALID: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = [
      "add_candidate", {"candidate": {"name": "wide", "learner": "river-logreg"}}),
     ("retire", {"reason": "enough", "model": "fork"}, "retire", {"model": "fork"}),
     ("canary-ceiling", {"reason": "careful", "share": 0.1}, "set_canary_ceiling", {"share": 0.1}),
+    ("replay", {"reason": "relearn", "candidate": {"name": "again"},
+                "ranges": [{"topic": "events", "partition": 0, "first": 0, "last": 99}]},
+     "replay", {"candidate": {"name": "again"}, "ranges": [{"topic": "events", "partition": 0, "first": 0,
+                                                            "last": 99}]}),
 ]  # fmt: skip
 
 ROUTES = [pytest.param(route, body, id=route) for route, body, _, _ in VALID]

@@ -97,6 +97,9 @@ def test_a_command_with_the_token_file_waits_for_its_outcome(serve: ServeFactory
     (["add-candidate", "{name: wide, learner: river-logreg, params: {l2: 0.1}}"], "add_candidate",
      {"candidate": {"name": "wide", "learner": "river-logreg", "params": {"l2": 0.1}}}),
     (["canary-ceiling", "0.2"], "set_canary_ceiling", {"share": 0.2}),
+    (["replay", "{name: again}", "my.events/0/0-99", "my.events/3/10-20"], "replay",
+     {"candidate": {"name": "again"}, "ranges": [{"topic": "my.events", "partition": 0, "first": 0, "last": 99},
+                                                 {"topic": "my.events", "partition": 3, "first": 10, "last": 20}]}),
 ])  # fmt: skip
 def test_each_command_writes_its_command(
     serve: ServeFactory, args: list[str], kind: str, wire: dict[str, object]

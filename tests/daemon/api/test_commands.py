@@ -77,6 +77,23 @@ REFUSED = [
     ("rollback", {"reason": "r", "version": "default/2"}, 409, GROUP),  # the champion
     ("rollback", {"reason": "r", "version": "default/4"}, 409, GROUP),  # never served
     ("add-candidate", {"reason": "r", "candidate": {"name": "fork"}}, 409, GROUP),  # a fork learns now
+    (
+        "replay",
+        {
+            "reason": "r",
+            "candidate": {"name": "fork"},
+            "ranges": [{"topic": "e", "partition": 0, "first": 0, "last": 9}],
+        },
+        409,
+        GROUP,
+    ),
+    ("replay", {"reason": "r", "candidate": {"name": "x"}, "ranges": []}, 422, GROUP),
+    (
+        "replay",
+        {"reason": "r", "candidate": {"name": "x"}, "ranges": [{"topic": "e", "partition": -1, "first": 0, "last": 9}]},
+        422,
+        GROUP,
+    ),
     # invalid: 422
     ("pause", {"reason": "r", "model": "champion"}, 422, GROUP),
     ("retire", {"reason": "r", "model": "standby"}, 422, GROUP),
