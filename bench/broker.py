@@ -214,6 +214,9 @@ class HeadwaterTopics:
         return (self.serving, self.control)
 
 
+ADMIN = {"port": 0}  # the admin API on a free port: runs side by side never fight over one
+
+
 def kafka_section(p: KafkaKnobs, topics: HeadwaterTopics) -> dict[str, Any]:
     """The ``kafka`` section of a daemon's settings: this broker, these topics, ``p.partitions``."""
     return {

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from daemon.config import load_settings
+
 __all__ = ["Member", "free_addresses", "run_local_cluster"]
 
 log = logging.getLogger("headwater")
@@ -92,6 +94,7 @@ def run_local_cluster(
     """Run ``processes`` members of one cluster on this machine until they end; return the exit
     code (0 when all ended cleanly, else the first failure's; a signal's as 128 + its number).
 
+    Member ``i`` serves its admin API on ``admin.port + i`` (all on free ports with 0).
     SIGTERM or SIGINT is passed to every member as one SIGTERM (each finishes its micro-batches
     and snapshots); a second one kills them. Members die with the supervisor (SIGTERM). A member
     that fails stops the others: SIGTERM, then SIGKILL after ``grace_s`` (without a member they
@@ -101,8 +104,13 @@ def run_local_cluster(
     argv = [sys.executable, "-m", "daemon.cli", "run", "--config", str(config), *extra, "--addresses", addresses]
     # Each member in a process group of its own: a terminal's Ctrl-C reaches only this supervisor,
     # which passes one SIGTERM on (a member given both would take the second as "stop now").
+    # On one machine each member's admin API needs a port of its own: admin.port, the next, ...
+    base = load_settings(config).admin.port
+    ports = [{"HEADWATER_ADMIN__PORT": str(base + i)} if base else {} for i in range(processes)]
     members = [
-        subprocess.Popen([*argv, "--process-id", str(i)], process_group=0, preexec_fn=_die_with_parent)
+        subprocess.Popen(
+            [*argv, "--process-id", str(i)], process_group=0, preexec_fn=_die_with_parent, env=os.environ | ports[i]
+        )
         for i in range(processes)
     ]
     log.info("headwater cluster of %d processes: pids %s, addresses %s", processes,

@@ -137,6 +137,7 @@ def run_demo(options: DemoOptions) -> int:
         "promotion": {"canary_min_samples": 100},
         "registry": {"path": str(workdir / "registry")},
         "runtime": {"workers": options.workers},
+        "admin": {"port": 0},  # a free port (the daemon's log names it): the demo never fights over 8080
     }
     ensure_topics(bootstrap, topics.values(), partitions=4)
     config_path = workdir / "config.yaml"

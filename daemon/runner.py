@@ -14,15 +14,18 @@ import sys
 import threading
 from datetime import timedelta
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 from bytewax.recovery import RecoveryConfig
 from bytewax.run import cli_main
 from confluent_kafka import OFFSET_BEGINNING
+from prometheus_client import CollectorRegistry
 
+from daemon.api import RECOVERING, AdminService, HttpMetrics
 from daemon.cluster import Member
 from daemon.config import ConfigError, Settings
 from daemon.golden import load_golden
+from daemon.gpu import register_gpu
 from daemon.recovery import prepare_recovery, source_part_names
 from daemon.serving_log import ServingFollower, ServingLog
 from daemon.topics import ensure_topics, require_one_partition
@@ -49,11 +52,13 @@ def run_daemon(
     *,
     create_topics: bool = True,
     metrics: Metrics | None = None,
+    collector: CollectorRegistry | None = None,
     member: Member | None = None,
     table_wait_s: float = 120.0,
 ) -> None:
     """Run until the input ends (``runtime.tail: false``) or a stop is requested; ``metrics``
-    receives what the flow measures (nothing by default).
+    receives what the flow measures (nothing by default); ``collector`` is the Prometheus registry
+    the admin API's ``/metrics`` exports (with GPU telemetry: `daemon.gpu`).
 
     ``member``: this process's place in a cluster (`daemon.cluster`); None runs alone. The first
     process (or the only one) prepares what the cluster shares — topics, the recovery store, the
@@ -62,6 +67,9 @@ def run_daemon(
     """
     stop = stop if stop is not None else threading.Event()
     config: FlowConfig = settings.flow_config(stop=stop)
+    if collector is None:
+        collector = CollectorRegistry()
+        register_gpu(collector)
     first = member is None or member.first
     if member is not None and len(member.addresses) > 1 and config.gate.live_refresh:
         msg = ("promotion.live_refresh serves the refresh fork from the memory of the process that trains it; "
@@ -96,16 +104,22 @@ def run_daemon(
     deps = local_deps(kafka_source(config, stop, part_names), kafka_sink(config), settings.registry.path,
                       seed=settings.model.seed, metrics=metrics, tables=tables)  # fmt: skip
     deps = dataclasses.replace(deps, control=control_source(config, stop, part_names))
+    admin = _admin(settings, deps, collector)
     # A process that no longer learns who serves must not go on serving: it stops, and says why.
     follower = ServingFollower(config.brokers, topics.serving, config.group, deps.registry, deps.board,
                                config.consumer_config, on_error=lambda _: stop.set())  # fmt: skip
     follower.start()
     try:
+        if admin is not None:
+            admin.readiness.set(RECOVERING)  # until this process serves and its flow is built
+            admin.start()  # /healthz answers while the champion is installed; a port in use fails here
         installed = _serve_champion(config, deps, follower, tables, member, table_wait_s)
         # prepared by the first process before it published the table waited for
         recovery = RecoveryConfig(str(runtime.recovery_dir)) if runtime.recovery_dir is not None else None
         flow = build_flow(config, deps, installed=installed)
         previous = _install_stop_handlers(stop)
+        if admin is not None:
+            admin.readiness.clear(RECOVERING)
         try:
             where = f"process {member.process_id} of {len(member.addresses)}, " if member is not None else ""
             log.info("headwater running: %s%s workers, brokers %s", where, runtime.workers, config.brokers)
@@ -124,9 +138,20 @@ def run_daemon(
             msg = f"stopped: the serving-table follower of {topics.serving} failed: {follower.error}"
             raise RuntimeError(msg) from follower.error
     finally:
+        if admin is not None:
+            admin.stop()
         follower.stop()
         follower.join(5)  # its consumer closed before the registry it loads models from
         deps.registry.close()
+
+
+def _admin(settings: Settings, deps: FlowDeps, collector: CollectorRegistry) -> AdminService | None:
+    """The admin API on ``admin.port`` (`daemon.api`), unless ``admin.enabled`` is false."""
+    if not settings.admin.enabled:
+        return None
+    counts_http = callable(getattr(deps.metrics, "http_request", None))  # PrometheusMetrics does
+    http = cast(HttpMetrics, deps.metrics) if counts_http else None
+    return AdminService(settings, deps.registry, deps.board, collector=collector, http_metrics=http)
 
 
 def _serve_champion(

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from bench.broker import HeadwaterTopics, Payload, kafka_section, topic_size
+from bench.broker import ADMIN, HeadwaterTopics, Payload, kafka_section, topic_size
 from bench.daemon_run import decisions, measure_daemon, micro_batches, models, settings_record, timeline
 from bench.latency import prediction_ts, summarize_latency
 from daemon.config import Settings, load_settings
@@ -85,6 +85,7 @@ def settings_for(
     return load_settings(
         None,
         kafka=kafka_section(p, topics),
+        admin=ADMIN,
         schema={"features": list(FEATURES), "classes": [0, 1]},
         runtime={"tail": True, "workers": p.workers} | runtime,
         batching={"max_size": p.batch_max_size, "max_wait_ms": p.batch_max_wait_ms},

@@ -18,6 +18,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 from bench.broker import (
+    ADMIN,
     BenchError,
     Deadline,
     Headers,
@@ -75,6 +76,7 @@ def headwater_settings(p: Params, topics: HeadwaterTopics, *, tail: bool) -> Set
     return load_settings(
         None,
         kafka=kafka_section(p, topics),
+        admin=ADMIN,
         schema={"features": list(FEATURES), "classes": [0, 1]},
         runtime={"tail": tail, "workers": p.workers},
         batching={"max_size": p.batch_max_size, "max_wait_ms": p.batch_max_wait_ms},

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from bench.alone import batched, capymoa_api, capymoa_classifier, moa_learner
-from bench.broker import Deadline, HeadwaterTopics, Payload, kafka_section, read_records, topic_size
+from bench.broker import ADMIN, Deadline, HeadwaterTopics, Payload, kafka_section, read_records, topic_size
 from bench.daemon_run import decisions, measure_daemon, micro_batches, models, settings_record
 from bench.latency import prediction_ts, summarize_latency
 from bench.moa import BRIDGE_BATCH, WARM_EVENTS, Params
@@ -47,6 +47,7 @@ def settings_for(p: Params, s: Stream, topics: HeadwaterTopics, registry: Path) 
     return load_settings(
         None,
         kafka=kafka_section(p, topics),
+        admin=ADMIN,
         schema={"features": s.features, "classes": [0, 1]},
         model={"learner": spec.name, "params": dict(spec.params), "seed": p.model_seed},
         runtime={"tail": True},

@@ -22,6 +22,7 @@ import numpy as np
 import orjson
 
 from bench.broker import (
+    ADMIN,
     BenchError,
     Deadline,
     HeadwaterTopics,
@@ -100,6 +101,7 @@ def settings_sections(
     served = served_config(p)
     return dict(
         kafka=kafka_section(p, topics),
+        admin=ADMIN,
         schema={"features": s.features, "classes": [0, 1]},
         model={
             "learner": spec.name,

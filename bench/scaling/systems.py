@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from bench.broker import (
+    ADMIN,
     BenchError,
     Deadline,
     HeadwaterTopics,
@@ -141,6 +142,7 @@ def settings_for(p: Params, c: Config, topics: HeadwaterTopics, registry: Path, 
     return load_settings(
         None,
         kafka=kafka_section(p, topics),
+        admin=ADMIN,
         schema={"features": list(FEATURES), "classes": [0, 1]},
         runtime={"tail": tail, "workers": c.workers},
         batching={"max_size": c.batch_size, "max_wait_ms": p.batch_max_wait_ms},

@@ -52,6 +52,7 @@ def fresh_settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
             "kafka": kafka,
             "schema": {"features": list(FEATURES), "classes": list(CLASSES)},
             "runtime": {"tail": False, "workers": 1},
+            "admin": {"port": 0},  # a free port: tests never fight over one
             "registry": {"path": str(tmp_path_factory.mktemp("registry"))},
         }
         settings = load_settings(None, **(data | overrides))
