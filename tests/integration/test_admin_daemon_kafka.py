@@ -63,8 +63,11 @@ def test_the_daemon_serves_its_admin_api(fresh_settings: SettingsFactory) -> Non
                                  headers=auth)  # fmt: skip
             assert frozen.status_code == 200, frozen.text
             assert frozen.json()["outcome"]["outcome"] == "applied"
-            promoted = client.post("/groups/default/commands/promote?wait_s=30",
-                                   json={"reason": "by hand", "model": "fork", "skip_golden": True}, headers=auth)
+            promoted = client.post(
+                "/groups/default/commands/promote?wait_s=30",
+                json={"reason": "by hand", "model": "fork", "skip_golden": True},
+                headers=auth,
+            )
             assert promoted.status_code == 200 and promoted.json()["outcome"]["outcome"] == "applied", promoted.text
 
             board = client.get("/groups/default").json()
