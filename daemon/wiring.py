@@ -11,6 +11,7 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 from confluent_kafka import OFFSET_BEGINNING
 
+from daemon.metrics import ServingWatch
 from daemon.promoter import BoardPromoter, TableLog
 from daemon.registry import SqliteRegistry
 from dataflows import FlowConfig, FlowDeps, ReliableKafkaSink, ServingBoard, StoppableKafkaSource
@@ -22,18 +23,21 @@ __all__ = ["kafka_sink", "kafka_source", "local_deps"]
 
 
 def kafka_source(
-    config: FlowConfig, stop: threading.Event | None = None, part_names: PartNames = "balanced"
-) -> StoppableKafkaSource:
-    """The events and labels topics, from the beginning (or the recovery store's offsets)."""
+    config: FlowConfig, stop: threading.Event | None = None, part_names: PartNames = "balanced",
+    metrics: Metrics | None = None,
+) -> StoppableKafkaSource:  # fmt: skip
+    """The events and labels topics, from the beginning (or the recovery store's offsets);
+    records read and each partition's lag go to ``metrics``."""
     return StoppableKafkaSource(
         [config.brokers], config.topics.inputs(), tail=config.tail, starting_offset=OFFSET_BEGINNING,
         add_config=dict(config.consumer_config), batch_size=config.batch_max_size,
-        stop=stop if stop is not None else config.stop, part_names=part_names,
+        stop=stop if stop is not None else config.stop, part_names=part_names, metrics=metrics,
     )  # fmt: skip
 
 
-def kafka_sink(config: FlowConfig) -> ReliableKafkaSink:
-    return ReliableKafkaSink(config.brokers, config.producer_config)
+def kafka_sink(config: FlowConfig, metrics: Metrics | None = None) -> ReliableKafkaSink:
+    """The flow's sink; flush durations and refused messages go to ``metrics``."""
+    return ReliableKafkaSink(config.brokers, config.producer_config, metrics=metrics)
 
 
 def local_deps(
@@ -48,10 +52,12 @@ def local_deps(
 ) -> FlowDeps:
     """Collaborators for one process: an embedded registry in ``registry_dir``, this process's
     serving board, and the promoter that acts on both (and writes each serving table to
-    ``tables``, the serving-table topic, if given)."""
+    ``tables``, the serving-table topic, if given). ``metrics`` also learns who serves from the
+    board (`ServingWatch`)."""
     registry = SqliteRegistry(registry_dir)
-    board = ServingBoard()
+    metrics = metrics if metrics is not None else NullMetrics()
+    board = ServingBoard(on_change=ServingWatch(metrics, registry, clock))
     return FlowDeps(
         source=source, sink=sink, registry=registry, promoter=BoardPromoter(registry, board, seed=seed, tables=tables),
-        board=board, metrics=metrics if metrics is not None else NullMetrics(), clock=clock,
+        board=board, metrics=metrics, clock=clock,
     )  # fmt: skip

@@ -9,15 +9,18 @@ every message of the batch is acknowledged, so an epoch never closes over unsent
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 from bytewax.connectors.kafka import KafkaSource, _KafkaSourcePartition, _list_parts
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 
+from dataflows.ports import Metrics, NullMetrics
 from dataflows.records import KafkaBatch, SinkItem
 
 __all__ = ["DeliveryError", "PartNames", "ReliableKafkaSink", "StoppableKafkaSource", "produce_waiting"]
@@ -32,9 +35,13 @@ class DeliveryError(RuntimeError):
 class _BatchPartition(_KafkaSourcePartition):  # Bytewax's partition, minus its per-message copy
     """One Kafka partition, read as Bytewax's own partition reads it, but handing on confluent-kafka's
     `Message` objects as they come instead of copying each into a `KafkaSourceMessage` (a dataclass
-    of eight fields: 3.6 µs an event, more than decoding it). Ends when ``stop`` is set."""
+    of eight fields: 3.6 µs an event, more than decoding it). Ends when ``stop`` is set.
 
-    def __init__(self, *args: Any, stop: threading.Event) -> None:
+    Reports each poll's records, and the partition's lag with each of librdkafka's statistics
+    (``statistics.interval.ms``, 1 s), to ``metrics``."""
+
+    def __init__(self, *args: Any, stop: threading.Event, metrics: Metrics) -> None:
+        self._metrics = metrics
         super().__init__(*args)
         self._stop = stop
 
@@ -61,7 +68,18 @@ class _BatchPartition(_KafkaSourcePartition):  # Bytewax's partition, minus its 
             raise RuntimeError(detail)
         if msgs:
             self._offset = (msgs[-1].offset() or 0) + 1  # resume after the last message handed on
+            self._metrics.consumed(self._topic, len(msgs))
         return msgs
+
+    def _process_stats(self, json_stats: str) -> None:
+        super()._process_stats(json_stats)  # Bytewax's own gauge (it skips offset 0)
+        topic = json.loads(json_stats).get("topics", {}).get(self._topic, {})
+        stats = topic.get("partitions", {}).get(str(self._part_idx), {})
+        end = stats.get("ls_offset", -1)  # the last stable offset: the end a read_committed consumer sees
+        # The next offset to read; before the first record, the partition's first if reading starts there.
+        start = stats.get("lo_offset", -1) if self._offset == OFFSET_BEGINNING else self._offset
+        if end >= 0 and start >= 0:  # -1 (-1001, or OFFSET_END before a record): not known yet
+            self._metrics.consumer_lag(self._topic, self._part_idx, max(end - start, 0))
 
 
 class StoppableKafkaSource(KafkaSource):
@@ -88,12 +106,14 @@ class StoppableKafkaSource(KafkaSource):
         stop: threading.Event,
         add_config: Mapping[str, Any] | None = None,
         part_names: PartNames = "balanced",
+        metrics: Metrics | None = None,
         **kwargs: Any,
     ) -> None:
         config = {"auto.offset.reset": "earliest", **(add_config or {})}
         super().__init__(brokers, topics, add_config=config, **kwargs)
         self._stop_event = stop
         self._part_names = part_names
+        self._metrics = metrics if metrics is not None else NullMetrics()
 
     def list_parts(self) -> list[str]:
         # As Bytewax does, less the consumer-only setting, which its admin client would warn about.
@@ -123,7 +143,7 @@ class StoppableKafkaSource(KafkaSource):
         }
         return _BatchPartition(
             step_id, config, topic, int(idx), self._starting_offset, resume_state, self._batch_size, True,
-            stop=self._stop_event,
+            stop=self._stop_event, metrics=self._metrics,
         )  # fmt: skip
 
 
@@ -144,14 +164,18 @@ def produce_waiting(
 
 
 class _SinkPartition(StatelessSinkPartition[SinkItem]):
-    def __init__(self, producer: Producer, flush_timeout_s: float) -> None:
+    def __init__(self, producer: Producer, flush_timeout_s: float, metrics: Metrics | None = None) -> None:
         self._producer = producer
         self._flush_timeout_s = flush_timeout_s
+        self._metrics = metrics if metrics is not None else NullMetrics()
         self._errors: list[str] = []
+        self._failed: dict[str, int] = {}  # topic → messages refused since the last flush
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
-            self._errors.append(f"{msg.topic()}[{msg.partition()}] key={msg.key()!r}: {err}")
+            topic = msg.topic() or "?"
+            self._errors.append(f"{topic}[{msg.partition()}] key={msg.key()!r}: {err}")
+            self._failed[topic] = self._failed.get(topic, 0) + 1
 
     def write_batch(self, items: list[SinkItem]) -> None:
         for item in items:
@@ -166,11 +190,18 @@ class _SinkPartition(StatelessSinkPartition[SinkItem]):
         try:
             produce_waiting(self._producer, topic, key, value, self._on_delivery)
         except KafkaException as exc:  # refused before it left, e.g. larger than message.max.bytes
+            self._metrics.delivery_failed(topic, 1)
             msg = f"Kafka refused a message for {topic} (key {key!r}, {len(value)} bytes): {exc}"
             raise DeliveryError(msg) from exc
 
     def _flush(self) -> None:
+        started = time.perf_counter()
         left = self._producer.flush(self._flush_timeout_s)
+        self._metrics.flushed(time.perf_counter() - started)
+        if self._failed:
+            failed, self._failed = self._failed, {}
+            for topic, n in failed.items():
+                self._metrics.delivery_failed(topic, n)
         if self._errors:
             errors, self._errors = self._errors, []
             shown = "; ".join(errors[:5])
@@ -188,8 +219,9 @@ class ReliableKafkaSink(DynamicSink[SinkItem]):
     """Writes `KafkaOut` and `KafkaBatch` items to their topics with an idempotent producer per worker."""
 
     def __init__(
-        self, brokers: str, add_config: Mapping[str, Any] | None = None, flush_timeout_s: float = 30.0
-    ) -> None:
+        self, brokers: str, add_config: Mapping[str, Any] | None = None, flush_timeout_s: float = 30.0,
+        metrics: Metrics | None = None,
+    ) -> None:  # fmt: skip
         self._config: dict[str, Any] = {
             "bootstrap.servers": brokers,
             "enable.idempotence": True,
@@ -199,8 +231,9 @@ class ReliableKafkaSink(DynamicSink[SinkItem]):
         }
         self._config.update(add_config or {})
         self._flush_timeout_s = flush_timeout_s
+        self._metrics = metrics if metrics is not None else NullMetrics()
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _SinkPartition:
         config = dict(self._config)
         config.setdefault("client.id", f"headwater-{step_id}-{worker_index}")
-        return _SinkPartition(Producer(config), self._flush_timeout_s)
+        return _SinkPartition(Producer(config), self._flush_timeout_s, self._metrics)

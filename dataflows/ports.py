@@ -8,6 +8,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
+import numpy.typing as npt
+
 from dataflows.records import CommandRecord, ModelReport
 from learners import Learner
 
@@ -217,9 +220,49 @@ class Promoter(Protocol):
 
 @runtime_checkable
 class Metrics(Protocol):
-    """Where the flow reports what it measures (Prometheus in the daemon, nothing in tests)."""
+    """Where the flow reports what it measures (Prometheus in the daemon, nothing in tests).
 
-    def served(self, group: str, route: str, n: int, latency_s: float) -> None: ...
+    Called once per micro-batch, poll or flush, never per event: the serve path handles ~100k
+    events/s. docs/metrics.md says what each call becomes in Prometheus.
+    """
+
+    def served(self, group: str, route: str, n: int, latency_s: float) -> None:
+        """``n`` predictions made on ``route`` (champion, canary, live) in one micro-batch;
+        ``latency_s``: their mean event→prediction latency (NaN when no event had a time)."""
+        ...
+
+    def prediction_latencies(self, group: str, route: str, latencies_s: npt.NDArray[np.float64]) -> None:
+        """The event→prediction latency of each prediction ``served`` just counted (NaN: the event
+        had no time), for a histogram exact per event."""
+        ...
+
+    def batch_served(self, group: str, records: int, serve_s: float) -> None:
+        """One micro-batch of ``records`` raw messages decoded, served and encoded in ``serve_s``."""
+        ...
+
+    def consumed(self, topic: str, n: int) -> None:
+        """``n`` records read from ``topic`` by one poll of one partition."""
+        ...
+
+    def consumer_lag(self, topic: str, partition: int, lag: int) -> None:
+        """Records of a partition not read yet (its end offset less the next offset to read)."""
+        ...
+
+    def flushed(self, flush_s: float) -> None:
+        """The sink waited ``flush_s`` for the broker to acknowledge a batch of messages."""
+        ...
+
+    def delivery_failed(self, topic: str, n: int) -> None:
+        """The broker refused, or did not acknowledge, ``n`` messages for ``topic``."""
+        ...
+
+    def serving(self, group: str, route: str, version: str | None, since_s: float) -> None:
+        """``version`` serves ``route`` since ``since_s`` (Unix seconds); None: the route is off."""
+        ...
+
+    def canary_share(self, group: str, share: float) -> None:
+        """The share of the group's keys the canary serves now (0: no canary)."""
+        ...
 
     def learned(self, group: str, model: str, n: int, learn_s: float, lag_batches: int) -> None: ...
 
@@ -242,6 +285,30 @@ class NullMetrics:
     """Measures nothing."""
 
     def served(self, group: str, route: str, n: int, latency_s: float) -> None:
+        return None
+
+    def prediction_latencies(self, group: str, route: str, latencies_s: npt.NDArray[np.float64]) -> None:
+        return None
+
+    def batch_served(self, group: str, records: int, serve_s: float) -> None:
+        return None
+
+    def consumed(self, topic: str, n: int) -> None:
+        return None
+
+    def consumer_lag(self, topic: str, partition: int, lag: int) -> None:
+        return None
+
+    def flushed(self, flush_s: float) -> None:
+        return None
+
+    def delivery_failed(self, topic: str, n: int) -> None:
+        return None
+
+    def serving(self, group: str, route: str, version: str | None, since_s: float) -> None:
+        return None
+
+    def canary_share(self, group: str, share: float) -> None:
         return None
 
     def learned(self, group: str, model: str, n: int, learn_s: float, lag_batches: int) -> None:

@@ -21,6 +21,7 @@ other processes of a cluster follow them through the serving-table topic
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -96,11 +97,16 @@ class ServingTable:
 
 
 class ServingBoard:
-    """The current serving table of every group in this process."""
+    """The current serving table of every group in this process.
 
-    def __init__(self) -> None:
+    ``on_change`` is told each table that comes to serve, in order (under the board's lock: it
+    must be quick and must not touch the board); the daemon's metrics follow who serves with it.
+    """
+
+    def __init__(self, on_change: Callable[[ServingTable], None] | None = None) -> None:
         self._tables: dict[str, ServingTable] = {}
         self._lock = threading.Lock()
+        self._on_change = on_change
 
     def publish(self, table: ServingTable) -> ServingTable:
         """Serve ``table`` from now on, numbered one past the group's current table; return it."""
@@ -114,7 +120,7 @@ class ServingBoard:
             current = self._tables.get(table.group)
             if current is not None and current.seq >= table.seq:
                 return False
-            self._tables[table.group] = table
+            self._set(table)
             return True
 
     def refresh(self, group: str, champion: str, fresh: Served) -> bool:
@@ -124,7 +130,7 @@ class ServingBoard:
             table = self._tables.get(group)
             if table is None or table.champion.version != champion:
                 return False
-            self._tables[group] = dataclasses.replace(table, fresh=fresh)
+            self._set(dataclasses.replace(table, fresh=fresh))
             return True
 
     def update(self, group: str, change: Callable[[ServingTable], ServingTable]) -> ServingTable:
@@ -136,8 +142,13 @@ class ServingBoard:
     def _put(self, table: ServingTable) -> ServingTable:
         current = self._tables.get(table.group)
         table = dataclasses.replace(table, seq=(current.seq if current is not None else 0) + 1)
-        self._tables[table.group] = table
+        self._set(table)
         return table
+
+    def _set(self, table: ServingTable) -> None:
+        self._tables[table.group] = table
+        if self._on_change is not None:
+            self._on_change(table)
 
     def drop_fresh(self, group: str) -> bool:
         """The champion itself serves its route again; True if a fresh state was taken off."""
@@ -145,7 +156,7 @@ class ServingBoard:
             table = self._tables.get(group)
             if table is None or table.fresh is None:
                 return False
-            self._tables[group] = dataclasses.replace(table, fresh=None)
+            self._set(dataclasses.replace(table, fresh=None))
             return True
 
     def current(self, group: str) -> ServingTable:
@@ -190,6 +201,8 @@ class ServeOut(NamedTuple):
     dead_letters: list[DeadLetter]
     batch: ServedBatch
     errors: list[tuple[str, str, str]]  # (route, version, what it raised), for the model-events topic
+    # per route that served: the event→prediction latency of each of its predictions, in seconds
+    latencies: dict[str, np.ndarray]
 
 
 def serve_batch(table: ServingTable, batch: list[Event | Label], classes: list[int | str], now: float) -> ServeOut:
@@ -197,7 +210,7 @@ def serve_batch(table: ServingTable, batch: list[Event | Label], classes: list[i
     events = [item for item in batch if isinstance(item, Event)]
     labels = [item for item in batch if isinstance(item, Label)]
     if not events:
-        return ServeOut([], [], ServedBatch([], labels, [], []), [])
+        return ServeOut([], [], ServedBatch([], labels, [], []), [], {})
     x = np.asarray([e.x for e in events], dtype=np.float64)
     routes = table.routes([e.id for e in events])
     proba = np.zeros((len(events), len(classes)))
@@ -211,9 +224,12 @@ def serve_batch(table: ServingTable, batch: list[Event | Label], classes: list[i
     versions = [usual.version] * len(events)
     names = [usual_name] * len(events)  # the route each prediction says served it
     canary_chain = [(ROUTES[CANARY], table.canary)] if table.canary is not None else []
-    for code, chain in ((CANARY, canary_chain + champion_chain), (CHAMPION, champion_chain)):
-        rows = np.flatnonzero(routes == code)  # no canary: no row is routed to it
-        if not len(rows):
+    served_rows: dict[str, list[np.ndarray]] = {}  # route name → the rows it served
+    # Each route's rows are chosen before either is served: rows the canary leaves to the champion
+    # are served once, by the canary's chain, not again with the champion's own.
+    chains = ((CANARY, canary_chain + champion_chain), (CHAMPION, champion_chain))
+    for rows, chain in [(np.flatnonzero(routes == code), chain) for code, chain in chains]:
+        if not len(rows):  # no canary: no row is routed to it
             continue
         for name, model in chain:
             try:
@@ -224,6 +240,7 @@ def serve_batch(table: ServingTable, batch: list[Event | Label], classes: list[i
                 errors.append((name, model.version, f"{type(exc).__name__}: {exc}"))
                 continue
             ok[rows] = True
+            served_rows.setdefault(name, []).append(rows)
             if model is not usual:
                 for i in rows.tolist():
                     versions[i], names[i] = model.version, name
@@ -235,19 +252,50 @@ def serve_batch(table: ServingTable, batch: list[Event | Label], classes: list[i
     predictions: list[Prediction] = []
     dead: list[DeadLetter] = []
     route_list, predicted_list, proba_list = routes.tolist(), predicted.tolist(), proba.tolist()
+    event_ms: list[int | None] = []  # each event's time, for the latencies: read here, where it is read anyway
     for i, e in enumerate(events):
+        source = e.source
+        event_ms.append(source.ts_ms)
         c = predicted_list[i]
         if c == NO_PREDICTION:
             dead.append(_model_error(e, versions[i]))
             continue
         predictions.append(
             Prediction(
-                e.id, table.group, versions[i], names[i], classes[c], proba_list[i],
-                e.source.ts_ms, now_ms, e.source,
+                e.id, table.group, versions[i], names[i], classes[c], proba_list[i], source.ts_ms, now_ms, source,
             )
         )  # fmt: skip
     served = ServedBatch(events, labels, route_list, predicted_list)
-    return ServeOut(predictions, dead, served, errors)
+    return ServeOut(predictions, dead, served, errors, _latencies(served_rows, _floats(event_ms), now_ms))
+
+
+def _latencies(served_rows: dict[str, list[np.ndarray]], event_ms: np.ndarray, now_ms: int) -> dict[str, np.ndarray]:
+    """Per route, each prediction's event→prediction latency in seconds, as its record says it
+    (``predicted_ts_ms - event_ts_ms``); a clock behind the event's counts as 0, NaN stays NaN."""
+    out = {}
+    for name, parts in served_rows.items():
+        rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        latency = now_ms - (event_ms if len(rows) == len(event_ms) else event_ms[rows])  # one route: every row
+        np.maximum(latency, 0.0, out=latency)
+        latency *= 0.001
+        out[name] = latency
+    return out
+
+
+def _floats(ms: list[int | None]) -> np.ndarray:
+    """Times in ms as floats, NaN for None."""
+    try:  # half the time of np.array(ms, dtype=float64) for the usual case
+        return np.fromiter(ms, dtype=np.int64, count=len(ms)).astype(np.float64)
+    except TypeError:  # a None
+        return np.array(ms, dtype=np.float64)
+
+
+def _mean(values: np.ndarray) -> float:
+    mean = float(values.sum()) / len(values)
+    if math.isnan(mean):  # some events had no time: the mean of the others
+        known = values[~np.isnan(values)]
+        mean = float(known.sum()) / len(known) if len(known) else math.nan
+    return mean
 
 
 def _predict(learner: Learner, x: np.ndarray, n_classes: int) -> np.ndarray:
@@ -306,15 +354,24 @@ class Server:
         topics = self.topics
         out: list[SinkItem] = []
         batch = None
+        metrics, group = self.metrics, self.group
         if records:
-            served = serve_batch(self.board.current(self.group), records, self.classes, now)
+            served = serve_batch(self.board.current(group), records, self.classes, now)
             out = [encode_predictions(served.predictions, topics.predictions)]
             dead.extend(served.dead_letters)
             out.extend(encode_model_event(self._error(*error, now_ms), topics.model_events) for error in served.errors)
             batch = served.batch
-            if served.predictions:
-                self.metrics.served(self.group, "all", len(served.predictions), time.perf_counter() - started)
-        out.extend(encode_dead_letter(d, topics.dead_letters, now_ms) for d in dead)
+            for route, latencies in served.latencies.items():
+                metrics.served(group, route, len(latencies), _mean(latencies))
+                metrics.prediction_latencies(group, route, latencies)
+        if dead:
+            reasons: dict[DeadLetterReason, int] = {}  # a batch holds a few: cheaper than a Counter
+            for d in dead:
+                reasons[d.reason] = reasons.get(d.reason, 0) + 1
+            for reason, n in reasons.items():
+                metrics.dead_lettered(reason.value, n)
+            out.extend(encode_dead_letter(d, topics.dead_letters, now_ms) for d in dead)
+        metrics.batch_served(group, len(msgs), time.perf_counter() - started)
         return [ServeStep(out, batch)]
 
     def _error(self, route: str, version: str, error: str, now_ms: int) -> ModelReport:
