@@ -22,7 +22,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -268,8 +268,13 @@ class PrometheusMetrics(Metrics):
             self._ceiling.remove(group)
 
     def set_ready(self, ready: bool) -> None:
-        """Whether the daemon is ready: the admin API sets it with each answer of /readyz."""
+        """Whether the daemon is ready (a daemon without its admin API sets it as it starts)."""
         self._ready.set(1 if ready else 0)
+
+    def ready_from(self, ready: Callable[[], bool]) -> None:
+        """Read readiness at each scrape from ``ready`` (the admin API's `Readiness`), so that the
+        gauge is never stale when nothing probes /readyz."""
+        self._ready.set_function(lambda: 1.0 if ready() else 0.0)
 
     def http_request(self, method: str, route: str, status: int, duration_s: float) -> None:
         """One admin API request. ``route`` is the matched route's template (``/groups/{group}``),

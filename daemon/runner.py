@@ -26,6 +26,7 @@ from daemon.cluster import Member
 from daemon.config import ConfigError, Settings
 from daemon.golden import load_golden
 from daemon.gpu import register_gpu
+from daemon.metrics import PrometheusMetrics
 from daemon.recovery import prepare_recovery, source_part_names
 from daemon.serving_log import ServingFollower, ServingLog
 from daemon.topics import ensure_topics, require_one_partition
@@ -70,6 +71,8 @@ def run_daemon(
     if collector is None:
         collector = CollectorRegistry()
         register_gpu(collector)
+    prometheus = PrometheusMetrics(collector) if metrics is None else None
+    metrics = prometheus if prometheus is not None else metrics
     first = member is None or member.first
     if member is not None and len(member.addresses) > 1 and config.gate.live_refresh:
         msg = ("promotion.live_refresh serves the refresh fork from the memory of the process that trains it; "
@@ -101,10 +104,13 @@ def run_daemon(
     # written long ago: the processes that do not prepare the store may read it at once.
     part_names = source_part_names(runtime.recovery_dir) if runtime.recovery_dir is not None else "balanced"
     tables = ServingLog(config.brokers, topics.serving, config.producer_config)
-    deps = local_deps(kafka_source(config, stop, part_names), kafka_sink(config), settings.registry.path,
-                      seed=settings.model.seed, metrics=metrics, tables=tables)  # fmt: skip
-    deps = dataclasses.replace(deps, control=control_source(config, stop, part_names))
+    deps = local_deps(kafka_source(config, stop, part_names, metrics), kafka_sink(config, metrics),
+                      settings.registry.path, seed=settings.model.seed, metrics=metrics, tables=tables)  # fmt: skip
+    deps = dataclasses.replace(deps, control=control_source(config, stop, part_names, metrics))
     admin = _admin(settings, deps, collector)
+    if prometheus is not None and admin is not None:
+        readiness = admin.readiness
+        prometheus.ready_from(lambda: not readiness.reasons())
     # A process that no longer learns who serves must not go on serving: it stops, and says why.
     follower = ServingFollower(config.brokers, topics.serving, config.group, deps.registry, deps.board,
                                config.consumer_config, on_error=lambda _: stop.set())  # fmt: skip
@@ -120,6 +126,8 @@ def run_daemon(
         previous = _install_stop_handlers(stop)
         if admin is not None:
             admin.readiness.clear(RECOVERING)
+        elif prometheus is not None:
+            prometheus.set_ready(True)
         try:
             where = f"process {member.process_id} of {len(member.addresses)}, " if member is not None else ""
             log.info("headwater running: %s%s workers, brokers %s", where, runtime.workers, config.brokers)
@@ -179,14 +187,16 @@ def _serve_champion(
     return installed
 
 
-def control_source(config: FlowConfig, stop: threading.Event, part_names: PartNames) -> StoppableKafkaSource:
+def control_source(
+    config: FlowConfig, stop: threading.Event, part_names: PartNames, metrics: Metrics | None = None
+) -> StoppableKafkaSource:
     """Operators' commands (`dataflows.control`), from the beginning of the control topic (or the
     recovery store's offset): the train step skips what its state or the registry's command log
     says it handled already."""
     assert config.topics.control is not None
     return StoppableKafkaSource(
         [config.brokers], [config.topics.control], tail=config.tail, starting_offset=OFFSET_BEGINNING,
-        add_config=dict(config.consumer_config), batch_size=64, stop=stop, part_names=part_names,
+        add_config=dict(config.consumer_config), batch_size=64, stop=stop, part_names=part_names, metrics=metrics,
     )  # fmt: skip
 
 

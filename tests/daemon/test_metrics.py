@@ -13,8 +13,10 @@ import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from daemon.gpu import register_gpu
 from daemon.metrics import PrometheusMetrics
 from dataflows.records import ModelReport
+from tests.daemon.test_gpu import FakeNvml
 from tests.dataflows.helpers import FakeClock
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,8 +82,11 @@ def test_every_metric_is_documented_and_every_documented_metric_exists() -> None
 
 
 def _registry_of_busy() -> CollectorRegistry:
+    """What the daemon's /metrics exports: `PrometheusMetrics` and GPU telemetry (an NVML that
+    answers, so that every GPU series is there)."""
     registry = CollectorRegistry()
     busy(registry)
+    register_gpu(registry, FakeNvml())
     return registry
 
 

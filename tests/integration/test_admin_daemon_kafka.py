@@ -42,10 +42,10 @@ def _until(client: httpx.Client, path: str, status: int, timeout_s: float = 60.0
 
 def test_the_daemon_serves_its_admin_api(fresh_settings: SettingsFactory) -> None:
     port = _free_port()
+    quiet = {"min_samples": 5000, "max_samples": 20000, "probation_samples": 5000}
     settings = fresh_settings(
-        runtime={"tail": True, "workers": 1}, promotion={"min_samples": 5000, "max_samples": 20000, "probation_samples": 5000},
-        admin={"host": "127.0.0.1", "port": port, "token": TOKEN},
-    )  # fmt: skip
+        runtime={"tail": True, "workers": 1}, promotion=quiet, admin={"host": "127.0.0.1", "port": port, "token": TOKEN}
+    )
     k = settings.kafka
     daemon = BackgroundDaemon(settings).start()
     auth = {"Authorization": f"Bearer {TOKEN}"}

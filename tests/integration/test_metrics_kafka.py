@@ -11,7 +11,6 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from daemon.kafka_client import make_producer, produce_all, read_all
-from daemon.metrics import PrometheusMetrics
 from daemon.runner import run_daemon
 from daemon.workload import Workload, WorkloadSpec
 from tests.daemon.test_metrics import promtool_check
@@ -28,7 +27,7 @@ def test_metrics_after_20000_events_match_the_topics(fresh_settings: SettingsFac
     topic = {"events": k.events_topic, "labels": k.labels_topic or k.events_topic}
     produce_all(make_producer(k.bootstrap_servers), ((topic[i.kind], i.key, i.value) for i in items))
     registry = CollectorRegistry()
-    run_daemon(settings, metrics=PrometheusMetrics(registry))
+    run_daemon(settings, collector=registry)  # the daemon's own metrics, as its /metrics exports them
 
     exposition = generate_latest(registry)
     samples = [s for family in text_string_to_metric_families(exposition.decode()) for s in family.samples]
@@ -47,3 +46,6 @@ def test_metrics_after_20000_events_match_the_topics(fresh_settings: SettingsFac
     assert len(predictions) == sum(1 for i in items if i.kind == "events" and i.expect is None)
     latency_count = [s.value for s in samples if s.name == "headwater_prediction_latency_seconds_count"]
     assert sum(latency_count) == len(predictions)  # every prediction's latency observed once
+    consumed = total("headwater_records_consumed_total", "topic")
+    assert consumed == collections.Counter(topic[i.kind] for i in items)  # every record read once
+    assert [s.value for s in samples if s.name == "headwater_ready"] == [1.0]
