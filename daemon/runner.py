@@ -99,7 +99,7 @@ def run_daemon(
             ensure_topics(settings.kafka.bootstrap_servers, topics.all(), settings.kafka.partitions)
         ensure_topics(config.brokers, [topics.serving], 1, config={"cleanup.policy": "compact"})
         ensure_topics(config.brokers, [topics.control], 1)
-    require_one_partition(config.brokers, topics.control, "control topic")
+        require_one_partition(config.brokers, topics.control, "control topic")
     # A new store is "balanced"; one made before the names were balanced says "legacy" in a manifest
     # written long ago: the processes that do not prepare the store may read it at once.
     part_names = source_part_names(runtime.recovery_dir) if runtime.recovery_dir is not None else "balanced"
@@ -120,6 +120,8 @@ def run_daemon(
             admin.readiness.set(RECOVERING)  # until this process serves and its flow is built
             admin.start()  # /healthz answers while the champion is installed; a port in use fails here
         installed = _serve_champion(config, deps, follower, tables, member, table_wait_s)
+        if not first:  # the first process made the topics before it published the table waited for
+            require_one_partition(config.brokers, topics.control, "control topic")
         # prepared by the first process before it published the table waited for
         recovery = RecoveryConfig(str(runtime.recovery_dir)) if runtime.recovery_dir is not None else None
         flow = build_flow(config, deps, installed=installed)
