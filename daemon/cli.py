@@ -166,7 +166,9 @@ def topics_create(config: ConfigOption) -> None:
     from daemon.topics import ensure_topics
 
     settings = _settings(config)
-    created = ensure_topics(settings.kafka.bootstrap_servers, settings.topics().all(), settings.kafka.partitions)
+    k = settings.kafka
+    created = ensure_topics(k.bootstrap_servers, settings.topics().all(), k.partitions, k.replication_factor,
+                            client=settings.kafka_config("admin"))  # fmt: skip
     typer.echo(f"created: {', '.join(created) or 'nothing (all exist)'}")
 
 

@@ -82,6 +82,16 @@ with warnings.catch_warnings():
             return Topics(k.events_topic, k.predictions_topic, k.dead_letter_topic, k.model_events_topic,
                           k.labels_topic, serving, control)  # fmt: skip
 
+        def kafka_config(self, client: str = "admin") -> dict[str, Any]:
+            """librdkafka settings for one kind of client (``consumer``, ``producer``, ``admin``):
+            the security block every client shares (its files read), then that kind's own."""
+            try:
+                shared = self.kafka.client_config()
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+            own = {"consumer": self.kafka.consumer, "producer": self.kafka.producer}.get(client, {})
+            return {**shared, **own}
+
         def flow_config(self, **overrides: Any) -> FlowConfig:
             fields: dict[str, Any] = dict(
                 brokers=self.kafka.bootstrap_servers,
@@ -103,8 +113,8 @@ with warnings.catch_warnings():
                 # Without a recovery store nothing carries waiting labels past the end: dead-letter them.
                 drain_on_eof=self.runtime.recovery_dir is None,
                 recovery=self.runtime.recovery_dir is not None,
-                consumer_config=dict(self.kafka.consumer),
-                producer_config=dict(self.kafka.producer),
+                consumer_config=self.kafka_config("consumer"),
+                producer_config=self.kafka_config("producer"),
                 command_ttl_s=self.admin.command_ttl_s,
             )
             return FlowConfig(**(fields | overrides))

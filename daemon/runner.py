@@ -94,12 +94,14 @@ def run_daemon(
     if first and runtime.recovery_dir is not None:  # before touching Kafka: a store that does not fit stops us
         prepare_recovery(runtime.recovery_dir, runtime.recovery_partitions, config)
     assert topics.control is not None  # Settings.topics() always names it
+    admin_client, replicas = settings.kafka_config("admin"), settings.kafka.replication_factor
     if first:
         if create_topics:
-            ensure_topics(settings.kafka.bootstrap_servers, topics.all(), settings.kafka.partitions)
-        ensure_topics(config.brokers, [topics.serving], 1, config={"cleanup.policy": "compact"})
-        ensure_topics(config.brokers, [topics.control], 1)
-        require_one_partition(config.brokers, topics.control, "control topic")
+            ensure_topics(config.brokers, topics.all(), settings.kafka.partitions, replicas, client=admin_client)
+        ensure_topics(config.brokers, [topics.serving], 1, replicas, config={"cleanup.policy": "compact"},
+                      client=admin_client)  # fmt: skip
+        ensure_topics(config.brokers, [topics.control], 1, replicas, client=admin_client)
+        require_one_partition(config.brokers, topics.control, "control topic", client=admin_client)
     # A new store is "balanced"; one made before the names were balanced says "legacy" in a manifest
     # written long ago: the processes that do not prepare the store may read it at once.
     part_names = source_part_names(runtime.recovery_dir) if runtime.recovery_dir is not None else "balanced"
@@ -121,7 +123,7 @@ def run_daemon(
             admin.start()  # /healthz answers while the champion is installed; a port in use fails here
         installed = _serve_champion(config, deps, follower, tables, member, table_wait_s)
         if not first:  # the first process made the topics before it published the table waited for
-            require_one_partition(config.brokers, topics.control, "control topic")
+            require_one_partition(config.brokers, topics.control, "control topic", client=admin_client)
         # prepared by the first process before it published the table waited for
         recovery = RecoveryConfig(str(runtime.recovery_dir)) if runtime.recovery_dir is not None else None
         flow = build_flow(config, deps, installed=installed)

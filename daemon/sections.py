@@ -45,8 +45,30 @@ class KafkaSettings(_Section):
         None, description="operators' commands (one partition); unset: <model_events_topic>.control"
     )
     partitions: int = Field(4, ge=1, description="partitions for topics that `headwater topics create` makes")
+    replication_factor: int = Field(1, ge=1, description="replicas of each topic Headwater creates")
+    security: dict[str, LibrdkafkaValue] = Field(
+        default_factory=dict,
+        description="librdkafka settings every client takes (consumers, producers, admin): security.protocol, "
+        "sasl.mechanism, sasl.username, ssl.ca.location...; secrets belong in security_files",
+    )
+    security_files: dict[str, Path] = Field(
+        default_factory=dict,
+        description="librdkafka settings read from files at start (a mounted Secret), e.g. sasl.password: "
+        "/etc/headwater/kafka/password; never written in the config",
+    )
     consumer: dict[str, LibrdkafkaValue] = Field(default_factory=dict, description="extra librdkafka settings")
     producer: dict[str, LibrdkafkaValue] = Field(default_factory=dict, description="extra librdkafka settings")
+
+    def client_config(self) -> dict[str, LibrdkafkaValue]:
+        """What every Kafka client of the daemon takes: ``security``, and ``security_files`` read."""
+        read: dict[str, LibrdkafkaValue] = {}
+        for key, path in self.security_files.items():
+            try:
+                read[key] = path.read_text().strip()
+            except OSError as exc:
+                msg = f"kafka.security_files.{key}: cannot read {path} ({exc.strerror})"
+                raise ValueError(msg) from None
+        return {**self.security, **read}
 
     @model_validator(mode="after")
     def _distinct_topics(self) -> Self:

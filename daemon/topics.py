@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
@@ -19,6 +20,10 @@ class TopicError(RuntimeError):
     """A topic could not be created."""
 
 
+def _admin(bootstrap: str, client: Mapping[str, Any] | None) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap, **dict(client or {})})
+
+
 def ensure_topics(
     bootstrap: str,
     names: Iterable[str],
@@ -26,10 +31,12 @@ def ensure_topics(
     replication: int = 1,
     timeout_s: float = 30.0,
     config: dict[str, str] | None = None,
+    client: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Create the topics that do not exist yet (with the topic ``config``, e.g. compaction);
-    return the names that were created."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    return the names that were created. ``client``: librdkafka settings of the admin client
+    (the security block: `daemon.config.Settings.kafka_config`)."""
+    admin = _admin(bootstrap, client)
     wanted = list(dict.fromkeys(names))
     existing = set(admin.list_topics(timeout=timeout_s).topics)
     missing = [n for n in wanted if n not in existing]
@@ -50,10 +57,12 @@ def ensure_topics(
     return created
 
 
-def require_one_partition(bootstrap: str, topic: str, what: str, timeout_s: float = 30.0) -> None:
+def require_one_partition(
+    bootstrap: str, topic: str, what: str, timeout_s: float = 30.0, client: Mapping[str, Any] | None = None
+) -> None:
     """Refuse a topic of more than one partition where order across all its messages matters
     (the control topic: a command's offset is its place in that order)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = _admin(bootstrap, client)
     found = admin.list_topics(topic, timeout=timeout_s).topics.get(topic)
     count = 0 if found is None or found.error is not None else len(found.partitions)
     if count != 1:
@@ -61,7 +70,9 @@ def require_one_partition(bootstrap: str, topic: str, what: str, timeout_s: floa
         raise TopicError(msg)
 
 
-def delete_topics(bootstrap: str, names: Iterable[str], timeout_s: float = 30.0) -> list[str]:
+def delete_topics(
+    bootstrap: str, names: Iterable[str], timeout_s: float = 30.0, client: Mapping[str, Any] | None = None
+) -> list[str]:
     """Delete topics made for one run (tests, the demo, benchmarks); return the names deleted.
 
     A broker loads every partition on disk when it starts, so throwaway topics left behind make
@@ -70,7 +81,7 @@ def delete_topics(bootstrap: str, names: Iterable[str], timeout_s: float = 30.0)
     wanted = list(dict.fromkeys(names))
     if not wanted:
         return []
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = _admin(bootstrap, client)
     deleted = []
     for name, future in admin.delete_topics(wanted, operation_timeout=timeout_s).items():
         try:

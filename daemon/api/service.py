@@ -38,9 +38,10 @@ class AdminService:
         clock: Callable[[], float] = time.time,
     ) -> None:  # fmt: skip
         k = settings.kafka
-        self.commands = KafkaCommandSink(k.bootstrap_servers, k.producer)
+        self.commands = KafkaCommandSink(k.bootstrap_servers, settings.kafka_config("producer"))
         self.reports = ModelReports()
-        self.follower = ReportFollower(k.bootstrap_servers, k.model_events_topic, self.reports, k.consumer)
+        self.follower = ReportFollower(k.bootstrap_servers, k.model_events_topic, self.reports,
+                                       settings.kafka_config("consumer"))  # fmt: skip
         self.readiness = Readiness(BrokerProbe(self.commands), serving_check(board, registry, settings.model.group))
         deps = ApiDeps(
             registry=registry, commands=self.commands, board=board, reports=self.reports,

@@ -339,3 +339,29 @@ def test_live_refresh_serves_from_the_lanes_the_machine_allows(monkeypatch: pyte
         None, schema=MINIMAL_SCHEMA, model=refresh, promotion={"live_refresh": True}, runtime={"lanes": "thread"}
     )
     assert not threads.flow_config().gate.processes
+
+
+def test_the_kafka_security_block_reaches_every_client_and_secrets_come_from_files(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")
+    s = load_settings(
+        _write(tmp_path),
+        kafka={"security": {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "hw"},
+               "security_files": {"sasl.password": str(secret)}, "consumer": {"fetch.min.bytes": 1},
+               "replication_factor": 3},
+    )  # fmt: skip
+    shared = {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "hw",
+              "sasl.password": "s3cret"}  # fmt: skip
+    assert s.kafka_config("admin") == shared
+    assert s.kafka_config("consumer") == shared | {"fetch.min.bytes": 1}
+    config = s.flow_config()
+    assert dict(config.consumer_config) == shared | {"fetch.min.bytes": 1}
+    assert dict(config.producer_config) == shared | dict(s.kafka.producer)
+    assert s.kafka.replication_factor == 3
+    assert "s3cret" not in str(s.model_dump(mode="json"))  # the config holds the file's path, not the secret
+
+
+def test_an_unreadable_security_file_is_a_clear_error(tmp_path: Path) -> None:
+    s = load_settings(_write(tmp_path), kafka={"security_files": {"sasl.password": str(tmp_path / "absent")}})
+    with pytest.raises(ConfigError, match=r"kafka.security_files.sasl.password: cannot read .*absent"):
+        s.flow_config()
