@@ -16,9 +16,15 @@ __all__ = ["LEARNERS", "LearnerSpec", "build_learner"]
 
 
 def torch_mlp(**params: Any) -> Learner:
-    """`learners.torch_learner.TorchMLP`, with PyTorch imported only now."""
-    from learners.torch_learner import TorchMLP
-
+    """`learners.torch_learner.TorchMLP`, with PyTorch imported only now (the ``torch`` extra)."""
+    try:
+        from learners.torch_learner import TorchMLP
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch":
+            raise
+        msg = ("torch-mlp needs PyTorch, which this installation leaves out: install the torch extra "
+               "(pip install 'headwater[torch]'), or use the -torch image")  # fmt: skip
+        raise LearnerError(msg) from None
     return TorchMLP(**params)
 
 

@@ -5,6 +5,7 @@ Its twin for evaluators is `test_evaluators.py`."""
 from __future__ import annotations
 
 import pickle
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
@@ -344,3 +345,11 @@ def test_multiclass_probabilities(spec: LearnerSpec) -> None:
     p = learner.predict_proba(x[:10])
     assert p.shape == (10, 3)
     np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_torch_mlp_without_pytorch_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default image leaves PyTorch out: asking for torch-mlp there says what to install."""
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now fails, as where it is not installed
+    monkeypatch.delitem(sys.modules, "learners.torch_learner", raising=False)
+    with pytest.raises(LearnerError, match=r"torch-mlp needs PyTorch.*headwater\[torch\]"):
+        build_learner(LearnerSpec("torch-mlp"), n_features=2, n_classes=2, feature_names=["a", "b"])
