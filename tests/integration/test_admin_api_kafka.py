@@ -89,7 +89,8 @@ def test_a_running_daemon_answers_wait_s_and_the_board_shows_its_reports(fresh_s
     try:
         with _service(settings) as (client, registry, _):
             daemon.start()
-            _wait_for("a champion", lambda: registry.champion(group), 60)
+            _wait_for("a champion", lambda: registry.champion(group) or daemon.errors, 60)
+            assert daemon.errors == [], daemon.errors  # the daemon failed to start: say why
             assert client.get("/readyz").json() == {"ready": True, "reasons": []}
             answer = client.post(f"/groups/{group}/commands/freeze", json={"reason": "integration"}, headers=AUTH,
                                  params={"wait_s": 30})  # fmt: skip
