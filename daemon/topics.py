@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -61,10 +62,19 @@ def require_one_partition(
     bootstrap: str, topic: str, what: str, timeout_s: float = 30.0, client: Mapping[str, Any] | None = None
 ) -> None:
     """Refuse a topic of more than one partition where order across all its messages matters
-    (the control topic: a command's offset is its place in that order)."""
+    (the control topic: a command's offset is its place in that order). A topic created a moment
+    ago may not be in the brokers' metadata yet, or without its partitions' leaders: that is waited
+    for, up to ``timeout_s``."""
     admin = _admin(bootstrap, client)
-    found = admin.list_topics(topic, timeout=timeout_s).topics.get(topic)
-    count = 0 if found is None or found.error is not None else len(found.partitions)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = admin.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        count = 0 if found is None or found.error is not None else len(found.partitions)
+        if count > 1 or (count == 1 and found is not None and all(p.leader >= 0 for p in found.partitions.values())):
+            break
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     if count != 1:
         msg = f"{topic} has {count} partitions; the {what} needs exactly 1 (create it with one, or name another)"
         raise TopicError(msg)

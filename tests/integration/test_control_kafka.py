@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import itertools
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +22,7 @@ from confluent_kafka.admin import AdminClient
 from daemon.config import Settings
 from daemon.kafka_client import make_producer, produce_all, read_all, read_until
 from daemon.registry import SqliteRegistry
+from daemon.topics import TopicError, delete_topics, ensure_topics, require_one_partition
 from daemon.workload import WorkItem, Workload, WorkloadSpec
 from dataflows.control import encode_command, new_command
 from tests.integration.conftest import BackgroundDaemon, SettingsFactory
@@ -217,3 +219,18 @@ def test_a_replayed_candidate_learns_its_stretches_first_and_a_deleted_one_is_re
     for r in ranges:  # the lineage starts with the stretch replayed, then goes on with the live stream
         first_run = min(runs[(r["topic"], r["partition"])])
         assert first_run[0] == 0 and first_run[1] >= r["last"]
+
+
+def test_a_control_topic_of_several_partitions_is_refused(kafka_bootstrap: str) -> None:
+    """A command's offset is its place in the order: a control topic needs exactly one partition.
+    One created a moment before is waited for until its partition has a leader."""
+    run = uuid.uuid4().hex[:10]
+    one, two = f"it-{run}.control1", f"it-{run}.control2"
+    try:
+        ensure_topics(kafka_bootstrap, [one], 1)
+        require_one_partition(kafka_bootstrap, one, "control topic")
+        ensure_topics(kafka_bootstrap, [two], 2)
+        with pytest.raises(TopicError, match=rf"{two} has 2 partitions; the control topic needs exactly 1"):
+            require_one_partition(kafka_bootstrap, two, "control topic")
+    finally:
+        delete_topics(kafka_bootstrap, [one, two])
