@@ -19,7 +19,7 @@ from typing import Any, cast
 from bytewax.recovery import RecoveryConfig
 from bytewax.run import cli_main
 from confluent_kafka import OFFSET_BEGINNING
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 
 from daemon.api import RECOVERING, AdminService, HttpMetrics
 from daemon.cluster import Member
@@ -40,7 +40,7 @@ from dataflows.serve import ServingTable
 from dataflows.train.state import decision_record
 from learners import Learner
 
-__all__ = ["check_learner", "run_daemon"]
+__all__ = ["check_learner", "control_source", "daemon_collector", "run_daemon"]
 
 log = logging.getLogger("headwater")
 
@@ -68,9 +68,7 @@ def run_daemon(
     """
     stop = stop if stop is not None else threading.Event()
     config: FlowConfig = settings.flow_config(stop=stop)
-    if collector is None:
-        collector = CollectorRegistry()
-        register_gpu(collector)
+    collector = collector if collector is not None else daemon_collector()
     prometheus = PrometheusMetrics(collector) if metrics is None else None
     metrics = prometheus if prometheus is not None else metrics
     first = member is None or member.first
@@ -155,6 +153,16 @@ def run_daemon(
         follower.stop()
         follower.join(5)  # its consumer closed before the registry it loads models from
         deps.registry.close()
+
+
+def daemon_collector() -> CollectorRegistry:
+    """The Prometheus registry a daemon's /metrics exports when none is handed in: GPU telemetry
+    and the process's own series (prometheus-client puts those on its default registry only);
+    `PrometheusMetrics` adds Headwater's."""
+    collector = CollectorRegistry()
+    register_gpu(collector)
+    ProcessCollector(registry=collector)  # process_resident_memory_bytes, CPU seconds, open fds
+    return collector
 
 
 def _admin(settings: Settings, deps: FlowDeps, collector: CollectorRegistry) -> AdminService | None:

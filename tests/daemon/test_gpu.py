@@ -79,3 +79,10 @@ def test_readings_are_exported_per_gpu_in_base_units() -> None:
     assert {name for name, _ in got} == set(GPU_METRICS)
     _samples(registry)
     assert nvml.inits == 1  # initialised once, read at every scrape
+
+
+def test_the_daemons_registry_exports_gpu_and_process_series() -> None:
+    from daemon.runner import daemon_collector
+
+    names = {name for name, _ in _samples(daemon_collector())}
+    assert {"headwater_gpu_available", "process_resident_memory_bytes", "process_cpu_seconds_total"} <= names
