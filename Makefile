@@ -33,6 +33,9 @@ openapi: ## write docs/openapi.json again from the admin API (a test compares th
 dashboard: ## write helm/headwater/dashboards/headwater.json again from daemon/dashboard.py (a test compares the two)
 	$(BIN)/python -m daemon.dashboard
 
+chart-schema: ## write the config part of helm/headwater/values.schema.json again from the daemon's settings (a test compares)
+	$(BIN)/python -m tests.helm.values_schema
+
 demo: ## the demo: a drifting stream through a live daemon
 	$(BIN)/headwater demo
 
@@ -48,4 +51,4 @@ bench-copies: ## copying a grown River model: pickle round trip vs deepcopy (~30
 bench-moa: ## MOA: per-event vs batched calls, ARF champion at 5,000/s vs CapyMOA alone, start-up (~6 min)
 	$(BIN)/python -m bench.moa
 
-.PHONY: help install kafka-up kafka-down lint typecheck test check openapi dashboard demo bench bench-candidates bench-copies bench-moa
+.PHONY: help install kafka-up kafka-down lint typecheck test check openapi dashboard chart-schema demo bench bench-candidates bench-copies bench-moa
