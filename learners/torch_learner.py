@@ -25,10 +25,25 @@ __all__ = ["TorchMLP", "pick_device"]
 
 
 def pick_device(device: str = "auto") -> torch.device:
-    """``auto`` means CUDA when a GPU is visible, else CPU."""
+    """``auto`` means CUDA when a GPU is visible, else CPU. A CUDA device asked for where PyTorch
+    sees none is a `LearnerError` that says so (not a traceback from the first tensor)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        picked = torch.device(device)
+    except RuntimeError as exc:
+        msg = f"torch-mlp: device {device!r} is not a device PyTorch knows ({exc}); use auto, cpu or cuda[:N]"
+        raise LearnerError(msg) from None
+    if picked.type == "cuda":
+        if not torch.cuda.is_available():
+            msg = (f"torch-mlp: device {device!r} asked for, but PyTorch sees no CUDA GPU here (no driver or GPU, "
+                   "or a CPU-only build of torch); set params.device to auto or cpu, or run on a GPU node")  # fmt: skip
+            raise LearnerError(msg)
+        if picked.index is not None and picked.index >= torch.cuda.device_count():
+            visible = torch.cuda.device_count()
+            msg = f"torch-mlp: device {device!r} asked for, but only {visible} CUDA GPU(s) are visible"
+            raise LearnerError(msg)
+    return picked
 
 
 class TorchMLP:

@@ -353,3 +353,15 @@ def test_torch_mlp_without_pytorch_names_the_extra(monkeypatch: pytest.MonkeyPat
     monkeypatch.delitem(sys.modules, "learners.torch_learner", raising=False)
     with pytest.raises(LearnerError, match=r"torch-mlp needs PyTorch.*headwater\[torch\]"):
         build_learner(LearnerSpec("torch-mlp"), n_features=2, n_classes=2, feature_names=["a", "b"])
+
+
+def test_a_cuda_device_that_is_not_there_is_a_clear_error() -> None:
+    """Where CUDA is absent ``cuda`` is refused with a reason; where it is present, ``cuda:99``."""
+    import torch
+
+    device = "cuda:99" if torch.cuda.is_available() else "cuda"
+    with pytest.raises(LearnerError, match=r"torch-mlp: device 'cuda(:99)?' asked for, but"):
+        build_learner(LearnerSpec("torch-mlp", {"device": device}), n_features=2, n_classes=2,
+                      feature_names=["a", "b"])  # fmt: skip
+    with pytest.raises(LearnerError, match="not a device PyTorch knows"):
+        build_learner(LearnerSpec("torch-mlp", {"device": "gpu"}), n_features=2, n_classes=2, feature_names=["a", "b"])
