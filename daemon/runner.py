@@ -67,6 +67,22 @@ def run_daemon(
     until they serve the registry's champion from that topic before they start.
     """
     stop = stop if stop is not None else threading.Event()
+    # From the first instant: a SIGTERM while the daemon starts (a pod deleted as it comes up) is a
+    # graceful stop too, not death by the default handler.
+    previous = _install_stop_handlers(stop)
+    try:
+        _run(settings, stop, create_topics=create_topics, metrics=metrics, collector=collector, member=member,
+             table_wait_s=table_wait_s)  # fmt: skip
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(
+    settings: Settings, stop: threading.Event, *, create_topics: bool, metrics: Metrics | None,
+    collector: CollectorRegistry | None, member: Member | None, table_wait_s: float,
+) -> None:  # fmt: skip
+    """`run_daemon`'s work, its stop handlers installed."""
     config: FlowConfig = settings.flow_config(stop=stop)
     collector = collector if collector is not None else daemon_collector()
     prometheus = PrometheusMetrics(collector) if metrics is None else None
@@ -125,25 +141,20 @@ def run_daemon(
         # prepared by the first process before it published the table waited for
         recovery = RecoveryConfig(str(runtime.recovery_dir)) if runtime.recovery_dir is not None else None
         flow = build_flow(config, deps, installed=installed)
-        previous = _install_stop_handlers(stop)
         if admin is not None:
             admin.readiness.clear(RECOVERING)
         elif prometheus is not None:
             prometheus.set_ready(True)
-        try:
-            where = f"process {member.process_id} of {len(member.addresses)}, " if member is not None else ""
-            log.info("headwater running: %s%s workers, brokers %s", where, runtime.workers, config.brokers)
-            cli_main(
-                flow,
-                workers_per_process=runtime.workers,
-                process_id=member.process_id if member is not None else None,
-                addresses=list(member.addresses) if member is not None else None,
-                epoch_interval=timedelta(seconds=runtime.snapshot_interval_s),
-                recovery_config=recovery,
-            )
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        where = f"process {member.process_id} of {len(member.addresses)}, " if member is not None else ""
+        log.info("headwater running: %s%s workers, brokers %s", where, runtime.workers, config.brokers)
+        cli_main(
+            flow,
+            workers_per_process=runtime.workers,
+            process_id=member.process_id if member is not None else None,
+            addresses=list(member.addresses) if member is not None else None,
+            epoch_interval=timedelta(seconds=runtime.snapshot_interval_s),
+            recovery_config=recovery,
+        )
         if follower.error is not None:
             msg = f"stopped: the serving-table follower of {topics.serving} failed: {follower.error}"
             raise RuntimeError(msg) from follower.error
@@ -152,6 +163,7 @@ def run_daemon(
             admin.stop()
         follower.stop()
         follower.join(5)  # its consumer closed before the registry it loads models from
+        tables.close()
         deps.registry.close()
 
 

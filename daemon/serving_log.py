@@ -79,6 +79,12 @@ class ServingLog:
         with self._lock:
             self._out.write_batch([out])
 
+    def close(self) -> None:
+        """Let the producer go (every table was acknowledged as it was written): its threads end
+        with it, instead of trying a broker that may be gone for as long as the process lives."""
+        with self._lock:
+            del self._out
+
 
 class ServingFollower(threading.Thread):
     """Puts the group's tables from the topic on this process's board, in order, from the first

@@ -65,4 +65,8 @@ class KafkaCommandSink:
         return self._producer.list_topics(topic, timeout)
 
     def close(self) -> None:
-        self._producer.flush(self.timeout_s)
+        """Flush, then let the producer go: its threads end with it, instead of trying a broker that
+        may be gone for as long as the process lives."""
+        with self._lock:
+            self._producer.flush(self.timeout_s)
+            del self._producer

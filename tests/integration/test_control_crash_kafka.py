@@ -90,6 +90,7 @@ def test_commands_acknowledged_before_a_kill_9_apply_once_after_the_restart(
             champion_at_kill = registry.champion(group)
         assert champion_at_kill is not None and champion_at_kill.name == "fork"
         restarted_ms = time.time() * 1000
+        first_run = len(log.read_bytes())
         daemon = _start(config, log)
         feeder.join(60)
         assert not feeder.is_alive()
@@ -98,7 +99,11 @@ def test_commands_acknowledged_before_a_kill_9_apply_once_after_the_restart(
             ids = {orjson.loads(m.value() or b"{}")["id"] for m in read_all(k.bootstrap_servers, [k.predictions_topic])}
             return len(ids) >= spec.n_events
 
+        def running_again() -> bool:  # the stream may have been served whole before the kill
+            return b"headwater running" in log.read_bytes()[first_run:]
+
         _wait(all_served, 120, "a prediction for every event")
+        _wait(running_again, 120, "the restarted daemon running its flow")
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(60) == 0, log.read_text()[-3000:]
     finally:
