@@ -49,4 +49,3 @@ def test_metrics_after_20000_events_match_the_topics(fresh_settings: SettingsFac
     consumed = total("headwater_records_consumed_total", "topic")
     assert consumed == collections.Counter(topic[i.kind] for i in items)  # every record read once
     assert [s.value for s in samples if s.name == "headwater_ready"] == [1.0]
-
