@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import orjson
 import yaml
 from confluent_kafka import Consumer
@@ -103,6 +105,7 @@ def run_demo(options: DemoOptions) -> int:
     }
     serving_topic = f"headwater-demo-{run_id}.serving"  # the daemon makes it (one partition, compacted)
     control_topic = f"headwater-demo-{run_id}.control"  # the daemon makes it (one partition)
+    admin_port = _free_port()
     spec = WorkloadSpec(n_events=options.events, drift_at=options.events // 2)
     workload = Workload(spec)
     workdir = Path(tempfile.mkdtemp(prefix="headwater-demo-"))
@@ -137,7 +140,7 @@ def run_demo(options: DemoOptions) -> int:
         "promotion": {"canary_min_samples": 100},
         "registry": {"path": str(workdir / "registry")},
         "runtime": {"workers": options.workers},
-        "admin": {"port": 0},  # a free port (the daemon's log names it): the demo never fights over 8080
+        "admin": {"host": "127.0.0.1", "port": admin_port},  # a free port: the demo never fights over 8080
     }
     ensure_topics(bootstrap, topics.values(), partitions=4)
     config_path = workdir / "config.yaml"
@@ -170,6 +173,14 @@ def run_demo(options: DemoOptions) -> int:
 
         report.produced = produce_all(producer, ((by_kind[i.kind], i.key, i.value) for i in items), options.rate, sent)
 
+    # A live stream into a ready daemon: the events flow once its champion serves (/readyz), so
+    # none piles up while it starts and the first ones are not served in bulk by an untrained model.
+    if not _ready(f"http://127.0.0.1:{admin_port}/readyz", daemon, options.timeout_s):
+        console.print(f"[red]the daemon did not become ready; see {log_path}")
+        if daemon.poll() is None:
+            daemon.kill()
+        return 1
+    console.print(f"admin API: http://127.0.0.1:{admin_port} (try /readyz, /groups/default, /metrics)")
     producer_thread = threading.Thread(target=produce, name="demo-producer", daemon=True)
     producer_thread.start()
 
@@ -215,6 +226,26 @@ def run_demo(options: DemoOptions) -> int:
     if not complete:
         console.print("[red]not every event was accounted for: see the summary above")
     return 0 if complete and daemon.returncode == 0 else 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _ready(url: str, daemon: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    """Whether the daemon answered ``/readyz`` with 200 before it exited or ``timeout_s`` passed."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and daemon.poll() is None:
+        try:
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass  # not listening yet
+        time.sleep(0.1)
+    return False
 
 
 def _env_without_setting_overrides() -> dict[str, str]:

@@ -141,6 +141,9 @@ def _run(
         # prepared by the first process before it published the table waited for
         recovery = RecoveryConfig(str(runtime.recovery_dir)) if runtime.recovery_dir is not None else None
         flow = build_flow(config, deps, installed=installed)
+        # Take SIGTERM/SIGINT back: a JVM started since (MOA's learners, through JPype) installs
+        # its own handlers, and a SIGTERM would then never reach the graceful stop.
+        _install_stop_handlers(stop)
         if admin is not None:
             admin.readiness.clear(RECOVERING)
         elif prometheus is not None:
