@@ -65,8 +65,6 @@ class KafkaCommandSink:
         return self._producer.list_topics(topic, timeout)
 
     def close(self) -> None:
-        """Flush, then let the producer go: its threads end with it, instead of trying a broker that
-        may be gone for as long as the process lives."""
+        """Flush what is in flight (the producer itself lives on: readiness may still ask it)."""
         with self._lock:
             self._producer.flush(self.timeout_s)
-            del self._producer
