@@ -5,13 +5,9 @@ frozen first (a command the snapshots hold), so that nothing but the commands ch
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,26 +20,11 @@ from daemon.registry import SqliteRegistry
 from daemon.workload import Workload, WorkloadSpec
 from dataflows.control import encode_command, new_command
 from tests.integration.conftest import SettingsFactory
+from tests.integration.test_crash_recovery_kafka import _start, _wait
 
 pytestmark = pytest.mark.kafka
 
 RATE = 1500.0
-
-
-def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout_s:.0f} s waiting for {what}"
-        time.sleep(0.1)
-
-
-def _start(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HEADWATER_")}
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "daemon.cli", "run", "--config", str(config)], stdout=out, stderr=subprocess.STDOUT,
-            env=env,
-        )  # fmt: skip
 
 
 def test_commands_acknowledged_before_a_kill_9_apply_once_after_the_restart(
