@@ -33,8 +33,8 @@ from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from dataflows.ports import Clock, Metrics, Registry
-from dataflows.records import ModelReport
+from dataflows.ports import DECISION_ACTIONS, Clock, Metrics, Registry
+from dataflows.records import DeadLetterReason, ModelReport
 from dataflows.serve import ServingTable
 
 __all__ = ["BatchHistogram", "PrometheusMetrics", "ServingWatch"]
@@ -112,7 +112,10 @@ class PrometheusMetrics(Metrics):
     """The `Metrics` port on Prometheus, plus what the daemon reports itself: readiness
     (`set_ready`) and the admin API's requests (`http_request`). docs/metrics.md lists them all."""
 
-    def __init__(self, registry: CollectorRegistry, *, clock: Clock = time.time) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, *, clock: Clock = time.time, outputs: Sequence[str] = ()
+    ) -> None:  # fmt: skip
+        """``outputs``: the topics the daemon writes, whose delivery-error series start at 0."""
         self.clock = clock
 
         def counter(name: str, doc: str, *labels: str) -> _Children[Counter]:
@@ -187,6 +190,14 @@ class PrometheusMetrics(Metrics):
             "http_request_duration_seconds", "Admin API request durations.", Histogram.DEFAULT_BUCKETS, "method",
             "route",
         )  # fmt: skip
+        # Counters of rare events start at 0 where their labels are known, so that the first one is
+        # an increase Prometheus sees (and the alerts' series exist before it): every dead-letter
+        # reason and output topic now, a group's decisions as its train step starts (`controlled`),
+        # a model's skipped batches as it first learns (`learned`).
+        for reason in DeadLetterReason:
+            self._dead_letters(reason.value)
+        for topic in outputs:
+            self._delivery_errors(topic)
 
     # -- the serve side ------------------------------------------------------------------------
 
@@ -233,6 +244,7 @@ class PrometheusMetrics(Metrics):
     # -- the train side ------------------------------------------------------------------------
 
     def learned(self, group: str, model: str, n: int, learn_s: float, lag_batches: int) -> None:
+        self._skipped(group, model)  # its series, at 0 until `reported` counts a skip
         self._learned(group, model).inc(n)
         self._learn_s(group, model).observe(learn_s)
         self._lane_lag(group, model).set(lag_batches)
@@ -260,6 +272,8 @@ class PrometheusMetrics(Metrics):
         self._commands(group, kind, outcome).inc()
 
     def controlled(self, group: str, *, paused: int, frozen: bool, canary_ceiling: float | None) -> None:
+        for action in DECISION_ACTIONS:  # called as the group's train step starts: its decisions count from 0
+            self._decisions(group, action)
         self._paused(group).set(paused)
         self._frozen(group).set(1 if frozen else 0)
         if canary_ceiling is not None:

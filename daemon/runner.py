@@ -85,7 +85,8 @@ def _run(
     """`run_daemon`'s work, its stop handlers installed."""
     config: FlowConfig = settings.flow_config(stop=stop)
     collector = collector if collector is not None else daemon_collector()
-    prometheus = PrometheusMetrics(collector) if metrics is None else None
+    outputs = [config.topics.predictions, config.topics.dead_letters, config.topics.model_events]
+    prometheus = PrometheusMetrics(collector, outputs=outputs) if metrics is None else None
     metrics = prometheus if prometheus is not None else metrics
     first = member is None or member.first
     if member is not None and len(member.addresses) > 1 and config.gate.live_refresh:

@@ -15,6 +15,7 @@ from dataflows.records import CommandRecord, ModelReport
 from learners import Learner
 
 __all__ = [
+    "DECISION_ACTIONS",
     "CheckpointRef",
     "Clock",
     "Decision",
@@ -64,6 +65,9 @@ class VersionInfo:
     samples: int = 0
     checkpoint_sha256: str | None = None
     ranges: Sequence[OffsetRange] = ()
+
+
+DECISION_ACTIONS = ("promote", "refuse", "rollback", "retire")  # what a `Decision` may do
 
 
 @dataclass(frozen=True)

@@ -183,17 +183,17 @@ def report(rt: GroupRuntime, slot: Slot, lane: Lane, result: LaneResult, now_ms:
     for r in result.ranges:
         span = offsets.setdefault(f"{r.topic}/{r.partition}", [r.first, r.last])
         span[0], span[1] = min(span[0], r.first), max(span[1], r.last)
-    return [
-        ModelReport(
-            group=state.name, model=slot.name, version=result.version, role=slot.role, ts_ms=now_ms,
-            batch=result.seq, n_labelled=n, n_learned=result.learned, n_correct=int(result.correct.sum()),
-            accuracy=snap.accuracy, rolling_accuracy=snap.rolling_accuracy, rolling_log_loss=snap.rolling_log_loss,
-            learn_ms=round(result.learn_ms, 3), lag_batches=lane.backlog, skipped_batches_total=lane.skipped_total,
-            offsets=offsets, pending_features=join.pending_features, pending_labels=join.pending_labels,
-            features_expired_total=join.features_expired_total, labels_unmatched_total=join.labels_unmatched_total,
-            error=result.error,
-        )
-    ]  # fmt: skip
+    model_report = ModelReport(
+        group=state.name, model=slot.name, version=result.version, role=slot.role, ts_ms=now_ms,
+        batch=result.seq, n_labelled=n, n_learned=result.learned, n_correct=int(result.correct.sum()),
+        accuracy=snap.accuracy, rolling_accuracy=snap.rolling_accuracy, rolling_log_loss=snap.rolling_log_loss,
+        learn_ms=round(result.learn_ms, 3), lag_batches=lane.backlog, skipped_batches_total=lane.skipped_total,
+        offsets=offsets, pending_features=join.pending_features, pending_labels=join.pending_labels,
+        features_expired_total=join.features_expired_total, labels_unmatched_total=join.labels_unmatched_total,
+        error=result.error,
+    )  # fmt: skip
+    ctx.metrics.reported(model_report)
+    return [model_report]
 
 
 def verdicts(rt: GroupRuntime, now_ms: int) -> list[TrainOutput]:

@@ -18,6 +18,7 @@ from daemon.metrics import PrometheusMetrics
 from dataflows.records import ModelReport
 from tests.daemon.test_gpu import FakeNvml
 from tests.dataflows.helpers import FakeClock
+from tests.tools import tool
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "metrics.md"
@@ -254,11 +255,8 @@ def test_the_exposition_parses_and_gives_back_the_values() -> None:
 
 
 def promtool() -> str:
-    """promtool, built once into the cache by scripts/tools. Missing Go or a failed build fails the
-    test: every machine that runs the suite has Go (docs: STACK.md)."""
-    done = subprocess.run([str(ROOT / "scripts" / "tools"), "promtool"], capture_output=True, text=True, timeout=1200)
-    assert done.returncode == 0, f"scripts/tools promtool failed:\n{done.stderr[-3000:]}"
-    return done.stdout.strip()
+    """promtool, built once into the cache by scripts/tools."""
+    return tool("promtool")
 
 
 def promtool_check(exposition: bytes) -> None:

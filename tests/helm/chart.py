@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from tests.tools import tool
+
 __all__ = [
     "CHART",
     "CI_VALUES",
@@ -41,13 +43,9 @@ class HelmError(AssertionError):
         self.output = output
 
 
-@functools.cache
 def helm() -> str:
-    """helm, built once into the cache by scripts/tools. Missing Go or a failed build fails the tests:
-    every machine that runs the suite has Go (STACK.md), so a missing tool is never a skip."""
-    done = subprocess.run([str(ROOT / "scripts" / "tools"), "helm"], capture_output=True, text=True, timeout=1200)
-    assert done.returncode == 0, f"scripts/tools helm failed:\n{done.stderr[-3000:]}"
-    return done.stdout.strip()
+    """helm, built once into the cache by scripts/tools."""
+    return tool("helm")
 
 
 def _run(args: list[str]) -> str:

@@ -1,7 +1,8 @@
 """kill -9 right after two acknowledged commands (a promotion and a new candidate), then a restart
 on the same recovery store: each is applied once — the registry's command log holds each once,
-the promoted version serves (once the results made before the kill are reported), and one model learns under the new candidate's name. Decisions are
-frozen first (a command the snapshots hold), so that nothing but the commands changes who serves."""
+the promoted version serves (once the results made before the kill are reported), and one model
+learns under the new candidate's name. Decisions are frozen first (a command the snapshots hold),
+so that nothing but the commands changes who serves."""
 
 from __future__ import annotations
 
