@@ -1,20 +1,34 @@
-"""The alerts as Prometheus loads them: the chart's rule file."""
+"""The alerts as Prometheus loads them: the spec of the chart's PrometheusRule, rendered by the real
+``helm`` with the chart's thresholds (or others), as a plain rule file."""
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tests.observability.promql import ROOT
+from tests.helm.chart import CHART, render
 
-RULES = ROOT / "helm" / "headwater" / "files" / "alerts.yaml"
+DEFAULT = CHART / "ci" / "default-values.yaml"  # the values a chart needs (brokers, schema)
 
 
-def alert_rules() -> dict[str, Any]:
-    """The rule file, as a Prometheus ``rule_files`` entry reads it."""
-    rules: dict[str, Any] = yaml.safe_load(RULES.read_text())
-    return rules
+def alert_rules(thresholds: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """The rule file (``groups``) the chart renders with its defaults, or with ``thresholds`` as
+    ``metrics.prometheusRule.alerts`` in a values file of their own (as a user sets them)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        values = Path(tmp) / "thresholds.yaml"
+        values.write_text(yaml.safe_dump({"metrics": {"prometheusRule": {"alerts": dict(thresholds or {})}}}))
+        rendered = render(DEFAULT, values, sets=["metrics.prometheusRule.enabled=true"], monitoring=True)
+    spec: dict[str, Any] = rendered.one("PrometheusRule")["spec"]
+    return spec
+
+
+def write_rules(path: Path, thresholds: Mapping[str, Mapping[str, Any]] | None = None) -> Path:
+    path.write_text(yaml.safe_dump(alert_rules(thresholds), sort_keys=False, width=200))
+    return path
 
 
 def by_name(rules: dict[str, Any]) -> dict[str, dict[str, Any]]:
