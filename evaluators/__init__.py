@@ -7,8 +7,10 @@ champion stay (probation)? Each takes per-example paired scores (``Paired``), an
 test with an always-valid confidence sequence (``SequentialDifference``), so they may be read after
 every micro-batch without inflating the false-promotion rate. A change detector (``ChangeDetector``,
 River's ADWIN) watches the champion's errors: evidence from before a change in the data says nothing
-about the candidates after it. Evaluators observe and report; only the promoter acts. No data is
-never success.
+about the candidates after it. A portfolio's weighted vote (``WeightedVote``: exponential weights
+with a fixed share, guarded by the member that has done best lately) says how much each member's
+probabilities count, and whether the vote or its leader should serve. Evaluators observe and
+report; only the promoter acts. No data is never success.
 """
 
 from evaluators._trial import FAIL_FLOOR
@@ -21,9 +23,11 @@ from evaluators.probation import ProbationEvaluator
 from evaluators.refresh import RefreshEvaluator
 from evaluators.shadow import ShadowEvaluator
 from evaluators.stats import SequentialDifference
+from evaluators.vote import VOTE, WeightedVote
 
 __all__ = [
     "FAIL_FLOOR",
+    "VOTE",
     "CanaryEvaluator",
     "Change",
     "ChangeDetector",
@@ -39,6 +43,7 @@ __all__ = [
     "SequentialDifference",
     "ShadowEvaluator",
     "Verdict",
+    "WeightedVote",
     "canary_bucket",
     "correctness",
     "log_loss",
