@@ -63,6 +63,11 @@ class _Children(Generic[M]):
             child = self._children[labels] = self.metric.labels(*labels)
         return child
 
+    def remove(self, *labels: str) -> None:
+        """Drop the child of ``labels`` (nothing if there is none): its series leaves the exposition."""
+        if self._children.pop(labels, None) is not None:
+            self.metric.remove(*labels)
+
 
 class BatchHistogram(Collector):
     """A labelled histogram fed a whole array of observations at once: a micro-batch's values are
@@ -262,6 +267,11 @@ class PrometheusMetrics(Metrics):
             self._skipped_seen[group, model] = total
         self._pending_labels(group).set(report.pending_labels)
         self._pending_events(group).set(report.pending_features)
+
+    def forgot(self, group: str, model: str) -> None:
+        """The model's gauges go (its counters stay: a rate over them ends by itself)."""
+        for gauge in (self._accuracy, self._lane_lag):
+            gauge.remove(group, model)
 
     def decided(self, group: str, action: str) -> None:
         self._decisions(group, action).inc()

@@ -276,6 +276,10 @@ class Metrics(Protocol):
         """A model's report on one labelled batch: rolling accuracy, lag, labels waiting, skips."""
         ...
 
+    def forgot(self, group: str, model: str) -> None:
+        """Slot ``model`` of ``group`` is gone (retired, its probation over, dropped): its gauges go."""
+        ...
+
     def commanded(self, group: str, kind: str, outcome: str) -> None: ...
 
     def dead_lettered(self, reason: str, n: int) -> None: ...
@@ -322,6 +326,9 @@ class NullMetrics:
         return None
 
     def reported(self, report: ModelReport) -> None:
+        return None
+
+    def forgot(self, group: str, model: str) -> None:
         return None
 
     def commanded(self, group: str, kind: str, outcome: str) -> None:

@@ -262,9 +262,7 @@ def _retire(rt: GroupRuntime, command: Command, now_ms: int) -> Result:
     if name == RESTART_SLOT:
         version = rt.lanes[name].version
         return f"{name} ({version}) retired", restart.drop(rt, f"retired by {reason}", now_ms)
-    lane = rt.lanes.pop(name)
-    del state.slots[name]
-    lane.close()
+    lane = rt.close_slot(name)
     out: list[TrainOutput] = []
     if state.canary is not None and state.canary[0] == lane.version:
         out.extend(canary.end(rt, f"{name} was retired", now_ms))

@@ -266,9 +266,7 @@ def retire_standby(rt: GroupRuntime, verdict: Verdict, now_ms: int) -> list[Trai
 
 def drop_standby(rt: GroupRuntime, reason: str, evidence: dict[str, Any], now_ms: int) -> list[TrainOutput]:
     state, ctx = rt.state, rt.ctx
-    standby = rt.lanes.pop(STANDBY_SLOT)
-    del state.slots[STANDBY_SLOT]
-    standby.close()
+    standby = rt.close_slot(STANDBY_SLOT)
     decision = ctx.promoter.retire(state.name, version=standby.version, reason=reason, evidence=evidence, ts_ms=now_ms)
     return [decision_record(decision)]
 

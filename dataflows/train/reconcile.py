@@ -79,8 +79,7 @@ def _reconcile_standby(rt: GroupRuntime) -> None:
     if held == wanted:
         return
     if held is not None:
-        rt.lanes.pop(STANDBY_SLOT).close()
-        del state.slots[STANDBY_SLOT]
+        rt.close_slot(STANDBY_SLOT)
     if wanted is not None:
         lane = LaneState(wanted, ctx.registry.load_checkpoint(wanted), False)
         state.slots[STANDBY_SLOT] = Slot(

@@ -52,9 +52,7 @@ def drop(rt: GroupRuntime, reason: str, now_ms: int, *, retire: bool = True) -> 
     state = rt.state
     if RESTART_SLOT not in state.slots:
         return []
-    lane = rt.lanes.pop(RESTART_SLOT)
-    del state.slots[RESTART_SLOT]
-    lane.close()
+    lane = rt.close_slot(RESTART_SLOT)
     if not retire:
         return []
     decision = rt.ctx.promoter.retire(state.name, version=lane.version, reason=reason, evidence={}, ts_ms=now_ms)

@@ -219,6 +219,16 @@ class GroupRuntime:
             serves=slot is not None and is_live_fork(self.ctx.config.gate, slot.spec),
         )  # fmt: skip
 
+    def close_slot(self, name: str) -> Lane:
+        """Take slot ``name`` and its lane out of the group: the lane is closed (and returned),
+        and the metrics forget the model's gauges (a retired model's last accuracy must not
+        linger on the board)."""
+        lane = self.lanes.pop(name)
+        del self.state.slots[name]
+        lane.close()
+        self.ctx.metrics.forgot(self.state.name, name)
+        return lane
+
     def flush_lineage(self) -> None:
         """Write what each version learned since the last write to the registry."""
         lineage, self.lineage = self.lineage, {}

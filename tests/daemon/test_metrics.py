@@ -178,6 +178,24 @@ def test_a_report_sets_the_gauges_and_keeps_an_accuracy_it_does_not_carry() -> N
     assert value("headwater_pending_events", {"group": "default"}) == 0
 
 
+def test_a_model_that_is_gone_leaves_no_gauge_and_starts_again_if_it_comes_back() -> None:
+    registry = CollectorRegistry()
+    m = PrometheusMetrics(registry)
+    m.learned("default", "fork", 10, 0.01, 2)
+    m.reported(_report("fork", rolling_accuracy=0.7, lag_batches=2))
+    m.reported(_report("champion", rolling_accuracy=0.9))
+    m.forgot("default", "fork")
+    m.forgot("default", "never-seen")  # nothing to drop: no error
+    value = registry.get_sample_value
+    fork, champion = {"group": "default", "model": "fork"}, {"group": "default", "model": "champion"}
+    assert value("headwater_rolling_accuracy_ratio", fork) is None
+    assert value("headwater_lane_lag_batches", fork) is None
+    assert value("headwater_rolling_accuracy_ratio", champion) == 0.9
+    assert value("headwater_examples_learned_total", fork) == 10  # counters stay
+    m.reported(_report("fork", rolling_accuracy=0.6))
+    assert value("headwater_rolling_accuracy_ratio", fork) == 0.6
+
+
 def test_the_serving_info_keeps_one_series_per_route_and_the_age_follows_the_clock() -> None:
     registry, clock = CollectorRegistry(), FakeClock(1_000.0)
     m = PrometheusMetrics(registry, clock=clock)
