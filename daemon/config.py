@@ -11,10 +11,10 @@ import re
 import warnings
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from daemon.sections import (
@@ -71,9 +71,20 @@ with warnings.catch_warnings():
             # The environment overrides the file (which arrives as init kwargs).
             return env_settings, init_settings, file_secret_settings
 
+        @model_validator(mode="after")
+        def _vote_in_threads(self) -> Self:
+            if self.model.vote.enabled and self.promotion.live_refresh:
+                msg = "model.vote serves its members' latest states itself: turn promotion.live_refresh off"
+                raise ValueError(msg)
+            if self.model.vote.enabled and self.runtime.lanes == "process":
+                msg = ("model.vote serves its members' latest states from this process's memory: "
+                       "runtime.lanes must be thread or auto (auto learns in threads with a vote)")  # fmt: skip
+                raise ValueError(msg)
+            return self
+
         def lane_processes(self) -> bool:
-            """Whether candidates learn in processes (`RuntimeSettings.lanes`)."""
-            return self.runtime.lane_processes(len(self.model.candidates))
+            """Whether candidates learn in processes (`RuntimeSettings.lanes`; never with a vote)."""
+            return not self.model.vote.enabled and self.runtime.lane_processes(len(self.model.candidates))
 
         def topics(self) -> Topics:
             k = self.kafka
@@ -116,6 +127,7 @@ with warnings.catch_warnings():
                 consumer_config=self.kafka_config("consumer"),
                 producer_config=self.kafka_config("producer"),
                 command_ttl_s=self.admin.command_ttl_s,
+                vote=self.model.vote.spec(),
             )
             return FlowConfig(**(fields | overrides))
 

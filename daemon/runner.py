@@ -89,6 +89,9 @@ def _run(
     prometheus = PrometheusMetrics(collector, outputs=outputs) if metrics is None else None
     metrics = prometheus if prometheus is not None else metrics
     first = member is None or member.first
+    if member is not None and len(member.addresses) > 1 and config.vote is not None:
+        msg = "model.vote serves from the memory of the process that trains; run one process, or turn the vote off"
+        raise ConfigError(msg)
     if member is not None and len(member.addresses) > 1 and config.gate.live_refresh:
         msg = ("promotion.live_refresh serves the refresh fork from the memory of the process that trains it; "
                "run one process, or turn live_refresh off")  # fmt: skip

@@ -11,6 +11,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictInt, StrictStr, model_validator
 
 from dataflows import CandidateSpec, FeatureSchema, GateSpec
+from dataflows.config import VoteSpec
 from learners import LearnerSpec
 
 __all__ = [
@@ -150,6 +151,20 @@ def _default_candidates() -> list[CandidateSettings]:
     return [CandidateSettings.model_validate({"name": "fork"})]
 
 
+class VoteSettings(_Section):
+    """The portfolio's weighted vote: the candidates (forks and other learners, each learning in its
+    own thread lane) serve together on the champion's route, weighted by how often each was right
+    lately; the champion serves until they can, and its gates go on (docs/architecture.md)."""
+
+    enabled: bool = Field(False, description="serve the candidates' weighted vote (one process, thread lanes)")
+    eta: float = Field(0.5, gt=0, le=10, description="how fast weight moves to the members that are right")
+    share: float = Field(0.002, ge=0, lt=1, description="part of the weight spread evenly after each example")
+    fade: float = Field(0.995, gt=0, lt=1, description="per example, for the recent accuracy of each member")
+
+    def spec(self) -> VoteSpec | None:
+        return VoteSpec(self.eta, self.share, self.fade) if self.enabled else None
+
+
 class ModelSettings(_Section):
     group: str = Field("default", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     learner: str = Field("river-logreg", description="built-in name or 'package.module:factory'")
@@ -159,12 +174,16 @@ class ModelSettings(_Section):
     candidates: list[CandidateSettings] = Field(
         default_factory=_default_candidates, description="models that learn beside the champion; [] for none"
     )
+    vote: VoteSettings = Field(default_factory=VoteSettings)  # type: ignore[arg-type]
 
     @model_validator(mode="after")
     def _unique_candidates(self) -> Self:
         names = [c.name for c in self.candidates]
         if len(set(names)) != len(names):
             msg = f"candidate names must be unique: {names}"
+            raise ValueError(msg)
+        if self.vote.enabled and not self.candidates:
+            msg = "vote.enabled needs one or more candidates: they are the vote's members"
             raise ValueError(msg)
         canaries = [c.name for c in self.candidates if c.gate == "canary"]
         if len(canaries) > 1:

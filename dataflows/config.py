@@ -14,7 +14,7 @@ import numpy.typing as npt
 from dataflows.decode import FeatureSchema
 from learners import Learner, LearnerSpec, build_learner
 
-__all__ = ["CandidateSpec", "FlowConfig", "GateSpec", "GoldenSet", "Topics"]
+__all__ = ["CandidateSpec", "FlowConfig", "GateSpec", "GoldenSet", "Topics", "VoteSpec"]
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,15 @@ class GoldenSet:
 
 
 @dataclass(frozen=True)
+class VoteSpec:
+    """The portfolio's weighted vote (`evaluators.WeightedVote`): the candidates serve together."""
+
+    eta: float = 0.5  # how fast weight moves to the members that are right
+    share: float = 0.002  # the part of the weight spread evenly after each example (fixed share)
+    fade: float = 0.995  # per example, for the recent accuracies the guard compares
+
+
+@dataclass(frozen=True)
 class FlowConfig:
     """What the flow needs, already validated (the daemon builds it from its settings)."""
 
@@ -131,6 +140,7 @@ class FlowConfig:
     recovery: bool = False  # a recovery store keeps Bytewax's snapshots (else they are not worth making)
     lineage_flush_s: float = 1.0  # how often what each version learned is written to the registry
     command_ttl_s: float = 3600.0  # an operator's command older than this when the train step reads it: expired
+    vote: VoteSpec | None = None  # the candidates serve a weighted vote on the champion's route
     consumer_config: Mapping[str, Any] = field(default_factory=dict)
     producer_config: Mapping[str, Any] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -145,6 +155,12 @@ class FlowConfig:
             raise ValueError(msg)
         if "restart" in names:  # the slot of `promotion.restart_on_drift`'s model
             msg = "candidate name 'restart' is reserved"
+            raise ValueError(msg)
+        if self.vote is not None and (not self.candidates or self.gate.processes):
+            msg = "a vote needs one or more candidates, learning in thread lanes (runtime.lanes: thread or auto)"
+            raise ValueError(msg)
+        if self.vote is not None and self.gate.live_refresh:
+            msg = "a vote serves its members' latest states itself: turn promotion.live_refresh off"
             raise ValueError(msg)
         g = self.gate
         if g.max_samples < max(g.min_samples, g.canary_min_samples * len(g.canary_steps)):

@@ -182,6 +182,7 @@ def build_flow(config: FlowConfig, deps: FlowDeps, *, installed: Decision | None
     ctx = TrainContext(
         config, deps.registry, deps.promoter, deps.metrics, clock,
         drain_on_eof=config.drain_on_eof, delayed_labels=topics.labels is not None, installed=installed,
+        board=deps.board,
     )  # fmt: skip
 
     def trainer(resumed: GroupState | None) -> TrainLogic | TrainThread:

@@ -69,6 +69,7 @@ class LaneResult:
     error: str | None = None
     skipped: bool = False
     ranges: tuple[OffsetRange, ...] = ()
+    proba: npt.NDArray[np.float64] | None = None  # (n, classes) before learning: what a vote combines
 
 
 @dataclass
@@ -120,6 +121,7 @@ def run_job(
     step = piece_size(learner) if between is not None else max(n, 1)
     correct = np.zeros(n)
     proba_true = np.zeros(n)
+    proba: npt.NDArray[np.float64] | None = None
     error: str | None = None
     if n:
         try:
@@ -134,8 +136,11 @@ def run_job(
                     raise ValueError(msg)
                 correct[rows] = p.argmax(axis=1) == y
                 proba_true[rows] = p[np.arange(len(y)), y]
+                if proba is None:
+                    proba = np.empty((n, p.shape[1]))
+                proba[rows] = p
         except Exception as exc:  # could not predict: scored as wrong, never as right
-            correct[:], proba_true[:] = 0.0, 0.0
+            correct[:], proba_true[:], proba = 0.0, 0.0, None
             error = f"predict: {type(exc).__name__}: {exc}"
     learned, learn_ms, learn_failed = 0, 0.0, False
     learns = learns and job.learn
@@ -157,7 +162,9 @@ def run_job(
         learn_ms = learn_s * 1000
     # The stretch of input this model trained through: none if it does not learn or failed to.
     ranges = job.ranges if learns and not learn_failed else ()
-    return LaneResult(name, version, job.seq, correct, proba_true, job.routes, learned, learn_ms, error, ranges=ranges)
+    return LaneResult(
+        name, version, job.seq, correct, proba_true, job.routes, learned, learn_ms, error, ranges=ranges, proba=proba
+    )
 
 
 def drop_stale(

@@ -98,18 +98,21 @@ class DeadLetter(msgspec.Struct, frozen=True):
     original_key: bytes | None = None
 
 
-class Prediction(msgspec.Struct, frozen=True, gc=False):
-    """A served prediction: which version made it, and the route that chose that version."""
+class Prediction(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
+    """A served prediction: which version made it, and the route that chose that version. The
+    vote's (``route: "vote"``) names its heaviest member's version, and in ``votes`` every
+    member's version with its weight."""
 
     id: str
     group: str
     version: str  # registry id, e.g. "default/7"
-    route: str  # "champion", "canary", or "live" (the refresh fork's copy on the champion's route)
+    route: str  # "champion", "canary", "live" (the refresh fork's copy) or "vote" (the portfolio's)
     prediction: int | str
     proba: list[float]
     event_ts_ms: int | None
     predicted_ts_ms: int
     source: SourceRef
+    votes: dict[str, float] | None = None  # the vote's members' versions and weights
 
 
 class ModelReport(msgspec.Struct, frozen=True, kw_only=True, tag="report", tag_field="type"):

@@ -32,6 +32,7 @@ import msgspec
 import numpy as np
 
 from dataflows.decode import Decoder, RawMessage
+from dataflows.portfolio import VOTE_ROUTE, Member, Portfolio
 from dataflows.ports import Clock, Metrics
 from dataflows.records import (
     DeadLetter,
@@ -78,6 +79,7 @@ class ServingTable:
     An event goes to the canary iff ``canary_bucket(event.id, seed) < canary_share``: sticky, and
     raising the share keeps every key already in the canary. ``fresh``, when set, is the champion's
     refresh fork as it last learned (live refresh): it serves the champion's route instead.
+    ``vote``, when ready, serves the champion's route before either (`dataflows.portfolio`).
     """
 
     group: str
@@ -87,6 +89,7 @@ class ServingTable:
     seed: int = 0
     fresh: Served | None = None
     seq: int = 0  # the table's number in the group's history of tables (`ServingBoard.publish`)
+    vote: Portfolio | None = None  # the portfolio's members and weights (`model.vote`): first on the champion's route
 
     def routes(self, ids: list[str]) -> np.ndarray:
         out = np.zeros(len(ids), dtype=np.int8)
@@ -109,9 +112,33 @@ class ServingBoard:
         self._on_change = on_change
 
     def publish(self, table: ServingTable) -> ServingTable:
-        """Serve ``table`` from now on, numbered one past the group's current table; return it."""
+        """Serve ``table`` from now on, numbered one past the group's current table; return it.
+        The portfolio's vote, which learns beside whoever is champion, carries over to it."""
         with self._lock:
+            current = self._tables.get(table.group)
+            if table.vote is None and current is not None and current.vote is not None:
+                table = dataclasses.replace(table, vote=current.vote)
             return self._put(table)
+
+    def serve_member(self, group: str, name: str, member: Member | None) -> bool:
+        """A vote member's latest state (None: take it off); True if the group votes."""
+        with self._lock:
+            table = self._tables.get(group)
+            if table is None or table.vote is None or (member is not None and name not in table.vote.weights):
+                return False
+            self._set(dataclasses.replace(table, vote=table.vote.with_member(name, member)))
+            return True
+
+    def set_vote(self, group: str, weights: dict[str, float] | None, choice: str) -> None:
+        """The vote's weights and the guard's choice (None: the group does not vote any more)."""
+        with self._lock:
+            table = self.current(group)
+            if weights is None:
+                vote = None
+            else:
+                vote = (table.vote or Portfolio()).with_weights(weights, choice)
+            if vote != table.vote:
+                self._set(dataclasses.replace(table, vote=vote))
 
     def follow(self, table: ServingTable) -> bool:
         """Serve ``table``, published by another process, unless this board already has it or a
@@ -217,9 +244,13 @@ def serve_batch(table: ServingTable, batch: list[Event | Label], classes: list[i
     ok = np.zeros(len(events), dtype=np.bool_)
     errors: list[tuple[str, str, str]] = []
     # Who may serve a route's events, in order: a model that cannot predict leaves them to the next.
-    champion_chain = [(ROUTES[CHAMPION], table.champion)]
+    champion_chain: list[tuple[str, Served]] = [(ROUTES[CHAMPION], table.champion)]
     if table.fresh is not None:
         champion_chain.insert(0, ("live", table.fresh))
+    votes: dict[str, float] | None = None  # the versions and weights behind the vote's predictions
+    if table.vote is not None and table.vote.ready:
+        version, votes = table.vote.served_by()
+        champion_chain.insert(0, (VOTE_ROUTE, Served(version, table.vote)))  # type: ignore[arg-type]
     usual_name, usual = champion_chain[0]  # what serves most events: set once, not per event
     versions = [usual.version] * len(events)
     names = [usual_name] * len(events)  # the route each prediction says served it
@@ -263,6 +294,7 @@ def serve_batch(table: ServingTable, batch: list[Event | Label], classes: list[i
         predictions.append(
             Prediction(
                 e.id, table.group, versions[i], names[i], classes[c], proba_list[i], source.ts_ms, now_ms, source,
+                votes if names[i] == VOTE_ROUTE else None,
             )
         )  # fmt: skip
     served = ServedBatch(events, labels, route_list, predicted_list)

@@ -28,14 +28,18 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from dataflows.jobs import Job
+from dataflows.portfolio import Member
 from dataflows.ports import Promoter
 from learners import Artifact, Learner
 from learners.base import FloatArray, IntArray
 
-__all__ = ["MAX_REPLAY_JOBS", "Guarded", "LiveRefresh", "Replicas"]
+if TYPE_CHECKING:
+    from dataflows.serve import ServingBoard
+
+__all__ = ["MAX_REPLAY_JOBS", "Guarded", "LiveRefresh", "MemberRefresh", "Replicas"]
 
 log = logging.getLogger("headwater")
 
@@ -83,6 +87,19 @@ class LiveRefresh:
 
     def publish(self, learner: Learner) -> bool:
         return self.promoter.serve_fresh(self.group, champion=self.champion, version=self.fork, learner=learner)
+
+
+@dataclass(eq=False)
+class MemberRefresh(LiveRefresh):
+    """A vote member's lane hands its latest state to the board's portfolio (`model.vote`,
+    `dataflows.train.vote`) the same way, as ``member`` (its slot), while it holds ``fork``."""
+
+    member: str = ""
+    board: ServingBoard | None = None
+
+    def publish(self, learner: Learner) -> bool:
+        assert self.board is not None
+        return self.board.serve_member(self.group, self.member, Member(self.fork, learner))
 
 
 class Guarded:

@@ -29,7 +29,7 @@ from dataflows.lanes import Lane
 from dataflows.ports import OffsetRange
 from dataflows.records import DeadLetter, DeadLetterReason, Label, ModelReport, SourceRef, VerdictRecord
 from dataflows.serve import ServedBatch
-from dataflows.train import restart
+from dataflows.train import restart, vote
 from dataflows.train.state import GroupRuntime, Slot, TrainOutput
 from dataflows.train.trials import CHAMPION_SLOT, STANDBY_SLOT, canary_part, is_live_fork
 from evaluators import Phase, Verdict
@@ -139,6 +139,7 @@ def gather(rt: GroupRuntime, now_ms: int) -> list[TrainOutput]:
         for result in lane.drain():
             out.extend(report(rt, state.slots[name], lane, result, now_ms))
             state.pairing.add(result)
+            vote.observe(rt, name, result)
             if name == CHAMPION_SLOT and not result.skipped and len(result.correct):
                 out.extend(watch(rt, result, now_ms))
     return out

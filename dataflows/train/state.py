@@ -34,7 +34,8 @@ from dataflows.lanes import Lane, open_lane
 from dataflows.ports import CheckpointRef, Clock, Decision, Metrics, OffsetRange, Promoter, Registry
 from dataflows.records import CommandRecord, DeadLetter, DecisionRecord, ModelReport, VerdictRecord
 from dataflows.train.trials import CHAMPION_SLOT, RESTART_SLOT, PairingBuffer, Trial, is_live_fork, new_trial
-from evaluators import ChangeDetector, PrequentialScore, Reservoir
+from dataflows.serve import ServingBoard
+from evaluators import ChangeDetector, PrequentialScore, Reservoir, WeightedVote
 from learners import Learner
 
 __all__ = [
@@ -95,6 +96,7 @@ class GroupState:
     decisions_frozen: bool = False  # verdicts are reported, nothing is decided
     canary_ceiling: float | None = None  # the canary serves at most this share (0: no canary route)
     control_offset: int = -1  # the last control-topic offset the step applied or recorded
+    vote: WeightedVote | None = None  # the portfolio's weights (`model.vote`, `dataflows.train.vote`)
     format: int = STATE_FORMAT
 
 
@@ -110,6 +112,7 @@ class TrainContext:
     drain_on_eof: bool = True
     delayed_labels: bool = True
     installed: Decision | None = None  # the group's first champion, decided as the flow was built
+    board: ServingBoard | None = None  # where a vote's weights and members' states go (`model.vote`)
 
 
 def new_group_state(ctx: TrainContext) -> GroupState:
@@ -208,6 +211,9 @@ class GroupRuntime:
         self._flushed_at = time.monotonic()
         self.uncopyable: set[str] = set()  # fork versions whose copy for live refresh failed
         self.replays: list[Any] = []  # operators' replays still reading (`dataflows.train.commands`)
+        # a vote's jobs: their labels, and the members' answers so far (`dataflows.train.vote`)
+        self.vote_labels: dict[int, np.ndarray] = {}
+        self.vote_answers: dict[int, dict[str, np.ndarray | None]] = {}
 
     def open_lane(self, name: str, state: LaneState) -> Lane:
         """The lane for slot ``name``'s model. The restart model comes and goes with the data:

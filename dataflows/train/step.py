@@ -60,7 +60,7 @@ from dataflows.control import Command
 from dataflows.jobs import Job
 from dataflows.lanes import Lane
 from dataflows.serve import ServedBatch
-from dataflows.train import canary, commands, evidence, lifecycle, live, reconcile, replays, restart
+from dataflows.train import canary, commands, evidence, lifecycle, live, reconcile, replays, restart, vote
 from dataflows.train.state import GroupRuntime, GroupState, TrainContext, TrainOutput
 
 __all__ = ["POLL", "WAKE", "TrainLogic", "TrainThread"]
@@ -81,6 +81,7 @@ class TrainLogic(StatefulLogic[ServedBatch | Command, TrainOutput, GroupState]):
         reconcile.at_start(self.rt)
         commands.restore(self.rt)
         live.sync(self.rt)
+        vote.sync(self.rt)
 
     @property
     def state(self) -> GroupState:
@@ -101,9 +102,11 @@ class TrainLogic(StatefulLogic[ServedBatch | Command, TrainOutput, GroupState]):
             out.extend(self._collect(now))  # what the lanes did before it is judged as before it
             out.extend(commands.apply(rt, value, int(now * 1000)))
             live.sync(rt)
+            vote.sync(rt)
             return out, StatefulLogic.RETAIN
         job, evicted = evidence.next_job(rt, value, now)
         out.extend(evicted)
+        vote.submitted(rt, job)
         if self.ctx.config.gate.threaded:
             out.extend(self._collect(now))
             self._submit(job)
@@ -169,6 +172,7 @@ class TrainLogic(StatefulLogic[ServedBatch | Command, TrainOutput, GroupState]):
         out.extend(canary.publish(rt, now_ms))
         out.extend(replays.adopt(rt, now_ms))
         live.sync(rt)
+        vote.sync(rt)
         return out
 
 

@@ -1,0 +1,110 @@
+"""The portfolio's vote as serving sees it (`model.vote`): the latest state of every member and the
+weights the train step gives them (`evaluators.WeightedVote`).
+
+Members are the group's candidates, each learning in its own lane; after the batches it learns, a
+member's lane hands serving its latest state (as a live refresh fork does, `dataflows.lanes.live`),
+and after each collect the train step hands over the weights and the guard's choice. A `Portfolio`
+is immutable: each hand-over makes a new one (`with_member`, `with_weights`), so a serve call reads
+one consistent set of members and weights.
+
+On the champion's route the portfolio serves first: the weighted average of its members'
+probabilities (a member that cannot answer is left out, the others renormalised), or the one
+member the guard chose when it has done better lately than the vote. Until a member with weight
+has a state, or if none can answer, the champion serves as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from evaluators.vote import VOTE
+from learners import Learner
+from learners.base import FloatArray
+
+__all__ = ["VOTE_ROUTE", "Member", "Portfolio"]
+
+VOTE_ROUTE = "vote"  # the route a prediction of the portfolio names
+
+
+@dataclass(frozen=True)
+class Member:
+    """A member's latest state: its registry version and its model (predict only)."""
+
+    version: str
+    learner: Learner
+
+
+@dataclass(frozen=True)
+class Portfolio:
+    """Members (by slot name), their weights, and what the guard serves (``VOTE`` or a member)."""
+
+    members: Mapping[str, Member] = field(default_factory=dict)
+    weights: Mapping[str, float] = field(default_factory=dict)
+    choice: str = VOTE
+
+    def with_member(self, name: str, member: Member | None) -> Portfolio:
+        """This portfolio with ``name``'s latest state (None: without it)."""
+        members = {k: v for k, v in self.members.items() if k != name}
+        if member is not None:
+            members[name] = member
+        return replace(self, members=members)
+
+    def with_weights(self, weights: Mapping[str, float], choice: str) -> Portfolio:
+        """This portfolio with new weights and guard; members no longer weighted leave it."""
+        members = {k: v for k, v in self.members.items() if k in weights}
+        return replace(self, members=members, weights=dict(weights), choice=choice)
+
+    @property
+    def ready(self) -> bool:
+        """Whether it can serve: the chosen member has a state, or (the vote) a weighted one does."""
+        if self.choice != VOTE:
+            return self.choice in self.members
+        return any(self.weights.get(name, 0.0) > 0 for name in self.members)
+
+    def served_by(self) -> tuple[str, dict[str, float]]:
+        """The version a prediction names (the chosen member's, or the heaviest member's) and the
+        versions and weights behind it (the chosen member alone: its weight 1)."""
+        if self.choice != VOTE and self.choice in self.members:
+            version = self.members[self.choice].version
+            return version, {version: 1.0}
+        weighted = {self.members[n].version: round(w, 4) for n, w in self.weights.items() if n in self.members}
+        heaviest = max(weighted, key=weighted.__getitem__)
+        return heaviest, weighted
+
+    def predict_proba(self, x: FloatArray) -> FloatArray:
+        """The vote's (or the chosen member's) class probabilities for ``x``; raises if no member
+        with weight can answer."""
+        if self.choice != VOTE and self.choice in self.members:
+            return np.asarray(self.members[self.choice].learner.predict_proba(x), dtype=np.float64)
+        total: FloatArray | None = None
+        weight, errors = 0.0, []
+        for name, member in self.members.items():
+            w = self.weights.get(name, 0.0)
+            if w <= 0:
+                continue
+            try:
+                p = np.asarray(member.learner.predict_proba(x), dtype=np.float64)
+            except Exception as exc:  # this member sits this batch out; the others answer
+                errors.append(f"{name}: {type(exc).__name__}: {exc}")
+                continue
+            if p.shape[0] != len(x) or not np.isfinite(p).all():
+                errors.append(f"{name}: probabilities of shape {p.shape}, or not finite")
+                continue
+            total = w * p if total is None else total + w * p
+            weight += w
+        if total is None:
+            msg = f"no member of the vote could answer ({'; '.join(errors) or 'none has a state yet'})"
+            raise RuntimeError(msg)
+        out: FloatArray = total / weight
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """For logs and the admin API: members' versions, weights and the guard's choice."""
+        return {
+            "choice": self.choice,
+            "members": {n: {"version": m.version, "weight": self.weights.get(n, 0.0)} for n, m in self.members.items()},
+        }

@@ -1,0 +1,108 @@
+"""The portfolio's vote, as the train step drives it (`model.vote`): the candidates serve together
+on the champion's route, weighted by `evaluators.WeightedVote` (serving's side: `dataflows.portfolio`).
+
+- `sync` (at the start and after every collect): the vote's members are the group's candidates
+  (a restart model, the standby and the champion are not); each member's lane hands its latest
+  state to the board after the batches it learns (`dataflows.lanes.live.MemberRefresh`, armed
+  again when the lane's version changes: a promotion, a refork); the weights and the guard's
+  choice go to the board when they change.
+- `submitted`: the labels of each job handed to the lanes, kept until every member scored it.
+- `observe` (while collecting): each member's probabilities for a job; once every member has
+  answered for a job (scored, or skipped it), the weights learn from it (`settle`). A job some
+  member never answers for (it left the vote) is settled with the others after
+  ``4 * max_lag_batches`` jobs.
+
+The weights are the group's state (`GroupState.vote`), snapshotted and recovered with it; the
+labels and answers waiting for the other members are not (a restart settles none of them: the
+weights miss at most a few batches).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import numpy.typing as npt
+
+from dataflows.jobs import Job, LaneResult
+from dataflows.lanes.live import MemberRefresh
+from dataflows.train.state import GroupRuntime
+from evaluators.vote import WeightedVote
+
+__all__ = ["observe", "submitted", "sync"]
+
+log = logging.getLogger("headwater")
+
+
+def members(rt: GroupRuntime) -> list[str]:
+    """The vote's members: the group's candidates (slots with a spec), in their order."""
+    return [name for name, slot in rt.state.slots.items() if slot.spec is not None]
+
+
+def sync(rt: GroupRuntime) -> None:
+    """Bring the vote in line with the group's candidates, arm their lanes, publish the weights."""
+    spec, board, state = rt.ctx.config.vote, rt.ctx.board, rt.state
+    if spec is None or board is None:
+        return
+    names = members(rt)
+    vote = state.vote
+    if not names:
+        if vote is not None:
+            state.vote = None
+            board.set_vote(state.name, None, "")
+        return
+    if vote is None or not set(vote.members) & set(names):
+        vote = state.vote = WeightedVote(names, eta=spec.eta, share=spec.share, fade=spec.fade)
+    for name in [n for n in vote.members if n not in names]:
+        vote.remove(name)
+        rt.vote_answers = {seq: {k: v for k, v in a.items() if k != name} for seq, a in rt.vote_answers.items()}
+    for name in [n for n in names if n not in vote.members]:
+        vote.add(name)
+    board.set_vote(state.name, vote.weights(), vote.choice())
+    for name in names:
+        lane = rt.lanes[name]
+        live = lane.live
+        if isinstance(live, MemberRefresh) and live.fork == lane.version and live.error is None:
+            continue
+        if live is not None and live.error is not None:
+            log.warning("group %s: %s (%s) hands serving no state any more: %s", state.name, name, lane.version,
+                        live.error)  # fmt: skip
+            continue
+        lane.set_live(MemberRefresh(rt.ctx.promoter, state.name, "", lane.version, rt.ctx.config.gate.live_refresh_budget,
+                                    member=name, board=board))  # fmt: skip
+
+
+def submitted(rt: GroupRuntime, job: Job | None) -> None:
+    """Keep ``job``'s labels until every member has scored it."""
+    if rt.state.vote is not None and job is not None and len(job):
+        rt.vote_labels[job.seq] = job.y
+
+
+def observe(rt: GroupRuntime, name: str, result: LaneResult) -> None:
+    """Member ``name``'s answer for a job (probabilities, or none: it skipped it or could not
+    predict); settle the jobs every member has answered for."""
+    vote = rt.state.vote
+    if vote is None or name not in vote.members or result.seq not in rt.vote_labels:
+        return
+    rt.vote_answers.setdefault(result.seq, {})[name] = result.proba
+    settle(rt)
+
+
+def settle(rt: GroupRuntime) -> None:
+    """Teach the weights the jobs every member answered for, and those too old to wait for more."""
+    vote = rt.state.vote
+    if vote is None:
+        return
+    oldest = rt.state.seq - 4 * rt.ctx.config.gate.max_lag_batches
+    everyone = set(vote.members)
+    for seq in sorted(rt.vote_answers):
+        answers = rt.vote_answers[seq]
+        if set(answers) < everyone and seq >= oldest:
+            continue
+        del rt.vote_answers[seq]
+        y = rt.vote_labels.pop(seq)
+        probas: dict[str, npt.NDArray[np.float64]] = {k: p for k, p in answers.items() if p is not None}
+        if probas:
+            vote.update(probas, y)
+    for seq in [s for s in rt.vote_labels if s < oldest and s not in rt.vote_answers]:
+        del rt.vote_labels[seq]
