@@ -109,6 +109,11 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
               width=12),
         Panel("Decisions", "The promoter's decisions per second, by action.", "ops",
               (Query(_rate("headwater_decisions_total", "group, action", G), "{{group}} {{action}}"),), width=12),
+        Panel("Vote weights", "With model.vote: each member's weight in the vote, and what serves its route "
+              "(the vote, or the one member the guard chose).", "percentunit", (
+                  Query(f"max by (group, model) (headwater_vote_weight_ratio{{{G}}})", "{{group}} {{model}}"),
+                  Query(f"max by (group, model) (headwater_vote_choice{{{G}}}) > 0", "{{group}} serves: {{model}}"),
+              ), width=12, max=1),
     )),
     ("Operators", (
         Panel("Ready", "Whether each process answers /readyz with 200.", "short",

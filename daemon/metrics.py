@@ -22,7 +22,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -181,6 +181,12 @@ class PrometheusMetrics(Metrics):
         self._pending_labels = gauge("pending_labels", "Labels waiting for their event.", "group")
         self._pending_events = gauge("pending_events", "Events waiting for their label.", "group")
         self._decisions = counter("decisions_total", "Promoter decisions.", "group", "action")
+        self._vote_weight = gauge("vote_weight_ratio", "A member's weight in the group's vote.", "group", "model")
+        self._vote_choice = gauge(
+            "vote_choice", "1 for what serves the vote's route: model=\"vote\", or the one member the guard chose.",
+            "group", "model",
+        )  # fmt: skip
+        self._voters: dict[str, set[str]] = {}
         # operators
         self._commands = counter("commands_total", "Operators' commands read, by outcome.", "group", "kind", "outcome")
         self._paused = gauge("paused_models", "Candidates whose learning is paused.", "group")
@@ -275,6 +281,18 @@ class PrometheusMetrics(Metrics):
 
     def decided(self, group: str, action: str) -> None:
         self._decisions(group, action).inc()
+
+    def voted(self, group: str, weights: Mapping[str, float], choice: str) -> None:
+        before = self._voters.get(group, set())
+        for model in before - set(weights) - {choice}:
+            self._vote_weight.remove(group, model)
+        for model, weight in weights.items():
+            self._vote_weight(group, model).set(weight)
+        for model in before | {"vote"}:
+            self._vote_choice.remove(group, model)
+        if weights:
+            self._vote_choice(group, choice).set(1)
+        self._voters[group] = set(weights) | {choice}
 
     # -- operators and the daemon --------------------------------------------------------------
 

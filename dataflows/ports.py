@@ -280,6 +280,10 @@ class Metrics(Protocol):
         """Slot ``model`` of ``group`` is gone (retired, its probation over, dropped): its gauges go."""
         ...
 
+    def voted(self, group: str, weights: Mapping[str, float], choice: str) -> None:
+        """The vote's weight of each member (by slot) and what serves: ``vote`` or one member."""
+        ...
+
     def commanded(self, group: str, kind: str, outcome: str) -> None: ...
 
     def dead_lettered(self, reason: str, n: int) -> None: ...
@@ -329,6 +333,9 @@ class NullMetrics:
         return None
 
     def forgot(self, group: str, model: str) -> None:
+        return None
+
+    def voted(self, group: str, weights: Mapping[str, float], choice: str) -> None:
         return None
 
     def commanded(self, group: str, kind: str, outcome: str) -> None:

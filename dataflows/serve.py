@@ -133,10 +133,7 @@ class ServingBoard:
         """The vote's weights and the guard's choice (None: the group does not vote any more)."""
         with self._lock:
             table = self.current(group)
-            if weights is None:
-                vote = None
-            else:
-                vote = (table.vote or Portfolio()).with_weights(weights, choice)
+            vote = None if weights is None else (table.vote or Portfolio()).with_weights(weights, choice)
             if vote != table.vote:
                 self._set(dataclasses.replace(table, vote=vote))
 

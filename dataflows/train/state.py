@@ -33,8 +33,8 @@ from dataflows.labels import LabelJoin
 from dataflows.lanes import Lane, open_lane
 from dataflows.ports import CheckpointRef, Clock, Decision, Metrics, OffsetRange, Promoter, Registry
 from dataflows.records import CommandRecord, DeadLetter, DecisionRecord, ModelReport, VerdictRecord
-from dataflows.train.trials import CHAMPION_SLOT, RESTART_SLOT, PairingBuffer, Trial, is_live_fork, new_trial
 from dataflows.serve import ServingBoard
+from dataflows.train.trials import CHAMPION_SLOT, RESTART_SLOT, PairingBuffer, Trial, is_live_fork, new_trial
 from evaluators import ChangeDetector, PrequentialScore, Reservoir, WeightedVote
 from learners import Learner
 

@@ -50,6 +50,7 @@ def sync(rt: GroupRuntime) -> None:
         if vote is not None:
             state.vote = None
             board.set_vote(state.name, None, "")
+            rt.ctx.metrics.voted(state.name, {}, "")
         return
     if vote is None or not set(vote.members) & set(names):
         vote = state.vote = WeightedVote(names, eta=spec.eta, share=spec.share, fade=spec.fade)
@@ -58,7 +59,9 @@ def sync(rt: GroupRuntime) -> None:
         rt.vote_answers = {seq: {k: v for k, v in a.items() if k != name} for seq, a in rt.vote_answers.items()}
     for name in [n for n in names if n not in vote.members]:
         vote.add(name)
-    board.set_vote(state.name, vote.weights(), vote.choice())
+    weights, choice = vote.weights(), vote.choice()
+    board.set_vote(state.name, weights, choice)
+    rt.ctx.metrics.voted(state.name, weights, choice)
     for name in names:
         lane = rt.lanes[name]
         live = lane.live
@@ -68,8 +71,8 @@ def sync(rt: GroupRuntime) -> None:
             log.warning("group %s: %s (%s) hands serving no state any more: %s", state.name, name, lane.version,
                         live.error)  # fmt: skip
             continue
-        lane.set_live(MemberRefresh(rt.ctx.promoter, state.name, "", lane.version, rt.ctx.config.gate.live_refresh_budget,
-                                    member=name, board=board))  # fmt: skip
+        budget = rt.ctx.config.gate.live_refresh_budget
+        lane.set_live(MemberRefresh(rt.ctx.promoter, state.name, "", lane.version, budget, member=name, board=board))
 
 
 def submitted(rt: GroupRuntime, job: Job | None) -> None:

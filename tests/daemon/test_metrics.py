@@ -45,6 +45,7 @@ def busy(registry: CollectorRegistry) -> PrometheusMetrics:
     m.learned("default", "fork", 100, 0.05, 1)
     m.reported(_report(rolling_accuracy=0.9, skipped_batches_total=1, pending_labels=4, pending_features=7))
     m.decided("default", "promote")
+    m.voted("default", {"fork": 0.7, "tree": 0.3}, "vote")
     m.commanded("default", "pause", "applied")
     m.controlled("default", paused=1, frozen=True, canary_ceiling=0.25)
     m.set_ready(True)
@@ -194,6 +195,26 @@ def test_a_model_that_is_gone_leaves_no_gauge_and_starts_again_if_it_comes_back(
     assert value("headwater_examples_learned_total", fork) == 10  # counters stay
     m.reported(_report("fork", rolling_accuracy=0.6))
     assert value("headwater_rolling_accuracy_ratio", fork) == 0.6
+
+
+def test_the_vote_weights_follow_its_members_and_one_thing_serves() -> None:
+    registry = CollectorRegistry()
+    m = PrometheusMetrics(registry)
+    value = registry.get_sample_value
+
+    def choices() -> dict[str, float]:
+        return {s.labels["model"]: s.value for f in registry.collect() for s in f.samples
+                if s.name == "headwater_vote_choice"}  # fmt: skip
+
+    m.voted("default", {"fork": 0.7, "tree": 0.3}, "vote")
+    assert value("headwater_vote_weight_ratio", {"group": "default", "model": "tree"}) == 0.3
+    assert choices() == {"vote": 1.0}
+    m.voted("default", {"fork": 0.9, "mlp": 0.1}, "fork")  # tree left, mlp came, the guard chose fork
+    assert value("headwater_vote_weight_ratio", {"group": "default", "model": "tree"}) is None
+    assert value("headwater_vote_weight_ratio", {"group": "default", "model": "mlp"}) == 0.1
+    assert choices() == {"fork": 1.0}
+    m.voted("default", {}, "")  # the vote is gone
+    assert choices() == {}
 
 
 def test_the_serving_info_keeps_one_series_per_route_and_the_age_follows_the_clock() -> None:

@@ -99,7 +99,10 @@ def test_a_real_prometheus_finds_every_dashboard_query_and_alert_series(
     port = _free_port()
     quiet = {"min_samples": 5000, "max_samples": 50000, "probation_samples": 50000}  # the commands decide
     settings = fresh_settings(
-        runtime={"tail": True, "workers": 1}, promotion=quiet, admin={"host": "127.0.0.1", "port": port, "token": TOKEN}
+        runtime={"tail": True, "workers": 1},
+        promotion=quiet,
+        admin={"host": "127.0.0.1", "port": port, "token": TOKEN},
+        model={"vote": {"enabled": True}},  # the fork serves through the vote: its weight panel has data too
     )
     k = settings.kafka
     rules = tmp_path / "alerts.yaml"
