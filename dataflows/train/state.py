@@ -292,7 +292,7 @@ class GroupRuntime:
         return dataclasses.replace(
             state, slots=slots, join=state.join.snapshot(), pairing=copy.deepcopy(state.pairing),
             reservoir=copy.deepcopy(state.reservoir), features=list(state.features), classes=list(state.classes),
-            outbox=list(state.outbox), change=copy.deepcopy(state.change),
+            outbox=list(state.outbox), change=copy.deepcopy(state.change), vote=copy.deepcopy(state.vote),
             decided=self.ctx.registry.decision_count(state.name),
         )  # fmt: skip
 

@@ -209,7 +209,7 @@ class Group:
 def context(cfg: FlowConfig, deps: FlowDeps, *, drain_on_eof: bool = True) -> TrainContext:
     return TrainContext(
         cfg, deps.registry, deps.promoter, NullMetrics(), deps.clock,
-        drain_on_eof=drain_on_eof, delayed_labels=cfg.topics.labels is not None,
+        drain_on_eof=drain_on_eof, delayed_labels=cfg.topics.labels is not None, board=deps.board,
     )  # fmt: skip
 
 

@@ -1,0 +1,80 @@
+"""The vote as the train step drives it: its members are the group's candidates (an operator's new
+candidate joins, a retired one leaves, with its state off the board), the weights learn from the
+members' answers and go to the board and the metrics, and they survive a snapshot and a resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+from pathlib import Path
+
+import pytest
+
+from dataflows.config import CandidateSpec, VoteSpec
+from dataflows.train import TrainLogic
+from evaluators import VOTE
+from learners import LearnerSpec
+from tests.dataflows.helpers import Group, Stream, config, context, make_group, trained_learner
+from tests.dataflows.train.test_commands import Operator
+
+ALT = CandidateSpec("alt", LearnerSpec("river-logreg", {"lr": 0.5}))
+
+
+def _group(tmp_path: Path) -> Group:
+    quiet = config(candidates=(CandidateSpec("fork"), ALT), min_samples=5000, max_samples=5000, probation_samples=5000)
+    cfg = dataclasses.replace(quiet, vote=VoteSpec(eta=1.0))
+    return make_group(cfg, tmp_path, champion=trained_learner())
+
+
+def test_the_members_are_the_candidates_and_their_weights_reach_the_board(tmp_path: Path) -> None:
+    group, stream = _group(tmp_path), Stream(1)
+    vote = group.logic.state.vote
+    assert vote is not None and vote.members == ["fork", "alt"]
+    group.run(stream, 6)
+    served = group.table.vote
+    assert served is not None and set(served.members) == {"fork", "alt"}
+    assert dict(served.weights) == pytest.approx(vote.weights()) and served.choice == vote.choice()
+    assert vote.weights() != {"fork": 0.5, "alt": 0.5}, "the weights learned nothing"
+    assert {m.version for m in served.members.values()} == {lane.version for name, lane in group.logic.lanes.items()
+                                                            if name in ("fork", "alt")}  # fmt: skip
+    out = group.serve(stream.batch(10))
+    assert {p.route for p in out.predictions} == {"vote"}
+    group.logic.close()
+
+
+def test_a_new_candidate_joins_the_vote_and_a_retired_one_leaves_it(tmp_path: Path) -> None:
+    group, stream = _group(tmp_path), Stream(2)
+    ops = Operator(group)
+    group.run(stream, 3)
+    record, _ = ops.send("retire", {"model": "alt"})
+    assert record.outcome == "applied"
+    vote = group.logic.state.vote
+    assert vote is not None and vote.members == ["fork"] and vote.weights() == {"fork": 1.0}
+    served = group.table.vote
+    assert served is not None and set(served.members) == {"fork"} and set(served.weights) == {"fork"}
+    record, _ = ops.send("add_candidate", {"candidate": {"name": "extra", "learner": "river-logreg"}})
+    assert record.outcome == "applied", record.detail
+    assert vote.members == ["fork", "extra"] and vote.weights()["extra"] == pytest.approx(0.5)
+    group.run(stream, 2)
+    served = group.table.vote
+    assert served is not None and set(served.members) == {"fork", "extra"}
+    group.logic.close()
+
+
+def test_the_weights_survive_a_snapshot_and_a_resume(tmp_path: Path) -> None:
+    group, stream = _group(tmp_path), Stream(3)
+    group.run(stream, 6)
+    before = group.logic.state.vote
+    assert before is not None
+    weights, accuracy = before.weights(), before.faded_accuracy()
+    snapshot = pickle.loads(pickle.dumps(group.logic.take_snapshot()))
+    group.run(stream, 2)  # the live state moves on; the snapshot does not
+    group.logic.close()
+    resumed = TrainLogic(snapshot, context(group.config, group.deps))
+    vote = resumed.state.vote
+    assert vote is not None and vote is not before
+    assert vote.weights() == weights and vote.faded_accuracy() == accuracy
+    served = group.table.vote
+    assert served is not None and dict(served.weights) == pytest.approx(weights)
+    assert served.choice in (VOTE, "fork", "alt")
+    resumed.close()
