@@ -211,10 +211,10 @@ def build_flow(config: FlowConfig, deps: FlowDeps, *, installed: Decision | None
 
 def _off_thread(config: FlowConfig) -> bool:
     """Whether the train step runs on a thread of its own (`dataflows.train.step.TrainThread`).
-    Not with inline lanes (tests: every job done as it is handed out), and not with live refresh,
-    whose point is that serving waits (``live_refresh_wait_ms``) for the fork to learn the last
-    labels."""
-    return config.gate.threaded and not config.gate.live_refresh
+    Not with inline lanes (tests: every job done as it is handed out), and not with live refresh
+    or a vote, whose point is that serving waits (``live_refresh_wait_ms``) for the live fork, or
+    the vote's members, to learn the last labels."""
+    return config.gate.threaded and not config.gate.live_refresh and config.vote is None
 
 
 def _records(batch: ServedBatch) -> int:

@@ -1,0 +1,55 @@
+"""The portfolio's vote on the real broker, its members learning in thread lanes of a live daemon:
+once the members have learned a batch, the vote serves the champion's route, each prediction naming
+versions the registry knows with their weights; and the vote serves better than the same daemon
+without it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from daemon.registry import SqliteRegistry
+from daemon.workload import CLASSES, Workload, WorkloadSpec
+from tests.integration.conftest import SettingsFactory
+from tests.integration.test_lifecycle_kafka import _run_live
+
+pytestmark = pytest.mark.kafka
+
+SPEC = WorkloadSpec(n_events=8000, drift_at=4000, malformed_every=0, label_delay=100, unmatched_labels=0)
+CANDIDATES = [{"name": "fork"}, {"name": "tree", "learner": "river-hoeffding"}]
+
+
+def _accuracy(workload: Workload, predictions: list[dict[str, Any]], first: int, last: int) -> float:
+    at = {event: i for i, event in enumerate(workload.order)}
+    right = [CLASSES[workload.truth[p["id"]]] == p["prediction"] for p in predictions if first <= at[p["id"]] < last]
+    return float(sum(right)) / len(right)
+
+
+def test_the_vote_serves_live_and_beats_the_daemon_without_it(fresh_settings: SettingsFactory) -> None:
+    results = {}
+    for vote in (True, False):
+        settings = fresh_settings(
+            runtime={"tail": True, "workers": 1, "lanes": "thread"},
+            model={"candidates": CANDIDATES, "vote": {"enabled": vote}},
+        )
+        workload = Workload(SPEC)
+        out = _run_live(settings, workload)
+        with SqliteRegistry(settings.registry.path) as registry:
+            known = {v.id: v.name for v in registry.versions("default")}
+        results[vote] = (workload, out, known)
+
+    workload, out, known = results[True]
+    predictions = out["predictions"]
+    assert len({p["id"] for p in predictions}) == SPEC.n_events
+    voted = [p for p in predictions if p["route"] == "vote"]
+    assert len(voted) >= 0.9 * len(predictions), "the champion served most events"
+    for p in voted:
+        assert set(p["votes"]) <= set(known) and sum(p["votes"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert {known[v] for p in voted for v in p["votes"]} == {"fork", "tree"}
+    # The default serves an untrained champion until a candidate is promoted; the vote serves the
+    # members' latest states from their first learned batch on. (Right after the drift the two are
+    # close on this stream, by timing: tests/dataflows/test_flow_vote.py compares them deterministically.)
+    served = _accuracy(workload, predictions, 0, SPEC.n_events)
+    default = _accuracy(results[False][0], results[False][1]["predictions"], 0, SPEC.n_events)
+    assert served > default + 0.03, (served, default)
