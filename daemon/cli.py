@@ -115,13 +115,16 @@ def demo(
     keep_topics: Annotated[
         bool, typer.Option(help="keep the run's topics for inspection (default: deleted when the demo ends)")
     ] = False,
+    vote: Annotated[
+        bool, typer.Option(help="the candidates serve a weighted vote (model.vote); --no-vote: the champion alone")
+    ] = True,
 ) -> None:
     """Stream a drifting synthetic workload with malformed records through a live daemon."""
     from daemon.demo import DemoOptions, run_demo
 
     options = DemoOptions(
         bootstrap_servers=bootstrap_servers, events=events, rate=rate, learner=learner, workers=workers,
-        timeout_s=timeout, moa=moa, keep_topics=keep_topics,
+        timeout_s=timeout, moa=moa, keep_topics=keep_topics, vote=vote,
     )  # fmt: skip
     sys.exit(run_demo(options))
 

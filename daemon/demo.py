@@ -8,10 +8,11 @@
    candidates' trials (a fork of the champion, a Hoeffding tree on canary traffic, and a
    deliberately slow learner that should be refused; with ``--moa``, MOA's Adaptive Random Forest
    in shadow too), every promotion, refusal and rollback as it
-   happens, and dead letters by reason;
+   happens, and dead letters by reason. By default the candidates serve together as a weighted
+   vote (`model.vote`; ``--no-vote``: the champion alone), and the weights are shown as they move;
 5. when every event is accounted for, stop the daemon with SIGTERM (graceful), and print a
    summary: events in, predictions out, dead letters, served accuracy before/just after the
-   drift/at the end, and the decisions with their reasons.
+   drift/at the end, the vote's weights then, and the decisions with their reasons.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import httpx
 import orjson
@@ -58,6 +60,7 @@ class DemoOptions:
     timeout_s: float = 600.0
     moa: bool = False  # MOA's Adaptive Random Forest as one more candidate (the moa extra and a JDK)
     keep_topics: bool = False  # the run's topics are throwaway: deleted at the end unless kept
+    vote: bool = True  # the candidates serve a weighted vote (`model.vote`); False: the champion alone
 
 
 @dataclass
@@ -77,6 +80,19 @@ class DemoReport:
     learned: collections.Counter[str] = field(default_factory=collections.Counter)  # model -> examples learned
     routes: collections.Counter[str] = field(default_factory=collections.Counter)
     serving: str = "-"
+    # the vote's records (model events), each with how many predictions were out when it was read
+    votes: list[tuple[int, dict[str, object]]] = field(default_factory=list)
+
+    def weights(self, before: int | None = None) -> str:
+        """The vote's weights by member, heaviest first, and what served: as the last record read
+        (``before``: read before that many predictions were out) said."""
+        shown = [r for n, r in self.votes if before is None or n < before]
+        if not shown:
+            return "-"
+        record = shown[-1]
+        weights = cast(dict[str, float], record["weights"])
+        named = ", ".join(f"{m} {w:.2f}" for m, w in sorted(weights.items(), key=lambda mw: -mw[1]))
+        return f"{named}  (serving: {record['choice']})"
 
     def recent_rate(self) -> float:
         """Predictions per second over the last ~3 s."""
@@ -136,6 +152,7 @@ def run_demo(options: DemoOptions) -> int:
                 {"name": "slow", "learner": "river-logreg", "params": {"lr": 0.0005}},  # should be refused
                 *([{"name": "arf", "learner": "moa-arf"}] if options.moa else []),  # MOA's forest, in shadow
             ],
+            "vote": {"enabled": options.vote},  # the candidates serve together, weighted by how they do
         },
         "promotion": {"canary_min_samples": 100},
         "registry": {"path": str(workdir / "registry")},
@@ -268,6 +285,8 @@ def _consume(consumer: Consumer, topics: dict[str, str], report: DemoReport) -> 
             report.dead_letters[body["reason"]] += 1
         elif body.get("type") == "report" and body.get("model") != "champion":
             report.learned[str(body["model"])] += int(body.get("n_learned") or 0)
+        elif body.get("type") == "vote":
+            report.votes.append((len(report.predictions), body))
         elif body.get("type") == "report" and body.get("model") == "champion":
             report.last_model_event = body
             if isinstance(body.get("rolling_accuracy"), float):
@@ -293,6 +312,8 @@ def _table(report: DemoReport, options: DemoOptions, n_events: int, drift_at: in
     )
     table.add_row("rolling accuracy, 50%→100%", _sparkline(report.rolling_history, width=60))
     table.add_row("served by route", ", ".join(f"{r}: {n}" for r, n in sorted(report.routes.items())) or "-")
+    if options.vote:
+        table.add_row("vote weights", report.weights())
     for name, verdict in sorted(report.trials.items()):
         table.add_row(f"trial: {name}", f"{verdict['version']} {verdict['evaluator']} {verdict['phase']}")
     shown = [d for d in report.decisions if d["action"] in ("promote", "rollback", "refuse")]
@@ -318,6 +339,10 @@ def _summary(console: Console, report: DemoReport, workload: Workload, spec: Wor
     table.add_row(f"accuracy at the end (events {n - PHASE}..{n})", _pct(report.accuracy(workload, n - PHASE, n)))
     table.add_row("champions' prequential accuracy (all labelled)", _pct(report.last_model_event.get("accuracy")))
     table.add_row("served by route", ", ".join(f"{r}: {n}" for r, n in sorted(report.routes.items())) or "-")
+    if report.votes:  # as read when that many predictions were out (about that many events)
+        table.add_row(f"vote weights before the drift (~event {drift})", report.weights(drift))
+        table.add_row(f"vote weights just after (~event {drift + PHASE})", report.weights(drift + PHASE))
+        table.add_row("vote weights at the end", report.weights())
     for name, verdict in sorted(report.trials.items()):
         table.add_row(f"last trial of {name}", f"{verdict['version']} {verdict['evaluator']} {verdict['phase']}")
     learned = ", ".join(f"{name}: {n}" for name, n in sorted(report.learned.items()) if name != "standby")

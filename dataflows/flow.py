@@ -34,13 +34,10 @@ from dataflows.decode import Decoder
 from dataflows.migrate import migrate
 from dataflows.ports import Clock, Decision, Metrics, NullMetrics, Promoter, Registry
 from dataflows.records import (
-    CommandRecord,
     DeadLetter,
-    DecisionRecord,
     KafkaOut,
-    ModelReport,
+    ModelEvent,
     SinkItem,
-    VerdictRecord,
     encode_dead_letter,
     encode_model_event,
 )
@@ -57,7 +54,7 @@ __all__ = [
     "resume_group_state",
 ]
 
-ModelEventRecord = ModelReport | VerdictRecord | DecisionRecord | CommandRecord
+ModelEventRecord = ModelEvent
 V = TypeVar("V")
 
 

@@ -27,11 +27,13 @@ __all__ = [
     "KafkaBatch",
     "KafkaOut",
     "Label",
+    "ModelEvent",
     "ModelReport",
     "Prediction",
     "SinkItem",
     "SourceRef",
     "VerdictRecord",
+    "VoteRecord",
     "encode_dead_letter",
     "encode_model_event",
     "encode_predictions",
@@ -189,6 +191,23 @@ class CommandRecord(msgspec.Struct, frozen=True, kw_only=True, tag="command", ta
     source: SourceRef | None = None
 
 
+class VoteRecord(msgspec.Struct, frozen=True, kw_only=True, tag="vote", tag_field="type"):
+    """The portfolio's vote (`model.vote`): each member's weight and version (by slot), what serves
+    the vote's route (``vote``, or the one member the guard chose) and the recent (faded) accuracy
+    of each member and of the vote. Sent when the lead changes hands, the guard's choice changes,
+    or a weight moved by 0.05 or more since the last one."""
+
+    group: str
+    ts_ms: int
+    weights: dict[str, float]
+    versions: dict[str, str]
+    choice: str
+    accuracy: dict[str, float | None]
+
+
+ModelEvent = ModelReport | VerdictRecord | DecisionRecord | CommandRecord | VoteRecord  # the model-events topic's
+
+
 class KafkaOut(NamedTuple):
     """One message for the sink: topic, key and encoded value (a tuple: cheap to build, one per output)."""
 
@@ -270,7 +289,7 @@ def encode_dead_letter(record: DeadLetter, topic: str, now_ms: int) -> KafkaOut:
     return KafkaOut(topic, key.encode(), _encoder.encode(wire))
 
 
-def encode_model_event(record: ModelReport | VerdictRecord | DecisionRecord | CommandRecord, topic: str) -> KafkaOut:
+def encode_model_event(record: ModelEvent, topic: str) -> KafkaOut:
     """Keyed by group: a group's reports, verdicts and decisions stay in order on one partition."""
     return KafkaOut(topic, record.group.encode(), _encoder.encode(record))
 

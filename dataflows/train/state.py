@@ -32,7 +32,7 @@ from dataflows.jobs import LaneState, StoredLane
 from dataflows.labels import LabelJoin
 from dataflows.lanes import Lane, open_lane
 from dataflows.ports import CheckpointRef, Clock, Decision, Metrics, OffsetRange, Promoter, Registry
-from dataflows.records import CommandRecord, DeadLetter, DecisionRecord, ModelReport, VerdictRecord
+from dataflows.records import CommandRecord, DeadLetter, DecisionRecord, ModelReport, VerdictRecord, VoteRecord
 from dataflows.serve import ServingBoard
 from dataflows.train.trials import CHAMPION_SLOT, RESTART_SLOT, PairingBuffer, Trial, is_live_fork, new_trial
 from evaluators import ChangeDetector, PrequentialScore, Reservoir, WeightedVote
@@ -51,7 +51,7 @@ __all__ = [
     "new_group_state",
 ]
 
-TrainOutput = DeadLetter | ModelReport | VerdictRecord | DecisionRecord | CommandRecord
+TrainOutput = DeadLetter | ModelReport | VerdictRecord | DecisionRecord | CommandRecord | VoteRecord
 STATE_FORMAT = 2  # bump when GroupState's shape changes (format 1: one model that served and learned)
 KEEP_SNAPSHOTS = 20  # recovery snapshots whose stored model states are kept (Bytewax resumes from a recent one)
 
@@ -214,6 +214,7 @@ class GroupRuntime:
         # a vote's jobs: their labels, and the members' answers so far (`dataflows.train.vote`)
         self.vote_labels: dict[int, np.ndarray] = {}
         self.vote_answers: dict[int, dict[str, np.ndarray | None]] = {}
+        self.vote_sent: VoteRecord | None = None  # the last vote record sent (`dataflows.train.vote`)
 
     def open_lane(self, name: str, state: LaneState) -> Lane:
         """The lane for slot ``name``'s model. The restart model comes and goes with the data:

@@ -81,7 +81,7 @@ class TrainLogic(StatefulLogic[ServedBatch | Command, TrainOutput, GroupState]):
         reconcile.at_start(self.rt)
         commands.restore(self.rt)
         live.sync(self.rt)
-        vote.sync(self.rt)
+        vote.sync(self.rt, int(self.ctx.clock() * 1000))
 
     @property
     def state(self) -> GroupState:
@@ -102,7 +102,7 @@ class TrainLogic(StatefulLogic[ServedBatch | Command, TrainOutput, GroupState]):
             out.extend(self._collect(now))  # what the lanes did before it is judged as before it
             out.extend(commands.apply(rt, value, int(now * 1000)))
             live.sync(rt)
-            vote.sync(rt)
+            out.extend(vote.sync(rt, int(now * 1000)))
             return out, StatefulLogic.RETAIN
         job, evicted = evidence.next_job(rt, value, now)
         out.extend(evicted)
@@ -172,7 +172,7 @@ class TrainLogic(StatefulLogic[ServedBatch | Command, TrainOutput, GroupState]):
         out.extend(canary.publish(rt, now_ms))
         out.extend(replays.adopt(rt, now_ms))
         live.sync(rt)
-        vote.sync(rt)
+        out.extend(vote.sync(rt, now_ms))
         return out
 
 

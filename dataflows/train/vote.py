@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from dataflows.jobs import Job, LaneResult
 from dataflows.lanes.live import MemberRefresh
+from dataflows.records import VoteRecord
 from dataflows.train.state import GroupRuntime
 from evaluators.vote import WeightedVote
 
@@ -33,17 +34,21 @@ __all__ = ["observe", "submitted", "sync"]
 
 log = logging.getLogger("headwater")
 
+MOVED = 0.05  # a weight that moved by this much since the last vote record makes a new one
+
 
 def members(rt: GroupRuntime) -> list[str]:
     """The vote's members: the group's candidates (slots with a spec), in their order."""
     return [name for name, slot in rt.state.slots.items() if slot.spec is not None]
 
 
-def sync(rt: GroupRuntime) -> None:
-    """Bring the vote in line with the group's candidates, arm their lanes, publish the weights."""
+def sync(rt: GroupRuntime, now_ms: int) -> list[VoteRecord]:
+    """Bring the vote in line with the group's candidates, arm their lanes, publish the weights;
+    a `VoteRecord` for the model-events topic when the lead changed hands, the guard chose
+    otherwise, or a weight moved by `MOVED` since the last one."""
     spec, board, state = rt.ctx.config.vote, rt.ctx.board, rt.state
     if spec is None or board is None:
-        return
+        return []
     names = members(rt)
     vote = state.vote
     if not names:
@@ -51,7 +56,7 @@ def sync(rt: GroupRuntime) -> None:
             state.vote = None
             board.set_vote(state.name, None, "")
             rt.ctx.metrics.voted(state.name, {}, "")
-        return
+        return []
     if vote is None or not set(vote.members) & set(names):
         vote = state.vote = WeightedVote(names, eta=spec.eta, share=spec.share, fade=spec.fade)
     for name in [n for n in vote.members if n not in names]:
@@ -73,6 +78,24 @@ def sync(rt: GroupRuntime) -> None:
             continue
         budget = rt.ctx.config.gate.live_refresh_budget
         lane.set_live(MemberRefresh(rt.ctx.promoter, state.name, "", lane.version, budget, member=name, board=board))
+    return _record(rt, vote, weights, choice, now_ms)
+
+
+def _record(
+    rt: GroupRuntime, vote: WeightedVote, weights: dict[str, float], choice: str, now_ms: int
+) -> list[VoteRecord]:
+    last = rt.vote_sent
+    if last is not None and last.choice == choice and set(last.weights) == set(weights):
+        lead = max(weights, key=weights.__getitem__)
+        moved = max(abs(w - last.weights[n]) for n, w in weights.items())
+        if lead == max(last.weights, key=last.weights.__getitem__) and moved < MOVED:
+            return []
+    versions = {name: rt.lanes[name].version for name in weights}
+    accuracy = {name: None if a is None else round(a, 4) for name, a in vote.faded_accuracy().items()}
+    record = VoteRecord(group=rt.state.name, ts_ms=now_ms, weights={n: round(w, 4) for n, w in weights.items()},
+                        versions=versions, choice=choice, accuracy=accuracy)  # fmt: skip
+    rt.vote_sent = record
+    return [record]
 
 
 def submitted(rt: GroupRuntime, job: Job | None) -> None:

@@ -7,6 +7,7 @@ champion-only default with the same candidates, most of all just after the drift
 from __future__ import annotations
 
 import collections
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,11 @@ from tests.dataflows.test_flow_inmemory import TOPICS, _flow, _messages
 
 SPEC = WorkloadSpec(n_events=8000, drift_at=4000, malformed_every=0, label_delay=100, unmatched_labels=0)
 CANDIDATES = (CandidateSpec("fork"), CandidateSpec("tree", LearnerSpec("river-hoeffding")))
+EVENTS: dict[bool, list[dict[str, Any]]] = {}  # the last run's model events, with and without a vote
 
 
 def _run(tmp_path: Path, vote: VoteSpec | None) -> tuple[Workload, list[dict[str, Any]], CollectorRegistry]:
+    """The workload through the flow: its predictions (and, in `EVENTS`, its model events)."""
     workload = Workload(SPEC)
     config = FlowConfig(
         "unused:9092", TOPICS, FeatureSchema(list(FEATURES), list(CLASSES)), LearnerSpec("river-logreg"),
@@ -41,7 +44,9 @@ def _run(tmp_path: Path, vote: VoteSpec | None) -> tuple[Workload, list[dict[str
     deps = local_deps(TestingSource(_messages(workload), batch_size=200), TestingSink(items), tmp_path,
                       metrics=PrometheusMetrics(registry))  # fmt: skip
     run_main(_flow(config, deps))
-    predictions = [orjson.loads(m.value) for m in sink_messages(items) if m.topic == TOPICS.predictions]
+    messages = sink_messages(items)
+    predictions = [orjson.loads(m.value) for m in messages if m.topic == TOPICS.predictions]
+    EVENTS[vote is not None] = [orjson.loads(m.value) for m in messages if m.topic == TOPICS.model_events]
     return workload, predictions, registry
 
 
@@ -72,7 +77,20 @@ def test_the_vote_serves_from_the_members_first_batch_and_beats_the_default(tmp_
                if s.name == "headwater_vote_weight_ratio"}  # fmt: skip
     assert set(weights) == {"fork", "tree"} and sum(weights.values()) == pytest.approx(1.0)
 
+    # the weights on the model-events topic: by member, with the versions each held, as they moved
+    records = [e for e in EVENTS[True] if e["type"] == "vote"]
+    assert 3 <= len(records) < len(predictions) / 100, "a vote record per weight change, not per batch"
+    for r in records:
+        assert set(r["weights"]) == set(r["versions"]) == {"fork", "tree"} and set(r["versions"].values()) <= set(known)
+        assert sum(r["weights"].values()) == pytest.approx(1.0, abs=1e-3) and r["choice"] in ("vote", "fork", "tree")
+        assert set(r["accuracy"]) == {"fork", "tree", "vote"}
+    for a, b in itertools.pairwise(records):  # each says something new: the lead, the choice, or a weight moved
+        moved = max(abs(a["weights"][m] - b["weights"][m]) for m in a["weights"])
+        lead_a, lead_b = (max(r["weights"], key=r["weights"].__getitem__) for r in (a, b))
+        assert lead_a != lead_b or a["choice"] != b["choice"] or moved >= 0.05 - 1e-3, (a, b)
+
     default_workload, default_predictions, _ = _run(tmp_path / "default", None)
+    assert not [e for e in EVENTS[False] if e["type"] == "vote"]
     assert collections.Counter(p["route"] for p in default_predictions) == {"champion": len(default_predictions)}
     served, default = _accuracy(workload, predictions), _accuracy(default_workload, default_predictions)
     assert served > default + 0.01, (served, default)

@@ -37,6 +37,10 @@ def test_demo_accounts_for_every_event_and_prints_the_summary(kafka_bootstrap: s
     before, just_after, end = accuracies
     assert just_after < before
     assert end > just_after
+    # the candidates serve as a vote (the default), and its weights moved after the drift
+    assert re.search(r"served by route\s+│.*\bvote: \d+", out), out[-3000:]
+    weights = re.findall(r"vote weights (?:before the drift|just after|at the end)[^│]*│\s+(.*?)\s+│", out)
+    assert len(weights) == 3 and "-" not in weights and weights[0] != weights[1], weights
     # The run's topics are throwaway: a broker loads every partition left on disk when it starts.
     run = re.search(r"Headwater demo run ([0-9a-f]+):", out)
     assert run is not None, out[:500]
