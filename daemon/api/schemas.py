@@ -15,6 +15,7 @@ __all__ = [
     "Accepted", "AddCandidateBody", "Alive", "Board", "BoardModel", "CanaryCeilingBody", "CommandBody", "CommandPage",
     "CommandView", "DecisionPage", "DecisionView", "ErrorBody", "GroupList", "Health", "ModelBody", "PromoteBody",
     "RetireBody", "RollbackBody", "ServingView", "VerdictView", "VersionDetail", "VersionList", "VersionView",
+    "VoteMember", "VoteView",
 ]  # fmt: skip
 
 Name = Annotated[str, Field(min_length=1, max_length=128)]
@@ -49,12 +50,23 @@ class ErrorBody(_Out):
 # -- groups and their boards ------------------------------------------------------------------------
 
 
+class VoteMember(_Out):
+    version: str | None = Field(description="the version whose latest state serves; null: no state yet")
+    weight: float
+
+
+class VoteView(_Out):
+    choice: str = Field(description="what serves the vote's route: vote, or the one member the guard chose")
+    members: dict[str, VoteMember] = Field(description="by slot (fork, tree, ...)")
+
+
 class ServingView(_Out):
     seq: int = Field(description="the serving table's number in the group's history")
     champion: str
     canary: str | None
     canary_share: float
     live: str | None = Field(description="the refresh fork whose state serves the champion's route, if any")
+    vote: VoteView | None = Field(None, description="with model.vote: its members, weights and what serves")
 
 
 class BoardModel(_Out):

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from daemon.api.deps import Context, ContextDep, known_group
-from daemon.api.schemas import Board, BoardModel, ErrorBody, GroupList, ServingView, report_fields
+from daemon.api.schemas import Board, BoardModel, ErrorBody, GroupList, ServingView, VoteMember, VoteView, report_fields
 from dataflows.ports import VersionInfo
 from dataflows.records import ModelReport
 
@@ -43,9 +43,15 @@ def _serving(ctx: Context, group: str) -> ServingView | None:
         table = ctx.deps.board.current(group)
     except LookupError:
         return None
+    vote = table.vote
+    voting = None if vote is None else VoteView(choice=vote.choice, members={
+        name: VoteMember(version=vote.members[name].version if name in vote.members else None, weight=weight)
+        for name, weight in vote.weights.items()
+    })  # fmt: skip
     return ServingView(
         seq=table.seq, champion=table.champion.version, canary=table.canary.version if table.canary else None,
         canary_share=table.canary_share if table.canary else 0.0, live=table.fresh.version if table.fresh else None,
+        vote=voting,
     )  # fmt: skip
 
 

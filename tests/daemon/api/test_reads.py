@@ -4,8 +4,9 @@ a page at a time, the effective config with its secrets masked, health and readi
 from __future__ import annotations
 
 from daemon.api import NO_CHAMPION, RECOVERING, Readiness
+from dataflows.portfolio import Member
 from dataflows.records import CommandRecord, SourceRef
-from tests.daemon.api.conftest import GROUP, TOKEN, Api, ApiFactory
+from tests.daemon.api.conftest import GROUP, TOKEN, Api, ApiFactory, learner
 
 
 def test_groups_lists_the_daemons_group_and_an_unknown_group_is_404(api: Api) -> None:
@@ -19,7 +20,7 @@ def test_groups_lists_the_daemons_group_and_an_unknown_group_is_404(api: Api) ->
 def test_the_board_shows_who_serves_and_each_live_models_role_accuracy_lag_and_trial(api: Api) -> None:
     board = api.client.get(f"/groups/{GROUP}").json()
     assert board["serving"] == {"seq": 1, "champion": "default/2", "canary": "default/3", "canary_share": 0.25,
-                                "live": None}  # fmt: skip
+                                "live": None, "vote": None}  # fmt: skip
     assert [(m["version"], m["role"], m["name"]) for m in board["models"]] == [
         ("default/2", "champion", "fork"), ("default/1", "standby", "champion"), ("default/3", "candidate", "fork"),
     ]  # fmt: skip
@@ -28,6 +29,17 @@ def test_the_board_shows_who_serves_and_each_live_models_role_accuracy_lag_and_t
     assert champion["trial"] == {"shadow": "passed"}  # the latest verdict, not the first
     assert (standby["rolling_accuracy"], standby["lag_batches"], standby["trial"]) == (None, None, {})
     assert (fork["rolling_accuracy"], fork["lag_batches"], fork["trial"]) == (None, 3, {"shadow": "running"})  # NaN
+
+
+def test_the_board_shows_the_votes_members_weights_and_choice(api: Api) -> None:
+    board = api.deps.board
+    assert board is not None
+    board.set_vote(GROUP, {"fork": 0.75, "tree": 0.25}, "vote")
+    board.serve_member(GROUP, "fork", Member("default/3", learner()))
+    assert api.client.get(f"/groups/{GROUP}").json()["serving"]["vote"] == {
+        "choice": "vote", "members": {"fork": {"version": "default/3", "weight": 0.75},
+                                      "tree": {"version": None, "weight": 0.25}},
+    }  # fmt: skip
 
 
 def test_a_process_without_a_board_shows_no_serving_table(make_api: ApiFactory) -> None:
