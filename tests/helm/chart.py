@@ -140,8 +140,10 @@ def _mount(container: Doc, path: str) -> Doc:
 
 
 @functools.cache
-def _template(values: tuple[str, ...], sets: tuple[str, ...], api_versions: tuple[str, ...]) -> Rendered:
-    args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE]
+def _template(
+    values: tuple[str, ...], sets: tuple[str, ...], api_versions: tuple[str, ...], release: str = RELEASE
+) -> Rendered:
+    args = ["template", release, str(CHART), "--namespace", NAMESPACE]
     for v in values:
         args += ["--values", v]
     for s in sets:
@@ -153,9 +155,10 @@ def _template(values: tuple[str, ...], sets: tuple[str, ...], api_versions: tupl
 
 
 def render(
-    *values: Path, sets: Iterable[str] = (), api_versions: Iterable[str] = (), monitoring: bool = False
-) -> Rendered:
+    *values: Path, sets: Iterable[str] = (), api_versions: Iterable[str] = (), monitoring: bool = False,
+    release: str = RELEASE,
+) -> Rendered:  # fmt: skip
     """``helm template`` with ``values`` files and ``--set`` ``sets``; ``monitoring``: as a cluster
     that serves Prometheus Operator's API (``--api-versions monitoring.coreos.com/v1``)."""
     apis = (*api_versions, MONITORING_API) if monitoring else tuple(api_versions)
-    return _template(tuple(str(v) for v in values), tuple(sets), apis)
+    return _template(tuple(str(v) for v in values), tuple(sets), apis, release)
