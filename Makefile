@@ -48,7 +48,10 @@ bench-candidates: ## serving latency with 0, 2, 4 candidates and a slow one (~4 
 bench-copies: ## copying a grown River model: pickle round trip vs deepcopy (~30 s)
 	$(BIN)/python -m bench.copies
 
+bench-quality: ## the vote served against each member alone, on River's drifting streams (~8 min)
+	$(BIN)/python -m bench.quality
+
 bench-moa: ## MOA: per-event vs batched calls, ARF champion at 5,000/s vs CapyMOA alone, start-up (~6 min)
 	$(BIN)/python -m bench.moa
 
-.PHONY: help install kafka-up kafka-down lint typecheck test check openapi dashboard chart-schema demo bench bench-candidates bench-copies bench-moa
+.PHONY: help install kafka-up kafka-down lint typecheck test check openapi dashboard chart-schema demo bench bench-candidates bench-copies bench-moa bench-quality

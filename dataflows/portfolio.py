@@ -8,7 +8,8 @@ is immutable: each hand-over makes a new one (`with_member`, `with_weights`), so
 one consistent set of members and weights.
 
 On the champion's route the portfolio serves first: the weighted average of its members'
-probabilities (a member that cannot answer is left out, the others renormalised), or the one
+probabilities (a member that cannot answer, or whose state is `STALE_JOBS` labelled jobs behind
+while others are fresher, is left out, the others renormalised), or the one
 member the guard chose when it has done better lately than the vote. Until a member with weight
 has a state, or if none can answer, the champion serves as before.
 """
@@ -25,17 +26,22 @@ from evaluators.vote import VOTE
 from learners import Learner
 from learners.base import FloatArray
 
-__all__ = ["VOTE_ROUTE", "Member", "Portfolio"]
+__all__ = ["STALE_JOBS", "VOTE_ROUTE", "Member", "Portfolio"]
 
 VOTE_ROUTE = "vote"  # the route a prediction of the portfolio names
 
 
+STALE_JOBS = 8  # a member whose state is this many labelled jobs behind the newest sits out while others are fresher
+
+
 @dataclass(frozen=True)
 class Member:
-    """A member's latest state: its registry version and its model (predict only)."""
+    """A member's latest state: its registry version, its model (predict only), and the last
+    labelled job it had learned (-1: unknown)."""
 
     version: str
     learner: Learner
+    through: int = -1
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,7 @@ class Portfolio:
     members: Mapping[str, Member] = field(default_factory=dict)
     weights: Mapping[str, float] = field(default_factory=dict)
     choice: str = VOTE
+    seq: int = -1  # the newest labelled job handed to the members, when the weights were set
 
     def with_member(self, name: str, member: Member | None) -> Portfolio:
         """This portfolio with ``name``'s latest state (None: without it)."""
@@ -53,10 +60,19 @@ class Portfolio:
             members[name] = member
         return replace(self, members=members)
 
-    def with_weights(self, weights: Mapping[str, float], choice: str) -> Portfolio:
-        """This portfolio with new weights and guard; members no longer weighted leave it."""
+    def with_weights(self, weights: Mapping[str, float], choice: str, seq: int = -1) -> Portfolio:
+        """This portfolio with new weights and guard (as of labelled job ``seq``); members no
+        longer weighted leave it."""
         members = {k: v for k, v in self.members.items() if k in weights}
-        return replace(self, members=members, weights=dict(weights), choice=choice)
+        return replace(self, members=members, weights=dict(weights), choice=choice, seq=seq)
+
+    def voters(self) -> dict[str, Member]:
+        """The weighted members that vote now: those whose state is no more than `STALE_JOBS`
+        behind (a member that cannot keep up with the labels would serve an old state under a
+        weight earned by its lane's current one), or all of them when none is that fresh."""
+        weighted = {n: m for n, m in self.members.items() if self.weights.get(n, 0.0) > 0}
+        fresh = {n: m for n, m in weighted.items() if m.through < 0 or m.through >= self.seq - STALE_JOBS}
+        return fresh or weighted
 
     @property
     def ready(self) -> bool:
@@ -71,7 +87,9 @@ class Portfolio:
         if self.choice != VOTE and self.choice in self.members:
             version = self.members[self.choice].version
             return version, {version: 1.0}
-        weighted = {self.members[n].version: round(w, 4) for n, w in self.weights.items() if n in self.members}
+        voters = self.voters()
+        total = sum(self.weights[n] for n in voters)
+        weighted = {m.version: round(self.weights[n] / total, 4) for n, m in voters.items()}
         heaviest = max(weighted, key=weighted.__getitem__)
         return heaviest, weighted
 
@@ -82,10 +100,8 @@ class Portfolio:
             return np.asarray(self.members[self.choice].learner.predict_proba(x), dtype=np.float64)
         total: FloatArray | None = None
         weight, errors = 0.0, []
-        for name, member in self.members.items():
-            w = self.weights.get(name, 0.0)
-            if w <= 0:
-                continue
+        for name, member in self.voters().items():
+            w = self.weights[name]
             try:
                 p = np.asarray(member.learner.predict_proba(x), dtype=np.float64)
             except Exception as exc:  # this member sits this batch out; the others answer

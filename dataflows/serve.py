@@ -129,11 +129,12 @@ class ServingBoard:
             self._set(dataclasses.replace(table, vote=table.vote.with_member(name, member)))
             return True
 
-    def set_vote(self, group: str, weights: dict[str, float] | None, choice: str) -> None:
-        """The vote's weights and the guard's choice (None: the group does not vote any more)."""
+    def set_vote(self, group: str, weights: dict[str, float] | None, choice: str, seq: int = -1) -> None:
+        """The vote's weights and the guard's choice, as of labelled job ``seq`` (None: the group
+        does not vote any more)."""
         with self._lock:
             table = self.current(group)
-            vote = None if weights is None else (table.vote or Portfolio()).with_weights(weights, choice)
+            vote = None if weights is None else (table.vote or Portfolio()).with_weights(weights, choice, seq)
             if vote != table.vote:
                 self._set(dataclasses.replace(table, vote=vote))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import re
 import tempfile
 import threading
 import time
@@ -34,7 +35,7 @@ from bench.broker import (
     topic_size,
 )
 from bench.report import LOG_FORMAT
-from bench.streams import Stream
+from bench.streams import LEARNER_SPECS, Stream
 from daemon.config import load_settings
 from daemon.kafka_client import make_producer, produce_all
 from daemon.runner import run_daemon
@@ -79,8 +80,23 @@ class Params:
     stem: str = "parity"
 
 
+def member_slot(learner: str) -> str:
+    """A candidate's name for a learner of `bench.streams.LEARNER_SPECS` (``bench.parity:perceptron``: perceptron)."""
+    return re.sub(r"[^a-z0-9_-]", "-", learner.rsplit(":", 1)[-1].lower())[:63]
+
+
 def served_config(p: Params) -> dict[str, Any]:
-    """The served side's ``model.candidates``, ``promotion`` and ``runtime`` (``--gate``)."""
+    """The served side's ``model.candidates``, ``promotion``, ``runtime`` and ``vote`` (``--gate``).
+    ``vote``: the first learner is the champion and its fork, every other one a candidate, and they
+    serve as the portfolio's vote (`bench.quality`)."""
+    if p.gate == "vote":
+        others = [{"name": member_slot(m), "learner": LEARNER_SPECS[m].name, "params": dict(LEARNER_SPECS[m].params),
+                   "seed": LEARNER_SPECS[m].seed} for m in p.learners[1:]]  # fmt: skip
+        promotion = {"max_lag_batches": 1_000_000, "max_lag_s": 3600.0}  # every member learns every batch
+        return {"candidates": [{"name": "fork"}, *others], "promotion": promotion, "runtime": RUNTIME,
+                "vote": {"enabled": True}}  # fmt: skip
+    if p.gate == "default":  # the daemon's own defaults: a fork in shadow, its gate as shipped
+        return {"candidates": [{"name": "fork"}], "promotion": {}, "runtime": RUNTIME}
     if p.gate == "shadow":
         return {"candidates": [{"name": "fork"}], "promotion": PERMISSIVE_GATE, "runtime": RUNTIME}
     promotion = {"refresh_samples": p.refresh_samples, "max_lag_batches": 1_000_000, "max_lag_s": 3600.0}
@@ -108,6 +124,7 @@ def settings_sections(
             "params": dict(spec.params),
             "seed": spec.seed,
             "candidates": served["candidates"],
+            "vote": served.get("vote", {"enabled": False}),
         },
         promotion=served["promotion"],
         runtime=served["runtime"],

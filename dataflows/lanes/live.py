@@ -44,6 +44,7 @@ __all__ = ["MAX_REPLAY_JOBS", "Guarded", "LiveRefresh", "MemberRefresh", "Replic
 log = logging.getLogger("headwater")
 
 MAX_REPLAY_JOBS = 1000  # batches kept for replicas to catch up on; beyond, they are dropped and made again
+MEMBER_MAX_BEHIND = 4  # a vote member behind on its batches hands over every this many (`MemberRefresh`)
 
 
 @dataclass(eq=False)
@@ -60,8 +61,15 @@ class LiveRefresh:
     next_at: float = 0.0  # monotonic time before which nothing is handed over
     error: str | None = None  # a copy or replay that failed stops the publishing (the champion serves)
 
+    handed: int = -1  # the last job whose state was handed over
+
     def due(self, version: str, now: float) -> bool:
         return self.error is None and version == self.fork and now >= self.next_at
+
+    def overdue(self, seq: int) -> bool:
+        """Whether to hand over after job ``seq`` though batches wait: never for a live fork (it
+        catches up first: `bench/results/parity-live.md`)."""
+        return False
 
     def rest(self, copy_s: float, now: float, learn_s: float = 0.0) -> None:
         """After a copy that takes ``copy_s`` (the median of the lane's last copies), the next one
@@ -96,10 +104,18 @@ class MemberRefresh(LiveRefresh):
 
     member: str = ""
     board: ServingBoard | None = None
+    max_behind: int = MEMBER_MAX_BEHIND
+
+    def overdue(self, seq: int) -> bool:
+        """A member behind on its batches still hands over every ``max_behind`` of them: the vote
+        weighs it by how its lane scores now, so the state that serves must not fall far behind
+        (with a lane that never caught up, it stopped at its last quiet moment: the hyperplane
+        stream of `bench/results/quality.md` served 65 % where every member scored over 85 %)."""
+        return seq - self.handed >= self.max_behind
 
     def publish(self, learner: Learner) -> bool:
         assert self.board is not None
-        return self.board.serve_member(self.group, self.member, Member(self.fork, learner))
+        return self.board.serve_member(self.group, self.member, Member(self.fork, learner, self.handed))
 
 
 class Guarded:

@@ -225,8 +225,11 @@ class ThreadLane(LaneQueue):
         elif result.error is not None and result.error.startswith("learn"):
             self._replicas = None  # the model may have learned part of the batch: replicas would differ
         live = self.live
-        # A lane with batches waiting learns them first: serving gets its state once it caught up.
-        if result.learned and live is not None and not self._jobs and live.due(self._version, time.monotonic()):
+        # A lane with batches waiting learns them first: serving gets its state once it caught up
+        # (a vote's member, which may never catch up on a busy machine, also every few batches).
+        caught_up = not self._jobs or (live is not None and live.overdue(job.seq))
+        if result.learned and live is not None and caught_up and live.due(self._version, time.monotonic()):
+            live.handed = job.seq
             self._hand_over(live, job)
         return result
 

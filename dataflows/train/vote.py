@@ -65,7 +65,7 @@ def sync(rt: GroupRuntime, now_ms: int) -> list[VoteRecord]:
     for name in [n for n in names if n not in vote.members]:
         vote.add(name)
     weights, choice = vote.weights(), vote.choice()
-    board.set_vote(state.name, weights, choice)
+    board.set_vote(state.name, weights, choice, state.seq)
     rt.ctx.metrics.voted(state.name, weights, choice)
     for name in names:
         lane = rt.lanes[name]

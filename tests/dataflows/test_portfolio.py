@@ -87,3 +87,17 @@ def test_the_board_takes_members_of_the_vote_only_and_keeps_the_vote_through_a_p
     assert vote is not None and dict(vote.members) == {} and not vote.ready
     board.set_vote("default", None, "")
     assert board.current("default").vote is None
+
+
+def test_a_member_far_behind_the_labels_sits_out_while_the_others_are_fresher() -> None:
+    stale = Member("default/2", Fixed([0.2, 0.8]), through=5)  # type: ignore[arg-type]
+    fresh = Member("default/3", Fixed([0.6, 0.4]), through=19)  # type: ignore[arg-type]
+    vote = Portfolio({"fork": stale, "tree": fresh}, {"fork": 0.9, "tree": 0.1}, seq=20)
+    (p,) = serve_batch(_table(vote), [_event(0)], [0, 1], 2.0).predictions
+    assert p.proba == pytest.approx([0.6, 0.4]) and p.votes == {"default/3": 1.0}
+    everyone_late = Portfolio({"fork": stale}, {"fork": 0.9, "tree": 0.1}, seq=40)
+    (p,) = serve_batch(_table(everyone_late), [_event(0)], [0, 1], 2.0).predictions
+    assert p.route == VOTE_ROUTE and p.proba == pytest.approx([0.2, 0.8])  # the freshest there is
+    caught_up = Portfolio({"fork": stale, "tree": fresh}, {"fork": 0.9, "tree": 0.1}, seq=12)
+    (p,) = serve_batch(_table(caught_up), [_event(0)], [0, 1], 2.0).predictions
+    assert p.proba == pytest.approx([0.24, 0.76])  # within STALE_JOBS: both vote
