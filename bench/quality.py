@@ -145,8 +145,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         "Inside the vote's daemon, per member: its own prequential accuracy in its lane (scored before it"
         " learned each batch, as the weights see it) and the most labelled batches it had waiting. A member"
-        " with batches waiting hands serving no new state until it has caught up: the vote then weighs a"
-        " member by how its lane does, and serves an older state of it.",
+        " behind hands serving its state every 4 batches, and sits the vote out while it is 8 labelled"
+        " jobs behind and others are fresher: a member that cannot keep up with the stream on this machine"
+        " (torch-mlp on RBF) scores well in its lane, but what serving could use of it is old.",
         "",
         *(f"- **{r['stream']}**: " + ", ".join(
             f"{name} {100 * (lane['accuracy'] or 0):.1f} % (lag up to {lane['lag_max']})"
