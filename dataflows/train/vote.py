@@ -4,8 +4,9 @@ on the champion's route, weighted by `evaluators.WeightedVote` (serving's side: 
 - `sync` (at the start and after every collect): the vote's members are the group's candidates
   (a restart model, the standby and the champion are not); each member's lane hands its latest
   state to the board after the batches it learns (`dataflows.lanes.live.MemberRefresh`, armed
-  again when the lane's version changes: a promotion, a refork); the weights and the guard's
-  choice go to the board when they change.
+  again when the lane's version changes: a promotion, a refork), and a member the board has no
+  state of (after a restart, or new) serves a copy of its model at once; the weights and the
+  guard's choice go to the board when they change.
 - `submitted`: the labels of each job handed to the lanes, kept until every member scored it.
 - `observe` (while collecting): each member's probabilities for a job; once every member has
   answered for a job (scored, or skipped it), the weights learn from it (`settle`). A job some
@@ -26,6 +27,7 @@ import numpy.typing as npt
 
 from dataflows.jobs import Job, LaneResult
 from dataflows.lanes.live import MemberRefresh
+from dataflows.portfolio import Member
 from dataflows.records import VoteRecord
 from dataflows.train.state import GroupRuntime
 from evaluators.vote import WeightedVote
@@ -78,6 +80,11 @@ def sync(rt: GroupRuntime, now_ms: int) -> list[VoteRecord]:
             continue
         budget = rt.ctx.config.gate.live_refresh_budget
         lane.set_live(MemberRefresh(rt.ctx.promoter, state.name, "", lane.version, budget, member=name, board=board))
+        served = board.current(state.name).vote
+        if served is not None and name not in served.members:
+            # A restart (the board is not snapshotted) or a new member: its model as it is serves
+            # at once, not only after its next learned batch.
+            board.serve_member(state.name, name, Member(lane.version, lane.frozen()))
     return _record(rt, vote, weights, choice, now_ms)
 
 
