@@ -82,6 +82,7 @@ class TrainLogic(StatefulLogic[ServedBatch | Command, TrainOutput, GroupState]):
         commands.restore(self.rt)
         live.sync(self.rt)
         vote.sync(self.rt, int(self.ctx.clock() * 1000))
+        self.rt.vote_sent = None  # not emitted from here: the first collect sends the vote as it stands
 
     @property
     def state(self) -> GroupState:
