@@ -76,10 +76,9 @@ class Portfolio:
 
     @property
     def ready(self) -> bool:
-        """Whether it can serve: the chosen member has a state, or (the vote) a weighted one does."""
-        if self.choice != VOTE:
-            return self.choice in self.members
-        return any(self.weights.get(name, 0.0) > 0 for name in self.members)
+        """Whether it can serve: the chosen member has a state, or a weighted one does (the vote
+        stands in for a chosen member that has none yet)."""
+        return (self.choice != VOTE and self.choice in self.members) or bool(self.voters())
 
     def served_by(self) -> tuple[str, dict[str, float]]:
         """The version a prediction names (the chosen member's, or the heaviest member's) and the

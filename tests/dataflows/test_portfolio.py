@@ -70,6 +70,10 @@ def test_a_member_that_fails_sits_out_and_the_champion_serves_when_none_can() ->
     assert p.route == "champion" and p.version == "default/1"
     (p,) = serve_batch(_table(Portfolio({}, {"fork": 1.0})), [_event(0)], [0, 1], 2.0).predictions
     assert p.route == "champion"  # no member state yet
+    tree_only = {"tree": Member("default/3", Fixed([0.6, 0.4]))}  # type: ignore[arg-type]
+    chosen_without_state = Portfolio(tree_only, {"fork": 0.7, "tree": 0.3}, choice="fork")
+    (p,) = serve_batch(_table(chosen_without_state), [_event(0)], [0, 1], 2.0).predictions
+    assert p.route == VOTE_ROUTE and p.proba == pytest.approx([0.6, 0.4])  # the vote stands in
 
 
 def test_the_board_takes_members_of_the_vote_only_and_keeps_the_vote_through_a_promotion() -> None:
