@@ -67,12 +67,14 @@ class VersionInfo:
     ranges: Sequence[OffsetRange] = ()
 
 
-DECISION_ACTIONS = ("promote", "refuse", "rollback", "retire")  # what a `Decision` may do
+DECISION_ACTIONS = ("promote", "refuse", "rollback", "retire", "lead")  # what a `Decision` may do
 
 
 @dataclass(frozen=True)
 class Decision:
-    """Something the promoter did, with why: ``promote``, ``refuse``, ``rollback`` or ``retire``.
+    """Something the promoter did, with why: ``promote``, ``refuse``, ``rollback`` or ``retire``;
+    or ``lead``: in a group's vote, ``version`` now weighs clearly more than ``previous``, the
+    member that led before (`dataflows.train.vote`; no version changes status).
 
     ``version`` is the version acted on; ``previous`` the champion it replaced (promote, rollback).
     ``evidence`` holds the numbers of the verdicts that led to it.

@@ -161,7 +161,8 @@ class VerdictRecord(msgspec.Struct, frozen=True, kw_only=True, tag="verdict", ta
 
 
 class DecisionRecord(msgspec.Struct, frozen=True, kw_only=True, tag="decision", tag_field="type"):
-    """What the promoter did (promote, refuse, rollback, retire), why, and on what evidence."""
+    """What the promoter did (promote, refuse, rollback, retire; or, with a vote, a member that
+    took the lead), why, and on what evidence."""
 
     group: str
     action: str

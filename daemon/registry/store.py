@@ -23,13 +23,13 @@ from daemon.registry.commands import insert_command, select_commands
 from daemon.registry.errors import RegistryError, UnknownVersionError
 from daemon.registry.lineage import merge_ranges
 from daemon.registry.schema import STATUSES, connect
-from dataflows.ports import CheckpointRef, Decision, OffsetRange, VersionInfo
+from dataflows.ports import DECISION_ACTIONS, CheckpointRef, Decision, OffsetRange, VersionInfo
 from dataflows.records import CommandRecord
 from learners import Learner
 
 __all__ = ["ACTIONS", "SqliteRegistry", "framework_of"]
 
-ACTIONS = ("promote", "refuse", "rollback", "retire")
+ACTIONS = DECISION_ACTIONS
 
 
 _FRAMEWORKS = {"learners.river_learner": "river", "learners.torch_learner": "torch", "learners.moa": "moa"}
@@ -317,7 +317,8 @@ class SqliteRegistry:
     def _apply(self, db: sqlite3.Connection, decision: Decision) -> None:
         """promote: ``version`` serves, ``previous`` goes on standby (a group's first champion is
         promoted with no previous). rollback: ``version`` serves again, ``previous`` (the champion
-        rolled back from) is retired. refuse, retire: ``version`` is retired. A champion is only
+        rolled back from) is retired. refuse, retire: ``version`` is retired. lead: nothing changes
+        (a vote's weights crossed, logged). A champion is only
         replaced by name: ``previous`` must be the group's champion; it is never refused or retired
         as it serves (the group would be left without one)."""
         target = self._row(db, decision.version)
@@ -327,6 +328,8 @@ class SqliteRegistry:
                 msg = f"decision {decision.action} for group {decision.group!r} names {row['id']} of another group"
                 raise RegistryError(msg)
         ts = decision.ts_ms
+        if decision.action == "lead":  # a vote's weights crossed: who serves the champion's route is unchanged
+            return
         if decision.action in ("refuse", "retire"):
             if target["status"] == "champion":
                 msg = (f"cannot {decision.action} {target['id']}: it is the champion of {decision.group!r} "

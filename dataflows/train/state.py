@@ -215,6 +215,7 @@ class GroupRuntime:
         self.vote_labels: dict[int, np.ndarray] = {}
         self.vote_answers: dict[int, dict[str, np.ndarray | None]] = {}
         self.vote_sent: VoteRecord | None = None  # the last vote record sent (`dataflows.train.vote`)
+        self.vote_leader: str | None = None  # the member that led the vote at its last `lead` decision
 
     def open_lane(self, name: str, state: LaneState) -> Lane:
         """The lane for slot ``name``'s model. The restart model comes and goes with the data:

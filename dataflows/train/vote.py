@@ -13,6 +13,9 @@ on the champion's route, weighted by `evaluators.WeightedVote` (serving's side: 
   member never answers for (it left the vote) is settled with the others after
   ``4 * max_lag_batches`` jobs.
 
+When another member comes to weigh clearly more than the one that led (`LEAD_MARGIN`), a ``lead``
+decision is recorded in the registry and sent, naming both versions and the weights.
+
 The weights are the group's state (`GroupState.vote`), snapshotted and recovered with it; the
 labels and answers waiting for the other members are not (a restart settles none of them: the
 weights miss at most a few batches).
@@ -28,8 +31,9 @@ import numpy.typing as npt
 from dataflows.jobs import Job, LaneResult
 from dataflows.lanes.live import MemberRefresh
 from dataflows.portfolio import Member
+from dataflows.ports import Decision
 from dataflows.records import VoteRecord
-from dataflows.train.state import GroupRuntime
+from dataflows.train.state import GroupRuntime, TrainOutput, decision_record
 from evaluators.vote import WeightedVote
 
 __all__ = ["observe", "submitted", "sync"]
@@ -37,6 +41,7 @@ __all__ = ["observe", "submitted", "sync"]
 log = logging.getLogger("headwater")
 
 MOVED = 0.05  # a weight that moved by this much since the last vote record makes a new one
+LEAD_MARGIN = 0.1  # another member leads (a `lead` decision) once it weighs this much more than the leader
 
 
 def members(rt: GroupRuntime) -> list[str]:
@@ -44,7 +49,7 @@ def members(rt: GroupRuntime) -> list[str]:
     return [name for name, slot in rt.state.slots.items() if slot.spec is not None]
 
 
-def sync(rt: GroupRuntime, now_ms: int) -> list[VoteRecord]:
+def sync(rt: GroupRuntime, now_ms: int) -> list[TrainOutput]:
     """Bring the vote in line with the group's candidates, arm their lanes, publish the weights;
     a `VoteRecord` for the model-events topic when the lead changed hands, the guard chose
     otherwise, or a weight moved by `MOVED` since the last one."""
@@ -88,21 +93,44 @@ def sync(rt: GroupRuntime, now_ms: int) -> list[VoteRecord]:
     return _record(rt, vote, weights, choice, now_ms)
 
 
+def _lead(rt: GroupRuntime, weights: dict[str, float], now_ms: int) -> list[TrainOutput]:
+    """A ``lead`` decision when another member now weighs `LEAD_MARGIN` more than the one that
+    led (recorded in the registry and sent as a decision): the vote's crossings, not its jitter."""
+    leader = max(weights, key=weights.__getitem__)
+    led = rt.vote_leader
+    if led is None or led not in weights:
+        rt.vote_leader = leader
+        return []
+    if leader == led or weights[leader] - weights[led] < LEAD_MARGIN:
+        return []
+    state, ctx = rt.state, rt.ctx
+    new, old = rt.lanes[leader].version, rt.lanes[led].version
+    reason = (f"in the vote, {leader} ({new}) now weighs {weights[leader]:.2f}, over {led} ({old}) at "
+              f"{weights[led]:.2f}, which led before")  # fmt: skip
+    decision = Decision(state.name, "lead", new, reason, now_ms, previous=old,
+                        evidence={f"weight_{n}": round(w, 4) for n, w in weights.items()})  # fmt: skip
+    ctx.registry.record_decision(decision)
+    ctx.metrics.decided(state.name, "lead")
+    rt.vote_leader = leader
+    return [decision_record(decision)]
+
+
 def _record(
     rt: GroupRuntime, vote: WeightedVote, weights: dict[str, float], choice: str, now_ms: int
-) -> list[VoteRecord]:
+) -> list[TrainOutput]:
+    out = _lead(rt, weights, now_ms)
     last = rt.vote_sent
     if last is not None and last.choice == choice and set(last.weights) == set(weights):
         lead = max(weights, key=weights.__getitem__)
         moved = max(abs(w - last.weights[n]) for n, w in weights.items())
         if lead == max(last.weights, key=last.weights.__getitem__) and moved < MOVED:
-            return []
+            return out
     versions = {name: rt.lanes[name].version for name in weights}
     accuracy = {name: None if a is None else round(a, 4) for name, a in vote.faded_accuracy().items()}
     record = VoteRecord(group=rt.state.name, ts_ms=now_ms, weights={n: round(w, 4) for n, w in weights.items()},
                         versions=versions, choice=choice, accuracy=accuracy)  # fmt: skip
     rt.vote_sent = record
-    return [record]
+    return [*out, record]
 
 
 def submitted(rt: GroupRuntime, job: Job | None) -> None:

@@ -8,10 +8,13 @@ import dataclasses
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dataflows.config import CandidateSpec, VoteSpec
+from dataflows.records import DecisionRecord
 from dataflows.train import TrainLogic
+from dataflows.train import vote as vote_step
 from evaluators import VOTE
 from learners import LearnerSpec
 from tests.dataflows.helpers import Group, Stream, config, context, make_group, trained_learner
@@ -78,3 +81,28 @@ def test_the_weights_survive_a_snapshot_and_a_resume(tmp_path: Path) -> None:
     assert served is not None and dict(served.weights) == pytest.approx(weights)
     assert served.choice in (VOTE, "fork", "alt")
     resumed.close()
+
+
+def test_a_member_that_comes_to_weigh_clearly_more_takes_the_lead_as_a_decision(tmp_path: Path) -> None:
+    group, stream = _group(tmp_path), Stream(4)
+    group.run(stream, 2)
+    rt = group.logic.rt
+    vote = rt.state.vote
+    assert vote is not None
+    first = max(vote.weights(), key=vote.weights().__getitem__)
+    other = next(n for n in vote.members if n != first)
+    y = np.zeros(50, dtype=np.int64)
+    right, wrong = np.tile([0.9, 0.1], (50, 1)), np.tile([0.1, 0.9], (50, 1))
+    vote.update({other: right[:1], first: wrong[:1]}, y[:1])  # a nudge: not enough to lead by 0.1
+    nudged = [r for r in vote_step.sync(rt, 1) if isinstance(r, DecisionRecord)]
+    vote.update({other: right, first: wrong}, y)  # now clearly ahead
+    crossed = [r for r in vote_step.sync(rt, 2) if isinstance(r, DecisionRecord)]
+    assert nudged == [] and [(d.action, d.version, d.previous) for d in crossed] == [
+        ("lead", rt.lanes[other].version, rt.lanes[first].version)
+    ]
+    evidence = {k: float(str(v)) for k, v in crossed[0].evidence.items()}
+    assert evidence[f"weight_{other}"] - evidence[f"weight_{first}"] >= 0.1
+    logged = [d for d in group.deps.registry.decisions("default") if d.action == "lead"]
+    assert [(d.version, d.previous) for d in logged] == [(crossed[0].version, crossed[0].previous)]
+    assert [r for r in vote_step.sync(rt, 3) if isinstance(r, DecisionRecord)] == []  # once per crossing
+    group.logic.close()
