@@ -1,38 +1,27 @@
 """Serving: predict each micro-batch with an immutable snapshot of the serving models, before any
 learning happens.
 
-The `ServingBoard` holds, per group, the current `ServingTable`: the champion and, during a
-canary, the candidate snapshot serving a sticky share of keys. Only the promoter publishes a new
-table; the serve step reads whichever table is current when a batch arrives and never waits for
-training. Learners on the board are never taught again (a new snapshot is a new object), so
-reading them from several workers at once is safe.
-
-With live refresh (`promotion.live_refresh`), a refresh fork's lane also puts its model's latest
-state on the board after the batches it learns (`ServingBoard.refresh`): it serves on the
-champion's route in place of the champion it continues, until the next promotion or until the
-train step takes it off (`ServingBoard.drop_fresh`).
-
-The board is in-process: every worker thread of this process sees a publish at once, and every
-worker serves the partitions it reads (`Server`). Tables are numbered (``seq``) per group; the
-other processes of a cluster follow them through the serving-table topic
-(`daemon.serving_log`), loading each model from the registry.
+The serve step reads the group's current `ServingTable` from the `ServingBoard`
+(`dataflows.board`) when a batch arrives and never waits for training: the champion, during a
+canary the candidate snapshot on a sticky share of keys, with live refresh the refresh fork's
+latest state in place of the champion it continues (route ``live``), and with a vote the
+portfolio's members before either (route ``vote``, `dataflows.portfolio`). Learners on the board
+are never taught again (a new state is a new object), so reading them from several workers at
+once is safe. Every worker serves the partitions it reads (`Server`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
 import numpy as np
 
+from dataflows.board import CANARY, CHAMPION, ROUTES, Served, ServingBoard, ServingTable
 from dataflows.decode import Decoder, RawMessage
-from dataflows.portfolio import VOTE_ROUTE, Member, Portfolio
+from dataflows.portfolio import VOTE_ROUTE
 from dataflows.ports import Clock, Metrics
 from dataflows.records import (
     DeadLetter,
@@ -46,7 +35,6 @@ from dataflows.records import (
     encode_model_event,
     encode_predictions,
 )
-from evaluators import canary_bucket
 from learners import Learner
 
 if TYPE_CHECKING:
@@ -55,141 +43,11 @@ if TYPE_CHECKING:
     from dataflows.config import Topics
 
 __all__ = [
-    "CHAMPION", "ROUTES", "ServeStep", "Served", "ServedBatch", "Server", "ServingBoard", "ServingTable", "Unavailable",
-    "merge_served", "serve_batch",
+    "CANARY", "CHAMPION", "ROUTES", "ServeStep", "Served", "ServedBatch", "Server", "ServingBoard", "ServingTable",
+    "Unavailable", "merge_served", "serve_batch",
 ]  # fmt: skip
 
-CHAMPION, CANARY = 0, 1
-ROUTES = ("champion", "canary")
 NO_PREDICTION = -1
-
-
-@dataclass(frozen=True)
-class Served:
-    """A frozen model on the board: its registry version and the learner (predict only)."""
-
-    version: str
-    learner: Learner
-
-
-@dataclass(frozen=True)
-class ServingTable:
-    """Who serves a group: the champion, and a canary on ``canary_share`` of the keys.
-
-    An event goes to the canary iff ``canary_bucket(event.id, seed) < canary_share``: sticky, and
-    raising the share keeps every key already in the canary. ``fresh``, when set, is the champion's
-    refresh fork as it last learned (live refresh): it serves the champion's route instead.
-    ``vote``, when ready, serves the champion's route before either (`dataflows.portfolio`).
-    """
-
-    group: str
-    champion: Served
-    canary: Served | None = None
-    canary_share: float = 0.0
-    seed: int = 0
-    fresh: Served | None = None
-    seq: int = 0  # the table's number in the group's history of tables (`ServingBoard.publish`)
-    vote: Portfolio | None = None  # the portfolio's members and weights (`model.vote`): first on the champion's route
-
-    def routes(self, ids: list[str]) -> np.ndarray:
-        out = np.zeros(len(ids), dtype=np.int8)
-        if self.canary is not None and self.canary_share > 0:
-            share, seed = self.canary_share, self.seed
-            out[[i for i, key in enumerate(ids) if canary_bucket(key, seed) < share]] = CANARY
-        return out
-
-
-class ServingBoard:
-    """The current serving table of every group in this process.
-
-    ``on_change`` is told each table that comes to serve, in order (under the board's lock: it
-    must be quick and must not touch the board); the daemon's metrics follow who serves with it.
-    """
-
-    def __init__(self, on_change: Callable[[ServingTable], None] | None = None) -> None:
-        self._tables: dict[str, ServingTable] = {}
-        self._lock = threading.Lock()
-        self._on_change = on_change
-
-    def publish(self, table: ServingTable) -> ServingTable:
-        """Serve ``table`` from now on, numbered one past the group's current table; return it.
-        The portfolio's vote, which learns beside whoever is champion, carries over to it."""
-        with self._lock:
-            current = self._tables.get(table.group)
-            if table.vote is None and current is not None and current.vote is not None:
-                table = dataclasses.replace(table, vote=current.vote)
-            return self._put(table)
-
-    def serve_member(self, group: str, name: str, member: Member | None) -> bool:
-        """A vote member's latest state (None: take it off); True if the group votes."""
-        with self._lock:
-            table = self._tables.get(group)
-            if table is None or table.vote is None or (member is not None and name not in table.vote.weights):
-                return False
-            self._set(dataclasses.replace(table, vote=table.vote.with_member(name, member)))
-            return True
-
-    def set_vote(self, group: str, weights: dict[str, float] | None, choice: str, seq: int = -1) -> None:
-        """The vote's weights and the guard's choice, as of labelled job ``seq`` (None: the group
-        does not vote any more)."""
-        with self._lock:
-            table = self.current(group)
-            vote = None if weights is None else (table.vote or Portfolio()).with_weights(weights, choice, seq)
-            if vote != table.vote:
-                self._set(dataclasses.replace(table, vote=vote))
-
-    def follow(self, table: ServingTable) -> bool:
-        """Serve ``table``, published by another process, unless this board already has it or a
-        later one (by ``seq``); True if it serves now."""
-        with self._lock:
-            current = self._tables.get(table.group)
-            if current is not None and current.seq >= table.seq:
-                return False
-            self._set(table)
-            return True
-
-    def refresh(self, group: str, champion: str, fresh: Served) -> bool:
-        """Serve ``fresh`` on the champion's route, if ``champion`` is still the group's champion
-        (a fork's state is never served in place of a champion it does not continue)."""
-        with self._lock:
-            table = self._tables.get(group)
-            if table is None or table.champion.version != champion:
-                return False
-            self._set(dataclasses.replace(table, fresh=fresh))
-            return True
-
-    def update(self, group: str, change: Callable[[ServingTable], ServingTable]) -> ServingTable:
-        """Publish ``change(current table)`` atomically with the lane's `refresh` (a read, then a
-        publish, could put back an older fresh state); return it."""
-        with self._lock:
-            return self._put(change(self.current(group)))
-
-    def _put(self, table: ServingTable) -> ServingTable:
-        current = self._tables.get(table.group)
-        table = dataclasses.replace(table, seq=(current.seq if current is not None else 0) + 1)
-        self._set(table)
-        return table
-
-    def _set(self, table: ServingTable) -> None:
-        self._tables[table.group] = table
-        if self._on_change is not None:
-            self._on_change(table)
-
-    def drop_fresh(self, group: str) -> bool:
-        """The champion itself serves its route again; True if a fresh state was taken off."""
-        with self._lock:
-            table = self._tables.get(group)
-            if table is None or table.fresh is None:
-                return False
-            self._set(dataclasses.replace(table, fresh=None))
-            return True
-
-    def current(self, group: str) -> ServingTable:
-        table = self._tables.get(group)
-        if table is None:
-            msg = f"no serving table for group {group!r}: the daemon publishes one before the flow starts"
-            raise LookupError(msg)
-        return table
 
 
 class ServedBatch(msgspec.Struct, frozen=True):
