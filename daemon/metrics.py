@@ -288,7 +288,7 @@ class PrometheusMetrics(Metrics):
             self._vote_weight.remove(group, model)
         for model, weight in weights.items():
             self._vote_weight(group, model).set(weight)
-        for model in before | {"vote"}:
+        for model in (before | {"vote"}) - {choice if weights else ""}:  # what serves no more
             self._vote_choice.remove(group, model)
         if weights:
             self._vote_choice(group, choice).set(1)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -66,6 +67,7 @@ class Portfolio:
         members = {k: v for k, v in self.members.items() if k in weights}
         return replace(self, members=members, weights=dict(weights), choice=choice, seq=seq)
 
+    @cached_property
     def voters(self) -> dict[str, Member]:
         """The weighted members that vote now: those whose state is no more than `STALE_JOBS`
         behind (a member that cannot keep up with the labels would serve an old state under a
@@ -78,7 +80,7 @@ class Portfolio:
     def ready(self) -> bool:
         """Whether it can serve: the chosen member has a state, or a weighted one does (the vote
         stands in for a chosen member that has none yet)."""
-        return (self.choice != VOTE and self.choice in self.members) or bool(self.voters())
+        return (self.choice != VOTE and self.choice in self.members) or bool(self.voters)
 
     def served_by(self) -> tuple[str, dict[str, float]]:
         """The version a prediction names (the chosen member's, or the heaviest member's) and the
@@ -86,7 +88,7 @@ class Portfolio:
         if self.choice != VOTE and self.choice in self.members:
             version = self.members[self.choice].version
             return version, {version: 1.0}
-        voters = self.voters()
+        voters = self.voters
         total = sum(self.weights[n] for n in voters)
         weighted = {m.version: round(self.weights[n] / total, 4) for n, m in voters.items()}
         heaviest = max(weighted, key=weighted.__getitem__)
@@ -99,7 +101,7 @@ class Portfolio:
             return np.asarray(self.members[self.choice].learner.predict_proba(x), dtype=np.float64)
         total: FloatArray | None = None
         weight, errors = 0.0, []
-        for name, member in self.voters().items():
+        for name, member in self.voters.items():
             w = self.weights[name]
             try:
                 p = np.asarray(member.learner.predict_proba(x), dtype=np.float64)

@@ -5,12 +5,11 @@ without it."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from daemon.registry import SqliteRegistry
-from daemon.workload import CLASSES, Workload, WorkloadSpec
+from daemon.workload import Workload, WorkloadSpec
+from tests.dataflows.test_flow_vote import _accuracy
 from tests.integration.conftest import SettingsFactory
 from tests.integration.test_lifecycle_kafka import _run_live
 
@@ -18,12 +17,6 @@ pytestmark = pytest.mark.kafka
 
 SPEC = WorkloadSpec(n_events=8000, drift_at=4000, malformed_every=0, label_delay=100, unmatched_labels=0)
 CANDIDATES = [{"name": "fork"}, {"name": "tree", "learner": "river-hoeffding"}]
-
-
-def _accuracy(workload: Workload, predictions: list[dict[str, Any]], first: int, last: int) -> float:
-    at = {event: i for i, event in enumerate(workload.order)}
-    right = [CLASSES[workload.truth[p["id"]]] == p["prediction"] for p in predictions if first <= at[p["id"]] < last]
-    return float(sum(right)) / len(right)
 
 
 def test_the_vote_serves_live_and_beats_the_daemon_without_it(fresh_settings: SettingsFactory) -> None:
