@@ -90,8 +90,9 @@ with warnings.catch_warnings():
             k = self.kafka
             serving = k.serving_topic or f"{k.model_events_topic}.serving"
             control = k.control_topic or f"{k.model_events_topic}.control"
+            quarantine = k.quarantine_topic or f"{k.model_events_topic}.quarantine"
             return Topics(k.events_topic, k.predictions_topic, k.dead_letter_topic, k.model_events_topic,
-                          k.labels_topic, serving, control)  # fmt: skip
+                          k.labels_topic, serving, control, quarantine)  # fmt: skip
 
         def kafka_config(self, client: str = "admin") -> dict[str, Any]:
             """librdkafka settings for one kind of client (``consumer``, ``producer``, ``admin``):
@@ -128,6 +129,7 @@ with warnings.catch_warnings():
                 producer_config=self.kafka_config("producer"),
                 command_ttl_s=self.admin.command_ttl_s,
                 vote=self.model.vote.spec(),
+                quarantine=self.labels.quarantine.spec(),
             )
             return FlowConfig(**(fields | overrides))
 

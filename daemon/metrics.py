@@ -37,6 +37,8 @@ from dataflows.ports import DECISION_ACTIONS, Clock, Metrics, Registry
 from dataflows.records import DeadLetterReason, ModelReport
 from dataflows.serve import ServingTable
 
+QUARANTINE_ACTIONS = ("engaged", "cleared", "released")
+
 __all__ = ["BatchHistogram", "PrometheusMetrics", "ServingWatch"]
 
 log = logging.getLogger("headwater")
@@ -187,6 +189,10 @@ class PrometheusMetrics(Metrics):
             "group", "model",
         )  # fmt: skip
         self._voters: dict[str, set[str]] = {}
+        self._quarantines = counter(
+            "quarantine_total", "Label quarantines by what happened: engaged, cleared, released.", "group", "action"
+        )
+        self._held = gauge("quarantine_held_examples", "Labelled examples the quarantine holds back now.", "group")
         # operators
         self._commands = counter("commands_total", "Operators' commands read, by outcome.", "group", "kind", "outcome")
         self._paused = gauge("paused_models", "Candidates whose learning is paused.", "group")
@@ -293,6 +299,14 @@ class PrometheusMetrics(Metrics):
         if weights:
             self._vote_choice(group, choice).set(1)
         self._voters[group] = set(weights) | {choice}
+
+    def quarantined(self, group: str, *, action: str | None = None, held: int | None = None) -> None:
+        for known in QUARANTINE_ACTIONS:  # rare: their series start at 0
+            self._quarantines(group, known)
+        if action is not None:
+            self._quarantines(group, action).inc()
+        if held is not None:
+            self._held(group).set(held)
 
     # -- operators and the daemon --------------------------------------------------------------
 

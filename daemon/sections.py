@@ -11,7 +11,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictInt, StrictStr, model_validator
 
 from dataflows import CandidateSpec, FeatureSchema, GateSpec
-from dataflows.config import VoteSpec
+from dataflows.config import QuarantineSpec, VoteSpec
 from learners import LearnerSpec
 
 __all__ = [
@@ -45,6 +45,9 @@ class KafkaSettings(_Section):
     control_topic: str | None = Field(
         None, description="operators' commands (one partition); unset: <model_events_topic>.control"
     )
+    quarantine_topic: str | None = Field(
+        None, description="labels held back as suspect (labels.quarantine); unset: <model_events_topic>.quarantine"
+    )
     partitions: int = Field(4, ge=1, description="partitions for topics that `headwater topics create` makes")
     replication_factor: int = Field(1, ge=1, description="replicas of each topic Headwater creates")
     security: dict[str, LibrdkafkaValue] = Field(
@@ -74,7 +77,7 @@ class KafkaSettings(_Section):
     @model_validator(mode="after")
     def _distinct_topics(self) -> Self:
         given = [n for n in (self.events_topic, self.labels_topic, self.predictions_topic, self.dead_letter_topic,
-                             self.model_events_topic, self.serving_topic, self.control_topic)
+                             self.model_events_topic, self.serving_topic, self.control_topic, self.quarantine_topic)
                  if n is not None]  # fmt: skip
         if len(set(given)) != len(given):
             msg = f"every topic needs its own name (an output that is also an input would be read back): {given}"
@@ -109,9 +112,38 @@ class BatchingSettings(_Section):
     max_wait_ms: float = Field(20.0, gt=0, description="how long a training job waits to fill (serving never waits)")
 
 
+class QuarantineSettings(_Section):
+    """Suspect labels held back before anything learns them (`evaluators.LabelQuarantine`): a spike in
+    serving's error, or a shift in the labels' classes, against what was learned before. Held labels go
+    to the quarantine topic; they are dropped when the signal clears, learned when a copy of what serves
+    shows they are learnable (a change in the data), after max_hold, or when an operator releases them."""
+
+    enabled: bool = Field(True, description="hold suspect labels back")
+    window: int = Field(300, ge=10, description="labelled examples the signal is read on")
+    margin: float = Field(0.1, gt=0, lt=1, description="served error above what it was that is a spike")
+    shift: float = Field(0.25, gt=0, lt=1, description="a class's share of the labels moving this much is a shift")
+    delta: float = Field(1e-3, gt=0, lt=1, description="confidence of the bounds (smaller: fewer false alarms)")
+    warmup: int = Field(1000, ge=10, description="labelled examples learned before anything is judged")
+    max_hold: int = Field(5000, ge=10, description="labelled examples held at most; then they are learned")
+    probe: bool = Field(True, description="a copy of what serves learns the held labels: learnable ones are released")
+
+    @model_validator(mode="after")
+    def _fits(self) -> Self:
+        if self.warmup < self.window or self.max_hold < self.window:
+            msg = f"labels.quarantine: warmup and max_hold must be at least the window ({self.window})"
+            raise ValueError(msg)
+        return self
+
+    def spec(self) -> QuarantineSpec | None:
+        if not self.enabled:
+            return None
+        return QuarantineSpec(self.window, self.margin, self.shift, self.delta, self.warmup, self.max_hold, self.probe)
+
+
 class LabelSettings(_Section):
     window_s: float = Field(300.0, gt=0, description="how long features wait for a delayed label, and vice versa")
     max_pending: int = Field(100_000, ge=1, description="bound on waiting features (and on waiting labels)")
+    quarantine: QuarantineSettings = Field(default_factory=QuarantineSettings)  # type: ignore[arg-type]
 
 
 class CandidateSettings(_Section):

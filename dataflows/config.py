@@ -12,9 +12,10 @@ import numpy as np
 import numpy.typing as npt
 
 from dataflows.decode import FeatureSchema
+from evaluators.quarantine import LabelQuarantine
 from learners import Learner, LearnerSpec, build_learner
 
-__all__ = ["CandidateSpec", "FlowConfig", "GateSpec", "GoldenSet", "Topics", "VoteSpec"]
+__all__ = ["CandidateSpec", "FlowConfig", "GateSpec", "GoldenSet", "QuarantineSpec", "Topics", "VoteSpec"]
 
 
 @dataclass(frozen=True)
@@ -26,13 +27,15 @@ class Topics:
     labels: str | None = None
     serving: str | None = None  # the serving-table topic (`daemon.serving_log`): compacted, one partition
     control: str | None = None  # operators' commands (`dataflows.control`): one partition
+    quarantine: str | None = None  # labels held back as suspect (None: on the model-events topic)
 
     def inputs(self) -> list[str]:
         return [self.events] + ([self.labels] if self.labels else [])
 
     def all(self) -> list[str]:
         """The topics with as many partitions as the input (the serving-table topic has one)."""
-        return [*self.inputs(), self.predictions, self.dead_letters, self.model_events]
+        quarantine = [self.quarantine] if self.quarantine else []
+        return [*self.inputs(), self.predictions, self.dead_letters, self.model_events, *quarantine]
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,23 @@ class VoteSpec:
 
 
 @dataclass(frozen=True)
+class QuarantineSpec:
+    """When labels are held back as suspect (`evaluators.LabelQuarantine`, `dataflows.train.quarantine`)."""
+
+    window: int = 300  # labelled examples the signal is read on
+    margin: float = 0.1  # served error above the reference that is a spike
+    shift: float = 0.25  # a class's share moving this much is a label shift
+    delta: float = 1e-3  # confidence of the bounds
+    warmup: int = 1000  # labelled examples learned before anything is judged
+    max_hold: int = 5000  # labelled examples held at most before they are learned
+    probe: bool = True  # a copy of what serves learns the held labels: learnable ones are released
+
+    def build(self, n_classes: int) -> LabelQuarantine:
+        return LabelQuarantine(n_classes, window=self.window, margin=self.margin, shift=self.shift, delta=self.delta,
+                               warmup=self.warmup, max_hold=self.max_hold)  # fmt: skip
+
+
+@dataclass(frozen=True)
 class FlowConfig:
     """What the flow needs, already validated (the daemon builds it from its settings)."""
 
@@ -141,6 +161,7 @@ class FlowConfig:
     lineage_flush_s: float = 1.0  # how often what each version learned is written to the registry
     command_ttl_s: float = 3600.0  # an operator's command older than this when the train step reads it: expired
     vote: VoteSpec | None = None  # the candidates serve a weighted vote on the champion's route
+    quarantine: QuarantineSpec | None = None  # suspect labels are held back (None: every label is learned)
     consumer_config: Mapping[str, Any] = field(default_factory=dict)
     producer_config: Mapping[str, Any] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)

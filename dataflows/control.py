@@ -25,7 +25,9 @@ Kinds and their arguments:
 - ``set_canary_ceiling`` (``share`` in [0, 1]: the canary serves at most this share; 0: no canary route);
 - ``replay`` (``candidate`` as for ``add_candidate``, ``ranges``: stretches of the input topics as
   ``{"topic", "partition", "first", "last"}``): the candidate learns them, read off the live flow,
-  then joins the group.
+  then joins the group;
+- ``release_quarantine`` (``learn``: true learns the labels the quarantine holds, false drops
+  them; they stay on the quarantine topic either way): the label quarantine ends.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ __all__ = [
     "Outcome",
     "PromoteArgs",
     "RangeArgs",
+    "ReleaseArgs",
     "ReplayArgs",
     "RollbackArgs",
     "command_of",
@@ -82,6 +85,7 @@ class CommandKind(enum.StrEnum):
     RETIRE = "retire"
     SET_CANARY_CEILING = "set_canary_ceiling"
     REPLAY = "replay"
+    RELEASE_QUARANTINE = "release_quarantine"
 
 
 class Outcome(enum.StrEnum):
@@ -150,6 +154,12 @@ class ReplayArgs(_Args, frozen=True):
     ranges: Annotated[list[RangeArgs], msgspec.Meta(min_length=1, max_length=1024)]
 
 
+class ReleaseArgs(_Args, frozen=True):
+    """End the label quarantine: learn what it holds (``learn``), or drop it."""
+
+    learn: bool = True
+
+
 ARGS: dict[CommandKind, type[_Args]] = {
     CommandKind.PAUSE: ModelArgs,
     CommandKind.RESUME: ModelArgs,
@@ -161,6 +171,7 @@ ARGS: dict[CommandKind, type[_Args]] = {
     CommandKind.RETIRE: ModelArgs,
     CommandKind.SET_CANARY_CEILING: CanaryCeilingArgs,
     CommandKind.REPLAY: ReplayArgs,
+    CommandKind.RELEASE_QUARANTINE: ReleaseArgs,
 }
 
 

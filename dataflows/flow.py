@@ -28,7 +28,7 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
-from dataflows.config import FlowConfig
+from dataflows.config import FlowConfig, Topics
 from dataflows.control import Command, command_of
 from dataflows.decode import Decoder
 from dataflows.migrate import migrate
@@ -37,6 +37,7 @@ from dataflows.records import (
     DeadLetter,
     KafkaOut,
     ModelEvent,
+    QuarantineRecord,
     SinkItem,
     encode_dead_letter,
     encode_model_event,
@@ -200,7 +201,7 @@ def build_flow(config: FlowConfig, deps: FlowDeps, *, installed: Decision | None
         "records__encode",
         serve_out,
         op.map("records__dead_letter", train_dead, lambda d: _encode_dead(d, topics.dead_letters, clock, deps.metrics)),
-        op.map("records__model_event", model_events, lambda e: encode_model_event(e, topics.model_events)),
+        op.map("records__model_event", model_events, lambda e: encode_model_event(e, _topic_of(e, topics))),
     )
     op.output("kafka_io__out", messages, deps.sink)
     return flow
@@ -216,6 +217,13 @@ def _off_thread(config: FlowConfig) -> bool:
 
 def _records(batch: ServedBatch) -> int:
     return len(batch.events) + len(batch.labels)
+
+
+def _topic_of(record: ModelEventRecord, topics: Topics) -> str:
+    """The quarantine's records go to their own topic (when there is one), the rest to the model events."""
+    if isinstance(record, QuarantineRecord) and topics.quarantine:
+        return topics.quarantine
+    return topics.model_events
 
 
 def _model_event(record: TrainOutput) -> ModelEventRecord | None:

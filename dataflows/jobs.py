@@ -49,6 +49,7 @@ class Job:
     routes: npt.NDArray[np.int8]  # which route served each example (canary evidence uses its own)
     ranges: tuple[OffsetRange, ...] = ()
     learn: bool = True  # False: scored only, by a lane that learns otherwise (paused by an operator)
+    served: npt.NDArray[np.int64] | None = None  # the class serving gave each example (-1: not served)
 
     def __len__(self) -> int:
         return len(self.y)

@@ -286,6 +286,10 @@ class Metrics(Protocol):
         """The vote's weight of each member (by slot) and what serves: ``vote`` or one member."""
         ...
 
+    def quarantined(self, group: str, *, action: str | None = None, held: int | None = None) -> None:
+        """The label quarantine: ``action`` taken (engaged, cleared, released), labelled examples ``held`` now."""
+        ...
+
     def commanded(self, group: str, kind: str, outcome: str) -> None: ...
 
     def dead_lettered(self, reason: str, n: int) -> None: ...
@@ -338,6 +342,9 @@ class NullMetrics:
         return None
 
     def voted(self, group: str, weights: Mapping[str, float], choice: str) -> None:
+        return None
+
+    def quarantined(self, group: str, *, action: str | None = None, held: int | None = None) -> None:
         return None
 
     def commanded(self, group: str, kind: str, outcome: str) -> None:

@@ -30,6 +30,7 @@ __all__ = [
     "ModelEvent",
     "ModelReport",
     "Prediction",
+    "QuarantineRecord",
     "SinkItem",
     "SourceRef",
     "VerdictRecord",
@@ -206,7 +207,24 @@ class VoteRecord(msgspec.Struct, frozen=True, kw_only=True, tag="vote", tag_fiel
     accuracy: dict[str, float | None]
 
 
-ModelEvent = ModelReport | VerdictRecord | DecisionRecord | CommandRecord | VoteRecord  # the model-events topic's
+class QuarantineRecord(msgspec.Struct, frozen=True, kw_only=True, tag="quarantine", tag_field="type"):
+    """Labels held back as suspect (`evaluators.LabelQuarantine`, the quarantine topic). ``action``:
+    ``engaged`` (the first batch held, and why), ``held`` (a later batch), ``cleared`` (the signal
+    is gone: what was held is dropped), ``released`` (what was held is learned: the labels were
+    learnable, the change lasted, or an operator released them). ``examples``: the labelled
+    examples of the batch (engaged, held) or of everything held (cleared, released); ``offsets``:
+    the input offsets they came from, as ``[topic, partition, first, last]`` runs (for a batch;
+    empty for cleared and released, whose batches were each sent as they were held)."""
+
+    group: str
+    action: str
+    reason: str
+    examples: int
+    offsets: list[tuple[str, int, int, int]]
+    ts_ms: int
+
+
+ModelEvent = ModelReport | VerdictRecord | DecisionRecord | CommandRecord | VoteRecord | QuarantineRecord
 
 
 class KafkaOut(NamedTuple):

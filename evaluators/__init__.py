@@ -9,7 +9,9 @@ every micro-batch without inflating the false-promotion rate. A change detector 
 River's ADWIN) watches the champion's errors: evidence from before a change in the data says nothing
 about the candidates after it. A portfolio's weighted vote (``WeightedVote``: exponential weights
 with a fixed share, guarded by the member that has done best lately) says how much each member's
-probabilities count, and whether the vote or its leader should serve. Evaluators observe and
+probabilities count, and whether the vote or its leader should serve. A label quarantine
+(``LabelQuarantine``) says whether a batch's labels may be learned, or are held back as suspect (a
+loss spike or a label shift that a copy learning them cannot explain). Evaluators observe and
 report; only the promoter acts. No data is never success.
 """
 
@@ -20,6 +22,7 @@ from evaluators.drift import Change, ChangeDetector
 from evaluators.golden import GoldenEvaluator, Reservoir
 from evaluators.prequential import PrequentialScore, PrequentialSnapshot, correctness, log_loss, paired_correctness
 from evaluators.probation import ProbationEvaluator
+from evaluators.quarantine import LabelQuarantine
 from evaluators.refresh import RefreshEvaluator
 from evaluators.shadow import ShadowEvaluator
 from evaluators.stats import SequentialDifference
@@ -33,6 +36,7 @@ __all__ = [
     "ChangeDetector",
     "Evaluator",
     "GoldenEvaluator",
+    "LabelQuarantine",
     "Paired",
     "Phase",
     "PrequentialScore",

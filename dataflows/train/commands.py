@@ -27,7 +27,7 @@ import msgspec
 
 from dataflows.control import ARGS, Command, CommandKind, Outcome
 from dataflows.records import CommandRecord, DecisionRecord
-from dataflows.train import canary, candidates, lifecycle, replays, restart
+from dataflows.train import canary, candidates, lifecycle, quarantine, replays, restart
 from dataflows.train.candidates import Rejected
 from dataflows.train.golden import check_golden, golden_set_of
 from dataflows.train.state import GroupRuntime, TrainOutput, decision_record
@@ -274,6 +274,18 @@ def _retire(rt: GroupRuntime, command: Command, now_ms: int) -> Result:
     return f"{name} ({lane.version}) retired", out
 
 
+def _release(rt: GroupRuntime, command: Command, now_ms: int) -> Result:
+    if not quarantine.engaged(rt):
+        msg = f"release_quarantine: group {rt.state.name!r} holds no labels back"
+        raise Rejected(msg)
+    n = sum(len(j) for j in rt.state.held)
+    learn = command.args.learn
+    why = f"released by {command.actor}: {command.reason}"
+    jobs, out = quarantine.release(rt, learn=learn, why=why, now_ms=now_ms)
+    rt.released.extend(jobs)  # handed to the lanes by the step, in order with the data
+    return f"{n} held labels {'learned' if learn else 'dropped'}", out
+
+
 _HANDLERS: dict[CommandKind, Callable[[GroupRuntime, Command, int], Result]] = {
     CommandKind.PAUSE: _pause,
     CommandKind.RESUME: _resume,
@@ -285,6 +297,8 @@ _HANDLERS: dict[CommandKind, Callable[[GroupRuntime, Command, int], Result]] = {
     CommandKind.RETIRE: _retire,
     CommandKind.SET_CANARY_CEILING: _ceiling,
     CommandKind.REPLAY: replays.start,
+    CommandKind.RELEASE_QUARANTINE: _release,
 }
 # What `restore` applies again: promotions and rollbacks are the registry's already.
-_HELD = {"pause", "resume", "freeze", "unfreeze", "set_canary_ceiling", "add_candidate", "retire", "replay"}
+_HELD = {"pause", "resume", "freeze", "unfreeze", "set_canary_ceiling", "add_candidate", "retire", "replay",
+         "release_quarantine"}  # fmt: skip

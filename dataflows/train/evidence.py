@@ -68,18 +68,21 @@ def next_job(rt: GroupRuntime, served: ServedBatch, now: float) -> tuple[Job | N
     rows_x: list[list[float]] = []
     rows_y: list[int] = []
     rows_route: list[int] = []
+    rows_served: list[int] = []
     sources: list[SourceRef] = [e.source for e in served.events] + [label.source for label in served.labels]
     for e, route, predicted in zip(served.events, served.routes, served.predicted, strict=True):
         if e.label is not None:
             rows_x.append(e.x)
             rows_y.append(e.label)
             rows_route.append(route)
+            rows_served.append(predicted)
         elif rt.ctx.delayed_labels:
             early = join.add_features(e.id, Pending(e.x, {"route": route, "served": predicted}, now, e.source))
             if early is not None:
                 rows_x.append(e.x)
                 rows_y.append(early.label)
                 rows_route.append(route)
+                rows_served.append(predicted)
     evicted: list[Label] = []
     for label in served.labels:
         pending, dropped = join.add_label(label, now)
@@ -88,6 +91,7 @@ def next_job(rt: GroupRuntime, served: ServedBatch, now: float) -> tuple[Job | N
             rows_x.append(pending.x)
             rows_y.append(label.label)
             rows_route.append(pending.preds.get("route", 0))
+            rows_served.append(pending.preds.get("served", -1))
             sources.append(pending.source)
     if not sources:
         return None, [unmatched(label) for label in evicted]
@@ -97,7 +101,8 @@ def next_job(rt: GroupRuntime, served: ServedBatch, now: float) -> tuple[Job | N
     y = np.asarray(rows_y, dtype=np.int64)
     if state.reservoir is not None and len(y):
         state.reservoir.add(x, y)
-    job = Job(state.seq, x, y, np.asarray(rows_route, dtype=np.int8), ranges(sources))
+    routes, served_as = np.asarray(rows_route, dtype=np.int8), np.asarray(rows_served, dtype=np.int64)
+    job = Job(state.seq, x, y, routes, ranges(sources), served=served_as)
     return job, [unmatched(label) for label in evicted]
 
 

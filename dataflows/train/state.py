@@ -28,14 +28,22 @@ from typing import Any
 import numpy as np
 
 from dataflows.config import CandidateSpec, FlowConfig
-from dataflows.jobs import LaneState, StoredLane
+from dataflows.jobs import Job, LaneState, StoredLane
 from dataflows.labels import LabelJoin
 from dataflows.lanes import Lane, open_lane
 from dataflows.ports import CheckpointRef, Clock, Decision, Metrics, OffsetRange, Promoter, Registry
-from dataflows.records import CommandRecord, DeadLetter, DecisionRecord, ModelReport, VerdictRecord, VoteRecord
+from dataflows.records import (
+    CommandRecord,
+    DeadLetter,
+    DecisionRecord,
+    ModelReport,
+    QuarantineRecord,
+    VerdictRecord,
+    VoteRecord,
+)
 from dataflows.serve import ServingBoard
 from dataflows.train.trials import CHAMPION_SLOT, RESTART_SLOT, PairingBuffer, Trial, is_live_fork, new_trial
-from evaluators import ChangeDetector, PrequentialScore, Reservoir, WeightedVote
+from evaluators import ChangeDetector, LabelQuarantine, PrequentialScore, Reservoir, WeightedVote
 from learners import Learner
 
 __all__ = [
@@ -51,7 +59,7 @@ __all__ = [
     "new_group_state",
 ]
 
-TrainOutput = DeadLetter | ModelReport | VerdictRecord | DecisionRecord | CommandRecord | VoteRecord
+TrainOutput = DeadLetter | ModelReport | VerdictRecord | DecisionRecord | CommandRecord | VoteRecord | QuarantineRecord
 STATE_FORMAT = 2  # bump when GroupState's shape changes (format 1: one model that served and learned)
 KEEP_SNAPSHOTS = 20  # recovery snapshots whose stored model states are kept (Bytewax resumes from a recent one)
 
@@ -97,6 +105,8 @@ class GroupState:
     canary_ceiling: float | None = None  # the canary serves at most this share (0: no canary route)
     control_offset: int = -1  # the last control-topic offset the step applied or recorded
     vote: WeightedVote | None = None  # the portfolio's weights (`model.vote`, `dataflows.train.vote`)
+    quarantine: LabelQuarantine | None = None  # whether labels are held back (`dataflows.train.quarantine`)
+    held: tuple[Job, ...] = ()  # the jobs the quarantine holds, in order
     format: int = STATE_FORMAT
 
 
@@ -216,6 +226,8 @@ class GroupRuntime:
         self.vote_answers: dict[int, dict[str, np.ndarray | None]] = {}
         self.vote_sent: VoteRecord | None = None  # the last vote record sent (`dataflows.train.vote`)
         self.vote_leader: str | None = None  # the member that led the vote at its last `lead` decision
+        self.quarantine_probe: Learner | None = None  # learns what the quarantine holds (`train.quarantine`)
+        self.released: list[Job] = []  # released by an operator, for the step to hand to the lanes
 
     def open_lane(self, name: str, state: LaneState) -> Lane:
         """The lane for slot ``name``'s model. The restart model comes and goes with the data:

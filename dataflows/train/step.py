@@ -60,7 +60,18 @@ from dataflows.control import Command
 from dataflows.jobs import Job
 from dataflows.lanes import Lane
 from dataflows.serve import ServedBatch
-from dataflows.train import canary, commands, evidence, lifecycle, live, reconcile, replays, restart, vote
+from dataflows.train import (
+    canary,
+    commands,
+    evidence,
+    lifecycle,
+    live,
+    quarantine,
+    reconcile,
+    replays,
+    restart,
+    vote,
+)
 from dataflows.train.state import GroupRuntime, GroupState, TrainContext, TrainOutput
 
 __all__ = ["POLL", "WAKE", "TrainLogic", "TrainThread"]
@@ -82,6 +93,7 @@ class TrainLogic(StatefulLogic[ServedBatch | Command, TrainOutput, GroupState]):
         commands.restore(self.rt)
         live.sync(self.rt)
         vote.sync(self.rt, int(self.ctx.clock() * 1000))
+        quarantine.start(self.rt)
         self.rt.vote_sent = None  # not emitted from here: the first collect sends the vote as it stands
 
     @property
@@ -104,18 +116,32 @@ class TrainLogic(StatefulLogic[ServedBatch | Command, TrainOutput, GroupState]):
             out.extend(commands.apply(rt, value, int(now * 1000)))
             live.sync(rt)
             out.extend(vote.sync(rt, int(now * 1000)))
+            if rt.released:  # the labels an operator released from quarantine
+                jobs, rt.released = rt.released, []
+                self._hand_out(jobs, out, now)
             return out, StatefulLogic.RETAIN
         job, evicted = evidence.next_job(rt, value, now)
         out.extend(evicted)
-        vote.submitted(rt, job)
-        if self.ctx.config.gate.threaded:
-            out.extend(self._collect(now))
-            self._submit(job)
-            live.await_live(rt, job)
-        else:  # inline: the job is done as it is submitted, and collected at once
-            self._submit(job)
-            out.extend(self._collect(now))
+        jobs, said = quarantine.screen(rt, job, int(now * 1000))
+        out.extend(said)
+        released, rt.released = rt.released, []  # an operator's release, applied again after a restart
+        self._hand_out([*released, *jobs], out, now)
         return out, StatefulLogic.RETAIN
+
+    def _hand_out(self, jobs: list[Job], out: list[TrainOutput], now: float) -> None:
+        """``jobs`` to every lane, and what the lanes finished meanwhile into ``out``."""
+        if not jobs:
+            out.extend(self._collect(now))
+            return
+        for job in jobs:
+            vote.submitted(self.rt, job)
+            if self.ctx.config.gate.threaded:
+                out.extend(self._collect(now))
+                self._submit(job)
+                live.await_live(self.rt, job)
+            else:  # inline: the job is done as it is submitted, and collected at once
+                self._submit(job)
+                out.extend(self._collect(now))
 
     def on_notify(self) -> tuple[Iterable[TrainOutput], bool]:
         rt, now = self.rt, self.ctx.clock()

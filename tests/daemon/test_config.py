@@ -11,6 +11,7 @@ import pytest
 
 from daemon.config import ConfigError, Settings, load_settings
 from dataflows import FeatureSchema, Topics
+from dataflows.config import QuarantineSpec
 from learners import LearnerSpec
 
 BASE_YAML = """\
@@ -219,7 +220,9 @@ def test_flow_config_maps_fields(tmp_path: Path) -> None:
         labels=None,
         serving="headwater.model-events.serving",  # unset: named after the model-events topic
         control="headwater.model-events.control",
+        quarantine="headwater.model-events.quarantine",
     )
+    assert config.quarantine == QuarantineSpec()  # labels.quarantine is on by default
     assert config.schema == FeatureSchema(["a", "b", "c"], ["neg", "pos"], 64 * 1024)
     assert list(config.schema.features) == ["a", "b", "c"]
     assert config.learner == LearnerSpec("torch-mlp", {"hidden": [8], "device": "cpu"}, 3)

@@ -46,6 +46,7 @@ def busy(registry: CollectorRegistry) -> PrometheusMetrics:
     m.reported(_report(rolling_accuracy=0.9, skipped_batches_total=1, pending_labels=4, pending_features=7))
     m.decided("default", "promote")
     m.voted("default", {"fork": 0.7, "tree": 0.3}, "vote")
+    m.quarantined("default", action="engaged", held=300)
     m.commanded("default", "pause", "applied")
     m.controlled("default", paused=1, frozen=True, canary_ceiling=0.25)
     m.set_ready(True)
@@ -319,3 +320,19 @@ def _samples(registry: CollectorRegistry, name: str) -> dict[tuple[tuple[str, st
         for s in family.samples
         if s.name == name
     }
+
+
+def test_quarantine_actions_start_at_zero_and_the_held_gauge_follows() -> None:
+    registry = CollectorRegistry()
+    m = PrometheusMetrics(registry, clock=FakeClock(1_000.0))
+    m.quarantined("default", held=0)
+    value = registry.get_sample_value
+    for action in ("engaged", "cleared", "released"):
+        assert value("headwater_quarantine_total", {"group": "default", "action": action}) == 0
+    m.quarantined("default", action="engaged")
+    m.quarantined("default", held=450)
+    assert value("headwater_quarantine_total", {"group": "default", "action": "engaged"}) == 1
+    assert value("headwater_quarantine_held_examples", {"group": "default"}) == 450
+    m.quarantined("default", action="cleared", held=0)
+    assert value("headwater_quarantine_total", {"group": "default", "action": "cleared"}) == 1
+    assert value("headwater_quarantine_held_examples", {"group": "default"}) == 0

@@ -1,0 +1,208 @@
+"""Label quarantine: whether a micro-batch's labels may be learned, or are held back as suspect.
+
+A burst of wrong labels (a labeller that flips a third of its answers, a pipeline that suddenly
+labels everything one class) teaches every model at once and moves every score: the vote's
+weights, the trials, the change detector. `LabelQuarantine` watches what serving already knows
+for each labelled example before anything learns it: whether the served prediction was right, and
+the label's class. Against a reference (both faded over the examples learned before, ``fade`` per
+example), the last ``window`` labelled examples show
+
+- a **loss spike**: the served error rate above the reference by more than ``margin`` and by
+  more than Hoeffding's bound at ``delta`` (one-sided, on the window's size), or
+- a **label shift**: a class's share of the labels moved by more than ``shift`` and that bound.
+
+Either engages the quarantine (`Ruling` ``engage``): that batch's labels and those after it are
+held (``hold``), not learned, not counted. It ends in one of three ways:
+
+- **clear**: the window is back within half the margins of the reference (the burst is over):
+  the held labels are dropped (they stay on the quarantine topic for an operator);
+- **release**, the labels were learnable: a *probe* (a copy of what served, learning the held
+  labels, each scored before it is learned) beat the frozen served predictions on the last
+  ``window`` held examples by ``margin / 2`` and a sign test at ``delta`` — what a change in the
+  data looks like, since flipped labels teach nothing a model that knew the concept did not know;
+- **release**, lasting: ``max_hold`` labelled examples were held and it has not cleared;
+  or an operator released it. Released labels are learned, in order.
+
+Nothing is judged before ``warmup`` labelled examples made the reference. Pure and deterministic:
+the caller runs the probe and hands over its correctness (`probed`); the state is a few numbers
+and a short deque (snapshotted with the train step's state).
+
+>>> q = LabelQuarantine(2, window=100, warmup=200)
+>>> rng = np.random.default_rng(0)
+>>> y = rng.integers(0, 2, 300)
+>>> q.judge(rng.random(300) > 0.05, y).action.value  # 5 % wrong: learned, and the reference
+'learn'
+>>> q.judge(rng.random(100) > 0.45, rng.integers(0, 2, 100)).action.value  # 45 % wrong
+'engage'
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["Action", "LabelQuarantine", "Ruling"]
+
+
+class Action(enum.StrEnum):
+    LEARN = "learn"  # not quarantined: learn the batch
+    ENGAGE = "engage"  # the batch starts a quarantine: hold it
+    HOLD = "hold"  # quarantined: hold it
+    CLEAR = "clear"  # the signal is gone: learn this batch, drop the held ones
+    RELEASE = "release"  # learn the held batches, then this one
+
+
+@dataclass(frozen=True)
+class Ruling:
+    action: Action
+    reason: str = ""
+
+
+class LabelQuarantine:
+    """See the module's docstring. ``n_classes``: the classes labels are indices of."""
+
+    def __init__(
+        self,
+        n_classes: int,
+        *,
+        window: int = 300,
+        fade: float = 0.999,
+        margin: float = 0.1,
+        shift: float = 0.25,
+        delta: float = 1e-3,
+        warmup: int = 1000,
+        max_hold: int = 5000,
+    ) -> None:
+        if n_classes < 2 or window < 10 or not 0 < fade < 1 or not 0 < margin < 1 or not 0 < shift < 1:
+            msg = f"quarantine: n_classes >= 2, window >= 10, fade, margin and shift in (0, 1); got {locals()}"
+            raise ValueError(msg)
+        if not 0 < delta < 1 or warmup < window or max_hold < window:
+            msg = f"quarantine: delta in (0, 1), warmup and max_hold at least the window ({window})"
+            raise ValueError(msg)
+        self.n_classes = n_classes
+        self.window = window
+        self.fade = fade
+        self.margin = margin
+        self.shift = shift
+        self.delta = delta
+        self.warmup = warmup
+        self.max_hold = max_hold
+        self._seen = 0  # labelled examples in the reference
+        self._error = 0.0  # faded served error of the examples learned
+        self._shares = np.zeros(n_classes)  # faded class shares of the labels learned
+        self._weight = 0.0  # the faded count behind both
+        self._recent: deque[tuple[int, int, npt.NDArray[np.int64]]] = deque()  # (n, errors, class counts)
+        self._probes: deque[tuple[int, int, int]] = deque()  # held examples: (n, probe only right, served only)
+        self.engaged = False
+        self.reason = ""
+        self.held = 0  # labelled examples held since the quarantine engaged
+
+    # -- the caller's side ------------------------------------------------------------------------
+
+    def judge(self, correct: npt.NDArray[np.bool_], y: npt.NDArray[np.int64]) -> Ruling:
+        """Rule on the next batch's labels: ``correct`` whether serving got each right (examples it
+        did not serve count as right), ``y`` their classes. Called before anything learns them."""
+        n = len(y)
+        if n == 0:
+            return Ruling(Action.HOLD if self.engaged else Action.LEARN)
+        errors = int(n - np.count_nonzero(correct))
+        counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=self.n_classes)[: self.n_classes]
+        self._push(n, errors, counts)
+        if not self.engaged:
+            signal = self._signal(self.margin, self.shift) if self._seen >= self.warmup else None
+            if signal is None:
+                self._learn(n, errors, counts)
+                return Ruling(Action.LEARN)
+            self.engaged, self.reason, self.held = True, signal, n
+            self._probes.clear()
+            return Ruling(Action.ENGAGE, signal)
+        if self._signal(self.margin / 2, self.shift / 2, bound=False) is None:
+            why = f"cleared after {self.held:,} held labels: {self._recent_text()}"
+            self._end()
+            self._learn(n, errors, counts)
+            return Ruling(Action.CLEAR, why)
+        self.held += n
+        if self.held >= self.max_hold:
+            why = f"lasting: {self.held:,} labels held ({self.max_hold:,} at most), {self._recent_text()}"
+            self._end(anew=True)
+            return Ruling(Action.RELEASE, why)
+        return Ruling(Action.HOLD, self.reason)
+
+    def probed(self, served: npt.NDArray[np.bool_], probe: npt.NDArray[np.bool_]) -> Ruling:
+        """The probe's correctness on held examples (each scored before the probe learned it), beside
+        serving's: ``release`` once the probe is the better one (see the module's docstring)."""
+        if not self.engaged or len(served) == 0:
+            return Ruling(Action.HOLD if self.engaged else Action.LEARN)
+        self._probes.append(
+            (len(served), int(np.count_nonzero(probe & ~served)), int(np.count_nonzero(served & ~probe)))
+        )
+        while sum(p[0] for p in self._probes) - self._probes[0][0] >= self.window:
+            self._probes.popleft()
+        n = sum(p[0] for p in self._probes)
+        better = sum(p[1] for p in self._probes)
+        worse = sum(p[2] for p in self._probes)
+        z = math.sqrt(2 * math.log(1 / self.delta))  # one-sided, sub-Gaussian tail at delta
+        if n >= self.window and better - worse >= max(self.margin / 2 * n, z * math.sqrt(better + worse)):
+            why = (f"learnable: a copy learning the held labels got {better} right that serving got wrong, "
+                   f"{worse} the other way, in the last {n} held labels: a change in the data")  # fmt: skip
+            self._end(anew=True)
+            return Ruling(Action.RELEASE, why)
+        return Ruling(Action.HOLD, self.reason)
+
+    def release(self) -> None:
+        """An operator's release: the quarantine ends (the caller learns or drops what was held), and
+        a new reference is made."""
+        self._end(anew=True)
+
+    # -- inside ---------------------------------------------------------------------------------
+
+    def _push(self, n: int, errors: int, counts: npt.NDArray[np.int64]) -> None:
+        self._recent.append((n, errors, counts))
+        while sum(r[0] for r in self._recent) - self._recent[0][0] >= self.window:
+            self._recent.popleft()
+
+    def _learn(self, n: int, errors: int, counts: npt.NDArray[np.int64]) -> None:
+        kept = self._weight * self.fade**n  # n examples, each fading what came before by ``fade``
+        self._weight = kept + n
+        self._error = (self._error * kept + errors) / self._weight
+        self._shares = (self._shares * kept + counts) / self._weight
+        self._seen += n
+
+    def _window(self) -> tuple[int, float, npt.NDArray[np.float64]]:
+        n = sum(r[0] for r in self._recent)
+        errors = sum(r[1] for r in self._recent)
+        counts = np.sum([r[2] for r in self._recent], axis=0)
+        return n, errors / n, counts / n
+
+    def _signal(self, margin: float, shift: float, *, bound: bool = True) -> str | None:
+        n, error, shares = self._window()
+        if n < min(self.window, 100):
+            return None
+        slack = math.sqrt(math.log(1 / self.delta) / (2 * n)) if bound else 0.0
+        if error - self._error > max(margin, slack):
+            return f"loss spike: serving got {error:.1%} of the last {n} labels wrong, {self._error:.1%} before"
+        gained = shares - self._shares
+        k = int(np.argmax(gained))  # the class that gained most (another may have lost as much)
+        if np.max(np.abs(gained)) > max(shift, slack):
+            return (f"label shift: class {k} is {shares[k]:.1%} of the last {n} labels, "
+                    f"{self._shares[k]:.1%} before")  # fmt: skip
+        return None
+
+    def _recent_text(self) -> str:
+        n, error, _ = self._window()
+        return f"serving wrong on {error:.1%} of the last {n} labels ({self._error:.1%} before)"
+
+    def _end(self, *, anew: bool = False) -> None:
+        """Out of quarantine; ``anew``: the labels were released, the data changed — a new reference
+        is made (``warmup`` labelled examples) before anything is judged again."""
+        self.engaged, self.reason, self.held = False, "", 0
+        self._probes.clear()
+        if anew:
+            self._seen, self._error, self._weight = 0, 0.0, 0.0
+            self._shares[:] = 0.0
+            self._recent.clear()
