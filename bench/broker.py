@@ -209,9 +209,14 @@ class HeadwaterTopics:
         return f"{self.model_events}.control"
 
     @property
+    def quarantine(self) -> str:
+        """The quarantine topic (the daemon makes it)."""
+        return f"{self.model_events}.quarantine"
+
+    @property
     def daemon_made(self) -> tuple[str, ...]:
         """The topics the daemon makes itself, to delete with the others."""
-        return (self.serving, self.control)
+        return (self.serving, self.control, self.quarantine)
 
 
 ADMIN = {"port": 0}  # the admin API on a free port: runs side by side never fight over one
@@ -228,6 +233,7 @@ def kafka_section(p: KafkaKnobs, topics: HeadwaterTopics) -> dict[str, Any]:
         "model_events_topic": topics.model_events,
         "serving_topic": topics.serving,
         "control_topic": topics.control,
+        "quarantine_topic": topics.quarantine,
         "partitions": p.partitions,
     }
 

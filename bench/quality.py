@@ -88,7 +88,10 @@ def run_stream(p: Params, s: Stream) -> dict[str, Any]:
     for side, gate in (("vote", "vote"), ("default", "default")):
         log.info("%s on %s: Headwater (%s), %d events at %.0f/s", side, s.name, gate, len(s.y), p.rate)
         run = headwater(dataclasses.replace(p, gate=gate), champion, s)
+        right = run.pop("right")
         served[side] = scores(run.pop("correct"), s.changes, p.window, p.warmup) | {"headwater": run}
+        if s.burst is not None:
+            served[side]["burst"] = burst(s, run, right)
     best = max(alone, key=lambda n: alone[n]["overall"])
     vote, best_alone = served["vote"], alone[best]
     worst = vote["worst_window"], best_alone["worst_window"]
@@ -98,6 +101,27 @@ def run_stream(p: Params, s: Stream) -> dict[str, Any]:
         "gap_worst_pts": pts(worst[0] and worst[0]["accuracy"], worst[1] and worst[1]["accuracy"]),
         "gap_default_pts": pts(vote["overall"], served["default"]["overall"]),
     }  # fmt: skip
+
+
+def burst(s: Stream, run: dict[str, Any], right: Any) -> dict[str, Any]:
+    """What a label-flip burst did to what served, scored against the labels before the flips:
+    the accuracy in the burst against the same span before it, when the quarantine engaged (events
+    into the burst: the newest event of the first batch it held), and versions first served in it."""
+    assert s.burst is not None
+    start, end = s.burst
+    span = end - start
+    records = run.get("quarantine", [])
+    engaged = [r for r in records if r["action"] == "engaged" and r["newest_event"] is not None]
+    first = min((r["newest_event"] for r in engaged if r["newest_event"] >= start), default=None)
+    return {
+        "before": float(right[start - span : start].mean()),
+        "during": float(right[start:end].mean()),
+        "engaged_after": None if first is None else first - start,
+        "engaged_before_burst": sum(1 for r in engaged if r["newest_event"] < start),
+        "actions": [r["action"] for r in records if r["action"] != "held"],
+        "reasons": [r["reason"] for r in records if r["action"] != "held"],
+        "promoted_in_burst": sorted(v for v, i in run["first_served"].items() if start <= i < end),
+    }
 
 
 def rows(results: list[dict[str, Any]], members: tuple[str, ...]) -> list[list[str]]:
@@ -154,9 +178,37 @@ def render_markdown(report: dict[str, Any]) -> str:
             for name, lane in r["served"]["vote"]["headwater"]["lanes"].items() if name not in ("champion", "standby")
         ) + f"; routes {r['served']['vote']['headwater']['routes']}" for r in results),
         "",
+        *_bursts(results),
         "Streams: " + "; ".join(f"**{k}** {v}" for k, v in report["streams"].items()) + ".",
         "",
     ])  # fmt: skip
+
+
+def _bursts(results: list[dict[str, Any]]) -> list[str]:
+    """Per stream with a label-flip burst: what served during it, against the labels before the flips."""
+    out = []
+    for r in results:
+        for side, sc in r["served"].items():
+            b = sc.get("burst")
+            if b is None:
+                continue
+            engaged = "never" if b["engaged_after"] is None else f"{b['engaged_after']:,} events into it"
+            out.append(
+                f"- **{r['stream']}**, {side}: during the label-flip burst, served {100 * b['during']:.1f} % right "
+                f"(before it: {100 * b['before']:.1f} %, {pts(b['during'], b['before']):+.1f} points, against the "
+                f"labels before the flips); quarantine engaged {engaged}"
+                f" ({b['engaged_before_burst']} times before it); then {', '.join(b['actions'][1:]) or 'nothing'}; "
+                f"versions first served in the burst: {', '.join(b['promoted_in_burst']) or 'none'}"
+            )
+    for r in results:
+        for side, sc in r["served"].items():
+            records = sc["headwater"].get("quarantine", [])
+            ends = [q["reason"].split(":")[0] for q in records if q["action"] in ("cleared", "released")]
+            held = sum(q["examples"] for q in records if q["action"] in ("engaged", "held"))
+            out.append(f"- **{r['stream']}**, {side}: quarantine engaged "
+                       f"{sum(q['action'] == 'engaged' for q in records)} times, {held:,} labels held; ended: "
+                       f"{', '.join(ends) or '-'}")  # fmt: skip
+    return [*out, ""] if out else []
 
 
 def plot(report: dict[str, Any], out_dir: Path) -> list[Path]:

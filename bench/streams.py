@@ -76,6 +76,8 @@ class Stream:
     y: IntArray
     features: list[str]
     changes: list[int]  # abrupt changes after which recovery is measured
+    truth: IntArray | None = None  # the labels before some were flipped (``y`` is what is sent)
+    burst: tuple[int, int] | None = None  # the events whose labels were flipped: [start, end)
 
 
 def _take(gen: Iterator[tuple[dict[Any, Any], Any]], n: int) -> tuple[list[dict[Any, Any]], list[int]]:
@@ -128,13 +130,14 @@ def agrawal(n: int, seed: int) -> Stream:
     """Agrawal (function 0) with 35 % of labels flipped in [0.4 n, 0.5 n); scored on the flipped labels."""
     rows, y = _take(iter(synth.Agrawal(classification_function=0, seed=seed)), n)
     x, names = _numeric(rows)
-    labels = np.asarray(y, dtype=np.int64)
+    truth = np.asarray(y, dtype=np.int64)
+    labels = truth.copy()
     start, end = int(0.4 * n), int(0.5 * n)
     flip = np.random.default_rng(seed).random(end - start) < 0.35
     labels[start:end] = np.where(flip, 1 - labels[start:end], labels[start:end])
     desc = (f"Agrawal function 0 (numeric; categoricals as their codes), 35 % of labels flipped in events "
             f"[{start:,}, {end:,}): a label-flip burst; recovery measured from its end")  # fmt: skip
-    return Stream("agrawal", desc, x, labels, names, [end])
+    return Stream("agrawal", desc, x, labels, names, [end], truth=truth, burst=(start, end))
 
 
 STREAMS: dict[str, Callable[[int, int], Stream]] = {

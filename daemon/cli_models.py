@@ -350,3 +350,13 @@ def canary_ceiling(
 ) -> None:  # fmt: skip
     """Cap the canary's share of the keys (0 takes the canary route off)."""
     _issue("canary-ceiling", {"share": share}, group, reason, actor, url, token_file, wait, as_json)
+
+
+@models_app.command("release-quarantine")
+def release_quarantine(
+    *, drop: Annotated[bool, typer.Option("--drop", help="drop the held labels instead of learning them")] = False,
+    reason: Reason, group: Group = None, actor: Actor = None, url: Url = DEFAULT_URL, token_file: TokenFile = None,
+    wait: Wait = 10.0, as_json: AsJson = False,
+) -> None:  # fmt: skip
+    """End the label quarantine: learn the labels it holds (or drop them with --drop)."""
+    _issue("release-quarantine", {"learn": not drop}, group, reason, actor, url, token_file, wait, as_json)

@@ -90,7 +90,9 @@ with warnings.catch_warnings():
             k = self.kafka
             serving = k.serving_topic or f"{k.model_events_topic}.serving"
             control = k.control_topic or f"{k.model_events_topic}.control"
-            quarantine = k.quarantine_topic or f"{k.model_events_topic}.quarantine"
+            quarantine = (
+                (k.quarantine_topic or f"{k.model_events_topic}.quarantine") if self.labels.quarantine.enabled else None
+            )
             return Topics(k.events_topic, k.predictions_topic, k.dead_letter_topic, k.model_events_topic,
                           k.labels_topic, serving, control, quarantine)  # fmt: skip
 

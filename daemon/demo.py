@@ -77,6 +77,8 @@ class DemoReport:
     rolling_history: list[float] = field(default_factory=list)  # champion's rolling accuracy, one per report
     decisions: list[dict[str, object]] = field(default_factory=list)
     trials: dict[str, dict[str, object]] = field(default_factory=dict)  # candidate -> its latest verdict
+    # the label quarantine's records but "held", each with how many predictions were out when it was read
+    quarantine: list[tuple[int, dict[str, object]]] = field(default_factory=list)
     learned: collections.Counter[str] = field(default_factory=collections.Counter)  # model -> examples learned
     routes: collections.Counter[str] = field(default_factory=collections.Counter)
     serving: str = "-"
@@ -121,6 +123,7 @@ def run_demo(options: DemoOptions) -> int:
     }
     serving_topic = f"headwater-demo-{run_id}.serving"  # the daemon makes it (one partition, compacted)
     control_topic = f"headwater-demo-{run_id}.control"  # the daemon makes it (one partition)
+    quarantine_topic = f"headwater-demo-{run_id}.quarantine"  # the daemon makes it
     admin_port = _free_port()
     spec = WorkloadSpec(n_events=options.events, drift_at=options.events // 2)
     workload = Workload(spec)
@@ -135,6 +138,7 @@ def run_demo(options: DemoOptions) -> int:
             "model_events_topic": topics["model-events"],
             "serving_topic": serving_topic,
             "control_topic": control_topic,
+            "quarantine_topic": quarantine_topic,
         },
         "schema": {
             "features": list(FEATURES),
@@ -203,7 +207,7 @@ def run_demo(options: DemoOptions) -> int:
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"demo-{run_id}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
-    consumer.subscribe([topics["predictions"], topics["dead-letters"], topics["model-events"]])
+    consumer.subscribe([topics["predictions"], topics["dead-letters"], topics["model-events"], quarantine_topic])
     deadline = time.monotonic() + options.timeout_s
     stopped = False
     try:
@@ -234,9 +238,11 @@ def run_demo(options: DemoOptions) -> int:
             except subprocess.TimeoutExpired:
                 daemon.kill()
         if options.keep_topics:
-            console.print(f"topics kept: {', '.join([*topics.values(), serving_topic, control_topic])}")
+            console.print(
+                f"topics kept: {', '.join([*topics.values(), serving_topic, control_topic, quarantine_topic])}"
+            )
         else:
-            delete_topics(bootstrap, [*topics.values(), serving_topic, control_topic])
+            delete_topics(bootstrap, [*topics.values(), serving_topic, control_topic, quarantine_topic])
     _summary(console, report, workload, spec, n_events, expected_dead)
     console.print(f"every decision with its full reason: headwater registry decisions --config {config_path}")
     complete = len(report.predictions) == spec.n_events and sum(report.dead_letters.values()) == expected_dead
@@ -287,6 +293,8 @@ def _consume(consumer: Consumer, topics: dict[str, str], report: DemoReport) -> 
             report.learned[str(body["model"])] += int(body.get("n_learned") or 0)
         elif body.get("type") == "vote":
             report.votes.append((len(report.predictions), body))
+        elif body.get("type") == "quarantine" and body.get("action") != "held":
+            report.quarantine.append((len(report.predictions), body))
         elif body.get("type") == "report" and body.get("model") == "champion":
             report.last_model_event = body
             if isinstance(body.get("rolling_accuracy"), float):
@@ -343,6 +351,9 @@ def _summary(console: Console, report: DemoReport, workload: Workload, spec: Wor
         table.add_row(f"vote weights before the drift (~event {drift})", report.weights(drift))
         table.add_row(f"vote weights just after (~event {drift + PHASE})", report.weights(drift + PHASE))
         table.add_row("vote weights at the end", report.weights())
+    for n_out, record in report.quarantine:  # a loss spike or a label shift: labels held back, and how it ended
+        table.add_row(f"label quarantine {record['action']} (~event {n_out})",
+                      f"{record['examples']} labels: {record['reason']}")  # fmt: skip
     for name, verdict in sorted(report.trials.items()):
         table.add_row(f"last trial of {name}", f"{verdict['version']} {verdict['evaluator']} {verdict['phase']}")
     learned = ", ".join(f"{name}: {n}" for name, n in sorted(report.learned.items()) if name != "standby")

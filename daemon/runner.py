@@ -119,6 +119,8 @@ def _run(
         ensure_topics(config.brokers, [topics.serving], 1, replicas, config={"cleanup.policy": "compact"},
                       client=admin_client)  # fmt: skip
         ensure_topics(config.brokers, [topics.control], 1, replicas, client=admin_client)
+        if topics.quarantine:  # made even when the others are not, as the two above: a newer output
+            ensure_topics(config.brokers, [topics.quarantine], settings.kafka.partitions, replicas, client=admin_client)
         require_one_partition(config.brokers, topics.control, "control topic", client=admin_client)
     # A new store is "balanced"; one made before the names were balanced says "legacy" in a manifest
     # written long ago: the processes that do not prepare the store may read it at once.

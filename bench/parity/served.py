@@ -259,6 +259,7 @@ def headwater(p: Params, spec: LearnerSpec, s: Stream) -> dict[str, Any]:
     read = Deadline(p.timeout_s, "reading back")
     preds = read_topic(p.bootstrap, topics.predictions, p.partitions, n, read)
     events = read_records(p, topics.model_events, read)
+    quarantine = read_records(p, topics.quarantine, read)
     served: dict[int, tuple[int, str]] = {}
     duplicates = 0
     routes: Counter[str] = Counter()
@@ -271,8 +272,11 @@ def headwater(p: Params, spec: LearnerSpec, s: Stream) -> dict[str, Any]:
         served[i] = (int(body["prediction"]), str(body["version"]))
         routes[str(body["route"])] += 1
     correct = np.zeros(n, dtype=bool)
+    truth = s.truth if s.truth is not None else s.y
+    right = np.zeros(n, dtype=bool)  # against the labels before any was flipped
     for i, (pred, _) in served.items():
         correct[i] = pred == s.y[i]
+        right[i] = pred == truth[i]
     versions = Counter(v for _, v in served.values())
     first_served: dict[str, int] = {}
     for i in sorted(served):
@@ -280,6 +284,8 @@ def headwater(p: Params, spec: LearnerSpec, s: Stream) -> dict[str, Any]:
     return {
         "first_served": first_served,  # version -> the first event it predicted
         "correct": correct,
+        "right": right,
+        "quarantine": [_quarantined(r, topics.events) for r in quarantine],
         "served": len(served),
         "offered": n,
         "duplicates": duplicates,
@@ -292,3 +298,10 @@ def headwater(p: Params, spec: LearnerSpec, s: Stream) -> dict[str, Any]:
         "decisions": dict(Counter(str(e.get("action")) for e in events if e.get("type") == "decision")),
         "drift_verdicts": sum(1 for e in events if e.get("type") == "verdict" and e.get("evaluator") == "drift"),
     }
+
+
+def _quarantined(record: dict[str, Any], events_topic: str) -> dict[str, Any]:
+    """A quarantine record, with the newest event of its batch (one partition: its index)."""
+    newest = [last for topic, _, _, last in record.get("offsets", []) if topic == events_topic]
+    return {"action": record["action"], "examples": record["examples"], "reason": record["reason"],
+            "newest_event": max(newest) if newest else None}  # fmt: skip

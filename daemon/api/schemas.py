@@ -14,8 +14,8 @@ from dataflows.records import CommandRecord, ModelReport
 __all__ = [
     "Accepted", "AddCandidateBody", "Alive", "Board", "BoardModel", "CanaryCeilingBody", "CommandBody", "CommandPage",
     "CommandView", "DecisionPage", "DecisionView", "ErrorBody", "GroupList", "Health", "ModelBody", "PromoteBody",
-    "RetireBody", "RollbackBody", "ServingView", "VerdictView", "VersionDetail", "VersionList", "VersionView",
-    "VoteMember", "VoteView",
+    "ReleaseQuarantineBody", "RetireBody", "RollbackBody", "ServingView", "VerdictView", "VersionDetail",
+    "VersionList", "VersionView", "VoteMember", "VoteView",
 ]  # fmt: skip
 
 Name = Annotated[str, Field(min_length=1, max_length=128)]
@@ -263,6 +263,10 @@ class ReplayBody(AddCandidateBody):
     ranges: list[OffsetRangeBody] = Field(
         min_length=1, max_length=1024, description="stretches of the input topics the candidate learns first"
     )
+
+
+class ReleaseQuarantineBody(CommandBody):
+    learn: bool = Field(True, description="learn the held labels (true) or drop them (false)")
 
 
 class CanaryCeilingBody(CommandBody):

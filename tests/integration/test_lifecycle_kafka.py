@@ -121,8 +121,9 @@ def test_a_better_candidate_is_promoted_and_a_worse_one_refused(fresh_settings: 
 
 
 def test_a_label_flip_burst_promotes_nothing_and_served_accuracy_holds(fresh_settings: SettingsFactory) -> None:
-    """30 % of the labels flipped for 4,000 events: the fork learns them, but live evidence never
-    says it is better, so the champion — frozen, trained before the attack — keeps serving."""
+    """30 % of the labels flipped for 4,000 events: the label quarantine holds them back (on its
+    topic, with their offsets) from early in the burst until after it, and drops them; nothing is
+    promoted, and the champion — frozen, trained before the attack — keeps serving as well."""
     settings = fresh_settings(runtime={"tail": True, "workers": 1})
     spec = WorkloadSpec(
         n_events=14_000, drift_at=14_000, malformed_every=0, unmatched_labels=0,
@@ -147,6 +148,20 @@ def test_a_label_flip_burst_promotes_nothing_and_served_accuracy_holds(fresh_set
     assert before > 0.9, seen
     assert abs(attacked - before) <= 0.02, seen
     assert abs(after - before) <= 0.02, seen
+
+    quarantine = settings.topics().quarantine
+    assert quarantine is not None
+    records = [orjson.loads(m.value() or b"null") for m in read_all(settings.kafka.bootstrap_servers, [quarantine])]
+    actions = [r["action"] for r in records]
+    assert actions and actions[0] == "engaged" and actions.count("engaged") == 1, actions
+    assert actions[-1] == "cleared" and "released" not in actions, actions
+    burst_ids = set(workload.order[spec.noisy_from :])
+    in_burst = sorted(p["predicted_ts_ms"] for i, p in predictions.items() if i in burst_ids)
+    served_before = sum(1 for ts in in_burst if ts <= records[0]["ts_ms"])
+    # a label comes up to 300 events after its event: engaged within the burst's first 1,000 labels
+    assert served_before <= 1000 + spec.label_delay, f"engaged {served_before} events into the burst"
+    assert records[-1]["examples"] == sum(r["examples"] for r in records if r["action"] in ("engaged", "held"))
+    assert records[-1]["examples"] >= 0.5 * (spec.noisy_until - spec.noisy_from) * 0.9, "held too few labels"
 
 
 def test_a_champion_that_degrades_after_promotion_is_rolled_back(fresh_settings: SettingsFactory) -> None:

@@ -84,7 +84,11 @@ def test_every_event_is_predicted_or_dead_lettered_and_accuracy_recovers_after_d
 ) -> None:
     # A live stream, not a replay of a full topic: models learn beside serving, and a replay at full
     # speed is served long before the candidates have learned it (and earned promotion).
-    settings = fresh_settings(model={"learner": learner}, runtime={"tail": True, "workers": workers})
+    # Every labelled example must be learned here: a slower learner's lane may fall 64 small jobs
+    # behind as the stream starts (torch-mlp did at its first promotion in 4 runs of 6 one day, with
+    # the label quarantine on or off) and skip them: skipping is tested elsewhere, not here.
+    slow = {} if learner.startswith("river") else {"max_lag_batches": 4096, "max_lag_s": 120.0}
+    settings = fresh_settings(model={"learner": learner}, runtime={"tail": True, "workers": workers}, promotion=slow)
     spec = WorkloadSpec(n_events=16_000, drift_at=8_000, malformed_every=300, label_delay=200, flip_after_drift=flip)
     workload = Workload(spec)
     daemon = BackgroundDaemon(settings).start()
@@ -131,7 +135,8 @@ def test_every_event_is_predicted_or_dead_lettered_and_accuracy_recovers_after_d
     # The candidate (a fork of the champion) learns; the champion that serves never does.
     expected_learned = sum(1 for i in workload.items() if i.labelled)
     reports = [e for e in out["model_events"] if e["type"] == "report"]
-    assert sum(e["n_learned"] for e in reports if e["model"] == "fork") == expected_learned
+    skipped = [e.get("skipped_batches_total") for e in reports if e["model"] == "fork"][-1:]
+    assert sum(e["n_learned"] for e in reports if e["model"] == "fork") == expected_learned, f"skipped: {skipped}"
     assert sum(e["n_learned"] for e in reports if e["model"] == "champion") == 0
     assert sum(e["n_labelled"] for e in reports if e["model"] == "champion") == expected_learned
     lineage_offsets = [o for e in reports if e["model"] == "fork" for o in e["offsets"].values()]

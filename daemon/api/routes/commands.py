@@ -29,6 +29,7 @@ from daemon.api.schemas import (
     ErrorBody,
     ModelBody,
     PromoteBody,
+    ReleaseQuarantineBody,
     ReplayBody,
     RetireBody,
     RollbackBody,
@@ -149,3 +150,12 @@ async def replay(ctx: ContextDep, response: Response, group: str, body: ReplayBo
     live flow, then joins the group; a stretch retention deleted is refused, naming the earliest offset left."""
     args = {"candidate": body.candidate, "ranges": [r.model_dump() for r in body.ranges]}
     return await _issue(ctx, response, group, CommandKind.REPLAY, args, body, wait_s)
+
+
+@_mutation("release-quarantine", "Release the labels the quarantine holds")
+async def release_quarantine(
+    ctx: ContextDep, response: Response, group: str, body: ReleaseQuarantineBody, wait_s: WaitS = 0
+) -> Accepted:
+    """The label quarantine ends: what it holds is learned (``learn``), in order, or dropped; refused (an outcome
+    of ``rejected``) when it holds nothing."""
+    return await _issue(ctx, response, group, CommandKind.RELEASE_QUARANTINE, {"learn": body.learn}, body, wait_s)

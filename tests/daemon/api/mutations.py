@@ -23,6 +23,8 @@ VALID: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = [
                 "ranges": [{"topic": "events", "partition": 0, "first": 0, "last": 99}]},
      "replay", {"candidate": {"name": "again"}, "ranges": [{"topic": "events", "partition": 0, "first": 0,
                                                             "last": 99}]}),
+    ("release-quarantine", {"reason": "the labeller is fixed", "learn": False}, "release_quarantine",
+     {"learn": False}),
 ]  # fmt: skip
 
 ROUTES = [pytest.param(route, body, id=route) for route, body, _, _ in VALID]
