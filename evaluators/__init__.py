@@ -11,11 +11,15 @@ about the candidates after it. A portfolio's weighted vote (``WeightedVote``: ex
 with a fixed share, guarded by the member that has done best lately) says how much each member's
 probabilities count, and whether the vote or its leader should serve. A label quarantine
 (``LabelQuarantine``) says whether a batch's labels may be learned, or are held back as suspect (a
-loss spike or a label shift that a copy learning them cannot explain). Evaluators observe and
+loss spike or a label shift that a copy learning them cannot explain). A bandit gate
+(``BanditGate``) shares the canary traffic among several candidates by their probability of being
+the best (Thompson sampling on faded posteriors; UCB as an option) and passes the one that clearly
+is, under an always-valid bound on the false-promotion rate. Evaluators observe and
 report; only the promoter acts. No data is never success.
 """
 
 from evaluators._trial import FAIL_FLOOR
+from evaluators.bandit import BanditGate
 from evaluators.base import Evaluator, Paired, Phase, Verdict
 from evaluators.canary import CanaryEvaluator, canary_bucket
 from evaluators.drift import Change, ChangeDetector
@@ -31,6 +35,7 @@ from evaluators.vote import VOTE, WeightedVote
 __all__ = [
     "FAIL_FLOOR",
     "VOTE",
+    "BanditGate",
     "CanaryEvaluator",
     "Change",
     "ChangeDetector",
