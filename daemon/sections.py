@@ -125,7 +125,8 @@ class QuarantineSettings(_Section):
     delta: float = Field(1e-3, gt=0, lt=1, description="confidence of the bounds (smaller: fewer false alarms)")
     warmup: int = Field(1000, ge=10, description="labelled examples learned before anything is judged")
     max_hold: int = Field(5000, ge=10, description="labelled examples held at most; then they are learned")
-    probe: bool = Field(True, description="a copy of what serves learns the held labels: learnable ones are released")
+    probe: bool = Field(True, description="copies of the candidates learn the held labels: learnable ones are released")
+    probe_window: int = Field(100, ge=10, description="held labels a probe must beat serving on to release them")
 
     @model_validator(mode="after")
     def _fits(self) -> Self:
@@ -137,7 +138,8 @@ class QuarantineSettings(_Section):
     def spec(self) -> QuarantineSpec | None:
         if not self.enabled:
             return None
-        return QuarantineSpec(self.window, self.margin, self.shift, self.delta, self.warmup, self.max_hold, self.probe)
+        return QuarantineSpec(self.window, self.margin, self.shift, self.delta, self.warmup, self.max_hold, self.probe,
+                              self.probe_window)  # fmt: skip
 
 
 class LabelSettings(_Section):

@@ -131,11 +131,12 @@ class QuarantineSpec:
     delta: float = 1e-3  # confidence of the bounds
     warmup: int = 1000  # labelled examples learned before anything is judged
     max_hold: int = 5000  # labelled examples held at most before they are learned
-    probe: bool = True  # a copy of what serves learns the held labels: learnable ones are released
+    probe: bool = True  # copies of the candidates learn the held labels: learnable ones are released
+    probe_window: int = 100  # held labels a probe must beat serving on
 
     def build(self, n_classes: int) -> LabelQuarantine:
         return LabelQuarantine(n_classes, window=self.window, margin=self.margin, shift=self.shift, delta=self.delta,
-                               warmup=self.warmup, max_hold=self.max_hold)  # fmt: skip
+                               warmup=self.warmup, max_hold=self.max_hold, probe_window=self.probe_window)  # fmt: skip
 
 
 @dataclass(frozen=True)

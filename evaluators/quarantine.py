@@ -16,10 +16,11 @@ held (``hold``), not learned, not counted. It ends in one of three ways:
 
 - **clear**: the window is back within half the margins of the reference (the burst is over):
   the held labels are dropped (they stay on the quarantine topic for an operator);
-- **release**, the labels were learnable: a *probe* (a copy of what served, learning the held
-  labels, each scored before it is learned) beat the frozen served predictions on the last
-  ``window`` held examples by ``margin / 2`` and a sign test at ``delta`` — what a change in the
-  data looks like, since flipped labels teach nothing a model that knew the concept did not know;
+- **release**, the labels were learnable: a *probe* (a copy of a model that learns, learning the
+  held labels, each scored before it is learned; there may be several) beat the frozen served
+  predictions on its last ``probe_window`` held examples by ``margin / 2`` and a sign test at
+  ``delta`` — what a change in the data looks like, since flipped labels teach nothing a model
+  that knew the concept did not know;
 - **release**, lasting: ``max_hold`` labelled examples were held and it has not cleared;
   or an operator released it. Released labels are learned, in order.
 
@@ -41,6 +42,7 @@ from __future__ import annotations
 import enum
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,11 +79,12 @@ class LabelQuarantine:
         delta: float = 1e-3,
         warmup: int = 1000,
         max_hold: int = 5000,
+        probe_window: int = 100,
     ) -> None:
         if n_classes < 2 or window < 10 or not 0 < fade < 1 or not 0 < margin < 1 or not 0 < shift < 1:
             msg = f"quarantine: n_classes >= 2, window >= 10, fade, margin and shift in (0, 1); got {locals()}"
             raise ValueError(msg)
-        if not 0 < delta < 1 or warmup < window or max_hold < window:
+        if not 0 < delta < 1 or warmup < window or max_hold < window or probe_window < 10:
             msg = f"quarantine: delta in (0, 1), warmup and max_hold at least the window ({window})"
             raise ValueError(msg)
         self.n_classes = n_classes
@@ -92,12 +95,14 @@ class LabelQuarantine:
         self.delta = delta
         self.warmup = warmup
         self.max_hold = max_hold
+        self.probe_window = probe_window
         self._seen = 0  # labelled examples in the reference
         self._error = 0.0  # faded served error of the examples learned
         self._shares = np.zeros(n_classes)  # faded class shares of the labels learned
         self._weight = 0.0  # the faded count behind both
         self._recent: deque[tuple[int, int, npt.NDArray[np.int64]]] = deque()  # (n, errors, class counts)
-        self._probes: deque[tuple[int, int, int]] = deque()  # held examples: (n, probe only right, served only)
+        # per probe, the held examples it scored: (n, the probe only right, serving only right)
+        self._probes: dict[int, deque[tuple[int, int, int]]] = {}
         self.engaged = False
         self.reason = ""
         self.held = 0  # labelled examples held since the quarantine engaged
@@ -133,25 +138,26 @@ class LabelQuarantine:
             return Ruling(Action.RELEASE, why)
         return Ruling(Action.HOLD, self.reason)
 
-    def probed(self, served: npt.NDArray[np.bool_], probe: npt.NDArray[np.bool_]) -> Ruling:
-        """The probe's correctness on held examples (each scored before the probe learned it), beside
-        serving's: ``release`` once the probe is the better one (see the module's docstring)."""
+    def probed(self, served: npt.NDArray[np.bool_], probes: Sequence[npt.NDArray[np.bool_]]) -> Ruling:
+        """Each probe's correctness on held examples (each scored before the probe learned it),
+        beside serving's: ``release`` once one of them is the better one over its last
+        ``probe_window`` held examples (see the module's docstring)."""
         if not self.engaged or len(served) == 0:
             return Ruling(Action.HOLD if self.engaged else Action.LEARN)
-        self._probes.append(
-            (len(served), int(np.count_nonzero(probe & ~served)), int(np.count_nonzero(served & ~probe)))
-        )
-        while sum(p[0] for p in self._probes) - self._probes[0][0] >= self.window:
-            self._probes.popleft()
-        n = sum(p[0] for p in self._probes)
-        better = sum(p[1] for p in self._probes)
-        worse = sum(p[2] for p in self._probes)
         z = math.sqrt(2 * math.log(1 / self.delta))  # one-sided, sub-Gaussian tail at delta
-        if n >= self.window and better - worse >= max(self.margin / 2 * n, z * math.sqrt(better + worse)):
-            why = (f"learnable: a copy learning the held labels got {better} right that serving got wrong, "
-                   f"{worse} the other way, in the last {n} held labels: a change in the data")  # fmt: skip
-            self._end(anew=True)
-            return Ruling(Action.RELEASE, why)
+        for k, probe in enumerate(probes):
+            seen = self._probes.setdefault(k, deque())
+            seen.append((len(served), int(np.count_nonzero(probe & ~served)), int(np.count_nonzero(served & ~probe))))
+            while sum(p[0] for p in seen) - seen[0][0] >= self.probe_window:
+                seen.popleft()
+            n = sum(p[0] for p in seen)
+            better = sum(p[1] for p in seen)
+            worse = sum(p[2] for p in seen)
+            if n >= self.probe_window and better - worse >= max(self.margin / 2 * n, z * math.sqrt(better + worse)):
+                why = (f"learnable: a copy learning the held labels got {better} right that serving got wrong, "
+                       f"{worse} the other way, in the last {n} held labels: a change in the data")  # fmt: skip
+                self._end(anew=True)
+                return Ruling(Action.RELEASE, why)
         return Ruling(Action.HOLD, self.reason)
 
     def release(self) -> None:

@@ -7,17 +7,17 @@ which jobs go to the lanes now:
 - ``learn``: the job itself;
 - ``engage`` / ``hold``: none — the job is held (`GroupState.held`), sent to the quarantine topic
   with its offsets (a `QuarantineRecord`), and neither learned nor scored: no lane sees it, so
-  the vote's weights, the trials and the change detector do not count it. While held, a *probe*
-  (a copy of what serves: the vote's heaviest member, or the champion) learns the held labels,
-  each scored before it is learned, to tell a change in the data (the probe comes to beat
-  serving: release) from labels that teach nothing (it does not: hold);
+  the vote's weights, the trials and the change detector do not count it. While held, *probes*
+  (copies of the candidates as they were, a vote's members among them; the champion when there
+  is none) learn the held labels, each scored before it is learned, to tell a change in the data
+  (a probe comes to beat serving: release) from labels that teach nothing (none does: hold);
 - ``clear``: the job; what was held is dropped (it stays on the quarantine topic);
 - ``release``: what was held, merged into one job in the order it came (a new sequence number),
   then the job — by the probe, after ``max_hold`` examples, or by an operator (`release`).
 
 Nothing of a held job reaches the registry's lineage: no version learned it. The quarantine's
-state (the signal's reference, what is held) is the group's, snapshotted and recovered; the probe
-is not (a restart makes a new one from what serves then).
+state (the signal's reference, what is held) is the group's, snapshotted and recovered; the
+probes are not (a restart copies the candidates again).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def screen(rt: GroupRuntime, job: Job | None, now_ms: int) -> tuple[list[Job], l
     out: list[TrainOutput] = []
     if ruling.action is Action.ENGAGE:
         log.warning("group %s: labels quarantined: %s", state.name, ruling.reason)
-        rt.quarantine_probe = _probe_of(rt) if spec.probe else None
+        rt.quarantine_probes = _probes_of(rt) if spec.probe else []
     state.held = (*state.held, job)
     action = "engaged" if ruling.action is Action.ENGAGE else "held"
     out.extend(_said(rt, action, ruling.reason, len(job), job.ranges, now_ms))
@@ -94,7 +94,7 @@ def start(rt: GroupRuntime) -> None:
         return
     rt.ctx.metrics.quarantined(rt.state.name, held=sum(len(j) for j in rt.state.held))
     if engaged(rt) and rt.ctx.config.quarantine.probe:
-        rt.quarantine_probe = _probe_of(rt)
+        rt.quarantine_probes = _probes_of(rt)
 
 
 def engaged(rt: GroupRuntime) -> bool:
@@ -133,39 +133,39 @@ def _served_of(job: Job) -> npt.NDArray[np.int64]:
 def _take_held(rt: GroupRuntime) -> int:
     n = sum(len(j) for j in rt.state.held)
     rt.state.held = ()
-    rt.quarantine_probe = None
+    rt.quarantine_probes = []
     rt.ctx.metrics.quarantined(rt.state.name, held=0)
     return n
 
 
-def _probe_of(rt: GroupRuntime) -> Learner | None:
-    """A copy of what serves: the vote's heaviest member, or the champion."""
-    vote, name = rt.state.vote, CHAMPION_SLOT
-    if vote is not None:
-        weights = vote.weights()
-        name = max(weights, key=weights.__getitem__)
-    lane = rt.lanes.get(name) or rt.lanes[CHAMPION_SLOT]
-    try:
-        return lane.frozen()
-    except Exception:  # a lane that cannot hand a copy: release by clearing, max_hold or an operator only
-        log.warning("group %s: no probe for the quarantine (%s could not be copied)", rt.state.name, name,
-                    exc_info=True)  # fmt: skip
-        return None
+def _probes_of(rt: GroupRuntime) -> list[Learner]:
+    """Copies of the models that learn — the candidates (a vote's members among them); the champion
+    when there is none: what would serve had the held labels been learned."""
+    names = [n for n, slot in rt.state.slots.items() if slot.spec is not None] or [CHAMPION_SLOT]
+    probes = []
+    for name in names:
+        try:
+            probes.append(rt.lanes[name].frozen())
+        except Exception:  # a lane that cannot hand a copy: the others probe
+            log.warning("group %s: %s could not be copied to probe the quarantine", rt.state.name, name, exc_info=True)
+    return probes
 
 
 def _probe(rt: GroupRuntime, q: LabelQuarantine, job: Job, correct: npt.NDArray[np.bool_]) -> Ruling | None:
-    probe = rt.quarantine_probe
-    if probe is None:
-        return None
-    try:
-        proba = probe.predict_proba(job.x)
-        right = np.argmax(proba, axis=1) == job.y
-        probe.learn(job.x, job.y)
-    except Exception:
-        log.warning("group %s: the quarantine's probe failed; it is dropped", rt.state.name, exc_info=True)
-        rt.quarantine_probe = None
-        return None
-    return q.probed(correct, right)
+    """Each probe scores the held job, then learns it; a probe that fails is dropped."""
+    rights, kept = [], []
+    for probe in rt.quarantine_probes:
+        try:
+            proba = probe.predict_proba(job.x)
+            right = np.argmax(proba, axis=1) == job.y
+            probe.learn(job.x, job.y)
+        except Exception:
+            log.warning("group %s: a probe of the quarantine failed; it is dropped", rt.state.name, exc_info=True)
+            continue
+        rights.append(right)
+        kept.append(probe)
+    rt.quarantine_probes = kept
+    return q.probed(correct, rights) if rights else None
 
 
 def _said(

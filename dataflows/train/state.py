@@ -226,7 +226,7 @@ class GroupRuntime:
         self.vote_answers: dict[int, dict[str, np.ndarray | None]] = {}
         self.vote_sent: VoteRecord | None = None  # the last vote record sent (`dataflows.train.vote`)
         self.vote_leader: str | None = None  # the member that led the vote at its last `lead` decision
-        self.quarantine_probe: Learner | None = None  # learns what the quarantine holds (`train.quarantine`)
+        self.quarantine_probes: list[Learner] = []  # learn what the quarantine holds (`train.quarantine`)
         self.released: list[Job] = []  # released by an operator, for the step to hand to the lanes
 
     def open_lane(self, name: str, state: LaneState) -> Lane:

@@ -55,7 +55,7 @@ def test_a_flip_burst_is_held_then_cleared_and_the_probe_does_not_release_it() -
         if ruling.action in (Action.ENGAGE, Action.HOLD):
             held += BATCH
             probe = served & (rng.random(BATCH) > 0.02)
-            assert q.probed(served, probe).action is Action.HOLD
+            assert q.probed(served, [probe]).action is Action.HOLD
         if ruling.action is Action.CLEAR:
             cleared_at = seen
             assert "cleared" in ruling.reason
@@ -79,12 +79,12 @@ def test_a_change_in_the_data_is_released_by_the_probe() -> None:
         if ruling.action in (Action.ENGAGE, Action.HOLD):
             held += BATCH
             probe = rng.random(BATCH) >= (0.45 if held < 300 else 0.08)  # it learns the new one
-            ruling = q.probed(c, probe)
+            ruling = q.probed(c, [probe])
         if ruling.action is Action.RELEASE:
             released = ruling
             break
     assert released is not None and "learnable" in released.reason
-    assert held <= 300 + q.window + BATCH
+    assert held <= 300 + q.probe_window + BATCH
     # a new reference is made before anything is judged again: the new level is not a spike
     assert {q.judge(c, y).action for c, y in batches(rng, 2_000, 0.2)} == {Action.LEARN}
 
@@ -127,3 +127,23 @@ def test_settings_are_checked() -> None:
         LabelQuarantine(1)
     with pytest.raises(ValueError, match="max_hold"):
         LabelQuarantine(2, window=300, max_hold=100)
+
+
+def test_one_probe_that_learns_the_change_is_enough() -> None:
+    """Several probes (copies of several candidates): a slow one never beats serving, a quick one
+    does after about a hundred held labels, and it alone releases them."""
+    q, rng = LabelQuarantine(2), np.random.default_rng(6)
+    for c, y in batches(rng, 5_000, 0.05):
+        q.judge(c, y)
+    held, ruling = 0, None
+    for c, y in batches(rng, 3_000, 0.5):
+        ruling = q.judge(c, y)
+        if ruling.action in (Action.ENGAGE, Action.HOLD):
+            held += BATCH
+            slow = c & (rng.random(BATCH) > 0.1)  # no better than serving
+            quick = rng.random(BATCH) >= (0.5 if held <= 50 else 0.1)
+            ruling = q.probed(c, [slow, quick])
+        if ruling.action is Action.RELEASE:
+            break
+    assert ruling is not None and ruling.action is Action.RELEASE and "learnable" in ruling.reason
+    assert held <= 50 + q.probe_window + 2 * BATCH, held
