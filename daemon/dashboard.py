@@ -114,6 +114,11 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
                   Query(f"max by (group, model) (headwater_vote_weight_ratio{{{G}}})", "{{group}} {{model}}"),
                   Query(f"max by (group, model) (headwater_vote_choice{{{G}}}) > 0", "{{group}} serves: {{model}}"),
               ), width=12, max=1),
+        Panel("Label quarantine", "Labelled examples the quarantine holds back (not learned, not counted), and its "
+              "engagements, clearings and releases per second.", "short", (
+                  Query(f"max by (group) (headwater_quarantine_held_examples{{{G}}})", "{{group}} held"),
+                  Query(_rate("headwater_quarantine_total", "group, action", G), "{{group}} {{action}}/s"),
+              ), width=12),
     )),
     ("Operators", (
         Panel("Ready", "Whether each process answers /readyz with 200.", "short",

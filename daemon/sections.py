@@ -11,7 +11,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictInt, StrictStr, model_validator
 
 from dataflows import CandidateSpec, FeatureSchema, GateSpec
-from dataflows.config import QuarantineSpec, VoteSpec
+from dataflows.config import BanditSpec, QuarantineSpec, VoteSpec
 from learners import LearnerSpec
 
 __all__ = [
@@ -185,6 +185,23 @@ def _default_candidates() -> list[CandidateSettings]:
     return [CandidateSettings.model_validate({"name": "fork"})]
 
 
+class BanditSettings(_Section):
+    """``model.vote.policy: bandit``: each event is served by one member, on a sticky share of the
+    keys that follows how likely each member is to be the best (`evaluators.BanditGate`)."""
+
+    allocation: Literal["thompson", "ucb"] = Field("thompson", description="how the shares follow the evidence")
+    ceiling: float = Field(0.5, gt=0, le=1, description="the members' shares of the keys together, at most")
+    floor: float = Field(0.05, ge=0, lt=1, description="each member's least part of that")
+    threshold: float = Field(0.95, gt=0.5, lt=1, description="probability of being the best that promotes a member")
+    discount: float = Field(0.999, gt=0, le=1, description="per label, for each member's recent accuracy")
+    min_samples: int = Field(300, ge=10, description="labels before a member may be promoted")
+    max_samples: int = Field(20_000, ge=100, description="labels without a winner before the gate starts over")
+
+    def spec(self) -> BanditSpec:
+        return BanditSpec(self.allocation, self.ceiling, self.floor, self.threshold, self.discount, self.min_samples,
+                          self.max_samples)  # fmt: skip
+
+
 class VoteSettings(_Section):
     """The portfolio's weighted vote: the candidates (forks and other learners, each learning in its
     own thread lane) serve together on the champion's route, weighted by how often each was right
@@ -194,9 +211,15 @@ class VoteSettings(_Section):
     eta: float = Field(0.5, gt=0, le=10, description="how fast weight moves to the members that are right")
     share: float = Field(0.002, ge=0, lt=1, description="part of the weight spread evenly after each example")
     fade: float = Field(0.995, gt=0, lt=1, description="per example, for the recent accuracy of each member")
+    policy: Literal["vote", "bandit"] = Field(
+        "vote", description="vote: the members' weighted vote serves; bandit: one member per event (bandit:)"
+    )
+    bandit: BanditSettings = Field(default_factory=BanditSettings)  # type: ignore[arg-type]
 
     def spec(self) -> VoteSpec | None:
-        return VoteSpec(self.eta, self.share, self.fade) if self.enabled else None
+        if not self.enabled:
+            return None
+        return VoteSpec(self.eta, self.share, self.fade, self.bandit.spec() if self.policy == "bandit" else None)
 
 
 class ModelSettings(_Section):
@@ -218,6 +241,9 @@ class ModelSettings(_Section):
             raise ValueError(msg)
         if self.vote.enabled and not self.candidates:
             msg = "vote.enabled needs one or more candidates: they are the vote's members"
+            raise ValueError(msg)
+        if self.vote.enabled and self.vote.policy == "bandit" and self.vote.bandit.floor * len(self.candidates) > 1:
+            msg = f"vote.bandit.floor {self.vote.bandit.floor} for each of {len(self.candidates)} candidates is over 1"
             raise ValueError(msg)
         canaries = [c.name for c in self.candidates if c.gate == "canary"]
         if len(canaries) > 1:

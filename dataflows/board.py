@@ -90,12 +90,17 @@ class ServingBoard:
             self._set(dataclasses.replace(table, vote=table.vote.with_member(name, member)))
             return True
 
-    def set_vote(self, group: str, weights: dict[str, float] | None, choice: str, seq: int = -1) -> None:
+    def set_vote(
+        self, group: str, weights: dict[str, float] | None, choice: str, seq: int = -1,
+        shares: dict[str, float] | None = None,
+    ) -> None:  # fmt: skip
         """The vote's weights and the guard's choice, as of labelled job ``seq`` (None: the group
-        does not vote any more)."""
+        does not vote any more); with a bandit, each member's share of the keys."""
         with self._lock:
             table = self.current(group)
-            vote = None if weights is None else (table.vote or Portfolio()).with_weights(weights, choice, seq)
+            vote = None
+            if weights is not None:
+                vote = (table.vote or Portfolio(seed=table.seed + 1)).with_weights(weights, choice, seq, shares)
             if vote != table.vote:
                 self._set(dataclasses.replace(table, vote=vote))
 

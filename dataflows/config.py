@@ -15,7 +15,7 @@ from dataflows.decode import FeatureSchema
 from evaluators.quarantine import LabelQuarantine
 from learners import Learner, LearnerSpec, build_learner
 
-__all__ = ["CandidateSpec", "FlowConfig", "GateSpec", "GoldenSet", "QuarantineSpec", "Topics", "VoteSpec"]
+__all__ = ["BanditSpec", "CandidateSpec", "FlowConfig", "GateSpec", "GoldenSet", "QuarantineSpec", "Topics", "VoteSpec"]
 
 
 @dataclass(frozen=True)
@@ -113,12 +113,27 @@ class GoldenSet:
 
 
 @dataclass(frozen=True)
+class BanditSpec:
+    """The portfolio served one member per event (`evaluators.BanditGate`, `dataflows.train.bandit`)."""
+
+    allocation: str = "thompson"  # or "ucb"
+    ceiling: float = 0.5  # the members' shares of the keys together, at most (the champion serves the rest)
+    floor: float = 0.05  # each member's least part of that
+    threshold: float = 0.95  # probability of being the best arm that promotes a member ...
+    discount: float = 0.999  # per label, for the arms' posteriors
+    min_samples: int = 300  # ... after this many labels, if its always-valid difference with the champion is > 0
+    max_samples: int = 20_000  # then the gate starts over
+
+
+@dataclass(frozen=True)
 class VoteSpec:
-    """The portfolio's weighted vote (`evaluators.WeightedVote`): the candidates serve together."""
+    """The portfolio's weighted vote (`evaluators.WeightedVote`): the candidates serve together; with
+    ``bandit``, one of them per event instead, on a share of the keys (`BanditSpec`)."""
 
     eta: float = 0.5  # how fast weight moves to the members that are right
     share: float = 0.002  # the part of the weight spread evenly after each example (fixed share)
     fade: float = 0.995  # per example, for the recent accuracies the guard compares
+    bandit: BanditSpec | None = None  # serve one member per event, and promote the clearly best
 
 
 @dataclass(frozen=True)

@@ -23,13 +23,16 @@ from typing import Any
 
 import numpy as np
 
+from evaluators.bandit import BanditGate
+from evaluators.canary import canary_bucket
 from evaluators.vote import VOTE
 from learners import Learner
 from learners.base import FloatArray
 
-__all__ = ["STALE_JOBS", "VOTE_ROUTE", "Member", "Portfolio"]
+__all__ = ["BANDIT_ROUTE", "STALE_JOBS", "VOTE_ROUTE", "Member", "Portfolio"]
 
 VOTE_ROUTE = "vote"  # the route a prediction of the portfolio names
+BANDIT_ROUTE = "bandit"  # ... and one of a member alone, served by the bandit (`model.vote.policy: bandit`)
 
 
 STALE_JOBS = 8  # a member whose state is this many labelled jobs behind the newest sits out while others are fresher
@@ -53,6 +56,10 @@ class Portfolio:
     weights: Mapping[str, float] = field(default_factory=dict)
     choice: str = VOTE
     seq: int = -1  # the newest labelled job handed to the members, when the weights were set
+    # ``model.vote.policy: bandit``: each member's share of the keys (`evaluators.BanditGate`); the
+    # champion serves the rest. None: the weighted vote serves.
+    shares: Mapping[str, float] | None = None
+    seed: int = 0  # of the sticky buckets the shares cut
 
     def with_member(self, name: str, member: Member | None) -> Portfolio:
         """This portfolio with ``name``'s latest state (None: without it)."""
@@ -61,11 +68,24 @@ class Portfolio:
             members[name] = member
         return replace(self, members=members)
 
-    def with_weights(self, weights: Mapping[str, float], choice: str, seq: int = -1) -> Portfolio:
-        """This portfolio with new weights and guard (as of labelled job ``seq``); members no
-        longer weighted leave it."""
+    def with_weights(
+        self, weights: Mapping[str, float], choice: str, seq: int = -1, shares: Mapping[str, float] | None = None
+    ) -> Portfolio:
+        """This portfolio with new weights and guard (as of labelled job ``seq``), and with a bandit
+        the members' shares of the keys; members no longer weighted leave it."""
         members = {k: v for k, v in self.members.items() if k in weights}
-        return replace(self, members=members, weights=dict(weights), choice=choice, seq=seq)
+        shares = None if shares is None else {k: v for k, v in shares.items() if k in weights}
+        return replace(self, members=members, weights=dict(weights), choice=choice, seq=seq, shares=shares)
+
+    def arms(self, ids: list[str]) -> dict[str, np.ndarray]:
+        """With a bandit: the rows of ``ids`` each member serves (by its share of the sticky buckets,
+        `evaluators.BanditGate.route`); the rest are the champion's. Members with no state yet serve
+        none (their rows go to the champion)."""
+        if not self.shares:
+            return {}
+        buckets = np.fromiter((canary_bucket(key, self.seed) for key in ids), dtype=np.float64, count=len(ids))
+        arms = np.asarray(BanditGate.route(buckets, self.shares))
+        return {n: rows for n in self.members if len(rows := np.flatnonzero(arms == n))}
 
     @cached_property
     def voters(self) -> dict[str, Member]:
@@ -79,7 +99,9 @@ class Portfolio:
     @property
     def ready(self) -> bool:
         """Whether it can serve: the chosen member has a state, or a weighted one does (the vote
-        stands in for a chosen member that has none yet)."""
+        stands in for a chosen member that has none yet); with a bandit, a member with a share."""
+        if self.shares is not None:
+            return any(n in self.members and share > 0 for n, share in self.shares.items())
         return (self.choice != VOTE and self.choice in self.members) or bool(self.voters)
 
     def served_by(self) -> tuple[str, dict[str, float]]:

@@ -193,7 +193,7 @@ class CommandRecord(msgspec.Struct, frozen=True, kw_only=True, tag="command", ta
     source: SourceRef | None = None
 
 
-class VoteRecord(msgspec.Struct, frozen=True, kw_only=True, tag="vote", tag_field="type"):
+class VoteRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="vote", tag_field="type"):
     """The portfolio's vote (`model.vote`): each member's weight and version (by slot), what serves
     the vote's route (``vote``, or the one member the guard chose) and the recent (faded) accuracy
     of each member and of the vote. Sent when the lead changes hands, the guard's choice changes,
@@ -205,6 +205,7 @@ class VoteRecord(msgspec.Struct, frozen=True, kw_only=True, tag="vote", tag_fiel
     versions: dict[str, str]
     choice: str
     accuracy: dict[str, float | None]
+    shares: dict[str, float] | None = None  # with the bandit policy: each member's share of the keys
 
 
 class QuarantineRecord(msgspec.Struct, frozen=True, kw_only=True, tag="quarantine", tag_field="type"):

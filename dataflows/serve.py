@@ -21,7 +21,7 @@ import numpy as np
 
 from dataflows.board import CANARY, CHAMPION, ROUTES, Served, ServingBoard, ServingTable
 from dataflows.decode import Decoder, RawMessage
-from dataflows.portfolio import VOTE_ROUTE
+from dataflows.portfolio import BANDIT_ROUTE, VOTE_ROUTE
 from dataflows.ports import Clock, Metrics
 from dataflows.records import (
     DeadLetter,
@@ -104,7 +104,8 @@ def serve_batch(table: ServingTable, batch: list[Event | Label], classes: list[i
     if table.fresh is not None:
         champion_chain.insert(0, ("live", table.fresh))
     votes: dict[str, float] | None = None  # the versions and weights behind the vote's predictions
-    if table.vote is not None and table.vote.ready:
+    bandit = table.vote is not None and table.vote.shares is not None
+    if table.vote is not None and table.vote.ready and not bandit:
         version, votes = table.vote.served_by()
         champion_chain.insert(0, (VOTE_ROUTE, Served(version, table.vote)))  # type: ignore[arg-type]
     usual_name, usual = champion_chain[0]  # what serves most events: set once, not per event
@@ -112,10 +113,26 @@ def serve_batch(table: ServingTable, batch: list[Event | Label], classes: list[i
     names = [usual_name] * len(events)  # the route each prediction says served it
     canary_chain = [(ROUTES[CANARY], table.canary)] if table.canary is not None else []
     served_rows: dict[str, list[np.ndarray]] = {}  # route name → the rows it served
+    if bandit and table.vote is not None:  # one member per event on the champion's route (`model.vote.policy`)
+        on_champion = np.flatnonzero(routes == CHAMPION)
+        for name, rows in table.vote.arms([events[i].id for i in on_champion.tolist()]).items():
+            rows = on_champion[rows]
+            member = table.vote.members[name]
+            try:
+                proba[rows] = _predict(member.learner, x[rows], len(classes))
+            except Unavailable:
+                continue
+            except Exception as exc:  # its rows go to the champion's chain
+                errors.append((BANDIT_ROUTE, member.version, f"{type(exc).__name__}: {exc}"))
+                continue
+            ok[rows] = True
+            served_rows.setdefault(BANDIT_ROUTE, []).append(rows)
+            for i in rows.tolist():
+                versions[i], names[i] = member.version, BANDIT_ROUTE
     # Each route's rows are chosen before either is served: rows the canary leaves to the champion
     # are served once, by the canary's chain, not again with the champion's own.
     chains = ((CANARY, canary_chain + champion_chain), (CHAMPION, champion_chain))
-    for rows, chain in [(np.flatnonzero(routes == code), chain) for code, chain in chains]:
+    for rows, chain in [(np.flatnonzero((routes == code) & ~ok), chain) for code, chain in chains]:
         if not len(rows):  # no canary: no row is routed to it
             continue
         for name, model in chain:

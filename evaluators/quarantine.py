@@ -17,10 +17,11 @@ held (``hold``), not learned, not counted. It ends in one of three ways:
 - **clear**: the window is back within half the margins of the reference (the burst is over):
   the held labels are dropped (they stay on the quarantine topic for an operator);
 - **release**, the labels were learnable: a *probe* (a copy of a model that learns, learning the
-  held labels, each scored before it is learned; there may be several) beat the frozen served
-  predictions on its last ``probe_window`` held examples by ``margin / 2`` and a sign test at
-  ``delta`` — what a change in the data looks like, since flipped labels teach nothing a model
-  that knew the concept did not know;
+  held labels in order, each scored before it is learned; there may be several) beat its frozen
+  *twin* (the same model as the quarantine engaged, learning nothing) on its last
+  ``probe_window`` held examples by ``margin / 2`` and a sign test at ``delta`` — what a change in
+  the data looks like, since flipped labels teach nothing a model that knew the concept did not
+  know. Probe and twin start from one state, so a probe fresher than what serves proves nothing;
 - **release**, lasting: ``max_hold`` labelled examples were held and it has not cleared;
   or an operator released it. Released labels are learned, in order.
 
@@ -138,24 +139,28 @@ class LabelQuarantine:
             return Ruling(Action.RELEASE, why)
         return Ruling(Action.HOLD, self.reason)
 
-    def probed(self, served: npt.NDArray[np.bool_], probes: Sequence[npt.NDArray[np.bool_]]) -> Ruling:
-        """Each probe's correctness on held examples (each scored before the probe learned it),
-        beside serving's: ``release`` once one of them is the better one over its last
-        ``probe_window`` held examples (see the module's docstring)."""
-        if not self.engaged or len(served) == 0:
+    def probed(self, pairs: Sequence[tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]]) -> Ruling:
+        """Per probe, on held examples: whether its frozen twin (the same model as the quarantine
+        engaged, learning nothing) got each right, and whether the probe, learning them in order,
+        did (each scored before it learned it). ``release`` once one probe is the better of its
+        pair over its last ``probe_window`` held examples (see the module's docstring)."""
+        if not self.engaged or not pairs:
             return Ruling(Action.HOLD if self.engaged else Action.LEARN)
         z = math.sqrt(2 * math.log(1 / self.delta))  # one-sided, sub-Gaussian tail at delta
-        for k, probe in enumerate(probes):
+        for k, (frozen, probe) in enumerate(pairs):
+            if not len(frozen):
+                continue
             seen = self._probes.setdefault(k, deque())
-            seen.append((len(served), int(np.count_nonzero(probe & ~served)), int(np.count_nonzero(served & ~probe))))
+            seen.append((len(frozen), int(np.count_nonzero(probe & ~frozen)), int(np.count_nonzero(frozen & ~probe))))
             while sum(p[0] for p in seen) - seen[0][0] >= self.probe_window:
                 seen.popleft()
             n = sum(p[0] for p in seen)
             better = sum(p[1] for p in seen)
             worse = sum(p[2] for p in seen)
             if n >= self.probe_window and better - worse >= max(self.margin / 2 * n, z * math.sqrt(better + worse)):
-                why = (f"learnable: a copy learning the held labels got {better} right that serving got wrong, "
-                       f"{worse} the other way, in the last {n} held labels: a change in the data")  # fmt: skip
+                why = (f"learnable: a copy learning the held labels got {better} right that it got wrong "
+                       f"without learning them, {worse} the other way, in the last {n} held labels: "
+                       "a change in the data")  # fmt: skip
                 self._end(anew=True)
                 return Ruling(Action.RELEASE, why)
         return Ruling(Action.HOLD, self.reason)

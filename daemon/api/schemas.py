@@ -53,10 +53,14 @@ class ErrorBody(_Out):
 class VoteMember(_Out):
     version: str | None = Field(description="the version whose latest state serves; null: no state yet")
     weight: float
+    share: float | None = Field(None, description="with model.vote.policy bandit: its share of the keys")
 
 
 class VoteView(_Out):
-    choice: str = Field(description="what serves the vote's route: vote, or the one member the guard chose")
+    choice: str = Field(
+        description="what serves the vote's route: vote, or the one member the guard chose "
+        "(with the bandit policy, each event is served by one member on its share of the keys)"
+    )
     members: dict[str, VoteMember] = Field(description="by slot (fork, tree, ...)")
 
 

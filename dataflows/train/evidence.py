@@ -29,7 +29,7 @@ from dataflows.lanes import Lane
 from dataflows.ports import OffsetRange
 from dataflows.records import DeadLetter, DeadLetterReason, Label, ModelReport, SourceRef, VerdictRecord
 from dataflows.serve import ServedBatch
-from dataflows.train import restart, vote
+from dataflows.train import bandit, restart, vote
 from dataflows.train.state import GroupRuntime, Slot, TrainOutput
 from dataflows.train.trials import CHAMPION_SLOT, STANDBY_SLOT, canary_part, is_live_fork
 from evaluators import Phase, Verdict
@@ -145,6 +145,7 @@ def gather(rt: GroupRuntime, now_ms: int) -> list[TrainOutput]:
             out.extend(report(rt, state.slots[name], lane, result, now_ms))
             state.pairing.add(result)
             vote.observe(rt, name, result)
+            bandit.observe(rt, name, result)
             if name == CHAMPION_SLOT and not result.skipped and len(result.correct):
                 out.extend(watch(rt, result, now_ms))
     return out
@@ -156,9 +157,10 @@ def feed(rt: GroupRuntime) -> None:
     state = rt.state
     versions = {name: lane.version for name, lane in rt.lanes.items()}
     oldest = state.seq - 4 * rt.ctx.config.gate.max_lag_batches
+    gated = set(state.bandit.candidates) if state.bandit is not None else set()  # the bandit is their trial
     for name, paired, routes in state.pairing.pairs(versions, oldest):
         slot = state.slots.get(name)
-        if slot is None or slot.trial is None:
+        if slot is None or slot.trial is None or name in gated:
             continue
         if slot.trial.wait > 0:  # refused not long ago: it learns on before it is judged again
             slot.trial.wait = max(0, slot.trial.wait - len(paired))

@@ -9,8 +9,10 @@ which jobs go to the lanes now:
   with its offsets (a `QuarantineRecord`), and neither learned nor scored: no lane sees it, so
   the vote's weights, the trials and the change detector do not count it. While held, *probes*
   (copies of the candidates as they were, a vote's members among them; the champion when there
-  is none) learn the held labels, each scored before it is learned, to tell a change in the data
-  (a probe comes to beat serving: release) from labels that teach nothing (none does: hold);
+  is none) learn the held labels in order, in pieces each scored before it is learned, beside a
+  frozen twin of each (the same state, learning nothing), to tell a change in the data (learning
+  the labels makes a probe better than its twin: release, at the first held job already when the
+  change is plain) from labels that teach nothing (no probe gains: hold);
 - ``clear``: the job; what was held is dropped (it stays on the quarantine topic);
 - ``release``: what was held, merged into one job in the order it came (a new sequence number),
   then the job — by the probe, after ``max_hold`` examples, or by an operator (`release`).
@@ -68,7 +70,7 @@ def screen(rt: GroupRuntime, job: Job | None, now_ms: int) -> tuple[list[Job], l
     action = "engaged" if ruling.action is Action.ENGAGE else "held"
     out.extend(_said(rt, action, ruling.reason, len(job), job.ranges, now_ms))
     rt.ctx.metrics.quarantined(state.name, held=q.held)
-    probed = _probe(rt, q, job, correct)
+    probed = _probe(rt, q, job)
     if probed is not None and probed.action is Action.RELEASE:
         jobs, released = _released(rt, probed.reason, now_ms)
         return jobs, [*out, *released]
@@ -138,34 +140,42 @@ def _take_held(rt: GroupRuntime) -> int:
     return n
 
 
-def _probes_of(rt: GroupRuntime) -> list[Learner]:
-    """Copies of the models that learn — the candidates (a vote's members among them); the champion
-    when there is none: what would serve had the held labels been learned."""
+def _probes_of(rt: GroupRuntime) -> list[tuple[Learner, Learner]]:
+    """A probe and its frozen twin per model that learns — the candidates (a vote's members among
+    them); the champion's model when there is none: two copies of one state."""
     names = [n for n, slot in rt.state.slots.items() if slot.spec is not None] or [CHAMPION_SLOT]
     probes = []
     for name in names:
         try:
-            probes.append(rt.lanes[name].frozen())
+            probe = rt.lanes[name].frozen()
+            probes.append((probe, probe.clone(include_state=True)))
         except Exception:  # a lane that cannot hand a copy: the others probe
             log.warning("group %s: %s could not be copied to probe the quarantine", rt.state.name, name, exc_info=True)
     return probes
 
 
-def _probe(rt: GroupRuntime, q: LabelQuarantine, job: Job, correct: npt.NDArray[np.bool_]) -> Ruling | None:
-    """Each probe scores the held job, then learns it; a probe that fails is dropped."""
-    rights, kept = [], []
-    for probe in rt.quarantine_probes:
+CHUNKS = 8  # a held job is learned by the probes in this many pieces, each scored before it is learned
+
+
+def _probe(rt: GroupRuntime, q: LabelQuarantine, job: Job) -> Ruling | None:
+    """Each probe learns the held job in pieces, each scored first, beside its twin's answers; a
+    probe that fails is dropped. The first held job already says whether learning it helps."""
+    pairs, kept = [], []
+    pieces = np.array_split(np.arange(len(job)), max(1, min(CHUNKS, len(job) // 16)))
+    for probe, twin in rt.quarantine_probes:
         try:
-            proba = probe.predict_proba(job.x)
-            right = np.argmax(proba, axis=1) == job.y
-            probe.learn(job.x, job.y)
+            frozen = np.argmax(twin.predict_proba(job.x), axis=1) == job.y
+            learning = np.zeros(len(job), dtype=bool)
+            for rows in pieces:
+                learning[rows] = np.argmax(probe.predict_proba(job.x[rows]), axis=1) == job.y[rows]
+                probe.learn(job.x[rows], job.y[rows])
         except Exception:
             log.warning("group %s: a probe of the quarantine failed; it is dropped", rt.state.name, exc_info=True)
             continue
-        rights.append(right)
-        kept.append(probe)
+        pairs.append((frozen, learning))
+        kept.append((probe, twin))
     rt.quarantine_probes = kept
-    return q.probed(correct, rights) if rights else None
+    return q.probed(pairs) if pairs else None
 
 
 def _said(

@@ -43,7 +43,7 @@ from dataflows.records import (
 )
 from dataflows.serve import ServingBoard
 from dataflows.train.trials import CHAMPION_SLOT, RESTART_SLOT, PairingBuffer, Trial, is_live_fork, new_trial
-from evaluators import ChangeDetector, LabelQuarantine, PrequentialScore, Reservoir, WeightedVote
+from evaluators import BanditGate, ChangeDetector, LabelQuarantine, PrequentialScore, Reservoir, WeightedVote
 from learners import Learner
 
 __all__ = [
@@ -107,6 +107,7 @@ class GroupState:
     vote: WeightedVote | None = None  # the portfolio's weights (`model.vote`, `dataflows.train.vote`)
     quarantine: LabelQuarantine | None = None  # whether labels are held back (`dataflows.train.quarantine`)
     held: tuple[Job, ...] = ()  # the jobs the quarantine holds, in order
+    bandit: BanditGate | None = None  # with `model.vote.policy: bandit` (`dataflows.train.bandit`)
     format: int = STATE_FORMAT
 
 
@@ -226,7 +227,9 @@ class GroupRuntime:
         self.vote_answers: dict[int, dict[str, np.ndarray | None]] = {}
         self.vote_sent: VoteRecord | None = None  # the last vote record sent (`dataflows.train.vote`)
         self.vote_leader: str | None = None  # the member that led the vote at its last `lead` decision
-        self.quarantine_probes: list[Learner] = []  # learn what the quarantine holds (`train.quarantine`)
+        self.bandit_answers: dict[int, dict[str, np.ndarray | None]] = {}  # arms' correctness by job, until all answer
+        # learn what the quarantine holds, each beside a frozen twin (`dataflows.train.quarantine`)
+        self.quarantine_probes: list[tuple[Learner, Learner]] = []
         self.released: list[Job] = []  # released by an operator, for the step to hand to the lanes
 
     def open_lane(self, name: str, state: LaneState) -> Lane:
@@ -307,6 +310,7 @@ class GroupRuntime:
             state, slots=slots, join=state.join.snapshot(), pairing=copy.deepcopy(state.pairing),
             reservoir=copy.deepcopy(state.reservoir), features=list(state.features), classes=list(state.classes),
             outbox=list(state.outbox), change=copy.deepcopy(state.change), vote=copy.deepcopy(state.vote),
+            quarantine=copy.deepcopy(state.quarantine), bandit=copy.deepcopy(state.bandit),
             decided=self.ctx.registry.decision_count(state.name),
         )  # fmt: skip
 

@@ -33,6 +33,7 @@ from dataflows.lanes.live import MemberRefresh
 from dataflows.portfolio import Member
 from dataflows.ports import Decision
 from dataflows.records import VoteRecord
+from dataflows.train import bandit
 from dataflows.train.state import GroupRuntime, TrainOutput, decision_record
 from evaluators.vote import WeightedVote
 
@@ -59,6 +60,7 @@ def sync(rt: GroupRuntime, now_ms: int) -> list[TrainOutput]:
     names = members(rt)
     vote = state.vote
     if not names:
+        bandit.gate(rt, [])
         if vote is not None:
             state.vote = None
             board.set_vote(state.name, None, "")
@@ -72,7 +74,9 @@ def sync(rt: GroupRuntime, now_ms: int) -> list[TrainOutput]:
     for name in [n for n in names if n not in vote.members]:
         vote.add(name)
     weights, choice = vote.weights(), vote.choice()
-    board.set_vote(state.name, weights, choice, state.seq)
+    bandit.gate(rt, names)
+    out = bandit.decide(rt, now_ms)
+    board.set_vote(state.name, weights, choice, state.seq, bandit.shares(rt))
     rt.ctx.metrics.voted(state.name, weights, choice)
     for name in names:
         lane = rt.lanes[name]
@@ -90,7 +94,7 @@ def sync(rt: GroupRuntime, now_ms: int) -> list[TrainOutput]:
             # A restart (the board is not snapshotted) or a new member: its model as it is serves
             # at once, not only after its next learned batch.
             board.serve_member(state.name, name, Member(lane.version, lane.frozen()))
-    return _record(rt, vote, weights, choice, now_ms)
+    return [*out, *_record(rt, vote, weights, choice, now_ms)]
 
 
 def _lead(rt: GroupRuntime, weights: dict[str, float], now_ms: int) -> list[TrainOutput]:
@@ -118,17 +122,22 @@ def _lead(rt: GroupRuntime, weights: dict[str, float], now_ms: int) -> list[Trai
 def _record(
     rt: GroupRuntime, vote: WeightedVote, weights: dict[str, float], choice: str, now_ms: int
 ) -> list[TrainOutput]:
-    out = _lead(rt, weights, now_ms)
-    last = rt.vote_sent
+    last, shares = rt.vote_sent, bandit.shares(rt)
+    out = _lead(rt, weights, now_ms) if shares is None else []  # the bandit serves one member: no vote to lead
     if last is not None and last.choice == choice and set(last.weights) == set(weights):
         lead = max(weights, key=weights.__getitem__)
         moved = max(abs(w - last.weights[n]) for n, w in weights.items())
+        if shares is not None and last.shares is not None and set(shares) == set(last.shares):
+            moved = max(moved, *(abs(s - last.shares[n]) for n, s in shares.items()))
+        elif shares != last.shares:
+            moved = MOVED
         if lead == max(last.weights, key=last.weights.__getitem__) and moved < MOVED:
             return out
     versions = {name: rt.lanes[name].version for name in weights}
     accuracy = {name: None if a is None else round(a, 4) for name, a in vote.faded_accuracy().items()}
     record = VoteRecord(group=rt.state.name, ts_ms=now_ms, weights={n: round(w, 4) for n, w in weights.items()},
-                        versions=versions, choice=choice, accuracy=accuracy)  # fmt: skip
+                        versions=versions, choice=choice, accuracy=accuracy,
+                        shares=None if shares is None else {n: round(s, 4) for n, s in shares.items()})  # fmt: skip
     rt.vote_sent = record
     return [*out, record]
 

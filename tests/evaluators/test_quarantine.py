@@ -54,8 +54,9 @@ def test_a_flip_burst_is_held_then_cleared_and_the_probe_does_not_release_it() -
             assert "loss spike" in ruling.reason
         if ruling.action in (Action.ENGAGE, Action.HOLD):
             held += BATCH
-            probe = served & (rng.random(BATCH) > 0.02)
-            assert q.probed(served, [probe]).action is Action.HOLD
+            twin = served  # the model as it was: right where serving is
+            probe = served & (rng.random(BATCH) > 0.02)  # learning flipped labels: a little worse
+            assert q.probed([(twin, probe)]).action is Action.HOLD
         if ruling.action is Action.CLEAR:
             cleared_at = seen
             assert "cleared" in ruling.reason
@@ -79,7 +80,7 @@ def test_a_change_in_the_data_is_released_by_the_probe() -> None:
         if ruling.action in (Action.ENGAGE, Action.HOLD):
             held += BATCH
             probe = rng.random(BATCH) >= (0.45 if held < 300 else 0.08)  # it learns the new one
-            ruling = q.probed(c, [probe])
+            ruling = q.probed([(c, probe)])
         if ruling.action is Action.RELEASE:
             released = ruling
             break
@@ -130,7 +131,7 @@ def test_settings_are_checked() -> None:
 
 
 def test_one_probe_that_learns_the_change_is_enough() -> None:
-    """Several probes (copies of several candidates): a slow one never beats serving, a quick one
+    """Several probes (copies of several candidates): a slow one never beats its twin, a quick one
     does after about a hundred held labels, and it alone releases them."""
     q, rng = LabelQuarantine(2), np.random.default_rng(6)
     for c, y in batches(rng, 5_000, 0.05):
@@ -140,9 +141,9 @@ def test_one_probe_that_learns_the_change_is_enough() -> None:
         ruling = q.judge(c, y)
         if ruling.action in (Action.ENGAGE, Action.HOLD):
             held += BATCH
-            slow = c & (rng.random(BATCH) > 0.1)  # no better than serving
+            slow = c & (rng.random(BATCH) > 0.1)  # no better than its twin (which serving is, here)
             quick = rng.random(BATCH) >= (0.5 if held <= 50 else 0.1)
-            ruling = q.probed(c, [slow, quick])
+            ruling = q.probed([(c, slow), (c, quick)])
         if ruling.action is Action.RELEASE:
             break
     assert ruling is not None and ruling.action is Action.RELEASE and "learnable" in ruling.reason

@@ -132,6 +132,7 @@ CHANGED = [
     ("candidatesNotLearning.for", "25m", "HeadwaterCandidatesNotLearning", ["for: 25m"]),
     ("modelsPaused.for", "4h", "HeadwaterModelsPaused", ["for: 4h"]),
     ("decisionsFrozen.for", "3h", "HeadwaterDecisionsFrozen", ["for: 3h"]),
+    ("labelsQuarantined.for", "45m", "HeadwaterLabelsQuarantined", ["for: 45m"]),
     ("batchesSkipped.windowMinutes", 30, "HeadwaterBatchesSkipped", ["[30m]", "< 1800"]),
     ("deliveryErrors.windowMinutes", 2, "HeadwaterDeliveryErrors", ["[2m]", "< 120"]),
     ("gpuMemory.ratio", 0.8, "HeadwaterGpuMemoryHigh", ["> 0.8"]),

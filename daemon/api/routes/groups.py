@@ -45,7 +45,8 @@ def _serving(ctx: Context, group: str) -> ServingView | None:
         return None
     vote = table.vote
     voting = None if vote is None else VoteView(choice=vote.choice, members={
-        name: VoteMember(version=vote.members[name].version if name in vote.members else None, weight=weight)
+        name: VoteMember(version=vote.members[name].version if name in vote.members else None, weight=weight,
+                         share=None if vote.shares is None else vote.shares.get(name, 0.0))
         for name, weight in vote.weights.items()
     })  # fmt: skip
     return ServingView(

@@ -72,7 +72,9 @@ def test_what_is_held_survives_a_snapshot(tmp_path: Path) -> None:
     group, stream = _group(tmp_path), Stream(3)
     records = _quarantined(group, stream)
     held = sum(r.examples for r in records)
-    snapshot = pickle.loads(pickle.dumps(group.logic.take_snapshot()))
+    taken = group.logic.take_snapshot()
+    assert taken.quarantine is not group.logic.state.quarantine, "a snapshot must not share the live state"
+    snapshot = pickle.loads(pickle.dumps(taken))
     group.logic.close()
 
     resumed = Group(group.config, group.deps, group.clock, TrainLogic(snapshot, context(group.config, group.deps)))
