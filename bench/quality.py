@@ -59,6 +59,8 @@ def parse_args(argv: list[str] | None = None) -> Params:
     add("--streams", default=",".join(STREAMS), help=f"comma-separated, of {', '.join(STREAMS)}")
     add("--seed", type=int, default=42, help="seed of the generators")
     add("--timeout", type=float, default=180.0, help="bound on every wait of a run, seconds")
+    add("--no-quarantine", action="store_true", help="labels.quarantine off on the served side")
+    add("--stem", default="quality", help="name of the result files")
     add_out_dir(parser)
     a = parser.parse_args(argv)
     members, streams = comma_list(a.members), comma_list(a.streams)
@@ -69,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> Params:
     return Params(
         bootstrap=a.bootstrap, events=a.events, rate=a.rate, delay=a.delay, window=a.window, warmup=a.warmup,
         learners=tuple(members), streams=tuple(streams), partitions=1, seed=a.seed, timeout_s=a.timeout,
-        keep_topics=a.keep_topics, out_dir=a.out_dir, gate="vote", stem="quality",
+        keep_topics=a.keep_topics, out_dir=a.out_dir, gate="vote", stem=a.stem, quarantine=not a.no_quarantine,
     )  # fmt: skip
 
 
@@ -228,7 +230,7 @@ def plot(report: dict[str, Any], out_dir: Path) -> list[Path]:
             ax.plot([1000 * i for i in range(len(curve))], curve, style, lw=2, label=f"Headwater {side}")
         ax.set(title=f"{r['stream']}: accuracy per 1,000 events", xlabel="event", ylabel="accuracy")
         ax.legend(fontsize=8)
-        path = out_dir / f"quality-{r['stream']}.png"
+        path = out_dir / f"{report['params']['stem']}-{r['stream']}.png"
         fig.tight_layout()
         fig.savefig(path, dpi=80)
         plt.close(fig)

@@ -120,7 +120,7 @@ class QuarantineSettings(_Section):
 
     enabled: bool = Field(True, description="hold suspect labels back")
     window: int = Field(300, ge=10, description="labelled examples the signal is read on")
-    margin: float = Field(0.1, gt=0, lt=1, description="served error above what it was that is a spike")
+    margin: float = Field(0.15, gt=0, lt=1, description="served error above what it was that is a spike")
     shift: float = Field(0.25, gt=0, lt=1, description="a class's share of the labels moving this much is a shift")
     delta: float = Field(1e-3, gt=0, lt=1, description="confidence of the bounds (smaller: fewer false alarms)")
     warmup: int = Field(1000, ge=10, description="labelled examples learned before anything is judged")

@@ -141,7 +141,7 @@ class QuarantineSpec:
     """When labels are held back as suspect (`evaluators.LabelQuarantine`, `dataflows.train.quarantine`)."""
 
     window: int = 300  # labelled examples the signal is read on
-    margin: float = 0.1  # served error above the reference that is a spike
+    margin: float = 0.15  # served error above the reference that is a spike
     shift: float = 0.25  # a class's share moving this much is a label shift
     delta: float = 1e-3  # confidence of the bounds
     warmup: int = 1000  # labelled examples learned before anything is judged

@@ -88,6 +88,20 @@ class Portfolio:
         return {n: rows for n in self.members if len(rows := np.flatnonzero(arms == n))}
 
     @cached_property
+    def chosen(self) -> Member | None:
+        """The member the guard chose, if it has a state that is not `STALE_JOBS` behind while
+        another weighted member's is fresher: the guard picks by the answers of its lane, and a
+        member that cannot keep up would serve a state far older than the one that earned them
+        (torch-mlp on a 2-CPU machine, after a switch of concept: its lane learned the new one,
+        its served state still held the old one for a few thousand events)."""
+        member = self.members.get(self.choice) if self.choice != VOTE else None
+        if member is None or member.through < 0 or member.through >= self.seq - STALE_JOBS:
+            return member
+        fresher = any(m.through < 0 or m.through > member.through for n, m in self.members.items()
+                      if n != self.choice and self.weights.get(n, 0.0) > 0)  # fmt: skip
+        return None if fresher else member
+
+    @cached_property
     def voters(self) -> dict[str, Member]:
         """The weighted members that vote now: those whose state is no more than `STALE_JOBS`
         behind (a member that cannot keep up with the labels would serve an old state under a
@@ -102,13 +116,13 @@ class Portfolio:
         stands in for a chosen member that has none yet); with a bandit, a member with a share."""
         if self.shares is not None:
             return any(n in self.members and share > 0 for n, share in self.shares.items())
-        return (self.choice != VOTE and self.choice in self.members) or bool(self.voters)
+        return self.chosen is not None or bool(self.voters)
 
     def served_by(self) -> tuple[str, dict[str, float]]:
         """The version a prediction names (the chosen member's, or the heaviest member's) and the
         versions and weights behind it (the chosen member alone: its weight 1)."""
-        if self.choice != VOTE and self.choice in self.members:
-            version = self.members[self.choice].version
+        if self.chosen is not None:
+            version = self.chosen.version
             return version, {version: 1.0}
         voters = self.voters
         total = sum(self.weights[n] for n in voters)
@@ -119,8 +133,8 @@ class Portfolio:
     def predict_proba(self, x: FloatArray) -> FloatArray:
         """The vote's (or the chosen member's) class probabilities for ``x``; raises if no member
         with weight can answer."""
-        if self.choice != VOTE and self.choice in self.members:
-            return np.asarray(self.members[self.choice].learner.predict_proba(x), dtype=np.float64)
+        if self.chosen is not None:
+            return np.asarray(self.chosen.learner.predict_proba(x), dtype=np.float64)
         total: FloatArray | None = None
         weight, errors = 0.0, []
         for name, member in self.voters.items():

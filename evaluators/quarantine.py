@@ -15,7 +15,9 @@ Either engages the quarantine (`Ruling` ``engage``): that batch's labels and tho
 held (``hold``), not learned, not counted. It ends in one of three ways:
 
 - **clear**: the window is back within half the margins of the reference (the burst is over):
-  the held labels are dropped (they stay on the quarantine topic for an operator);
+  the held labels are dropped (they stay on the quarantine topic for an operator) — unless
+  learning them helped a probe (below) by a standard deviation or more since it engaged: a
+  passing change, not wrong labels; they are then released;
 - **release**, the labels were learnable: a *probe* (a copy of a model that learns, learning the
   held labels in order, each scored before it is learned; there may be several) beat its frozen
   *twin* (the same model as the quarantine engaged, learning nothing) on its last
@@ -75,7 +77,7 @@ class LabelQuarantine:
         *,
         window: int = 300,
         fade: float = 0.999,
-        margin: float = 0.1,
+        margin: float = 0.15,
         shift: float = 0.25,
         delta: float = 1e-3,
         warmup: int = 1000,
@@ -104,6 +106,7 @@ class LabelQuarantine:
         self._recent: deque[tuple[int, int, npt.NDArray[np.int64]]] = deque()  # (n, errors, class counts)
         # per probe, the held examples it scored: (n, the probe only right, serving only right)
         self._probes: dict[int, deque[tuple[int, int, int]]] = {}
+        self._gains: dict[int, tuple[int, int]] = {}  # per probe since it engaged: (better, worse) in all
         self.engaged = False
         self.reason = ""
         self.held = 0  # labelled examples held since the quarantine engaged
@@ -126,8 +129,14 @@ class LabelQuarantine:
                 return Ruling(Action.LEARN)
             self.engaged, self.reason, self.held = True, signal, n
             self._probes.clear()
+            self._gains.clear()
             return Ruling(Action.ENGAGE, signal)
         if self._signal(self.margin / 2, self.shift / 2, bound=False) is None:
+            helped = self._helped()
+            if helped is not None:  # a transient change, not wrong labels: learn them after all
+                why = f"the signal cleared after {self.held:,} held labels, and {helped}"
+                self._end(anew=True)
+                return Ruling(Action.RELEASE, why)
             why = f"cleared after {self.held:,} held labels: {self._recent_text()}"
             self._end()
             self._learn(n, errors, counts)
@@ -151,7 +160,10 @@ class LabelQuarantine:
             if not len(frozen):
                 continue
             seen = self._probes.setdefault(k, deque())
-            seen.append((len(frozen), int(np.count_nonzero(probe & ~frozen)), int(np.count_nonzero(frozen & ~probe))))
+            gained, lost = int(np.count_nonzero(probe & ~frozen)), int(np.count_nonzero(frozen & ~probe))
+            seen.append((len(frozen), gained, lost))
+            total = self._gains.get(k, (0, 0))
+            self._gains[k] = (total[0] + gained, total[1] + lost)
             while sum(p[0] for p in seen) - seen[0][0] >= self.probe_window:
                 seen.popleft()
             n = sum(p[0] for p in seen)
@@ -204,6 +216,14 @@ class LabelQuarantine:
                     f"{self._shares[k]:.1%} before")  # fmt: skip
         return None
 
+    def _helped(self) -> str | None:
+        """Whether learning the held labels helped a probe, in all since it engaged (by at least a
+        standard deviation of the difference): then they are released as it clears, not dropped."""
+        for better, worse in self._gains.values():
+            if better - worse >= max(1.0, math.sqrt(better + worse)):
+                return f"learning them helped a copy ({better} right that it got wrong without, {worse} the other way)"
+        return None
+
     def _recent_text(self) -> str:
         n, error, _ = self._window()
         return f"serving wrong on {error:.1%} of the last {n} labels ({self._error:.1%} before)"
@@ -213,6 +233,7 @@ class LabelQuarantine:
         is made (``warmup`` labelled examples) before anything is judged again."""
         self.engaged, self.reason, self.held = False, "", 0
         self._probes.clear()
+        self._gains.clear()
         if anew:
             self._seen, self._error, self._weight = 0, 0.0, 0.0
             self._shares[:] = 0.0

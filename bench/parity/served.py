@@ -78,6 +78,7 @@ class Params:
     restart_on_drift: bool = False  # promotion.restart_on_drift on the served side
     quick: bool = field(default=False)
     stem: str = "parity"
+    quarantine: bool = True  # labels.quarantine of the served side
 
 
 def member_slot(learner: str) -> str:
@@ -129,6 +130,7 @@ def settings_sections(
         promotion=served["promotion"],
         runtime=served["runtime"],
         batching={"max_wait_ms": p.max_wait_ms},
+        labels={"quarantine": {"enabled": p.quarantine}},
         registry={"path": str(registry)},
     )
 
@@ -259,7 +261,7 @@ def headwater(p: Params, spec: LearnerSpec, s: Stream) -> dict[str, Any]:
     read = Deadline(p.timeout_s, "reading back")
     preds = read_topic(p.bootstrap, topics.predictions, p.partitions, n, read)
     events = read_records(p, topics.model_events, read)
-    quarantine = read_records(p, topics.quarantine, read)
+    quarantine = read_records(p, topics.quarantine, read) if p.quarantine else []
     served: dict[int, tuple[int, str]] = {}
     duplicates = 0
     routes: Counter[str] = Counter()

@@ -11,7 +11,7 @@ import pytest
 
 from daemon.config import ConfigError, Settings, load_settings
 from dataflows import FeatureSchema, Topics
-from dataflows.config import QuarantineSpec
+from dataflows.config import BanditSpec, QuarantineSpec
 from learners import LearnerSpec
 
 BASE_YAML = """\
@@ -380,6 +380,10 @@ def test_an_unreadable_security_file_is_a_clear_error(tmp_path: Path) -> None:
         pytest.param({"model": {"vote": {"enabled": True}}, "promotion": {"live_refresh": True}},
                      "turn promotion.live_refresh off", id="with-live-refresh"),
         pytest.param({"model": {"vote": {"enabled": True, "share": 1.0}}}, "model.vote.share", id="share"),
+        pytest.param({"model": {"vote": {"enabled": True, "policy": "bandit", "bandit": {"floor": 0.6}},
+                                "candidates": [{"name": "a"}, {"name": "b", "learner": "river-hoeffding"}]}},
+                     "vote.bandit.floor 0.6 for each of 2 candidates", id="bandit-floor"),
+        pytest.param({"model": {"vote": {"enabled": True, "policy": "greedy"}}}, "model.vote.policy", id="policy"),
     ],
 )  # fmt: skip
 def test_a_vote_it_cannot_serve_is_refused(data: dict[str, object], needle: str) -> None:
@@ -393,3 +397,14 @@ def test_a_vote_learns_in_threads_and_reaches_the_flow() -> None:
     config = on.flow_config()
     assert config.vote is not None and config.vote.eta == 0.8 and not config.gate.processes
     assert load_settings(None, schema=MINIMAL_SCHEMA).flow_config().vote is None
+    assert config.vote.bandit is None  # the weighted vote serves by default
+    bandit = (
+        load_settings(
+            None,
+            schema=MINIMAL_SCHEMA,
+            model={"vote": {"enabled": True, "policy": "bandit", "bandit": {"allocation": "ucb", "ceiling": 0.3}}},
+        )
+        .flow_config()
+        .vote
+    )
+    assert bandit is not None and bandit.bandit == BanditSpec(allocation="ucb", ceiling=0.3)

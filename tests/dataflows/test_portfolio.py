@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from dataflows.portfolio import VOTE_ROUTE, Member, Portfolio
-from dataflows.records import Event, SourceRef, encode_predictions
+from dataflows.records import Event, Label, SourceRef, encode_predictions
 from dataflows.serve import Served, ServingBoard, ServingTable, serve_batch
 from evaluators import VOTE
 
@@ -105,3 +105,35 @@ def test_a_member_far_behind_the_labels_sits_out_while_the_others_are_fresher() 
     caught_up = Portfolio({"fork": stale, "tree": fresh}, {"fork": 0.9, "tree": 0.1}, seq=12)
     (p,) = serve_batch(_table(caught_up), [_event(0)], [0, 1], 2.0).predictions
     assert p.proba == pytest.approx([0.24, 0.76])  # within STALE_JOBS: both vote
+
+    # the guard's member, far behind, does not serve alone while another is fresher
+    guarded = Portfolio({"fork": stale, "tree": fresh}, {"fork": 0.9, "tree": 0.1}, choice="fork", seq=20)
+    (p,) = serve_batch(_table(guarded), [_event(0)], [0, 1], 2.0).predictions
+    assert p.proba == pytest.approx([0.6, 0.4]) and p.votes == {"default/3": 1.0}
+    alone = Portfolio({"fork": stale}, {"fork": 0.9, "tree": 0.1}, choice="fork", seq=20)  # no one fresher
+    (p,) = serve_batch(_table(alone), [_event(0)], [0, 1], 2.0).predictions
+    assert p.proba == pytest.approx([0.2, 0.8]) and p.votes == {"default/2": 1.0}
+
+
+def test_the_bandit_serves_one_member_per_event_on_its_share_of_the_keys() -> None:
+    """Sticky buckets: a member's share of the keys is a stretch of them; each event is served by
+    one member alone (its version, route ``bandit``) or by the champion; a member that fails leaves
+    its events to the champion."""
+    shares = {"fork": 0.2, "tree": 0.3}
+    vote = _portfolio(fork=0.5, tree=0.5).with_weights({"fork": 0.5, "tree": 0.5}, VOTE, shares=shares)
+    assert vote.ready
+    events: list[Event | Label] = [_event(i) for i in range(4000)]
+    out = serve_batch(_table(vote), events, [0, 1], 1.0)
+    routes = {(p.route, p.version) for p in out.predictions}
+    assert routes == {("bandit", "default/2"), ("bandit", "default/3"), ("champion", "default/1")}
+    by = {v: sum(p.version == v for p in out.predictions) / len(events) for v in ("default/2", "default/3")}
+    assert by["default/2"] == pytest.approx(0.2, abs=0.03) and by["default/3"] == pytest.approx(0.3, abs=0.03)
+    assert all(p.votes is None for p in out.predictions)
+    assert all(p.proba == [0.2, 0.8] for p in out.predictions if p.version == "default/2")
+    again = serve_batch(_table(vote), events, [0, 1], 2.0)  # the same keys, the same members
+    assert [p.version for p in again.predictions] == [p.version for p in out.predictions]
+
+    broken = Portfolio({"fork": Member("default/2", Fixed(None))}, {"fork": 1.0}, shares={"fork": 0.5})  # type: ignore[arg-type]
+    served = serve_batch(_table(broken), events[:200], [0, 1], 3.0)
+    assert {p.route for p in served.predictions} == {"champion"} and served.errors
+    assert not Portfolio({}, {"fork": 1.0}, shares={"fork": 0.5}).ready  # no state yet: the champion serves

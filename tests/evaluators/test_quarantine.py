@@ -148,3 +148,23 @@ def test_one_probe_that_learns_the_change_is_enough() -> None:
             break
     assert ruling is not None and ruling.action is Action.RELEASE and "learnable" in ruling.reason
     assert held <= 50 + q.probe_window + 2 * BATCH, held
+
+
+def test_a_passing_change_that_learning_helped_is_released_as_it_clears_not_dropped() -> None:
+    """A spike that goes away on its own, while learning the held labels helped a probe a little
+    (not enough to release them at once): they are learned as it clears, not dropped."""
+    q, rng = LabelQuarantine(2, probe_window=100_000), np.random.default_rng(7)  # no early release
+    for c, y in batches(rng, 5_000, 0.02):
+        q.judge(c, y)
+    ruling = None
+    for i, (c, y) in enumerate(batches(rng, 3_000, 0.02)):
+        served = c & (rng.random(BATCH) > (0.4 if i < 10 else 0.0))  # 500 labels of a passing spike
+        ruling = q.judge(served, y)
+        if ruling.action in (Action.ENGAGE, Action.HOLD):
+            twin = served
+            probe = served | (rng.random(BATCH) < 0.1)  # learning them helps a little
+            assert q.probed([(twin, probe)]).action is Action.HOLD
+        if ruling.action not in (Action.LEARN, Action.ENGAGE, Action.HOLD):
+            break
+    assert ruling is not None and ruling.action is Action.RELEASE, ruling
+    assert "learning them helped a copy" in ruling.reason

@@ -23,8 +23,8 @@ DOCS = ROOT / "docs" / "alerts.md"
 ALERTS = [
     "HeadwaterNotReady", "HeadwaterConsumerLagGrowing", "HeadwaterDeadLetterRatioHigh", "HeadwaterRollback",
     "HeadwaterChampionAccuracyDrop", "HeadwaterCandidatesNotLearning", "HeadwaterModelsPaused",
-    "HeadwaterDecisionsFrozen", "HeadwaterBatchesSkipped", "HeadwaterDeliveryErrors", "HeadwaterGpuMemoryHigh",
-    "HeadwaterAdminUnauthorized",
+    "HeadwaterDecisionsFrozen", "HeadwaterLabelsQuarantined", "HeadwaterBatchesSkipped", "HeadwaterDeliveryErrors",
+    "HeadwaterGpuMemoryHigh", "HeadwaterAdminUnauthorized",
 ]  # fmt: skip
 TABLE_ROW = re.compile(r"^\| \[(\w+)\]\(#(\w+)\) \| (\w+) \| [^|]+ \| ([^|]+) \| (\w+) \|$", re.MULTILINE)
 
