@@ -12,7 +12,7 @@ from confluent_kafka import Message
 
 from daemon.config import load_settings
 from daemon.kafka_client import make_producer, produce_all, read_all, read_until
-from daemon.kafka_local import KafkaLocal
+from daemon.kafka_local import KafkaLocal, KafkaLocalError
 from daemon.topics import ensure_topics
 from daemon.workload import CLASSES, FEATURES, Workload, WorkloadSpec
 from tests.integration.conftest import BackgroundDaemon
@@ -27,24 +27,37 @@ def own_broker(kafka_bootstrap: str) -> Iterator[KafkaLocal]:
     It shares the jar cache with the main broker (``kafka_bootstrap`` made sure the jars are there).
     Its ports are free ones, so two test runs on one machine never stop each other's broker.
     """
-    port = _free_port_pair()
-    kafka = KafkaLocal(cache=KafkaLocal.from_env().cache, port=port, controller_port=port + 1)
-    kafka.reset()
-    kafka.up()
+    for attempt in range(3):  # a port found free may be taken before the broker binds it: try others
+        port = _free_port_pair()
+        kafka = KafkaLocal(cache=KafkaLocal.from_env().cache, port=port, controller_port=port + 1)
+        kafka.reset()
+        try:
+            kafka.up()
+            break
+        except KafkaLocalError:
+            kafka.reset()
+            if attempt == 2:
+                raise
     yield kafka
     kafka.reset()
 
 
 def _free_port_pair() -> int:
-    """A port p with p and p + 1 free right now (broker and controller listeners)."""
+    """A port p with p and p + 1 free right now (broker and controller listeners): both can be
+    bound (a port with no listener may still be a client connection's, which a bind refuses)."""
     for _ in range(50):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = int(s.getsockname()[1])
-        if port < 65535:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port + 1)) != 0:
-                    return port
+        if port >= 65535:
+            continue
+        with socket.socket() as first, socket.socket() as second:
+            try:
+                first.bind(("127.0.0.1", port))
+                second.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
     msg = "no two adjacent free ports found"
     raise RuntimeError(msg)
 

@@ -34,7 +34,10 @@ from tests.integration.conftest import SettingsFactory
 pytestmark = pytest.mark.kafka
 
 PARTITIONS = 8
-STALE_MS = 500  # how long after a change of champion a process may still serve the one before
+# How long after a change of champion a process may still serve the one before. 500 ms held in
+# CI until a run where the other process served the old champion 500 ms after the change (two
+# processes, the broker and the test's producer on 2 CPUs, right at the drift).
+STALE_MS = 1000
 
 
 @pytest.fixture

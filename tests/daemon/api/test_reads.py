@@ -37,9 +37,12 @@ def test_the_board_shows_the_votes_members_weights_and_choice(api: Api) -> None:
     board.set_vote(GROUP, {"fork": 0.75, "tree": 0.25}, "vote")
     board.serve_member(GROUP, "fork", Member("default/3", learner()))
     assert api.client.get(f"/groups/{GROUP}").json()["serving"]["vote"] == {
-        "choice": "vote", "members": {"fork": {"version": "default/3", "weight": 0.75},
-                                      "tree": {"version": None, "weight": 0.25}},
+        "choice": "vote", "members": {"fork": {"version": "default/3", "weight": 0.75, "share": None},
+                                      "tree": {"version": None, "weight": 0.25, "share": None}},
     }  # fmt: skip
+    board.set_vote(GROUP, {"fork": 0.75, "tree": 0.25}, "vote", shares={"fork": 0.4, "tree": 0.1})  # the bandit
+    members = api.client.get(f"/groups/{GROUP}").json()["serving"]["vote"]["members"]
+    assert {name: m["share"] for name, m in members.items()} == {"fork": 0.4, "tree": 0.1}
 
 
 def test_a_process_without_a_board_shows_no_serving_table(make_api: ApiFactory) -> None:
