@@ -113,26 +113,22 @@ def serve_batch(table: ServingTable, batch: list[Event | Label], classes: list[i
     names = [usual_name] * len(events)  # the route each prediction says served it
     canary_chain = [(ROUTES[CANARY], table.canary)] if table.canary is not None else []
     served_rows: dict[str, list[np.ndarray]] = {}  # route name → the rows it served
+    # Each route's rows are chosen before any is served: rows the canary (or a bandit's member)
+    # leaves to the champion are served once, by its chain, not again with the champion's own.
+    champion_rows = np.flatnonzero(routes == CHAMPION)
+    plan = [(np.flatnonzero(routes == CANARY), canary_chain + champion_chain)]
     if bandit and table.vote is not None:  # one member per event on the champion's route (`model.vote.policy`)
-        on_champion = np.flatnonzero(routes == CHAMPION)
-        for name, rows in table.vote.arms([events[i].id for i in on_champion.tolist()]).items():
-            rows = on_champion[rows]
+        arms = table.vote.arms([events[i].id for i in champion_rows.tolist()])
+        taken = np.zeros(len(champion_rows), dtype=np.bool_)
+        for name, rows in arms.items():
             member = table.vote.members[name]
-            try:
-                proba[rows] = _predict(member.learner, x[rows], len(classes))
-            except Unavailable:
-                continue
-            except Exception as exc:  # its rows go to the champion's chain
-                errors.append((BANDIT_ROUTE, member.version, f"{type(exc).__name__}: {exc}"))
-                continue
-            ok[rows] = True
-            served_rows.setdefault(BANDIT_ROUTE, []).append(rows)
-            for i in rows.tolist():
-                versions[i], names[i] = member.version, BANDIT_ROUTE
-    # Each route's rows are chosen before either is served: rows the canary leaves to the champion
-    # are served once, by the canary's chain, not again with the champion's own.
-    chains = ((CANARY, canary_chain + champion_chain), (CHAMPION, champion_chain))
-    for rows, chain in [(np.flatnonzero((routes == code) & ~ok), chain) for code, chain in chains]:
+            plan.append(
+                (champion_rows[rows], [(BANDIT_ROUTE, Served(member.version, member.learner)), *champion_chain])
+            )
+            taken[rows] = True
+        champion_rows = champion_rows[~taken]
+    plan.append((champion_rows, champion_chain))
+    for rows, chain in plan:
         if not len(rows):  # no canary: no row is routed to it
             continue
         for name, model in chain:

@@ -106,6 +106,7 @@ class BanditGate:
         self._right = np.zeros(k)  # faded counts, per arm
         self._wrong = np.zeros(k)
         self._n = 0  # labelled examples seen
+        self._p_best: tuple[int, dict[str, float]] | None = None  # at which count it was estimated
         per = self.alpha / len(self.candidates)
         self._diffs = {c: SequentialDifference(alpha=per, n_star=self.min_samples) for c in self.candidates}
 
@@ -132,11 +133,16 @@ class BanditGate:
             self._diffs[c].update(r - base)
 
     def p_best(self) -> dict[str, float]:
-        """Each arm's posterior probability of being the most accurate (Beta(1 + right, 1 + wrong))."""
+        """Each arm's posterior probability of being the most accurate (Beta(1 + right, 1 + wrong)):
+        a function of the labels seen, estimated once for each count of them."""
+        if self._p_best is not None and self._p_best[0] == self._n:
+            return dict(self._p_best[1])
         rng = np.random.default_rng((self.seed, self._n))
         samples = rng.beta(1 + self._right[:, None], 1 + self._wrong[:, None], size=(len(self.arms), self.draws))
         wins = np.bincount(np.argmax(samples, axis=0), minlength=len(self.arms)) / self.draws
-        return dict(zip(self.arms, wins.tolist(), strict=True))
+        p = dict(zip(self.arms, wins.tolist(), strict=True))
+        self._p_best = (self._n, p)
+        return dict(p)
 
     def shares(self) -> dict[str, float]:
         """The traffic each arm serves: the candidates' shares of the keys (together at most

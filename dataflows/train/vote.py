@@ -76,7 +76,8 @@ def sync(rt: GroupRuntime, now_ms: int) -> list[TrainOutput]:
     weights, choice = vote.weights(), vote.choice()
     bandit.gate(rt, names)
     out = bandit.decide(rt, now_ms)
-    board.set_vote(state.name, weights, choice, state.seq, bandit.shares(rt))
+    shares = bandit.shares(rt)  # a Monte Carlo estimate with a bandit: once per sync
+    board.set_vote(state.name, weights, choice, state.seq, shares)
     rt.ctx.metrics.voted(state.name, weights, choice)
     for name in names:
         lane = rt.lanes[name]
@@ -94,7 +95,7 @@ def sync(rt: GroupRuntime, now_ms: int) -> list[TrainOutput]:
             # A restart (the board is not snapshotted) or a new member: its model as it is serves
             # at once, not only after its next learned batch.
             board.serve_member(state.name, name, Member(lane.version, lane.frozen()))
-    return [*out, *_record(rt, vote, weights, choice, now_ms)]
+    return [*out, *_record(rt, vote, weights, choice, shares, now_ms)]
 
 
 def _lead(rt: GroupRuntime, weights: dict[str, float], now_ms: int) -> list[TrainOutput]:
@@ -120,9 +121,14 @@ def _lead(rt: GroupRuntime, weights: dict[str, float], now_ms: int) -> list[Trai
 
 
 def _record(
-    rt: GroupRuntime, vote: WeightedVote, weights: dict[str, float], choice: str, now_ms: int
+    rt: GroupRuntime,
+    vote: WeightedVote,
+    weights: dict[str, float],
+    choice: str,
+    shares: dict[str, float] | None,
+    now_ms: int,
 ) -> list[TrainOutput]:
-    last, shares = rt.vote_sent, bandit.shares(rt)
+    last = rt.vote_sent
     out = _lead(rt, weights, now_ms) if shares is None else []  # the bandit serves one member: no vote to lead
     if last is not None and last.choice == choice and set(last.weights) == set(weights):
         lead = max(weights, key=weights.__getitem__)

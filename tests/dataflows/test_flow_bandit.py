@@ -12,17 +12,14 @@ from typing import Any
 
 import orjson
 import pytest
-from bytewax.testing import TestingSink, TestingSource, run_main
 
 from daemon.registry import SqliteRegistry
-from daemon.wiring import local_deps
 from daemon.workload import CLASSES, FEATURES, Workload, WorkloadSpec
 from dataflows import CandidateSpec, FlowConfig, GateSpec
 from dataflows.config import BanditSpec, VoteSpec
 from dataflows.decode import FeatureSchema
-from dataflows.records import SinkItem, sink_messages
 from learners import LearnerSpec
-from tests.dataflows.test_flow_inmemory import TOPICS, _flow, _messages
+from tests.dataflows.test_flow_inmemory import TOPICS, run_workload
 
 SPEC = WorkloadSpec(n_events=8000, drift_at=8000, malformed_every=0, label_delay=100, unmatched_labels=0)
 CANDIDATES = (
@@ -39,11 +36,7 @@ def _run(tmp_path: Path, bandit: BanditSpec) -> dict[str, Any]:
         candidates=CANDIDATES, gate=GateSpec(threaded=False), batch_max_size=200,
         vote=VoteSpec(bandit=bandit),
     )  # fmt: skip
-    items: list[SinkItem] = []
-    run_main(
-        _flow(config, local_deps(TestingSource(_messages(workload), batch_size=200), TestingSink(items), tmp_path))
-    )
-    messages = sink_messages(items)
+    messages = run_workload(config, workload, tmp_path)
     with SqliteRegistry(tmp_path) as registry:
         names = {v.id: v.name for v in registry.versions("default")}
         decisions = registry.decisions("default")

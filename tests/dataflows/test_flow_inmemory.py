@@ -131,3 +131,13 @@ def test_a_champion_trained_with_other_categories_is_refused_at_restart(tmp_path
 def _flow(config: FlowConfig, deps: FlowDeps) -> Dataflow:
     """The flow as the daemon builds it: the champion installed first."""
     return build_flow(config, deps, installed=install_champion(config, deps))
+
+
+def run_workload(config: FlowConfig, workload: Workload, directory: Path) -> list[KafkaOut]:
+    """``workload`` through the flow as the daemon builds it (a registry in ``directory``), in
+    batches of 200 messages: every message it produced, in order."""
+    items: list[SinkItem] = []
+    run_main(
+        _flow(config, local_deps(TestingSource(_messages(workload), batch_size=200), TestingSink(items), directory))
+    )
+    return sink_messages(items)

@@ -11,17 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from bytewax.testing import TestingSink, TestingSource, run_main
 
 from daemon.registry import SqliteRegistry
-from daemon.wiring import local_deps
 from daemon.workload import CLASSES, FEATURES, Workload, WorkloadSpec
 from dataflows import CandidateSpec, FlowConfig, GateSpec
 from dataflows.config import QuarantineSpec
 from dataflows.decode import FeatureSchema
-from dataflows.records import SinkItem, sink_messages
 from learners import LearnerSpec
-from tests.dataflows.test_flow_inmemory import TOPICS, _flow, _messages
+from tests.dataflows.test_flow_inmemory import TOPICS, run_workload
 
 QUARANTINE_TOPIC = "quarantine"
 TOPICS_Q = dataclasses.replace(TOPICS, quarantine=QUARANTINE_TOPIC)
@@ -36,11 +33,7 @@ def _run(tmp_path: Path, spec: WorkloadSpec, quarantine: QuarantineSpec | None) 
         candidates=(CandidateSpec("fork"),), gate=GateSpec(threaded=False), batch_max_size=200,
         quarantine=quarantine,
     )  # fmt: skip
-    items: list[SinkItem] = []
-    run_main(
-        _flow(config, local_deps(TestingSource(_messages(workload), batch_size=200), TestingSink(items), tmp_path))
-    )
-    messages = sink_messages(items)
+    messages = run_workload(config, workload, tmp_path)
     with SqliteRegistry(tmp_path) as registry:
         decisions = registry.decisions("default")
     return {
