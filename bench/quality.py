@@ -31,6 +31,7 @@ from bench.report import (
     add_kafka_args,
     add_out_dir,
     comma_list,
+    exit_code,
     machine_info,
     new_parser,
     params_of,
@@ -267,10 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     plot(report, p.out_dir)
     missing = [r["stream"] for r in results for side in r["served"].values()
                if side["headwater"]["served"] != side["headwater"]["offered"]]  # fmt: skip
-    if missing:
-        print(f"not every event was served: {missing}", file=sys.stderr)
-        return 1
-    return 0
+    return exit_code(missing)
 
 
 if __name__ == "__main__":

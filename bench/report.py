@@ -36,6 +36,7 @@ __all__ = [
     "comma_list",
     "command",
     "dist_version",
+    "exit_code",
     "fmt",
     "git_commit",
     "machine_info",
@@ -258,3 +259,11 @@ def write_results(
     md_path.write_text(markdown)
     print(f"\nwrote {json_path} and {md_path}" + ("" if total_s is None else f" in {total_s:.0f} s"))
     return json_path, md_path
+
+
+def exit_code(failed: list[str], what: str = "not every event was served") -> int:
+    """A benchmark's exit status: 1, saying ``what`` and where on stderr, if anything ``failed``."""
+    if failed:
+        print(f"{what}: {failed}", file=sys.stderr)
+        return 1
+    return 0

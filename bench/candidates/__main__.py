@@ -8,7 +8,6 @@ import argparse
 import dataclasses
 import logging
 import os
-import sys
 import time
 from typing import Any
 
@@ -19,6 +18,7 @@ from bench.report import (
     add_kafka_args,
     add_out_dir,
     comma_list,
+    exit_code,
     machine_info,
     new_parser,
     params_of,
@@ -158,10 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     print(render_text(latency_rows(runs)), render_text(lane_rows(runs)), sep="\n\n")
     write_results(p.out_dir, p.stem, report, render_markdown(report), total_s)
     failed = [n for n, r in runs.items() if r["missing"] or not r["stopped_within_bound"]]
-    if failed:
-        print(f"not every event was served, or the daemon did not stop in time: {failed}", file=sys.stderr)
-        return 1
-    return 0
+    return exit_code(failed, "not every event was served, or the daemon did not stop in time")
 
 
 if __name__ == "__main__":

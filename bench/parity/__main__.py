@@ -17,6 +17,7 @@ from bench.report import (
     add_kafka_args,
     add_out_dir,
     comma_list,
+    exit_code,
     machine_info,
     moa_versions,
     new_parser,
@@ -124,10 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     missing = [
         f"{r['learner']} on {r['stream']}" for r in results if r["headwater"]["served"] != r["headwater"]["offered"]
     ]
-    if missing:
-        print(f"not every event was served: {missing}", file=sys.stderr)
-        return 1
-    return 0
+    return exit_code(missing)
 
 
 if __name__ == "__main__":
