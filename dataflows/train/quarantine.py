@@ -90,8 +90,8 @@ def release(rt: GroupRuntime, *, learn: bool, why: str, now_ms: int) -> tuple[li
 
 
 def start(rt: GroupRuntime) -> None:
-    """As the step starts: the metrics say what is held (a resumed quarantine goes on; its probe is
-    made again from what serves now)."""
+    """As the step starts: the metrics say what is held (a resumed quarantine goes on; its probes
+    are copied again from the candidates as they are now)."""
     if rt.ctx.config.quarantine is None:
         return
     rt.ctx.metrics.quarantined(rt.state.name, held=sum(len(j) for j in rt.state.held))
