@@ -24,6 +24,10 @@ held (``hold``), not learned, not counted. It ends in one of three ways:
   ``probe_window`` held examples by ``margin / 2`` and a sign test at ``delta`` — what a change in
   the data looks like, since flipped labels teach nothing a model that knew the concept did not
   know. Probe and twin start from one state, so a probe fresher than what serves proves nothing;
+- **release**, the labels were known: a twin beat *serving* on the held examples by the same test —
+  a candidate that learned the new concept from labels before the quarantine engaged (or a
+  recurring one) predicts the held labels without learning them; random wrong labels no model
+  predicts. Else the quarantine would hold the very evidence that promotes that candidate;
 - **release**, lasting: ``max_hold`` labelled examples were held and it has not cleared;
   or an operator released it. Released labels are learned, in order.
 
@@ -104,8 +108,8 @@ class LabelQuarantine:
         self._shares = np.zeros(n_classes)  # faded class shares of the labels learned
         self._weight = 0.0  # the faded count behind both
         self._recent: deque[tuple[int, int, npt.NDArray[np.int64]]] = deque()  # (n, errors, class counts)
-        # per probe, the held examples it scored: (n, the probe only right, serving only right)
-        self._probes: dict[int, deque[tuple[int, int, int]]] = {}
+        # per probe and comparison, the held examples scored: (n, the first only right, the second only right)
+        self._probes: dict[tuple[int, str], deque[tuple[int, int, int]]] = {}
         self._gains: dict[int, tuple[int, int]] = {}  # per probe since it engaged: (better, worse) in all
         self.engaged = False
         self.reason = ""
@@ -148,34 +152,59 @@ class LabelQuarantine:
             return Ruling(Action.RELEASE, why)
         return Ruling(Action.HOLD, self.reason)
 
-    def probed(self, pairs: Sequence[tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]]) -> Ruling:
+    def probed(
+        self,
+        pairs: Sequence[tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]],
+        served: npt.NDArray[np.bool_] | None = None,
+    ) -> Ruling:
         """Per probe, on held examples: whether its frozen twin (the same model as the quarantine
         engaged, learning nothing) got each right, and whether the probe, learning them in order,
-        did (each scored before it learned it). ``release`` once one probe is the better of its
-        pair over its last ``probe_window`` held examples (see the module's docstring)."""
+        did (each scored before it learned it); ``served``: whether serving got each right.
+        ``release`` once one probe is the better of its pair over its last ``probe_window`` held
+        examples — or one twin is better than serving: a model that learned only labels from before
+        already predicts the held ones (a candidate that learned the new concept before the
+        quarantine engaged; random wrong labels no model predicts). See the module's docstring."""
         if not self.engaged or not pairs:
             return Ruling(Action.HOLD if self.engaged else Action.LEARN)
-        z = math.sqrt(2 * math.log(1 / self.delta))  # one-sided, sub-Gaussian tail at delta
         for k, (frozen, probe) in enumerate(pairs):
             if not len(frozen):
                 continue
-            seen = self._probes.setdefault(k, deque())
             gained, lost = int(np.count_nonzero(probe & ~frozen)), int(np.count_nonzero(frozen & ~probe))
-            seen.append((len(frozen), gained, lost))
             total = self._gains.get(k, (0, 0))
             self._gains[k] = (total[0] + gained, total[1] + lost)
-            while sum(p[0] for p in seen) - seen[0][0] >= self.probe_window:
-                seen.popleft()
-            n = sum(p[0] for p in seen)
-            better = sum(p[1] for p in seen)
-            worse = sum(p[2] for p in seen)
-            if n >= self.probe_window and better - worse >= max(self.margin / 2 * n, z * math.sqrt(better + worse)):
-                why = (f"learnable: a copy learning the held labels got {better} right that it got wrong "
-                       f"without learning them, {worse} the other way, in the last {n} held labels: "
+            won = self._won((k, "learning"), len(frozen), gained, lost)
+            if won is not None:
+                why = (f"learnable: a copy learning the held labels got {won[1]} right that it got wrong "
+                       f"without learning them, {won[2]} the other way, in the last {won[0]} held labels: "
                        "a change in the data")  # fmt: skip
                 self._end(anew=True)
                 return Ruling(Action.RELEASE, why)
+            if served is None or len(served) != len(frozen):
+                continue
+            known = int(np.count_nonzero(frozen & ~served)), int(np.count_nonzero(served & ~frozen))
+            won = self._won((k, "known"), len(frozen), *known)
+            if won is not None:
+                why = (f"known: a candidate that learned none of them got {won[1]} of the last {won[0]} held "
+                       f"labels right that serving got wrong, {won[2]} the other way: a change in the data "
+                       "that a candidate already learned")  # fmt: skip
+                self._end(anew=True)
+                return Ruling(Action.RELEASE, why)
         return Ruling(Action.HOLD, self.reason)
+
+    def _won(self, key: tuple[int, str], n: int, better: int, worse: int) -> tuple[int, int, int] | None:
+        """One more held batch of a comparison (``better``: examples only the first got right,
+        ``worse``: only the second): ``(n, better, worse)`` over its last ``probe_window`` held
+        examples when the first is better by ``margin / 2`` and a sign test at ``delta``."""
+        seen = self._probes.setdefault(key, deque())
+        seen.append((n, better, worse))
+        while sum(p[0] for p in seen) - seen[0][0] >= self.probe_window:
+            seen.popleft()
+        n = sum(p[0] for p in seen)
+        better, worse = sum(p[1] for p in seen), sum(p[2] for p in seen)
+        z = math.sqrt(2 * math.log(1 / self.delta))  # one-sided, sub-Gaussian tail at delta
+        if n >= self.probe_window and better - worse >= max(self.margin / 2 * n, z * math.sqrt(better + worse)):
+            return n, better, worse
+        return None
 
     def release(self) -> None:
         """An operator's release: the quarantine ends (the caller learns or drops what was held), and

@@ -11,8 +11,9 @@ which jobs go to the lanes now:
   (copies of the candidates as they were, a vote's members among them; the champion when there
   is none) learn the held labels in order, in pieces each scored before it is learned, beside a
   frozen twin of each (the same state, learning nothing), to tell a change in the data (learning
-  the labels makes a probe better than its twin: release, at the first held job already when the
-  change is plain) from labels that teach nothing (no probe gains: hold);
+  the labels makes a probe better than its twin, or a twin already beats serving on them: release,
+  at the first held job already when the change is plain) from labels that teach nothing (no
+  probe gains: hold);
 - ``clear``: the job; what was held is dropped (it stays on the quarantine topic);
 - ``release``: what was held, merged into one job in the order it came (a new sequence number),
   then the job — by the probe, after ``max_hold`` examples, or by an operator (`release`).
@@ -175,7 +176,7 @@ def _probe(rt: GroupRuntime, q: LabelQuarantine, job: Job) -> Ruling | None:
         pairs.append((frozen, learning))
         kept.append((probe, twin))
     rt.quarantine_probes = kept
-    return q.probed(pairs) if pairs else None
+    return q.probed(pairs, served=_served_right(job)) if pairs else None
 
 
 def _said(

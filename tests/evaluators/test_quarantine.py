@@ -56,7 +56,9 @@ def test_a_flip_burst_is_held_then_cleared_and_the_probe_does_not_release_it() -
             held += BATCH
             twin = served  # the model as it was: right where serving is
             probe = served & (rng.random(BATCH) > 0.02)  # learning flipped labels: a little worse
-            assert q.probed([(twin, probe)]).action is Action.HOLD
+            # a candidate that learned the first flipped labels before it engaged: no better either
+            noisy = served ^ (rng.random(BATCH) < 0.05)
+            assert q.probed([(twin, probe), (noisy, noisy)], served=served).action is Action.HOLD
         if ruling.action is Action.CLEAR:
             cleared_at = seen
             assert "cleared" in ruling.reason
@@ -168,3 +170,24 @@ def test_a_passing_change_that_learning_helped_is_released_as_it_clears_not_drop
             break
     assert ruling is not None and ruling.action is Action.RELEASE, ruling
     assert "learning them helped a copy" in ruling.reason
+
+
+def test_a_change_a_candidate_already_learned_is_released_as_known() -> None:
+    """Serving is stuck on the old concept while a candidate learned the new one from labels before
+    the quarantine engaged: learning the held labels gains it nothing over its twin, but the twin
+    beats serving on them — released within about a probe window, not held for ``max_hold``."""
+    q, rng = LabelQuarantine(2), np.random.default_rng(8)
+    for c, y in batches(rng, 5_000, 0.05):
+        q.judge(c, y)
+    held, ruling = 0, None
+    for c, y in batches(rng, 5_000, 0.9):  # serving is wrong on 90 %
+        ruling = q.judge(c, y)
+        if ruling.action in (Action.ENGAGE, Action.HOLD):
+            held += BATCH
+            twin = rng.random(BATCH) >= 0.1  # the candidate knows the new concept
+            ruling = q.probed([(twin, twin.copy())], served=c)
+        if ruling.action is Action.RELEASE:
+            break
+    assert ruling is not None and ruling.action is Action.RELEASE and ruling.reason.startswith("known"), ruling
+    assert held <= q.probe_window + 2 * BATCH, held
+    assert not q.engaged
