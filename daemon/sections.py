@@ -125,8 +125,12 @@ class QuarantineSettings(_Section):
     delta: float = Field(1e-3, gt=0, lt=1, description="confidence of the bounds (smaller: fewer false alarms)")
     warmup: int = Field(1000, ge=10, description="labelled examples learned before anything is judged")
     max_hold: int = Field(5000, ge=10, description="labelled examples held at most; then they are learned")
-    probe: bool = Field(True, description="copies of the candidates learn the held labels: learnable ones are released")
-    probe_window: int = Field(100, ge=10, description="held labels a probe must beat serving on to release them")
+    probe: bool = Field(
+        True, description="copies of the candidates learn the held labels: learnable or already known ones are released"
+    )
+    probe_window: int = Field(
+        100, ge=10, description="held labels a probe must beat its twin (or a twin serving) on to release them"
+    )
 
     @model_validator(mode="after")
     def _fits(self) -> Self:
