@@ -76,15 +76,12 @@ with warnings.catch_warnings():
             if self.model.vote.enabled and self.promotion.live_refresh:
                 msg = "model.vote serves its members' latest states itself: turn promotion.live_refresh off"
                 raise ValueError(msg)
-            if self.model.vote.enabled and self.runtime.lanes == "process":
-                msg = ("model.vote serves its members' latest states from this process's memory: "
-                       "runtime.lanes must be thread or auto (auto learns in threads with a vote)")  # fmt: skip
-                raise ValueError(msg)
             return self
 
         def lane_processes(self) -> bool:
-            """Whether candidates learn in processes (`RuntimeSettings.lanes`; never with a vote)."""
-            return not self.model.vote.enabled and self.runtime.lane_processes(len(self.model.candidates))
+            """Whether candidates learn in processes (`RuntimeSettings.lanes`): a vote's members then
+            serve from their processes, asked over a pipe (`dataflows.lanes.ask`)."""
+            return self.runtime.lane_processes(len(self.model.candidates))
 
         def topics(self) -> Topics:
             k = self.kafka

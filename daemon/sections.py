@@ -208,10 +208,11 @@ class BanditSettings(_Section):
 
 class VoteSettings(_Section):
     """The portfolio's weighted vote: the candidates (forks and other learners, each learning in its
-    own thread lane) serve together on the champion's route, weighted by how often each was right
-    lately; the champion serves until they can, and its gates go on (docs/architecture.md)."""
+    own lane) serve together on the champion's route, weighted by how often each was right lately;
+    the champion serves until they can, and its gates go on (docs/architecture.md). A thread lane
+    hands serving copies of its model; a process lane's model answers serving from its process."""
 
-    enabled: bool = Field(False, description="serve the candidates' weighted vote (one process, thread lanes)")
+    enabled: bool = Field(False, description="serve the candidates' weighted vote (thread or process lanes)")
     eta: float = Field(0.5, gt=0, le=10, description="how fast weight moves to the members that are right")
     share: float = Field(0.002, ge=0, lt=1, description="part of the weight spread evenly after each example")
     fade: float = Field(0.995, gt=0, lt=1, description="per example, for the recent accuracy of each member")

@@ -193,8 +193,8 @@ class FlowConfig:
         if "restart" in names:  # the slot of `promotion.restart_on_drift`'s model
             msg = "candidate name 'restart' is reserved"
             raise ValueError(msg)
-        if self.vote is not None and (not self.candidates or self.gate.processes):
-            msg = "a vote needs one or more candidates, learning in thread lanes (runtime.lanes: thread or auto)"
+        if self.vote is not None and not self.candidates:
+            msg = "a vote needs one or more candidates: they are its members"
             raise ValueError(msg)
         if self.vote is not None and self.gate.live_refresh:
             msg = "a vote serves its members' latest states itself: turn promotion.live_refresh off"

@@ -2,8 +2,10 @@
 weights the train step gives them (`evaluators.WeightedVote`).
 
 Members are the group's candidates, each learning in its own lane; after the batches it learns, a
-member's lane hands serving its latest state (as a live refresh fork does, `dataflows.lanes.live`),
-and after each collect the train step hands over the weights and the guard's choice. A `Portfolio`
+member's thread lane hands serving its latest state (as a live refresh fork does,
+`dataflows.lanes.live`); a process lane's model answers from its process instead
+(`dataflows.lanes.ask.LiveModel`: the state is always the latest). After each collect the train
+step hands over the weights and the guard's choice. A `Portfolio`
 is immutable: each hand-over makes a new one (`with_member`, `with_weights`), so a serve call reads
 one consistent set of members and weights.
 
@@ -16,6 +18,7 @@ has a state, or if none can answer, the champion serves as before.
 
 from __future__ import annotations
 
+import concurrent.futures
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -34,6 +37,10 @@ __all__ = ["BANDIT_ROUTE", "STALE_JOBS", "VOTE_ROUTE", "Member", "Portfolio"]
 VOTE_ROUTE = "vote"  # the route a prediction of the portfolio names
 BANDIT_ROUTE = "bandit"  # ... and one of a member alone, served by the bandit (`model.vote.policy: bandit`)
 
+
+# Serving asks the members that answer from their processes at once, each on a thread of this pool
+# (the asking thread waits on a pipe: no GIL is held meanwhile).
+_ASKING = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="headwater-vote-ask")
 
 STALE_JOBS = 8  # a member whose state is this many labelled jobs behind the newest sits out while others are fresher
 
@@ -124,24 +131,43 @@ class Portfolio:
         if self.chosen is not None:
             version = self.chosen.version
             return version, {version: 1.0}
-        voters = self.voters
+        return self._behind(self.voters)
+
+    def _behind(self, voters: Mapping[str, Member]) -> tuple[str, dict[str, float]]:
         total = sum(self.weights[n] for n in voters)
         weighted = {m.version: round(self.weights[n] / total, 4) for n, m in voters.items()}
         heaviest = max(weighted, key=weighted.__getitem__)
         return heaviest, weighted
 
     def predict_proba(self, x: FloatArray) -> FloatArray:
-        """The vote's (or the chosen member's) class probabilities for ``x``; raises if no member
-        with weight can answer."""
+        """The vote's (or the chosen member's) class probabilities for ``x`` (see `answer`)."""
+        return self.answer(x)[0]
+
+    def answer(self, x: FloatArray) -> tuple[FloatArray, tuple[str, dict[str, float]]]:
+        """The vote's (or the chosen member's) class probabilities for ``x``, and the version and
+        weights behind them (`served_by`, of the members that answered); raises if no member with
+        weight can answer (`Unavailable` when none could answer in time, and none failed).
+
+        Members that answer from a process of their own (`dataflows.lanes.ask.LiveModel`) are asked
+        all at once: serving waits for the slowest, not for the sum."""
+        from dataflows.serve import Unavailable  # serving imports this module
+
         if self.chosen is not None:
-            return np.asarray(self.chosen.learner.predict_proba(x), dtype=np.float64)
+            return np.asarray(self.chosen.learner.predict_proba(x), dtype=np.float64), self.served_by()
+        voters = self.voters
+        remote = [n for n, m in voters.items() if getattr(m.learner, "remote", False)]
+        asked = (
+            {n: _ASKING.submit(voters[n].learner.predict_proba, x) for n in remote} if len(remote) > 1 else {}
+        )  # fmt: skip
         total: FloatArray | None = None
-        weight, errors = 0.0, []
-        for name, member in self.voters.items():
+        weight, errors, late, answered = 0.0, [], 0, []
+        for name, member in voters.items():
             w = self.weights[name]
             try:
-                p = np.asarray(member.learner.predict_proba(x), dtype=np.float64)
+                answer = asked[name].result() if name in asked else member.learner.predict_proba(x)
+                p = np.asarray(answer, dtype=np.float64)
             except Exception as exc:  # this member sits this batch out; the others answer
+                late += isinstance(exc, Unavailable)
                 errors.append(f"{name}: {type(exc).__name__}: {exc}")
                 continue
             if p.shape[0] != len(x) or not np.isfinite(p).all():
@@ -149,11 +175,12 @@ class Portfolio:
                 continue
             total = w * p if total is None else total + w * p
             weight += w
+            answered.append(name)
         if total is None:
             msg = f"no member of the vote could answer ({'; '.join(errors) or 'none has a state yet'})"
-            raise RuntimeError(msg)
+            raise Unavailable(msg) if errors and late == len(errors) else RuntimeError(msg)
         out: FloatArray = total / weight
-        return out
+        return out, self._behind({n: voters[n] for n in answered})
 
     def describe(self) -> dict[str, Any]:
         """For logs and the admin API: members' versions, weights and the guard's choice."""

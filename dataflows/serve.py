@@ -133,7 +133,12 @@ def serve_batch(table: ServingTable, batch: list[Event | Label], classes: list[i
             continue
         for name, model in chain:
             try:
-                proba[rows] = _predict(model.learner, x[rows], len(classes))
+                if name == VOTE_ROUTE and table.vote is not None:  # the members that answered are named
+                    answer, (version, votes) = table.vote.answer(x[rows])
+                    proba[rows] = _checked(answer, len(rows), len(classes))
+                    model = Served(version, table.vote)  # type: ignore[arg-type]
+                else:
+                    proba[rows] = _predict(model.learner, x[rows], len(classes))
             except Unavailable:
                 continue
             except Exception as exc:
@@ -141,7 +146,7 @@ def serve_batch(table: ServingTable, batch: list[Event | Label], classes: list[i
                 continue
             ok[rows] = True
             served_rows.setdefault(name, []).append(rows)
-            if model is not usual:
+            if model.version != usual.version or name != usual_name:
                 for i in rows.tolist():
                     versions[i], names[i] = model.version, name
             if name != ROUTES[CANARY]:
@@ -200,9 +205,13 @@ def _mean(values: np.ndarray) -> float:
 
 
 def _predict(learner: Learner, x: np.ndarray, n_classes: int) -> np.ndarray:
-    p = np.asarray(learner.predict_proba(x), dtype=np.float64)
-    if p.shape != (len(x), n_classes):  # a user's learner may return anything
-        msg = f"probabilities of shape {p.shape}, expected {(len(x), n_classes)}"
+    return _checked(learner.predict_proba(x), len(x), n_classes)
+
+
+def _checked(proba: np.ndarray, n: int, n_classes: int) -> np.ndarray:
+    p = np.asarray(proba, dtype=np.float64)
+    if p.shape != (n, n_classes):  # a user's learner may return anything
+        msg = f"probabilities of shape {p.shape}, expected {(n, n_classes)}"
         raise ValueError(msg)
     bad = ~np.isfinite(p).all(axis=1)
     if bad.any():

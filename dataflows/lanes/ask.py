@@ -42,6 +42,8 @@ class LiveModel:
     """A process lane's model as serving sees it on the board: each `predict_proba` asks the
     lane's process (`ProcessLane.ask`). It only predicts: it is never taught, copied or saved."""
 
+    remote = True  # it answers from another process: a vote asks such members at once (`Portfolio`)
+
     def __init__(self, lane: ProcessLane, version: str, answer_s: float) -> None:
         self.lane, self.version, self.answer_s = lane, version, answer_s
         self.n_features = lane.learner.n_features

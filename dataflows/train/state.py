@@ -237,9 +237,11 @@ class GroupRuntime:
         dropping a process lane would stop serving for the child's start-up and the copy of its
         model back, so it always learns in a thread."""
         slot = self.state.slots.get(name)
+        # A process lane serves (answers serving's questions) as a live fork, or as a vote's member.
+        member = self.ctx.config.vote is not None and slot is not None and slot.spec is not None
         return open_lane(
             name, state, self.ctx.config.gate, own_process=name != RESTART_SLOT,
-            serves=slot is not None and is_live_fork(self.ctx.config.gate, slot.spec),
+            serves=slot is not None and (member or is_live_fork(self.ctx.config.gate, slot.spec)),
         )  # fmt: skip
 
     def close_slot(self, name: str) -> Lane:

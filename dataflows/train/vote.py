@@ -2,8 +2,9 @@
 on the champion's route, weighted by `evaluators.WeightedVote` (serving's side: `dataflows.portfolio`).
 
 - `sync` (at the start and after every collect): the vote's members are the group's candidates
-  (a restart model, the standby and the champion are not); each member's lane hands its latest
-  state to the board after the batches it learns (`dataflows.lanes.live.MemberRefresh`, armed
+  (a restart model, the standby and the champion are not); each member's thread lane hands its
+  latest state to the board after the batches it learns, a process lane its process to ask
+  (`dataflows.lanes.live.MemberRefresh`, armed
   again when the lane's version changes: a promotion, a refork), and a member the board has no
   state of (after a restart, or new) serves a copy of its model at once; the weights and the
   guard's choice go to the board when they change.

@@ -375,8 +375,6 @@ def test_an_unreadable_security_file_is_a_clear_error(tmp_path: Path) -> None:
     [
         pytest.param({"model": {"vote": {"enabled": True}, "candidates": []}}, "needs one or more candidates",
                      id="no-members"),
-        pytest.param({"model": {"vote": {"enabled": True}}, "runtime": {"lanes": "process"}},
-                     "runtime.lanes must be thread or auto", id="process-lanes"),
         pytest.param({"model": {"vote": {"enabled": True}}, "promotion": {"live_refresh": True}},
                      "turn promotion.live_refresh off", id="with-live-refresh"),
         pytest.param({"model": {"vote": {"enabled": True, "share": 1.0}}}, "model.vote.share", id="share"),
@@ -390,12 +388,14 @@ def test_a_vote_it_cannot_serve_is_refused(data: dict[str, object], needle: str)
     assert needle in _error(None, schema=MINIMAL_SCHEMA, **data)
 
 
-def test_a_vote_learns_in_threads_and_reaches_the_flow() -> None:
+def test_a_vote_reaches_the_flow_in_thread_or_process_lanes() -> None:
     on = load_settings(None, schema=MINIMAL_SCHEMA, model={"vote": {"enabled": True, "eta": 0.8}},
-                       runtime={"lanes": "auto"})  # fmt: skip
+                       runtime={"lanes": "thread"})  # fmt: skip
     assert not on.lane_processes()
     config = on.flow_config()
     assert config.vote is not None and config.vote.eta == 0.8 and not config.gate.processes
+    apart = load_settings(None, schema=MINIMAL_SCHEMA, model={"vote": {"enabled": True}}, runtime={"lanes": "process"})
+    assert apart.lane_processes() and apart.flow_config().gate.processes
     assert load_settings(None, schema=MINIMAL_SCHEMA).flow_config().vote is None
     assert config.vote.bandit is None  # the weighted vote serves by default
     bandit = (

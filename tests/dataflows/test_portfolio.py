@@ -11,7 +11,7 @@ import pytest
 
 from dataflows.portfolio import VOTE_ROUTE, Member, Portfolio
 from dataflows.records import Event, Label, SourceRef, encode_predictions
-from dataflows.serve import Served, ServingBoard, ServingTable, serve_batch
+from dataflows.serve import Served, ServingBoard, ServingTable, Unavailable, serve_batch
 from evaluators import VOTE
 
 
@@ -28,6 +28,19 @@ class Fixed:
             msg = "broken"
             raise RuntimeError(msg)
         return np.tile(self.p, (len(x), 1))
+
+
+class Late(Fixed):
+    """A member asked in its process that did not answer in time."""
+
+    remote = True
+
+    def __init__(self) -> None:
+        super().__init__(None)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        msg = "no answer within 50 ms"
+        raise Unavailable(msg)
 
 
 def _event(i: int) -> Event:
@@ -63,11 +76,18 @@ def test_the_guards_member_serves_alone() -> None:
 
 def test_a_member_that_fails_sits_out_and_the_champion_serves_when_none_can() -> None:
     members = {"fork": Member("default/2", Fixed(None)), "tree": Member("default/3", Fixed([0.6, 0.4]))}  # type: ignore[arg-type]
-    (p,) = serve_batch(_table(Portfolio(members, {"fork": 0.9, "tree": 0.1})), [_event(0)], [0, 1], 2.0).predictions
+    out = serve_batch(_table(Portfolio(members, {"fork": 0.9, "tree": 0.1})), [_event(0)], [0, 1], 2.0)
+    (p,) = out.predictions
     assert p.route == VOTE_ROUTE and p.proba == pytest.approx([0.6, 0.4])
+    assert p.version == "default/3" and p.votes == {"default/3": 1.0}  # only the member that answered is named
     broken = {"fork": Member("default/2", Fixed(None))}  # type: ignore[arg-type]
-    (p,) = serve_batch(_table(Portfolio(broken, {"fork": 1.0})), [_event(0)], [0, 1], 2.0).predictions
+    out = serve_batch(_table(Portfolio(broken, {"fork": 1.0})), [_event(0)], [0, 1], 2.0)
+    (p,) = out.predictions
     assert p.route == "champion" and p.version == "default/1"
+    assert out.errors, "a vote none of whose members could answer is an error"
+    late = {"fork": Member("default/2", Late()), "tree": Member("default/3", Late())}  # type: ignore[arg-type]
+    out = serve_batch(_table(Portfolio(late, {"fork": 0.5, "tree": 0.5})), [_event(0)], [0, 1], 2.0)
+    assert [p.route for p in out.predictions] == ["champion"] and not out.errors  # none answered in time: no error
     (p,) = serve_batch(_table(Portfolio({}, {"fork": 1.0})), [_event(0)], [0, 1], 2.0).predictions
     assert p.route == "champion"  # no member state yet
     tree_only = {"tree": Member("default/3", Fixed([0.6, 0.4]))}  # type: ignore[arg-type]

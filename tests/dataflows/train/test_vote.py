@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from dataflows.config import CandidateSpec, VoteSpec
-from dataflows.records import DecisionRecord
+from dataflows.lanes import ProcessLane
+from dataflows.lanes.ask import LiveModel
+from dataflows.records import DecisionRecord, Event
 from dataflows.train import TrainLogic
 from dataflows.train import vote as vote_step
 from evaluators import VOTE
@@ -106,3 +108,51 @@ def test_a_member_that_comes_to_weigh_clearly_more_takes_the_lead_as_a_decision(
     assert [(d.version, d.previous) for d in logged] == [(crossed[0].version, crossed[0].previous)]
     assert [r for r in vote_step.sync(rt, 3) if isinstance(r, DecisionRecord)] == []  # once per crossing
     group.logic.close()
+
+
+def test_members_learning_in_processes_serve_from_their_processes(tmp_path: Path) -> None:
+    """With process lanes, each member's process answers serving (asked at once, over its own
+    pipe): the vote is the weighted average of the models as the processes hold them, nothing is
+    handed back after a batch, and when one member's process dies the other serves alone."""
+    quiet = config(candidates=(CandidateSpec("fork"), ALT), min_samples=5000, max_samples=5000,
+                   probation_samples=5000, threaded=True, processes=True)  # fmt: skip
+    group = make_group(dataclasses.replace(quiet, vote=VoteSpec(eta=1.0)), tmp_path, champion=trained_learner())
+    stream = Stream(3)
+    try:
+        lanes = {name: group.logic.lanes[name] for name in ("fork", "alt")}
+        assert all(isinstance(lane, ProcessLane) and lane.serves for lane in lanes.values())
+        for _ in range(40):
+            group.run(stream, 1)
+            assert all(lane.wait_idle(timeout_s=60) for lane in lanes.values())
+            served = group.table.vote
+            if served is not None and all(isinstance(m.learner, LiveModel) for m in served.members.values()):
+                break
+        served = group.table.vote
+        assert served is not None and set(served.members) == {"fork", "alt"}
+        assert all(isinstance(m.learner, LiveModel) for m in served.members.values()), served.members
+        probe = Stream(83).batch(30, labelled=False)
+        x = np.asarray([e.x for e in probe if isinstance(e, Event)])
+        out = group.serve(probe)
+        assert {p.route for p in out.predictions} == {"vote"} and not out.errors
+        for p in out.predictions:
+            assert set(p.votes or {}) == {lane.version for lane in lanes.values()}
+        weights = dict(served.weights)
+        total = sum(weights.values())
+        expected = sum(w / total * lanes[n].frozen().predict_proba(x) for n, w in weights.items())
+        np.testing.assert_allclose([p.proba for p in out.predictions], expected, atol=1e-9)
+        group.run(stream, 1)
+        assert all(lane.wait_idle(timeout_s=60) for lane in lanes.values())
+        assert group.table.vote is not None
+        assert group.table.vote.members["fork"].learner is served.members["fork"].learner  # the same process answers
+
+        alt = lanes["alt"]
+        assert isinstance(alt, ProcessLane)
+        process = alt._process
+        assert process is not None
+        process.kill()
+        process.join(10)
+        out = group.serve(probe)
+        assert {p.route for p in out.predictions} == {"vote"}
+        assert {v for p in out.predictions for v in (p.votes or {})} == {lanes["fork"].version}
+    finally:
+        group.logic.close()
