@@ -61,6 +61,7 @@ def parse_args(argv: list[str] | None = None) -> Params:
     add("--seed", type=int, default=42, help="seed of the generators")
     add("--timeout", type=float, default=180.0, help="bound on every wait of a run, seconds")
     add("--no-quarantine", action="store_true", help="labels.quarantine off on the served side")
+    add("--lanes", choices=("thread", "process"), default="thread", help="runtime.lanes of the vote's members")
     add("--stem", default="quality", help="name of the result files")
     add_out_dir(parser)
     a = parser.parse_args(argv)
@@ -73,6 +74,7 @@ def parse_args(argv: list[str] | None = None) -> Params:
         bootstrap=a.bootstrap, events=a.events, rate=a.rate, delay=a.delay, window=a.window, warmup=a.warmup,
         learners=tuple(members), streams=tuple(streams), partitions=1, seed=a.seed, timeout_s=a.timeout,
         keep_topics=a.keep_topics, out_dir=a.out_dir, gate="vote", stem=a.stem, quarantine=not a.no_quarantine,
+        lanes=a.lanes,
     )  # fmt: skip
 
 
@@ -104,6 +106,14 @@ def run_stream(p: Params, s: Stream) -> dict[str, Any]:
         "gap_worst_pts": pts(worst[0] and worst[0]["accuracy"], worst[1] and worst[1]["accuracy"]),
         "gap_default_pts": pts(vote["overall"], served["default"]["overall"]),
     }  # fmt: skip
+
+
+def _served_text(hw: dict[str, Any]) -> str:
+    """What served the vote's predictions: routes, how many members answered (and the accuracy of
+    each count), the guard's choices as the vote records said."""
+    accuracy = hw.get("voters_accuracy", {})
+    answering = ", ".join(f"{k}: {n} ({100 * accuracy.get(k, 0):.1f} %)" for k, n in hw.get("voters", {}).items())
+    return f"; routes {hw['routes']}; members named {{{answering}}}; vote records' choices {hw.get('vote_choices')}"
 
 
 def burst(s: Stream, run: dict[str, Any], right: Any) -> dict[str, Any]:
@@ -156,7 +166,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"Measured on {m['cpu_count']} CPU(s), headwater commit {m.get('headwater_commit', '?')}; "
         f"{p['events']:,} events per stream at {p['rate']:.0f}/s, labels {p['delay']} events late, one partition; "
-        f"members {', '.join(members)} (the first is the champion and its fork). `python -m bench.quality` "
+        f"members {', '.join(members)} (the first is the champion and its fork), the vote's members in "
+        f"{p.get('lanes', 'thread')} lanes. `python -m bench.quality` "
         f"in {report['total_s']:.0f} s.",
         "",
         "Overall served (or prequential, alone) accuracy in %; gaps in points. *vs best alone*: the vote "
@@ -177,9 +188,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         " (torch-mlp on RBF) scores well in its lane, but what serving could use of it is old.",
         "",
         *(f"- **{r['stream']}**: " + ", ".join(
-            f"{name} {100 * (lane['accuracy'] or 0):.1f} % (lag up to {lane['lag_max']})"
+            f"{name} {100 * (lane['accuracy'] or 0):.1f} % (lag up to {lane['lag_max']}, "
+            f"{lane.get('lag_later_mean')} on average in the later half)"
             for name, lane in r["served"]["vote"]["headwater"]["lanes"].items() if name not in ("champion", "standby")
-        ) + f"; routes {r['served']['vote']['headwater']['routes']}" for r in results),
+        ) + _served_text(r["served"]["vote"]["headwater"]) for r in results),
         "",
         *_bursts(results),
         "Streams: " + "; ".join(f"**{k}** {v}" for k, v in report["streams"].items()) + ".",

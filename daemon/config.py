@@ -80,7 +80,13 @@ with warnings.catch_warnings():
 
         def lane_processes(self) -> bool:
             """Whether candidates learn in processes (`RuntimeSettings.lanes`): a vote's members then
-            serve from their processes, asked over a pipe (`dataflows.lanes.ask`)."""
+            serve from their processes, asked over a pipe (`dataflows.lanes.ask`). ``auto`` with a
+            vote: processes, whatever the CPUs — members in threads share the serving GIL, and one
+            that cannot keep up serves an old state (RBF at 1,000 events/s on 2 CPUs, torch-mlp's
+            lane 7 batches behind: the vote 8.4 points below the best member alone; in processes
+            0.5 below, `bench/results/quality.md`)."""
+            if self.model.vote.enabled and self.runtime.lanes == "auto":
+                return True
             return self.runtime.lane_processes(len(self.model.candidates))
 
         def topics(self) -> Topics:

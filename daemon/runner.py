@@ -102,9 +102,10 @@ def _run(
 
         torch.set_num_threads(settings.runtime.torch_threads)
     if config.gate.processes and config.candidates:  # the candidates' lanes start without waiting for imports
-        start_lane_server(
-            (type(learner).__module__ for learner in learners), torch_threads=settings.runtime.torch_threads
-        )
+        # ... and what the CLI imports: every lane's process imports the main module again (the
+        # `headwater` script imports `daemon.cli`), a third of a second each unless the server has.
+        modules = [type(learner).__module__ for learner in learners]
+        start_lane_server([*modules, "daemon.cli"], torch_threads=settings.runtime.torch_threads)
     if settings.promotion.golden_path is not None:
         config = dataclasses.replace(config, golden=load_golden(settings.promotion.golden_path, config.schema))
     runtime, topics = settings.runtime, config.topics

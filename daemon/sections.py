@@ -354,8 +354,9 @@ class RuntimeSettings(_Section):
             "on the CPU (SCHED_IDLE), so serving latency stays flat but candidates learn only on spare CPU "
             "(a live refresh fork's process runs at normal priority: serving asks it, within "
             "live_refresh_wait_ms); "
-            "thread: in threads of the serving process, sharing its GIL fairly; auto: process when the "
-            "machine has a CPU for serving, one for the rest and one per candidate, else thread"
+            "thread: in threads of the serving process, sharing its GIL fairly; auto: process with a vote "
+            "(its members serve from their processes, at normal priority) or when the machine has a CPU for "
+            "serving, one for the rest and one per candidate, else thread"
         ),
     )
 

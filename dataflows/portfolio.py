@@ -152,15 +152,21 @@ class Portfolio:
         all at once: serving waits for the slowest, not for the sum."""
         from dataflows.serve import Unavailable  # serving imports this module
 
-        if self.chosen is not None:
-            return np.asarray(self.chosen.learner.predict_proba(x), dtype=np.float64), self.served_by()
-        voters = self.voters
+        chosen, errors, late = self.chosen, [], 0
+        voters = dict(self.voters)
+        if chosen is not None:
+            try:
+                return np.asarray(chosen.learner.predict_proba(x), dtype=np.float64), self.served_by()
+            except Unavailable as exc:  # its process did not answer in time: the others vote
+                voters = {n: m for n, m in voters.items() if m is not chosen}
+                errors.append(f"{self.choice}: {type(exc).__name__}: {exc}")
+                late += 1
         remote = [n for n, m in voters.items() if getattr(m.learner, "remote", False)]
         asked = (
             {n: _ASKING.submit(voters[n].learner.predict_proba, x) for n in remote} if len(remote) > 1 else {}
         )  # fmt: skip
         total: FloatArray | None = None
-        weight, errors, late, answered = 0.0, [], 0, []
+        weight, answered = 0.0, []
         for name, member in voters.items():
             w = self.weights[name]
             try:

@@ -72,7 +72,7 @@ class Params:
     out_dir: Path
     gate: str = "refresh"
     max_wait_ms: float = 5.0
-    lanes: str = "thread"  # runtime.lanes of the served side with --gate refresh or live
+    lanes: str = "thread"  # runtime.lanes of the served side with --gate refresh, live or vote
     refresh_samples: int = 100
     live_wait_ms: float | None = None  # promotion.live_refresh_wait_ms with --gate live (None: the default)
     restart_on_drift: bool = False  # promotion.restart_on_drift on the served side
@@ -94,8 +94,8 @@ def served_config(p: Params) -> dict[str, Any]:
         others = [{"name": member_slot(m), "learner": LEARNER_SPECS[m].name, "params": dict(LEARNER_SPECS[m].params),
                    "seed": LEARNER_SPECS[m].seed} for m in p.learners[1:]]  # fmt: skip
         promotion = {"max_lag_batches": 1_000_000, "max_lag_s": 3600.0}  # every member learns every batch
-        return {"candidates": [{"name": "fork"}, *others], "promotion": promotion, "runtime": RUNTIME,
-                "vote": {"enabled": True}}  # fmt: skip
+        return {"candidates": [{"name": "fork"}, *others], "promotion": promotion,
+                "runtime": RUNTIME | {"lanes": p.lanes}, "vote": {"enabled": True}}  # fmt: skip
     if p.gate == "default":  # the daemon's own defaults: a fork in shadow, its gate as shipped
         return {"candidates": [{"name": "fork"}], "promotion": {}, "runtime": RUNTIME}
     if p.gate == "shadow":
@@ -234,7 +234,9 @@ def lane_summaries(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per lane (model), from its ``report`` records: labelled examples scored and how many right,
     learned, skipped batches, the largest backlog, and labelled examples per job."""
     lanes: dict[str, dict[str, Any]] = {}
+    lags: dict[str, list[int]] = {}
     for r in (e for e in events if e.get("type") == "report"):
+        lags.setdefault(str(r["model"]), []).append(int(r.get("lag_batches", 0)))
         lane = lanes.setdefault(
             str(r["model"]),
             {"labelled": 0, "correct": 0, "learned": 0, "skipped": 0, "lag_max": 0, "batches": 0, "batch_max": 0},
@@ -246,7 +248,10 @@ def lane_summaries(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         lane["learned"] += int(r.get("n_learned", 0))
         lane["skipped"] = max(lane["skipped"], int(r.get("skipped_batches_total", 0)))
         lane["lag_max"] = max(lane["lag_max"], int(r.get("lag_batches", 0)))
-    for lane in lanes.values():
+    for name, lane in lanes.items():
+        later = lags[name][len(lags[name]) // 2 :]  # past start-up: the lag a lane keeps
+        lane["lag_later_mean"] = round(sum(later) / len(later), 1) if later else None
+        lane["lag_first"] = lags[name][:40]  # how start-up went
         lane["accuracy"] = lane["correct"] / lane["labelled"] if lane["labelled"] else None
         lane["batch_mean"] = round(lane["labelled"] / lane["batches"], 1) if lane["batches"] else None
     return lanes
@@ -263,8 +268,10 @@ def headwater(p: Params, spec: LearnerSpec, s: Stream) -> dict[str, Any]:
     events = read_records(p, topics.model_events, read)
     quarantine = read_records(p, topics.quarantine, read) if p.quarantine else []
     served: dict[int, tuple[int, str]] = {}
+    answered: dict[int, int] = {}  # event -> how many members answered for its vote
     duplicates = 0
     routes: Counter[str] = Counter()
+    voters: Counter[int] = Counter()  # how many members answered for each prediction of a vote
     for m in preds:
         body = orjson.loads(m.value() or b"{}")
         i = int(str(body["id"])[1:])
@@ -273,6 +280,9 @@ def headwater(p: Params, spec: LearnerSpec, s: Stream) -> dict[str, Any]:
             continue
         served[i] = (int(body["prediction"]), str(body["version"]))
         routes[str(body["route"])] += 1
+        if body.get("votes"):
+            voters[len(body["votes"])] += 1
+            answered[i] = len(body["votes"])
     correct = np.zeros(n, dtype=bool)
     truth = s.truth if s.truth is not None else s.y
     right = np.zeros(n, dtype=bool)  # against the labels before any was flipped
@@ -297,7 +307,12 @@ def headwater(p: Params, spec: LearnerSpec, s: Stream) -> dict[str, Any]:
         "lanes": lane_summaries(events),
         "versions_served": len(versions),
         "routes": dict(routes),  # champion, or live: a refresh fork's copy (--gate live)
+        "voters": {str(k): v for k, v in sorted(voters.items())},  # vote predictions by members that answered
+        "voters_accuracy": {
+            str(k): round(float(np.mean([correct[i] for i, a in answered.items() if a == k])), 4) for k in voters
+        },
         "decisions": dict(Counter(str(e.get("action")) for e in events if e.get("type") == "decision")),
+        "vote_choices": dict(Counter(str(e.get("choice")) for e in events if e.get("type") == "vote")),
         "drift_verdicts": sum(1 for e in events if e.get("type") == "verdict" and e.get("evaluator") == "drift"),
     }
 

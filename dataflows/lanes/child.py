@@ -49,7 +49,7 @@ def start_lane_server(modules: Iterable[str] = (), *, torch_threads: int = 1) ->
     with _SERVER_LOCK:
         if not _SERVER_STARTED:
             _TORCH_THREADS = torch_threads
-            preload = [_SERVER_MODULE, *sorted(set(modules))]
+            preload = [_SERVER_MODULE, *sorted(set(modules)), *_main_module()]
             if "learners.torch_learner" in preload:
                 preload.append("torch._dynamo")  # imported on building the first optimizer: seconds
             CONTEXT.set_forkserver_preload(preload)
@@ -58,6 +58,16 @@ def start_lane_server(modules: Iterable[str] = (), *, torch_threads: int = 1) ->
             ready.join()
             _SERVER_STARTED = True
         forkserver.ensure_running()  # at once if running; again if it died
+
+
+def _main_module() -> list[str]:
+    """The main module, by name, when every lane's process would import it again: a process forked
+    from the server imports the parent's main module first (multiprocessing's "prepare"), and with
+    its imports not in the server that took a third of a second a lane (a daemon started as
+    ``python -m``). Imported once in the server, it is there already. A main run as a file (a console
+    script) has no name to give: its caller names what it imports (`daemon.runner`)."""
+    name = getattr(getattr(sys.modules.get("__main__"), "__spec__", None), "name", None)
+    return [] if not name or name == "__main__" or name.endswith(".__main__") else [name]
 
 
 def lane_process(conn: Connection, asked: Connection | None, name: str) -> BaseProcess:

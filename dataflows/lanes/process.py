@@ -16,10 +16,10 @@ it over a pipe; it has the same interface (`dataflows.lanes.Lane`) and the same 
   and the process starts in the background (jobs queue meanwhile, as for any slow lane).
 
 Every lane's process forks from one server (`dataflows.lanes.child.start_lane_server`) that has
-imported Headwater and the learners' modules once, and runs at SCHED_IDLE (all but a live fork's,
-below): it learns on CPU time that serving leaves, so serving latency does not grow with the number
-of candidates; on a machine whose CPUs are busy serving, candidates fall behind instead (their lag
-and skipped batches are reported).
+imported Headwater and the learners' modules once, and runs at SCHED_IDLE (all but those that
+serve: a live fork's, below, and a vote member's, asked the same way): it learns on CPU time that
+serving leaves, so serving latency does not grow with the number of candidates; on a machine whose
+CPUs are busy serving, candidates fall behind instead (their lag and skipped batches are reported).
 
 Only lanes whose model learns (candidates) go to processes: the champion and the standby only
 score, cheaply, and serving reads their learners in place.

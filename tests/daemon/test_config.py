@@ -396,6 +396,8 @@ def test_a_vote_reaches_the_flow_in_thread_or_process_lanes() -> None:
     assert config.vote is not None and config.vote.eta == 0.8 and not config.gate.processes
     apart = load_settings(None, schema=MINIMAL_SCHEMA, model={"vote": {"enabled": True}}, runtime={"lanes": "process"})
     assert apart.lane_processes() and apart.flow_config().gate.processes
+    auto = load_settings(None, schema=MINIMAL_SCHEMA, model={"vote": {"enabled": True}}, runtime={"lanes": "auto"})
+    assert auto.lane_processes(), "auto: a vote's members learn and serve in processes, whatever the CPUs"
     assert load_settings(None, schema=MINIMAL_SCHEMA).flow_config().vote is None
     assert config.vote.bandit is None  # the weighted vote serves by default
     bandit = (

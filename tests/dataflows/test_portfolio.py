@@ -88,6 +88,12 @@ def test_a_member_that_fails_sits_out_and_the_champion_serves_when_none_can() ->
     late = {"fork": Member("default/2", Late()), "tree": Member("default/3", Late())}  # type: ignore[arg-type]
     out = serve_batch(_table(Portfolio(late, {"fork": 0.5, "tree": 0.5})), [_event(0)], [0, 1], 2.0)
     assert [p.route for p in out.predictions] == ["champion"] and not out.errors  # none answered in time: no error
+    chosen_late = {"fork": Member("default/2", Late()), "tree": Member("default/3", Fixed([0.6, 0.4]))}  # type: ignore[arg-type]
+    out = serve_batch(
+        _table(Portfolio(chosen_late, {"fork": 0.9, "tree": 0.1}, choice="fork")), [_event(0)], [0, 1], 2.0
+    )
+    (p,) = out.predictions
+    assert p.route == VOTE_ROUTE and p.votes == {"default/3": 1.0}  # the guard's member was late: the others vote
     (p,) = serve_batch(_table(Portfolio({}, {"fork": 1.0})), [_event(0)], [0, 1], 2.0).predictions
     assert p.route == "champion"  # no member state yet
     tree_only = {"tree": Member("default/3", Fixed([0.6, 0.4]))}  # type: ignore[arg-type]

@@ -1,7 +1,7 @@
-"""The portfolio's vote on the real broker, its members learning in thread lanes of a live daemon:
-once the members have learned a batch, the vote serves the champion's route, each prediction naming
-versions the registry knows with their weights; and the vote serves better than the same daemon
-without it."""
+"""The portfolio's vote on the real broker, its members learning in thread lanes of a live daemon, or
+each in a process of its own that serving asks: once the members have learned a batch, the vote
+serves the champion's route, each prediction naming versions the registry knows with their weights;
+and the vote serves better than the same daemon without it."""
 
 from __future__ import annotations
 
@@ -19,11 +19,12 @@ SPEC = WorkloadSpec(n_events=8000, drift_at=4000, malformed_every=0, label_delay
 CANDIDATES = [{"name": "fork"}, {"name": "tree", "learner": "river-hoeffding"}]
 
 
-def test_the_vote_serves_live_and_beats_the_daemon_without_it(fresh_settings: SettingsFactory) -> None:
+@pytest.mark.parametrize("lanes", ["thread", "process"])
+def test_the_vote_serves_live_and_beats_the_daemon_without_it(fresh_settings: SettingsFactory, lanes: str) -> None:
     results = {}
     for vote in (True, False):
         settings = fresh_settings(
-            runtime={"tail": True, "workers": 1, "lanes": "thread"},
+            runtime={"tail": True, "workers": 1, "lanes": lanes},
             model={"candidates": CANDIDATES, "vote": {"enabled": vote}},
         )
         workload = Workload(SPEC)
@@ -41,7 +42,10 @@ def test_the_vote_serves_live_and_beats_the_daemon_without_it(fresh_settings: Se
     # already being served by the champion then (another worker) is the only exception.
     started = min(p["predicted_ts_ms"] for p in voted)
     late = [p for p in predictions if p["route"] != "vote" and p["predicted_ts_ms"] > started + 1000]
-    assert late == [], f"{len(late)} events served by {sorted({p['route'] for p in late})} after the vote began"
+    # A process that does not answer within live_refresh_wait_ms leaves its batch to the others, or
+    # to the champion when none answered: rare, on a busy machine.
+    allowed = 0 if lanes == "thread" else 0.02 * len(predictions)
+    assert len(late) <= allowed, f"{len(late)} events served by {sorted({p['route'] for p in late})} after the vote began"
     for p in voted:
         assert set(p["votes"]) <= set(known) and sum(p["votes"].values()) == pytest.approx(1.0, abs=1e-3)
     assert {known[v] for p in voted for v in p["votes"]} == {"fork", "tree"}
