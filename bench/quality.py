@@ -1,12 +1,15 @@
 """``python -m bench.quality``: what Headwater *serves* with the portfolio's vote (`model.vote`),
 through the real broker with late labels, next to each member learning alone on the same stream
-with the same delay, and next to Headwater's default (the first member as champion, its
-shadow-gated fork) — on River's drifting streams (`bench.streams`).
+with the same delay, and next to the first member as champion with a shadow-gated fork alone
+(Headwater's default before the portfolio; JSON key ``default``) — on River's drifting streams
+(`bench.streams`). With the built-in three members (river-logreg, river-hoeffding, torch-mlp) the
+vote is Headwater's default portfolio run as shipped: no candidates named, `model.vote` and
+`runtime.lanes` left to ``auto``.
 
 Per stream: each member alone (`bench.alone.learner_alone`, one event at a time, the label
 ``--delay`` events later), the vote served by a live daemon (`bench.parity.served.headwater` with
 ``gate="vote"``: the first member is the champion and its fork, every other one a candidate, and
-the candidates serve together), and the default served the same way. Scores are `bench.parity.pair.scores`:
+the candidates serve together), and the fork-only champion served the same way. Scores are `bench.parity.pair.scores`:
 overall accuracy, the worst ``--window`` after ``--warmup``, and the accuracy per 1,000 events.
 Results go to ``bench/results/quality.json`` and ``.md``, with a PNG of the curves per stream.
 
@@ -61,7 +64,7 @@ def parse_args(argv: list[str] | None = None) -> Params:
     add("--seed", type=int, default=42, help="seed of the generators")
     add("--timeout", type=float, default=180.0, help="bound on every wait of a run, seconds")
     add("--no-quarantine", action="store_true", help="labels.quarantine off on the served side")
-    add("--lanes", choices=("thread", "process"), default="thread", help="runtime.lanes of the vote's members")
+    add("--lanes", choices=("auto", "thread", "process"), default="auto", help="runtime.lanes of the vote's members")
     add("--stem", default="quality", help="name of the result files")
     add_out_dir(parser)
     a = parser.parse_args(argv)
@@ -138,8 +141,8 @@ def burst(s: Stream, run: dict[str, Any], right: Any) -> dict[str, Any]:
 
 
 def rows(results: list[dict[str, Any]], members: tuple[str, ...]) -> list[list[str]]:
-    head = ["stream", *(f"{m} alone" for m in members), "default served", "vote served", "vs best alone",
-            "worst vs best's", "vs default"]  # fmt: skip
+    head = ["stream", *(f"{m} alone" for m in members), "fork only served", "vote served", "vs best alone",
+            "worst vs best's", "vs fork only"]  # fmt: skip
     out = [head]
     for r in results:
         out.append([
@@ -172,8 +175,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         "Overall served (or prequential, alone) accuracy in %; gaps in points. *vs best alone*: the vote "
         "against the best member alone; *worst vs best's*: the vote's worst "
-        f"{p['window']:,}-event window (from event {p['warmup']:,}) against that member's; *vs default*: the "
-        "vote against Headwater's default (the first member as champion, a shadow-gated fork).",
+        f"{p['window']:,}-event window (from event {p['warmup']:,}) against that member's; *vs fork only*: the "
+        "vote against the first member as champion with a shadow-gated fork (the default before the portfolio).",
         "",
         *md,
         "",
@@ -199,6 +202,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     ])  # fmt: skip
 
 
+SIDES = {"vote": "vote", "default": "fork only"}  # how the Markdown names each served side
+
+
 def _bursts(results: list[dict[str, Any]]) -> list[str]:
     """Per stream with a label-flip burst: what served during it, against the labels before the flips."""
     out = []
@@ -209,7 +215,8 @@ def _bursts(results: list[dict[str, Any]]) -> list[str]:
                 continue
             engaged = "never" if b["engaged_after"] is None else f"{b['engaged_after']:,} events into it"
             out.append(
-                f"- **{r['stream']}**, {side}: during the label-flip burst, served {100 * b['during']:.1f} % right "
+                f"- **{r['stream']}**, {SIDES[side]}: during the label-flip burst, "
+                f"served {100 * b['during']:.1f} % right "
                 f"(before it: {100 * b['before']:.1f} %, {pts(b['during'], b['before']):+.1f} points, against the "
                 f"labels before the flips); quarantine engaged {engaged}"
                 f" ({b['engaged_before_burst']} times before it); then {', '.join(b['actions'][1:]) or 'nothing'}; "
@@ -220,7 +227,7 @@ def _bursts(results: list[dict[str, Any]]) -> list[str]:
             records = sc["headwater"].get("quarantine", [])
             ends = [q["reason"].split(":")[0] for q in records if q["action"] in ("cleared", "released")]
             held = sum(q["examples"] for q in records if q["action"] in ("engaged", "held"))
-            out.append(f"- **{r['stream']}**, {side}: quarantine engaged "
+            out.append(f"- **{r['stream']}**, {SIDES[side]}: quarantine engaged "
                        f"{sum(q['action'] == 'engaged' for q in records)} times, {held:,} labels held; ended: "
                        f"{', '.join(ends) or '-'}")  # fmt: skip
     return [*out, ""] if out else []
@@ -240,7 +247,8 @@ def plot(report: dict[str, Any], out_dir: Path) -> list[Path]:
             ax.plot([1000 * i for i in range(len(sc["curve"]))], sc["curve"], lw=1, alpha=0.7, label=f"{name} alone")
         for side, style in (("default", "--"), ("vote", "-")):
             curve = r["served"][side]["curve"]
-            ax.plot([1000 * i for i in range(len(curve))], curve, style, lw=2, label=f"Headwater {side}")
+            label = "Headwater, fork only" if side == "default" else "Headwater, vote"
+            ax.plot([1000 * i for i in range(len(curve))], curve, style, lw=2, label=label)
         ax.set(title=f"{r['stream']}: accuracy per 1,000 events", xlabel="event", ylabel="accuracy")
         ax.legend(fontsize=8)
         path = out_dir / f"{report['params']['stem']}-{r['stream']}.png"

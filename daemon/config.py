@@ -73,10 +73,14 @@ with warnings.catch_warnings():
 
         @model_validator(mode="after")
         def _vote_in_threads(self) -> Self:
-            if self.model.vote.enabled and self.promotion.live_refresh:
+            if self.model.vote.enabled is True and self.promotion.live_refresh:
                 msg = "model.vote serves its members' latest states itself: turn promotion.live_refresh off"
                 raise ValueError(msg)
             return self
+
+        def voting(self) -> bool:
+            """Whether the candidates serve as a vote (`ModelSettings.voting`, with this live refresh)."""
+            return self.model.voting(live_refresh=self.promotion.live_refresh)
 
         def lane_processes(self) -> bool:
             """Whether candidates learn in processes (`RuntimeSettings.lanes`): a vote's members then
@@ -85,7 +89,7 @@ with warnings.catch_warnings():
             that cannot keep up serves an old state (RBF at 1,000 events/s on 2 CPUs, torch-mlp's
             lane 7 batches behind: the vote 8.4 points below the best member alone; in processes
             0.5 below, `bench/results/quality.md`)."""
-            if self.model.vote.enabled and self.runtime.lanes == "auto":
+            if self.voting() and self.runtime.lanes == "auto":
                 return True
             return self.runtime.lane_processes(len(self.model.candidates))
 
@@ -133,7 +137,7 @@ with warnings.catch_warnings():
                 consumer_config=self.kafka_config("consumer"),
                 producer_config=self.kafka_config("producer"),
                 command_ttl_s=self.admin.command_ttl_s,
-                vote=self.model.vote.spec(),
+                vote=self.model.vote.spec() if self.voting() else None,
                 quarantine=self.labels.quarantine.spec(),
             )
             return FlowConfig(**(fields | overrides))
@@ -161,7 +165,10 @@ def with_overrides(settings: Settings, **sections: dict[str, Any]) -> Settings:
     for name, values in sections.items():
         current = getattr(settings, name)
         try:
-            update[name] = type(current).model_validate(_deep_merge(current.model_dump(), values))
+            # Only what was set, so that a default that depends on what was left unset (the default
+            # portfolio: `ModelSettings.voting`) stays one.
+            merged = _deep_merge(current.model_dump(exclude_unset=True), values)
+            update[name] = type(current).model_validate(merged)
         except ValidationError as exc:
             lines = [f"  {name}.{_field(e['loc'])}: {e['msg']}" for e in exc.errors()]
             raise ConfigError("invalid configuration on the command line:\n" + "\n".join(lines)) from None

@@ -83,6 +83,14 @@ def _run(
     collector: CollectorRegistry | None, member: Member | None, table_wait_s: float,
 ) -> None:  # fmt: skip
     """`run_daemon`'s work, its stop handlers installed."""
+    processes = 1 if member is None else len(member.addresses)
+    if processes > 1 and settings.model.vote.enabled == "auto" and settings.voting():
+        # The vote serves from the training process's lanes: a cluster serves the champion, and the
+        # default portfolio's candidates learn beside it with their usual gates.
+        log.warning("model.vote.enabled auto: the vote is off in a cluster of %d processes; the candidates "
+                    "learn in shadow", processes)  # fmt: skip
+        vote = settings.model.vote.model_copy(update={"enabled": False})
+        settings = settings.model_copy(update={"model": settings.model.model_copy(update={"vote": vote})})
     config: FlowConfig = settings.flow_config(stop=stop)
     collector = collector if collector is not None else daemon_collector()
     outputs = [config.topics.predictions, config.topics.dead_letters, config.topics.model_events]

@@ -3,6 +3,7 @@ that forbids unknown keys: an error names the field."""
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import os
 from pathlib import Path
@@ -186,7 +187,13 @@ class CandidateSettings(_Section):
 
 
 def _default_candidates() -> list[CandidateSettings]:
-    return [CandidateSettings.model_validate({"name": "fork"})]
+    """The default portfolio beside the champion (river-logreg, a linear model): its fork, a
+    Hoeffding tree, and with PyTorch installed (the torch extra) a small MLP. With ``vote.enabled:
+    auto`` they serve as a weighted vote (`ModelSettings.voting`)."""
+    members: list[dict[str, Any]] = [{"name": "fork"}, {"name": "tree", "learner": "river-hoeffding"}]
+    if importlib.util.find_spec("torch") is not None:
+        members.append({"name": "mlp", "learner": "torch-mlp"})
+    return [CandidateSettings.model_validate(m) for m in members]
 
 
 class BanditSettings(_Section):
@@ -212,7 +219,13 @@ class VoteSettings(_Section):
     the champion serves until they can, and its gates go on (docs/architecture.md). A thread lane
     hands serving copies of its model; a process lane's model answers serving from its process."""
 
-    enabled: bool = Field(False, description="serve the candidates' weighted vote (thread or process lanes)")
+    enabled: bool | Literal["auto"] = Field(
+        "auto",
+        description=(
+            "serve the candidates' weighted vote (thread or process lanes); auto: with the default candidates "
+            "(the default portfolio), in one process and without live refresh"
+        ),
+    )
     eta: float = Field(0.5, gt=0, le=10, description="how fast weight moves to the members that are right")
     share: float = Field(0.002, ge=0, lt=1, description="part of the weight spread evenly after each example")
     fade: float = Field(0.995, gt=0, lt=1, description="per example, for the recent accuracy of each member")
@@ -221,9 +234,7 @@ class VoteSettings(_Section):
     )
     bandit: BanditSettings = Field(default_factory=BanditSettings)  # type: ignore[arg-type]
 
-    def spec(self) -> VoteSpec | None:
-        if not self.enabled:
-            return None
+    def spec(self) -> VoteSpec:
         return VoteSpec(self.eta, self.share, self.fade, self.bandit.spec() if self.policy == "bandit" else None)
 
 
@@ -238,16 +249,24 @@ class ModelSettings(_Section):
     )
     vote: VoteSettings = Field(default_factory=VoteSettings)  # type: ignore[arg-type]
 
+    def voting(self, *, live_refresh: bool = False) -> bool:
+        """Whether the candidates serve as a vote: ``vote.enabled``, or with ``auto`` when the
+        candidates are the default portfolio (none named in the settings) and live refresh is off (a
+        cluster turns an ``auto`` vote off at start: `daemon.runner`)."""
+        if self.vote.enabled != "auto":
+            return self.vote.enabled
+        return "candidates" not in self.model_fields_set and len(self.candidates) > 1 and not live_refresh
+
     @model_validator(mode="after")
     def _unique_candidates(self) -> Self:
         names = [c.name for c in self.candidates]
         if len(set(names)) != len(names):
             msg = f"candidate names must be unique: {names}"
             raise ValueError(msg)
-        if self.vote.enabled and not self.candidates:
+        if self.vote.enabled is True and not self.candidates:
             msg = "vote.enabled needs one or more candidates: they are the vote's members"
             raise ValueError(msg)
-        if self.vote.enabled and self.vote.policy == "bandit" and self.vote.bandit.floor * len(self.candidates) > 1:
+        if self.voting() and self.vote.policy == "bandit" and self.vote.bandit.floor * len(self.candidates) > 1:
             msg = f"vote.bandit.floor {self.vote.bandit.floor} for each of {len(self.candidates)} candidates is over 1"
             raise ValueError(msg)
         canaries = [c.name for c in self.candidates if c.gate == "canary"]

@@ -35,7 +35,7 @@ from bench.broker import (
     topic_size,
 )
 from bench.report import LOG_FORMAT
-from bench.streams import LEARNER_SPECS, Stream
+from bench.streams import BUILT_IN, LEARNER_SPECS, Stream
 from daemon.config import load_settings
 from daemon.kafka_client import make_producer, produce_all
 from daemon.runner import run_daemon
@@ -89,7 +89,10 @@ def member_slot(learner: str) -> str:
 def served_config(p: Params) -> dict[str, Any]:
     """The served side's ``model.candidates``, ``promotion``, ``runtime`` and ``vote`` (``--gate``).
     ``vote``: the first learner is the champion and its fork, every other one a candidate, and they
-    serve as the portfolio's vote (`bench.quality`)."""
+    serve as the portfolio's vote (`bench.quality`); with the built-in three (river-logreg first) that
+    is the default portfolio, run as shipped: no candidates named, the vote and lanes ``auto``."""
+    if p.gate == "vote" and tuple(p.learners) == BUILT_IN:  # the default portfolio: the daemon's defaults
+        return {"candidates": None, "promotion": {}, "runtime": RUNTIME | {"lanes": p.lanes}}
     if p.gate == "vote":
         others = [{"name": member_slot(m), "learner": LEARNER_SPECS[m].name, "params": dict(LEARNER_SPECS[m].params),
                    "seed": LEARNER_SPECS[m].seed} for m in p.learners[1:]]  # fmt: skip
@@ -124,8 +127,8 @@ def settings_sections(
             "learner": spec.name,
             "params": dict(spec.params),
             "seed": spec.seed,
-            "candidates": served["candidates"],
-            "vote": served.get("vote", {"enabled": False}),
+            **({} if served["candidates"] is None else {"candidates": served["candidates"]}),
+            **({"vote": served["vote"]} if "vote" in served else {}),
         },
         promotion=served["promotion"],
         runtime=served["runtime"],

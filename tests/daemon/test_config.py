@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import threading
 from datetime import timedelta
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import ConfigError, Settings, load_settings
+from daemon.config import ConfigError, Settings, load_settings, with_overrides
 from dataflows import FeatureSchema, Topics
 from dataflows.config import BanditSpec, QuarantineSpec
 from learners import LearnerSpec
@@ -250,9 +251,27 @@ def test_flow_config_adds_runtime_objects(tmp_path: Path) -> None:
     config = s.flow_config(stop=stop)
     assert config.stop is stop
     assert config.group == "g1"
-    assert [c.name for c in config.candidates] == ["fork"]  # by default, one fork of the champion
-    assert config.candidates[0].fork
-    assert config.candidates[0].gate == "shadow"
+    # by default, the default portfolio: the champion's fork, a Hoeffding tree and (with PyTorch) an
+    # MLP, in shadow, serving as a vote, each in a process of its own
+    torch = importlib.util.find_spec("torch") is not None
+    assert [c.name for c in config.candidates] == ["fork", "tree", *(["mlp"] if torch else [])]
+    assert config.candidates[0].fork and config.candidates[1].learner == LearnerSpec("river-hoeffding")
+    assert {c.gate for c in config.candidates} == {"shadow"}
+    assert config.vote is not None and config.gate.processes
+    assert not config.gate.live_refresh
+
+
+def test_the_default_portfolio_votes_only_when_nothing_turns_it_off(tmp_path: Path) -> None:
+    named = load_settings(
+        _write(tmp_path), model={"candidates": [{"name": "fork"}, {"name": "t", "learner": "river-hoeffding"}]}
+    )
+    assert not named.voting() and named.flow_config().vote is None  # your own candidates: no vote unless asked
+    assert load_settings(_write(tmp_path), model={"candidates": [{"name": "fork"}], "vote": {"enabled": True}}).voting()
+    refresh = load_settings(_write(tmp_path), promotion={"live_refresh": True})
+    assert not refresh.voting() and refresh.flow_config().vote is None
+    assert load_settings(_write(tmp_path), model={"learner": "river-hoeffding"}).voting()  # the champion's learner only
+    workers = with_overrides(load_settings(_write(tmp_path)), runtime={"workers": 2})
+    assert workers.voting(), "an override from the command line keeps the defaults unset"
 
 
 def test_candidates_and_promotion_settings(tmp_path: Path) -> None:
@@ -398,7 +417,8 @@ def test_a_vote_reaches_the_flow_in_thread_or_process_lanes() -> None:
     assert apart.lane_processes() and apart.flow_config().gate.processes
     auto = load_settings(None, schema=MINIMAL_SCHEMA, model={"vote": {"enabled": True}}, runtime={"lanes": "auto"})
     assert auto.lane_processes(), "auto: a vote's members learn and serve in processes, whatever the CPUs"
-    assert load_settings(None, schema=MINIMAL_SCHEMA).flow_config().vote is None
+    alone = load_settings(None, schema=MINIMAL_SCHEMA, model={"candidates": [{"name": "fork"}]})
+    assert alone.flow_config().vote is None
     assert config.vote.bandit is None  # the weighted vote serves by default
     bandit = (
         load_settings(

@@ -37,7 +37,7 @@ def fresh_settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
     partition on disk when it starts, and runs of the suite would otherwise pile up thousands."""
     made: list[str] = []
 
-    def make(**overrides: object) -> Settings:
+    def make(*, default_model: bool = False, **overrides: object) -> Settings:
         run = uuid.uuid4().hex[:10]
         kafka = {
             "bootstrap_servers": kafka_bootstrap,
@@ -55,6 +55,11 @@ def fresh_settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactor
             "admin": {"port": 0},  # a free port: tests never fight over one
             "registry": {"path": str(tmp_path_factory.mktemp("registry"))},
         }
+        # One fork beside the champion unless a test names its candidates: what these tests were
+        # written against; ``default_model``: the defaults (the default portfolio, `test_vote_kafka.py`).
+        if not default_model:
+            pinned = {"candidates": [{"name": "fork"}]}
+            overrides["model"] = pinned | dict(overrides.get("model") or {})  # type: ignore[call-overload]
         settings = load_settings(None, **(data | overrides))
         ensure_topics(kafka_bootstrap, settings.topics().all(), partitions=4)
         made.extend([*settings.topics().all(), str(settings.topics().serving), str(settings.topics().control)])

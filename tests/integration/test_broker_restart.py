@@ -70,6 +70,7 @@ def test_daemon_survives_a_broker_restart_without_losing_events(own_broker: Kafk
         schema={"features": list(FEATURES), "classes": list(CLASSES)},
         runtime={"tail": True, "workers": 1},
         registry={"path": str(tmp_path / "registry")},
+        model={"candidates": [{"name": "fork"}]},
     )
     k = settings.kafka
     ensure_topics(bootstrap, settings.topics().all(), partitions=2)
