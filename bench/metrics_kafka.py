@@ -54,6 +54,7 @@ def _drain(k: Knobs, events_topic: str, n: int, metrics: Metrics) -> dict[str, f
     settings = load_settings(
         None, kafka=kafka_section(k, topics), schema={"features": list(FEATURES), "classes": [0, 1]},
         runtime={"tail": False, "workers": 1}, registry={"path": str(registry_dir)},
+        model={"candidates": [{"name": "fork"}]},  # the champion and its fork, as measured before the portfolio
     )  # fmt: skip
     config = settings.flow_config(stop=threading.Event())
     deps = local_deps(kafka_source(config, metrics=metrics), kafka_sink(config, metrics=metrics), registry_dir,

@@ -80,7 +80,9 @@ def headwater_settings(p: Params, topics: HeadwaterTopics, *, tail: bool) -> Set
         schema={"features": list(FEATURES), "classes": [0, 1]},
         runtime={"tail": tail, "workers": p.workers},
         batching={"max_size": p.batch_max_size, "max_wait_ms": p.batch_max_wait_ms},
-        model={"learner": p.learner},
+        # the champion and its fork: what the history (bench/results/HISTORY.md) was measured with
+        # before the default portfolio (bench.quality measures that)
+        model={"learner": p.learner, "candidates": [{"name": "fork"}]},
         # a fresh registry per run: a run must not start from an earlier run's champion
         registry={"path": tempfile.mkdtemp(prefix="headwater-bench-registry-")},
     )

@@ -63,10 +63,14 @@ STARTUP_CASES: dict[str, tuple[str, str, bool]] = {  # name: imports, build, lea
     "build moa-arf(10)": (LEARNERS_IMPORT, MOA_ARF, False),
     "River ARF(10) + events": (LEARNERS_IMPORT, RIVER_ARF, True),
     "moa-arf(10) + events": (LEARNERS_IMPORT, MOA_ARF, True),
-    "daemon check, river-logreg": (DAEMON_IMPORT, CHECK.format(model={"learner": "river-logreg"}), False),
+    "daemon check, river-logreg": (
+        DAEMON_IMPORT,
+        CHECK.format(model={"learner": "river-logreg", "candidates": [{"name": "fork"}]}),
+        False,
+    ),
     "daemon check, moa-arf(10)": (
         DAEMON_IMPORT,
-        CHECK.format(model={"learner": "moa-arf", "params": {"ensemble_size": 10}}),
+        CHECK.format(model={"learner": "moa-arf", "params": {"ensemble_size": 10}, "candidates": [{"name": "fork"}]}),
         False,
     ),
 }

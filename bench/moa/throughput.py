@@ -49,7 +49,12 @@ def settings_for(p: Params, s: Stream, topics: HeadwaterTopics, registry: Path) 
         kafka=kafka_section(p, topics),
         admin=ADMIN,
         schema={"features": s.features, "classes": [0, 1]},
-        model={"learner": spec.name, "params": dict(spec.params), "seed": p.model_seed},
+        model={
+            "learner": spec.name,
+            "params": dict(spec.params),
+            "seed": p.model_seed,
+            "candidates": [{"name": "fork"}],
+        },  # the champion and its fork, as measured before the portfolio
         runtime={"tail": True},
         registry={"path": str(registry)},
     )
