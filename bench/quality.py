@@ -55,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> Params:
     add = parser.add_argument
     add_kafka_args(parser)
     add("--events", type=int, default=30_000, help="events per stream")
-    add("--rate", type=float, default=2000.0, help="events/s sent to Headwater")
+    add("--rate", type=float, default=1000.0, help="events/s sent to Headwater (the default portfolio's on 2 CPUs)")
     add("--delay", type=int, default=200, help="a label comes this many events after its event")
     add("--window", type=int, default=2000, help="events in the worst window")
     add("--warmup", type=int, default=5000, help="worst windows start at or after this event")
@@ -185,10 +185,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"worst window within 2 points of that member's ({len(worst_ok)} of {len(results)}).",
         "",
         "Inside the vote's daemon, per member: its own prequential accuracy in its lane (scored before it"
-        " learned each batch, as the weights see it) and the most labelled batches it had waiting. A member"
-        " behind hands serving its state every 4 batches, and sits the vote out while it is 8 labelled"
-        " jobs behind and others are fresher: a member that cannot keep up with the stream on this machine"
-        " (torch-mlp on RBF) scores well in its lane, but what serving could use of it is old.",
+        " learned each batch, as the weights see it), the most labelled batches it had waiting, and how many"
+        " on average in the later half of the run. A member in a process lane answers serving with the model"
+        " as it is; one in a thread lane hands serving its state every 4 batches when behind, and sits the"
+        " vote out while it is 8 labelled jobs behind and others are fresher: a member that cannot keep up"
+        " scores well in its lane, but what serving could use of it is old. *Members named*: predictions by"
+        " how many members answered for them (1: the guard's member served alone), with their accuracy.",
         "",
         *(f"- **{r['stream']}**: " + ", ".join(
             f"{name} {100 * (lane['accuracy'] or 0):.1f} % (lag up to {lane['lag_max']}, "

@@ -79,6 +79,7 @@ class Params:
     quick: bool = field(default=False)
     stem: str = "parity"
     quarantine: bool = True  # labels.quarantine of the served side
+    candidates: tuple[dict[str, Any], ...] = ()  # --gate bandit: the candidates, as settings (`bench.bandit_kafka`)
 
 
 def member_slot(learner: str) -> str:
@@ -91,6 +92,10 @@ def served_config(p: Params) -> dict[str, Any]:
     ``vote``: the first learner is the champion and its fork, every other one a candidate, and they
     serve as the portfolio's vote (`bench.quality`); with the built-in three (river-logreg first) that
     is the default portfolio, run as shipped: no candidates named, the vote and lanes ``auto``."""
+    if p.gate == "bandit":  # the candidates as given, served by the bandit (`bench.bandit_kafka`)
+        vote = {"enabled": True, "policy": "bandit"}
+        return {"candidates": list(p.candidates), "promotion": {}, "runtime": RUNTIME | {"lanes": p.lanes},
+                "vote": vote}  # fmt: skip
     if p.gate == "vote" and tuple(p.learners) == BUILT_IN:  # the default portfolio: the daemon's defaults
         return {"candidates": None, "promotion": {}, "runtime": RUNTIME | {"lanes": p.lanes}}
     if p.gate == "vote":
@@ -296,6 +301,11 @@ def headwater(p: Params, spec: LearnerSpec, s: Stream) -> dict[str, Any]:
     first_served: dict[str, int] = {}
     for i in sorted(served):
         first_served.setdefault(served[i][1], i)
+    promotions = [  # the promote decisions: which slot won (the bandit gate's evidence names it), when it served
+        {"version": e["version"], "reason": e.get("reason", ""), "winner": (e.get("evidence") or {}).get("winner"),
+         "first_served": first_served.get(str(e["version"]))}
+        for e in events if e.get("type") == "decision" and e.get("action") == "promote"
+    ]  # fmt: skip
     return {
         "first_served": first_served,  # version -> the first event it predicted
         "correct": correct,
@@ -315,6 +325,7 @@ def headwater(p: Params, spec: LearnerSpec, s: Stream) -> dict[str, Any]:
             str(k): round(float(np.mean([correct[i] for i, a in answered.items() if a == k])), 4) for k in voters
         },
         "decisions": dict(Counter(str(e.get("action")) for e in events if e.get("type") == "decision")),
+        "promotions": promotions,
         "vote_choices": dict(Counter(str(e.get("choice")) for e in events if e.get("type") == "vote")),
         "drift_verdicts": sum(1 for e in events if e.get("type") == "verdict" and e.get("evaluator") == "drift"),
     }
