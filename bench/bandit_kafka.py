@@ -140,7 +140,7 @@ def run_one(p: Params, scenario: str, seed: int) -> dict[str, Any]:
     return {
         "scenario": scenario, "seed": seed, "served": hw["served"], "offered": hw["offered"],
         "promoted": None if first is None else first["winner"], "routes": hw["routes"],
-        "promoted_at_event": None if first is None else first["first_served"],
+        "promoted_at_event": None if first is None else first["at_event"],
     }  # fmt: skip
 
 
@@ -179,7 +179,7 @@ def render_markdown(report: dict[str, Any]) -> str:
           f"{s[name]['promoted_other']} |" for name in SCENARIOS),
         "",
         f"- clear: the better canary promoted in {clear['promoted_best']} of {clear['runs']} runs, another in "
-        f"{clear['promoted_other']}; events before its version first served: "
+        f"{clear['promoted_other']}; events served before the promotion: "
         f"{clear['events_to_promotion'] or 'none'}.",
         f"- equal: {equal['promoted']} false promotions in {equal['runs']} runs (the gate's bound, alpha 0.05: "
         f"{bound:.1f} expected at most).",

@@ -25,7 +25,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from bench.broker import CREATED, delete_topics
 from bench.parity.pair import pts, scores
@@ -236,7 +236,9 @@ def _bursts(results: list[dict[str, Any]]) -> list[str]:
 
 
 def plot(report: dict[str, Any], out_dir: Path) -> list[Path]:
-    """A PNG per stream: accuracy per 1,000 events of each member alone, the default and the vote."""
+    """A PNG per stream: accuracy per 1,000 events of each member alone, the fork-only champion and
+    the vote; the vote's decisions as ticks along the bottom (promotions solid, rollbacks red, a new
+    leader of the weights dotted)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -251,7 +253,15 @@ def plot(report: dict[str, Any], out_dir: Path) -> list[Path]:
             curve = r["served"][side]["curve"]
             label = "Headwater, fork only" if side == "default" else "Headwater, vote"
             ax.plot([1000 * i for i in range(len(curve))], curve, style, lw=2, label=label)
-        ax.set(title=f"{r['stream']}: accuracy per 1,000 events", xlabel="event", ylabel="accuracy")
+        low = min(min(sc["curve"]) for sc in [*r["alone"].values(), *r["served"].values()] if sc["curve"])
+        styles: dict[str, tuple[str, Literal["-", ":"]]] = {
+            "promote": ("black", "-"), "rollback": ("red", "-"), "lead": ("gray", ":"),
+        }  # fmt: skip
+        for mark in r["served"]["vote"]["headwater"].get("marks", []):
+            color, line = styles[mark["action"]]
+            ax.vlines(mark["at_event"], low - 0.04, low - 0.01, colors=color, linestyles=line, lw=1)
+        ax.set(title=f"{r['stream']}: accuracy per 1,000 events (ticks: the vote's promotions, rollbacks, leads)",
+               xlabel="event", ylabel="accuracy")  # fmt: skip
         ax.legend(fontsize=8)
         path = out_dir / f"{report['params']['stem']}-{r['stream']}.png"
         fig.tight_layout()

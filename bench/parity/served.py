@@ -277,6 +277,7 @@ def headwater(p: Params, spec: LearnerSpec, s: Stream) -> dict[str, Any]:
     quarantine = read_records(p, topics.quarantine, read) if p.quarantine else []
     served: dict[int, tuple[int, str]] = {}
     answered: dict[int, int] = {}  # event -> how many members answered for its vote
+    predicted_ms: list[int] = []  # when each prediction was made
     duplicates = 0
     routes: Counter[str] = Counter()
     voters: Counter[int] = Counter()  # how many members answered for each prediction of a vote
@@ -288,6 +289,7 @@ def headwater(p: Params, spec: LearnerSpec, s: Stream) -> dict[str, Any]:
             continue
         served[i] = (int(body["prediction"]), str(body["version"]))
         routes[str(body["route"])] += 1
+        predicted_ms.append(int(body.get("predicted_ts_ms", 0)))
         if body.get("votes"):
             voters[len(body["votes"])] += 1
             answered[i] = len(body["votes"])
@@ -301,8 +303,15 @@ def headwater(p: Params, spec: LearnerSpec, s: Stream) -> dict[str, Any]:
     first_served: dict[str, int] = {}
     for i in sorted(served):
         first_served.setdefault(served[i][1], i)
-    promotions = [  # the promote decisions: which slot won (the bandit gate's evidence names it), when it served
+    predicted_ms.sort()
+    marks = [  # the vote's decisions along the stream: promotions, rollbacks, a new leader of the weights
+        {"action": e["action"], "at_event": int(np.searchsorted(predicted_ms, int(e.get("ts_ms", 0))))}
+        for e in events if e.get("type") == "decision" and e.get("action") in ("promote", "rollback", "lead")
+    ]  # fmt: skip
+    promotions = [  # the promote decisions: which slot won (the bandit gate's evidence names it), and when:
+        # the predictions made before it, and the first event its version served (by any route)
         {"version": e["version"], "reason": e.get("reason", ""), "winner": (e.get("evidence") or {}).get("winner"),
+         "at_event": int(np.searchsorted(predicted_ms, int(e.get("ts_ms", 0)))),
          "first_served": first_served.get(str(e["version"]))}
         for e in events if e.get("type") == "decision" and e.get("action") == "promote"
     ]  # fmt: skip
@@ -326,6 +335,7 @@ def headwater(p: Params, spec: LearnerSpec, s: Stream) -> dict[str, Any]:
         },
         "decisions": dict(Counter(str(e.get("action")) for e in events if e.get("type") == "decision")),
         "promotions": promotions,
+        "marks": marks,
         "vote_choices": dict(Counter(str(e.get("choice")) for e in events if e.get("type") == "vote")),
         "drift_verdicts": sum(1 for e in events if e.get("type") == "verdict" and e.get("evaluator") == "drift"),
     }
