@@ -251,11 +251,12 @@ class ModelSettings(_Section):
 
     def voting(self, *, live_refresh: bool = False) -> bool:
         """Whether the candidates serve as a vote: ``vote.enabled``, or with ``auto`` when the
-        candidates are the default portfolio (none named in the settings) and live refresh is off (a
-        cluster turns an ``auto`` vote off at start: `daemon.runner`)."""
+        candidates are the default portfolio's (left out, or written out as they are: a dumped
+        configuration loads the same) and live refresh is off (a cluster turns an ``auto`` vote off
+        at start: `daemon.runner`)."""
         if self.vote.enabled != "auto":
             return self.vote.enabled
-        return "candidates" not in self.model_fields_set and len(self.candidates) > 1 and not live_refresh
+        return self.candidates == _default_candidates() and not live_refresh
 
     @model_validator(mode="after")
     def _unique_candidates(self) -> Self:

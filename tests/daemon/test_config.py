@@ -271,7 +271,9 @@ def test_the_default_portfolio_votes_only_when_nothing_turns_it_off(tmp_path: Pa
     assert not refresh.voting() and refresh.flow_config().vote is None
     assert load_settings(_write(tmp_path), model={"learner": "river-hoeffding"}).voting()  # the champion's learner only
     workers = with_overrides(load_settings(_write(tmp_path)), runtime={"workers": 2})
-    assert workers.voting(), "an override from the command line keeps the defaults unset"
+    assert workers.voting(), "an override from the command line keeps the default portfolio"
+    dumped = load_settings(None, **load_settings(_write(tmp_path)).model_dump(mode="json"))
+    assert dumped.voting(), "a dumped configuration, its default candidates written out, loads the same"
 
 
 def test_candidates_and_promotion_settings(tmp_path: Path) -> None:

@@ -30,10 +30,11 @@ def _weights(client: httpx.Client) -> dict[str, float]:
     return {} if vote is None else {name: m["weight"] for name, m in vote["members"].items()}
 
 
-def test_the_votes_weights_survive_a_kill_9(fresh_settings: SettingsFactory, tmp_path: Path) -> None:
+@pytest.mark.parametrize("lanes", ["thread", "process"])
+def test_the_votes_weights_survive_a_kill_9(fresh_settings: SettingsFactory, tmp_path: Path, lanes: str) -> None:
     port = _free_port()
     settings = fresh_settings(
-        runtime={"tail": True, "workers": 1, "lanes": "thread", "recovery_dir": str(tmp_path / "recovery"),
+        runtime={"tail": True, "workers": 1, "lanes": lanes, "recovery_dir": str(tmp_path / "recovery"),
                  "snapshot_interval_s": SNAPSHOT_S},
         model={"candidates": [{"name": "fork"}, {"name": "tree", "learner": "river-hoeffding"}],
                "vote": {"enabled": True}},
