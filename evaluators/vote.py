@@ -115,6 +115,10 @@ class WeightedVote:
         right = np.zeros(stack.shape[:2])
         right[scored] = (np.argmax(np.nan_to_num(stack, nan=-1.0), axis=2) == labels[None, :])[scored]
         loss = 1.0 - right
+        if scored.all():  # every member scored every example: the usual case, in plain floats
+            self._w, vote_right = self._update_all(stack, loss, labels)
+            self._fade(right, scored, vote_right)
+            return
         w, m, keep = self._w.copy(), len(self._names), 1.0 - self.share
         vote_right = np.zeros(len(labels))
         for t in rows:
@@ -153,6 +157,32 @@ class WeightedVote:
         self._right, self._seen = np.delete(self._right, i), np.delete(self._seen, i)
 
     # -- internals ------------------------------------------------------------------------------
+
+    def _update_all(
+        self, stack: npt.NDArray[np.float64], loss: npt.NDArray[np.float64], labels: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """`update`'s recursion when every member scored every example, example by example in
+        Python floats: the same weights (to rounding) at a fifth of the numpy loop's cost for a few
+        members (numpy's per-call overhead on arrays of three dominated the train step's profile)."""
+        m, n, k = stack.shape
+        w = self._w.tolist()
+        keep, spread, eta = 1.0 - self.share, self.share / m, self.eta
+        probs = stack.transpose(1, 0, 2).tolist()  # (n, m, k)
+        losses = loss.T.tolist()  # (n, m)
+        ys = labels.tolist()
+        vote_right = [0.0] * n
+        members, classes = range(m), range(k)
+        for t in range(n):
+            p_t = probs[t]
+            total = sum(w)
+            voted = [sum(w[i] * p_t[i][c] for i in members) / total for c in classes]
+            best = max(classes, key=voted.__getitem__)  # the first of equals, as np.argmax
+            vote_right[t] = 1.0 if best == ys[t] else 0.0
+            step = [w[i] * math.exp(-eta * losses[t][i]) for i in members]
+            s = sum(step)
+            w = [keep * v / s + spread for v in step]
+        weights = np.asarray(w)
+        return weights / weights.sum(), np.asarray(vote_right)
 
     def _stack(self, probas: Mapping[str, Probas]) -> npt.NDArray[np.float64]:
         unknown = set(probas) - set(self._names)

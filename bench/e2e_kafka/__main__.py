@@ -52,6 +52,11 @@ def parse_args(argv: list[str] | None = None) -> Params:
     add("--max-wait-ms", type=float, default=5.0, help="micro-batch wait (both systems)")
     add("--warmup", type=float, default=1.0, help="seconds of warm-up sending before latency")
     add("--timeout", type=float, default=120.0, help="bound on every wait of a phase, seconds")
+    add(
+        "--portfolio",
+        action="store_true",
+        help="Headwater's default candidates (the default portfolio); without: the champion and its fork",
+    )
     add_out_dir(parser)
     a = parser.parse_args(argv)
     positive = ("n_events", "rate", "duration", "workers", "partitions", "batch_size", "max_wait_ms", "timeout")
@@ -70,6 +75,7 @@ def parse_args(argv: list[str] | None = None) -> Params:
         timeout_s=a.timeout,
         keep_topics=a.keep_topics,
         out_dir=a.out_dir,
+        portfolio=a.portfolio,
     )
 
 

@@ -66,6 +66,7 @@ class Params:
     timeout_s: float
     keep_topics: bool
     out_dir: Path
+    portfolio: bool = False  # the default candidates (the default portfolio); else the champion and its fork
 
     @property
     def n_latency_events(self) -> int:
@@ -81,8 +82,8 @@ def headwater_settings(p: Params, topics: HeadwaterTopics, *, tail: bool) -> Set
         runtime={"tail": tail, "workers": p.workers},
         batching={"max_size": p.batch_max_size, "max_wait_ms": p.batch_max_wait_ms},
         # the champion and its fork: what the history (bench/results/HISTORY.md) was measured with
-        # before the default portfolio (bench.quality measures that)
-        model={"learner": p.learner, "candidates": [{"name": "fork"}]},
+        # before the default portfolio (``--portfolio``: the defaults)
+        model={"learner": p.learner} if p.portfolio else {"learner": p.learner, "candidates": [{"name": "fork"}]},
         # a fresh registry per run: a run must not start from an earlier run's champion
         registry={"path": tempfile.mkdtemp(prefix="headwater-bench-registry-")},
     )

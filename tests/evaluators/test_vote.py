@@ -161,3 +161,33 @@ def test_deterministic_and_its_settings_are_checked() -> None:
         WeightedVote(["a", "a"])
     with pytest.raises(ValueError, match="3 labels but 50 rows"):
         one.update(probas, y[:3])
+
+
+def test_the_weights_follow_fixed_share_example_by_example() -> None:
+    """`update` is Herbster and Warmuth's fixed share, one example at a time: checked against the
+    recursion written out, on a batch every member scored (the plain-float path) and on one where
+    a member's rows are missing (the general path: it is charged the mix's loss)."""
+    rng = np.random.default_rng(11)
+    eta, share = 0.7, 0.01
+    vote = WeightedVote(["a", "b", "c"], eta=eta, share=share)
+    probas = {m: rng.dirichlet(np.ones(3), 200) for m in "abc"}
+    y = rng.integers(0, 3, 200)
+    w = np.full(3, 1 / 3)
+    for t in range(200):
+        loss = np.array([float(np.argmax(probas[m][t]) != y[t]) for m in "abc"])
+        w = w * np.exp(-eta * loss)
+        w = (1 - share) * w / w.sum() + share / 3
+    vote.update(probas, y)
+    assert list(vote.weights().values()) == pytest.approx(list(w / w.sum()), abs=1e-12)
+    gap = {"a": probas["a"].copy(), "b": probas["b"], "c": probas["c"]}
+    gap["a"][:100] = np.nan  # a did not score the first half
+    other = WeightedVote(["a", "b", "c"], eta=eta, share=share)
+    other.update(gap, y)
+    w = np.full(3, 1 / 3)
+    for t in range(200):
+        loss = np.array([float(np.argmax(gap[m][t]) != y[t]) if not np.isnan(gap[m][t][0]) else np.nan for m in "abc"])
+        has = ~np.isnan(loss)
+        loss[~has] = np.dot(w[has], loss[has]) / w[has].sum()
+        w = w * np.exp(-eta * loss)
+        w = (1 - share) * w / w.sum() + share / 3
+    assert list(other.weights().values()) == pytest.approx(list(w / w.sum()), abs=1e-12)
