@@ -313,7 +313,7 @@ class PromotionSettings(_Section):
         description="thread lane: how long a micro-batch waits, after its labels are handed out, for the live fork "
         "to learn them and hand its state to serving, so the next micro-batch is served by a model that learned "
         "every label before it (0: never wait); process lane: how long serving waits for the fork's process to "
-        "answer a micro-batch before the champion serves it",
+        "answer a micro-batch before the champion serves it (and for a vote member's, before it sits the batch out)",
     )  # fmt: skip
     restart_on_drift: bool = Field(
         False,
