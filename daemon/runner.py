@@ -83,14 +83,7 @@ def _run(
     collector: CollectorRegistry | None, member: Member | None, table_wait_s: float,
 ) -> None:  # fmt: skip
     """`run_daemon`'s work, its stop handlers installed."""
-    processes = 1 if member is None else len(member.addresses)
-    if processes > 1 and settings.model.vote.enabled == "auto" and settings.voting():
-        # The vote serves from the training process's lanes: a cluster serves the champion, and the
-        # default portfolio's candidates learn beside it with their usual gates.
-        log.warning("model.vote.enabled auto: the vote is off in a cluster of %d processes; the candidates "
-                    "learn in shadow", processes)  # fmt: skip
-        vote = settings.model.vote.model_copy(update={"enabled": False})
-        settings = settings.model_copy(update={"model": settings.model.model_copy(update={"vote": vote})})
+    settings = for_processes(settings, 1 if member is None else len(member.addresses))
     config: FlowConfig = settings.flow_config(stop=stop)
     collector = collector if collector is not None else daemon_collector()
     outputs = [config.topics.predictions, config.topics.dead_letters, config.topics.model_events]
@@ -183,6 +176,19 @@ def _run(
         follower.join(5)  # its consumer closed before the registry it loads models from
         tables.close()
         deps.registry.close()
+
+
+def for_processes(settings: Settings, processes: int) -> Settings:
+    """``settings`` as a cluster of ``processes`` runs them: the vote serves from the training
+    process's lanes, so with ``model.vote.enabled: auto`` a cluster serves the champion, and the
+    default portfolio's candidates learn beside it with their usual gates (logged). A vote turned on
+    explicitly is refused later, with the reason."""
+    if processes <= 1 or settings.model.vote.enabled != "auto" or not settings.voting():
+        return settings
+    log.warning("model.vote.enabled auto: the vote is off in a cluster of %d processes; the candidates learn in "
+                "shadow", processes)  # fmt: skip
+    vote = settings.model.vote.model_copy(update={"enabled": False})
+    return settings.model_copy(update={"model": settings.model.model_copy(update={"vote": vote})})
 
 
 def daemon_collector() -> CollectorRegistry:

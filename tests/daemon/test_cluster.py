@@ -46,3 +46,23 @@ def test_live_refresh_is_refused_in_a_cluster_before_anything_starts(tmp_path: P
     )  # fmt: skip
     with pytest.raises(ConfigError, match=r"promotion\.live_refresh serves the refresh fork"):
         run_daemon(settings, member=Member(1, ("127.0.0.1:1", "127.0.0.1:2")))
+
+
+def test_in_a_cluster_the_default_portfolio_learns_in_shadow_and_an_explicit_vote_is_refused(tmp_path: Path) -> None:
+    """The vote serves from the training process's lanes: ``auto`` turns it off in a cluster (the
+    candidates keep learning, in shadow), ``true`` is refused before anything starts."""
+    from daemon.config import ConfigError, load_settings
+    from daemon.runner import for_processes, run_daemon
+
+    base = {"kafka": {"bootstrap_servers": "127.0.0.1:1"}, "schema": {"features": ["x"], "classes": [0, 1]},
+            "registry": {"path": str(tmp_path / "registry")}}  # fmt: skip
+    settings = load_settings(None, **base)
+    assert settings.voting()
+    assert for_processes(settings, 1) is settings
+    apart = for_processes(settings, 2)
+    assert not apart.voting() and apart.flow_config().vote is None
+    assert [c.name for c in apart.model.candidates] == [c.name for c in settings.model.candidates]
+    explicit = load_settings(None, **base, model={"vote": {"enabled": True}})
+    assert for_processes(explicit, 2).voting()
+    with pytest.raises(ConfigError, match=r"model\.vote serves from the memory of the process that trains"):
+        run_daemon(explicit, member=Member(1, ("127.0.0.1:1", "127.0.0.1:2")))
