@@ -17,12 +17,12 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from daemon.model_settings import ModelSettings
 from daemon.sections import (
     AdminSettings,
     BatchingSettings,
     KafkaSettings,
     LabelSettings,
-    ModelSettings,
     PromotionSettings,
     RegistrySettings,
     RuntimeSettings,

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from daemon.errors import ConflictError, InvalidError, NotFoundError
-from daemon.sections import CandidateSettings
+from daemon.model_settings import CandidateSettings
 from dataflows.control import CommandKind
 from dataflows.ports import Registry, VersionInfo
 
