@@ -184,20 +184,18 @@ class LabelQuarantine:
                     won = None
             total = self._gains.get(k, (0, 0, 0, 0))
             self._gains[k] = (total[0] + gained, total[1] + lost, total[2] + over[0], total[3] + over[1])
+            why = None
             if won is not None:
                 why = (f"learnable: a copy learning the held labels got {won[1]} right that it got wrong "
                        f"without learning them, {won[2]} the other way, in the last {won[0]} held labels: "
                        "a change in the data")  # fmt: skip
-                self._end(anew=True)
-                return Ruling(Action.RELEASE, why)
-            if served is None or len(served) != len(frozen):
-                continue
-            known = int(np.count_nonzero(frozen & ~served)), int(np.count_nonzero(served & ~frozen))
-            won = self._won((k, "known"), len(frozen), *known)
-            if won is not None:
-                why = (f"known: a candidate that learned none of them got {won[1]} of the last {won[0]} held "
-                       f"labels right that serving got wrong, {won[2]} the other way: a change in the data "
-                       "that a candidate already learned")  # fmt: skip
+            elif served is not None and len(served) == len(frozen):
+                known = int(np.count_nonzero(frozen & ~served)), int(np.count_nonzero(served & ~frozen))
+                if (won := self._won((k, "known"), len(frozen), *known)) is not None:
+                    why = (f"known: a candidate that learned none of them got {won[1]} of the last {won[0]} "
+                           f"held labels right that serving got wrong, {won[2]} the other way: a change in the "
+                           "data that a candidate already learned")  # fmt: skip
+            if why is not None:
                 self._end(anew=True)
                 return Ruling(Action.RELEASE, why)
         return Ruling(Action.HOLD, self.reason)
