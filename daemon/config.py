@@ -165,10 +165,7 @@ def with_overrides(settings: Settings, **sections: dict[str, Any]) -> Settings:
     for name, values in sections.items():
         current = getattr(settings, name)
         try:
-            # Only what was set, so that a default that depends on what was left unset (the default
-            # portfolio: `ModelSettings.voting`) stays one.
-            merged = _deep_merge(current.model_dump(exclude_unset=True), values)
-            update[name] = type(current).model_validate(merged)
+            update[name] = type(current).model_validate(_deep_merge(current.model_dump(), values))
         except ValidationError as exc:
             lines = [f"  {name}.{_field(e['loc'])}: {e['msg']}" for e in exc.errors()]
             raise ConfigError("invalid configuration on the command line:\n" + "\n".join(lines)) from None
